@@ -1,0 +1,199 @@
+"""The ``sim`` command line.
+
+Every user error ends as one line on stderr (``sim: error: <file>: <problem>``) and a
+non-zero exit; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sim.errors import SimError
+
+EXIT_USER_ERROR = 2
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from sim.mesh import Store, StoreWriter, Trajectory, read
+    from sim.mesh.io import STORE_SUFFIXES, write
+
+    src, dst = Path(args.input), Path(args.output)
+    if src.resolve() == dst.resolve():
+        raise SimError("input and output are the same file", dst)
+    obj = read(src)
+    if isinstance(obj, Store):
+        with obj:
+            names = [args.entry] if args.entry else obj.names()
+            if not names:
+                raise SimError("the store has no entries", src)
+            if dst.suffix.lower() in STORE_SUFFIXES:
+                with StoreWriter(dst, metadata=obj.metadata) as out:
+                    for name in tqdm(names, desc="entries", disable=len(names) < 2):
+                        out.append(obj.read(name), name=name)
+                print(f"wrote {dst} ({len(names)} entries)")
+                return
+            if len(names) > 1 and not args.all:
+                shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+                raise SimError(
+                    f"the store has {len(names)} entries ({shown}); choose one with --entry NAME "
+                    f"or write one file per entry with --all", src)
+            for name in tqdm(names, desc="entries", disable=len(names) < 2):
+                target = dst if len(names) == 1 else dst.with_name(f"{dst.stem}_{name}{dst.suffix}")
+                _write_one(obj.read(name), target)
+        return
+    if isinstance(obj, Trajectory) or dst.suffix.lower() in STORE_SUFFIXES:
+        _write_one(obj, dst)
+    else:
+        write(obj, dst)
+        print(f"wrote {dst}")
+
+
+def _write_one(obj, dst: Path) -> None:
+    """Write with a progress bar over the steps for series outputs."""
+    from tqdm import tqdm
+
+    from sim.mesh import PVDWriter, SeriesLayout, Trajectory, XDMFWriter
+    from sim.mesh.io import XDMF_SUFFIXES, write
+    from sim.mesh.series import step_arrays
+
+    suffix = dst.suffix.lower()
+    if isinstance(obj, Trajectory) and (suffix == ".pvd" or suffix in XDMF_SUFFIXES):
+        writer_type = PVDWriter if suffix == ".pvd" else XDMFWriter
+        with writer_type(dst, SeriesLayout.of(obj)) as w:
+            for t in tqdm(range(obj.num_steps), desc=dst.name, unit="step", disable=obj.num_steps < 20):
+                w.write(**step_arrays(obj, t))
+    else:
+        write(obj, dst)
+    print(f"wrote {dst}")
+
+
+def _describe_mesh(mesh) -> list[str]:
+    cells = ", ".join(f"{len(c)} {k}" for k, c in mesh.cells.items()) or "no cells"
+    lines = [f"  points: {mesh.num_points} x {mesh.dim}D ({mesh.points.dtype})", f"  cells: {cells}"]
+    for kind in ("point_data", "cell_data"):
+        for k, a in getattr(mesh, kind).items():
+            lines.append(f"  {kind} {k}: shape {tuple(a.shape)} {a.dtype}")
+    for k, v in mesh.field_data.items():
+        lines.append(f"  field_data {k}: {v!r}" if isinstance(v, str) else f"  field_data {k}: shape {v.shape} {v.dtype}")
+    if mesh.node_type is not None:
+        import numpy as np
+
+        from sim.mesh import NodeType
+
+        vals, counts = np.unique(mesh.node_type, return_counts=True)
+        names = [NodeType(v).name.lower() if v in NodeType._value2member_map_ else str(v) for v in vals]
+        lines.append("  node types: " + ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from sim.mesh import Store, Trajectory, read
+
+    path = Path(args.file)
+    obj = read(path)
+    if isinstance(obj, Store):
+        with obj:
+            info = obj.info()
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return
+        entries = info["entries"]
+        total = sum(e["stored_bytes"] for e in entries)
+        print(f"{path}: sim store (schema v{info['schema_version']}), {len(entries)} entries, "
+              f"{_fmt_bytes(total)} stored, {_fmt_bytes(path.stat().st_size)} on disk")
+        if info["metadata"]:
+            print(f"metadata: {json.dumps(info['metadata'])[:200]}")
+        print(f"{'entry':<12} {'kind':<10} {'steps':>6} {'nodes':>8} {'cells':>8} {'dt':>10} {'stored':>10}  fields")
+        shown = entries if args.all or len(entries) <= 20 else entries[:10] + entries[-5:]
+        for i, e in enumerate(shown):
+            if not args.all and len(entries) > 20 and i == 10:
+                print(f"... {len(entries) - 15} more (--all shows every entry)")
+            # time-dependent fields with their per-node shape, e.g. velocity(2,)
+            fields = ", ".join(f"{k.split('/', 1)[1]}{tuple(v['shape'][2:])}" for k, v in e["fields"].items()
+                               if k.startswith(("point_fields/", "cell_fields/")))
+            dt = f"{e['dt']:.4g}" if e["dt"] is not None else "-"
+            flag = "" if e["complete"] else "  [incomplete]"
+            print(f"{e['name']:<12} {e['kind']:<10} {e['num_steps']:>6} {e['num_points']:>8} {e['num_cells']:>8} "
+                  f"{dt:>10} {_fmt_bytes(e['stored_bytes']):>10}  {fields}{flag}")
+        return
+    if isinstance(obj, Trajectory):
+        print(f"{path}: trajectory, {obj.num_steps} steps, t = {obj.times[0]:.6g} .. {obj.times[-1]:.6g}"
+              + (f", dt {obj.dt:.6g}" if obj.dt is not None else ""))
+        for line in _describe_mesh(obj.mesh):
+            print(line)
+        for kind in ("point_fields", "cell_fields"):
+            for k, a in getattr(obj, kind).items():
+                print(f"  {kind[:-1].replace('_', ' ')} {k}: shape {tuple(a.shape)} {a.dtype}")
+        if obj.positions is not None:
+            print(f"  positions: shape {obj.positions.shape} (moving points)")
+        if obj.params:
+            print(f"  params: {json.dumps(obj.params)}")
+        return
+    print(f"{path}: mesh")
+    for line in _describe_mesh(obj):
+        print(line)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from sim.demo import run_demo
+
+    run_demo(Path(args.out), steps=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sim", description="Learned surrogates of physics simulations.")
+    from sim import __version__
+
+    p.add_argument("--version", action="version", version=f"sim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert between the sim store, VTU/PVD, XDMF and meshio formats")
+    c.add_argument("input")
+    c.add_argument("output", help="format from the extension: .h5 (store), .pvd, .xdmf, .vtu, .msh, .vtk, ...")
+    c.add_argument("--entry", help="store entry to convert (default: the only one)")
+    c.add_argument("--all", action="store_true", help="one output file per store entry (OUTPUT_<entry>.ext)")
+    c.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("data", help="dataset commands")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    i = dsub.add_parser("info", help="what is inside a store, series or mesh file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="machine-readable summary (stores)")
+    i.add_argument("--all", action="store_true", help="list every entry of a large store")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("demo", help="generate a small mesh series and write it for ParaView")
+    m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    m.add_argument("--steps", type=int, default=40)
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SimError as exc:
+        print(f"sim: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("sim: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Read and write any supported file by its extension.
+
+- ``.h5`` / ``.hdf5``: the sim store (:mod:`sim.mesh.store`)
+- ``.pvd``: ParaView series (:mod:`sim.mesh.vtk`); ``.vtu``/``.vtk``/``.vtp``: one mesh
+- ``.xdmf`` / ``.xmf``: XDMF time series or mesh (:mod:`sim.mesh.xdmf`)
+- anything else meshio knows (``.msh``, ``.med``, ``.inp``, ``.stl``, ``.obj``, ``.ply``,
+  ``.off``, ``.mesh``, ``.su2``, ...): a static mesh through meshio
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import FileFormatError, SimError
+from sim.mesh.atomic import atomic_path
+from sim.mesh.core import Mesh, Trajectory
+from sim.mesh.store import Store, StoreWriter
+
+STORE_SUFFIXES = (".h5", ".hdf5")
+VTK_SUFFIXES = (".vtu", ".vtk", ".vtp")
+XDMF_SUFFIXES = (".xdmf", ".xmf")
+
+
+def _meshio_formats(path: Path) -> list[str]:
+    """meshio's format names for ``path``'s extension (``.vol.gz`` style double suffixes too)."""
+    import meshio
+
+    name = path.name.lower()
+    for ext in sorted(meshio.extension_to_filetypes, key=len, reverse=True):
+        if name.endswith(ext):
+            return list(meshio.extension_to_filetypes[ext])
+    return []
+
+
+def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
+    """Read ``path``: a Store for store files, a Trajectory for series, a Mesh otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError("no such file", path)
+    suffix = path.suffix.lower()
+    if suffix in STORE_SUFFIXES:
+        return Store(path)
+    if suffix == ".pvd":
+        from sim.mesh.vtk import read_pvd
+
+        return read_pvd(path)
+    if suffix in VTK_SUFFIXES:
+        from sim.mesh.vtk import read_vtk
+
+        return read_vtk(path)
+    if suffix in XDMF_SUFFIXES:
+        from sim.mesh.xdmf import read_xdmf
+
+        return read_xdmf(path)
+    return read_meshio(path)
+
+
+def read_meshio(path: str | os.PathLike) -> Mesh:
+    """Read a static mesh in any format meshio reads."""
+    import meshio
+
+    path = Path(path)
+    if not _meshio_formats(path):
+        raise FileFormatError(f"unknown mesh format {path.suffix!r}", path)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # meshio prints its warnings to stderr
+            m = meshio.read(path)
+    except Exception as exc:  # meshio raises many types for bad input; report one line
+        raise FileFormatError(f"cannot be read ({type(exc).__name__}: {exc})", path) from None
+    if "Warning" in said.getvalue():
+        # meshio warns when it skips part of a file; we refuse rather than lose data silently.
+        text = " ".join(said.getvalue().split())
+        raise FileFormatError(f"meshio could not read all of it: {text}", path)
+    try:
+        return Mesh.from_meshio(m).validate(path)
+    except SimError as exc:
+        raise exc.with_path(path) from None
+
+
+def write(obj: Mesh | Trajectory, path: str | os.PathLike) -> Path:
+    """Write a mesh or trajectory to ``path``, choosing the format by extension (atomically)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in STORE_SUFFIXES:
+        with StoreWriter(path) as out:
+            out.append(obj)
+        return path
+    if suffix == ".pvd":
+        from sim.mesh.vtk import write_pvd
+
+        return write_pvd(_as_trajectory(obj), path)
+    if suffix in XDMF_SUFFIXES:
+        from sim.mesh.xdmf import write_xdmf
+
+        return write_xdmf(_as_trajectory(obj), path)
+    mesh = _single_mesh(obj, path)
+    if suffix == ".vtu":
+        from sim.mesh.vtk import write_vtu
+
+        write_vtu(mesh, path)
+        return path
+    import meshio
+
+    formats = _meshio_formats(path)
+    if not formats:
+        raise FileFormatError(f"unknown output format {suffix!r}", path)
+    mesh.validate(path)
+    fmt = "gmsh" if "gmsh" in formats else formats[0]
+    with atomic_path(path) as tmp:
+        try:
+            out = mesh.to_meshio()
+            if mesh.dim < 3:  # most formats want 3D points; the check below compares the first dims
+                out.points = np.pad(mesh.points, ((0, 0), (0, 3 - mesh.dim)))
+            # What a format cannot hold is found by the read-back check below, not by meshio's warnings.
+            with contextlib.redirect_stderr(io.StringIO()):
+                meshio.write(tmp, out, file_format=fmt)
+                back = Mesh.from_meshio(meshio.read(tmp, file_format=fmt))
+        except Exception as exc:
+            raise FileFormatError(f"cannot be written as {fmt} ({type(exc).__name__}: {exc})", path) from None
+        _check_nothing_lost(mesh, back, fmt, path)
+    return path
+
+
+def _check_nothing_lost(mesh: Mesh, back: Mesh, fmt: str, path: Path) -> None:
+    """Formats differ in what they hold: refuse to write a file that silently dropped something."""
+    lost = [f"cells {k!r}" for k in mesh.cells if k not in back.cells or len(back.cells[k]) != len(mesh.cells[k])]
+    lost += [f"point_data {k!r}" for k in mesh.point_data if k not in back.point_data]
+    lost += [f"cell_data {k!r}" for k in mesh.cell_data if k not in back.cell_data]
+    lost += [f"field_data {k!r}" for k in mesh.field_data if k not in back.field_data]
+    if mesh.node_type is not None and back.node_type is None:
+        lost.append("node_type")
+    if back.points.shape[0] != mesh.num_points or not np.allclose(
+            back.points[:, : mesh.dim], mesh.points, rtol=1e-6, atol=0.0):
+        lost.append("point coordinates (precision or count)")
+    if lost:
+        raise FileFormatError(
+            f"the {fmt} format cannot hold {', '.join(lost)}; write .vtu, .xdmf or .h5 to keep everything", path)
+
+
+def _as_trajectory(obj: Mesh | Trajectory) -> Trajectory:
+    if isinstance(obj, Trajectory):
+        return obj
+    return Trajectory(obj, np.zeros(1))
+
+
+def _single_mesh(obj: Mesh | Trajectory, path: Path) -> Mesh:
+    if isinstance(obj, Mesh):
+        return obj
+    if obj.num_steps == 1:
+        return obj.frame(0)
+    raise FileFormatError(
+        f"a {path.suffix} file holds one mesh but the trajectory has {obj.num_steps} steps; "
+        "write a .pvd, .xdmf or .h5 series instead", path)

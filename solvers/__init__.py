@@ -1,0 +1,1 @@
+"""Ground-truth numerical solvers that generate training data into the sim store."""
