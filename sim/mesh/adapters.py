@@ -52,7 +52,12 @@ def mesh_to_pyvista(mesh: Mesh, extra_meta: dict[str, Any] | None = None):
     if mesh.dim < 3:
         pts = np.pad(pts, ((0, 0), (0, 3 - mesh.dim)))
     flat, types = [], []
-    for name, conn in mesh.cells.items():
+    cells_to_write = dict(mesh.cells)
+    if not cells_to_write and mesh.num_points:
+        # A particle set: ParaView draws only cells, so give each point a vertex; readers drop them.
+        cells_to_write = {"vertex": np.arange(mesh.num_points, dtype=np.int64)[:, None]}
+        meta["implicit_vertices"] = True
+    for name, conn in cells_to_write.items():
         k = conn.shape[1]
         flat.append(np.hstack([np.full((len(conn), 1), k, dtype=np.int64), conn]).ravel())
         types.append(np.full(len(conn), cell_type(name).vtk_id, dtype=np.uint8))
@@ -107,6 +112,8 @@ def mesh_from_pyvista(dataset) -> Mesh:
     merged, perm = group_cells(np.asarray(dataset.celltypes), offsets[:-1], np.diff(offsets),
                                np.asarray(dataset.cell_connectivity), _vtk_to_ours)
 
+    if meta.get("implicit_vertices"):
+        merged, perm = {}, np.zeros(0, dtype=np.int64)
     point_data = {k: _restore(np.asarray(dataset.point_data[k]), shapes, f"point:{k}") for k in dataset.point_data.keys()}
     node_type = None
     if NODE_TYPE_ARRAY in point_data and (meta.get("node_type") or point_data[NODE_TYPE_ARRAY].dtype.kind in "iu"):
