@@ -38,7 +38,7 @@ FORMAT_NAME = "sim.store"
 SCHEMA_VERSION = 1
 ENTRIES = "entries"
 
-_CHUNK_BYTES = 1 << 20  # target chunk size for time-dependent arrays
+_CHUNK_BYTES = 1 << 18  # target chunk size for time-dependent arrays (a few steps of a large mesh)
 _COMPRESS_MIN = 1024  # arrays smaller than this many elements are stored contiguous
 
 
