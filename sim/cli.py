@@ -147,6 +147,24 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from solvers.recipes import generate, load_recipe, parse_shard
+
+    recipe = load_recipe(args.recipe)
+    paths = generate(recipe, args.size, out=Path(args.out) if args.out else None, workers=args.workers,
+                     shard=parse_shard(args.shard))
+    for split, p in paths.items():
+        print(f"{split}: {p}")
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    from solvers.recipes import load_recipe, merge_shards
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    for split, p in merge_shards(args.directory, recipe).items():
+        print(f"{split}: {p}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
 
@@ -174,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable summary (stores)")
     i.add_argument("--all", action="store_true", help="list every entry of a large store")
     i.set_defaults(func=cmd_info)
+
+    g = dsub.add_parser("generate", help="generate a dataset from a recipe (datasets/*.yaml)")
+    g.add_argument("recipe")
+    g.add_argument("--size", default="small", help="recipe size: small (CI), medium, large")
+    g.add_argument("--out", help="output folder (default: datasets/<name>/<size>/ beside the recipe)")
+    g.add_argument("--workers", type=int, default=1, help="generator processes (default 1)")
+    g.add_argument("--shard", help="i/n: generate only entries with index %% n == i (merge with `sim data merge`)")
+    g.set_defaults(func=cmd_generate)
+    mg = dsub.add_parser("merge", help="join the shard files of a generated dataset")
+    mg.add_argument("directory")
+    mg.add_argument("--recipe", help="recipe, to compute its dataset statistics after merging")
+    mg.set_defaults(func=cmd_merge)
 
     m = sub.add_parser("demo", help="generate a small mesh series and write it for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")

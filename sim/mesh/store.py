@@ -329,7 +329,8 @@ class StoreWriter:
     A new file is written under a temporary name and renamed onto ``path`` when the writer
     closes without error, so a crash never leaves a half store under the final name. With
     ``append=True`` an existing store is extended in place; each entry is flagged complete
-    only when fully written and a failed append removes its entry.
+    only when fully written, a failed append removes its entry, and entries left incomplete
+    by a killed writer are removed on opening (so a resumed generator redoes them).
 
     Args:
         path: destination file.
@@ -342,9 +343,15 @@ class StoreWriter:
                  append: bool = False, overwrite: bool = True):
         self.path = Path(path)
         self._atomic = None
+        self.removed_incomplete: list[str] = []
         if append:
             self._file, _ = _open_h5(self.path, "a")
             _check_header(self._file, str(self.path))
+            entries = self._file[ENTRIES]
+            # An entry left incomplete by a killed writer is removed, so it is redone, never half-stored.
+            self.removed_incomplete = [n for n in entries if not bool(entries[n].attrs.get("complete", False))]
+            for name in self.removed_incomplete:
+                del entries[name]
             if metadata is not None:
                 self.metadata = {**json.loads(_str_attr(self._file.attrs.get("metadata", "{}"))), **metadata}
                 self._file.attrs["metadata"] = json.dumps(self.metadata)
@@ -361,6 +368,10 @@ class StoreWriter:
             self.metadata = dict(metadata or {})
             self._file.attrs["metadata"] = json.dumps(self.metadata)
             self._file.create_group(ENTRIES, track_order=True)
+
+    def names(self) -> list[str]:
+        """Entries written so far (with ``append``, including those already in the file)."""
+        return list(self._file[ENTRIES].keys())
 
     def set_metadata(self, **items: Any) -> None:
         """Add dataset-wide metadata (written into the file attributes immediately)."""

@@ -1,0 +1,305 @@
+"""Run dataset recipes: ``sim data generate RECIPE --size small|medium|large``.
+
+A recipe (YAML, read with ``yaml.safe_load``)::
+
+    name: cylinder_flow
+    description: one line
+    generator: solvers.cfd.cylinder:generate    # fn(params: dict, seed: int) -> Trajectory | Mesh
+    statistics: null                            # optional fn(stores: dict[str, Path], params) -> dict
+    seed: 20261124
+    params: {...}                               # common generator parameters
+    sizes:
+      small:
+        params: {...}                           # merged over the common params
+        splits: {train: 4, valid: 1, test: 1}   # split -> count, or {count: N, params: {...}}
+
+Guarantees:
+
+- Deterministic: entry ``index`` of ``split`` gets the seed derived from (recipe seed,
+  split name, index), whatever the number of workers or shards. A generator that raises
+  :class:`solvers.Rejected` is called again with the next derived seed (attempt 1, 2, ...).
+- Resumable: entries already in ``<out>/<split>.h5`` are skipped; an entry interrupted
+  mid-write is removed and redone, never half-stored.
+- Sharded: ``--shard i/n`` generates the indices ``index % n == i`` into
+  ``<split>.shard-i-of-n.h5``; ``sim data merge DIR`` joins complete shard sets into
+  ``<split>.h5`` (in index order) and then computes the statistics.
+- Parallel: ``--workers N`` runs generators in N processes; the main process alone writes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sim.errors import FileFormatError, SimError
+from sim.mesh import Mesh, Store, StoreWriter, Trajectory
+from solvers import Rejected
+
+MAX_ATTEMPTS = 50
+
+
+class RecipeError(SimError):
+    """A recipe file is invalid or asks for something that does not exist."""
+
+
+@dataclass
+class Split:
+    name: str
+    count: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    name: str
+    generator: str
+    seed: int
+    params: dict[str, Any]
+    sizes: dict[str, dict[str, Any]]
+    statistics: str | None = None
+    description: str = ""
+    path: Path | None = None
+
+    def splits(self, size: str) -> list[Split]:
+        """The splits of ``size`` with their fully merged generator parameters."""
+        if size not in self.sizes:
+            raise RecipeError(f"no size {size!r} (sizes: {', '.join(self.sizes)})", self.path)
+        spec = self.sizes[size] or {}
+        base = {**self.params, **(spec.get("params") or {})}
+        out = []
+        for name, s in (spec.get("splits") or {}).items():
+            if isinstance(s, int):
+                count, extra = s, {}
+            elif isinstance(s, dict) and isinstance(s.get("count"), int):
+                count, extra = s["count"], s.get("params") or {}
+            else:
+                raise RecipeError(f"size {size!r} split {name!r}: expected a count or {{count: N, params: ...}}",
+                                  self.path)
+            if count < 0 or not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+                raise RecipeError(f"size {size!r} split {name!r}: bad name or negative count", self.path)
+            out.append(Split(str(name), count, {**base, **extra}))
+        if not out:
+            raise RecipeError(f"size {size!r} has no splits", self.path)
+        return out
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe file; errors name the file and the key."""
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError("no such recipe file", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"not valid YAML ({exc})".replace("\n", " "), path) from None
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a YAML mapping", path)
+    for key in ("name", "generator", "sizes"):
+        if key not in data:
+            raise RecipeError(f"missing key {key!r}", path)
+    if not isinstance(data["sizes"], dict) or not data["sizes"]:
+        raise RecipeError("'sizes' must map size names to {params, splits}", path)
+    recipe = Recipe(
+        name=str(data["name"]), generator=str(data["generator"]), seed=int(data.get("seed", 0)),
+        params=dict(data.get("params") or {}), sizes=dict(data["sizes"]), statistics=data.get("statistics"),
+        description=str(data.get("description", "")), path=path,
+    )
+    resolve(recipe.generator, path)
+    if recipe.statistics:
+        resolve(recipe.statistics, path)
+    return recipe
+
+
+def resolve(ref: str, path: Path | None = None) -> Callable[..., Any]:
+    """The function named ``"package.module:function"``."""
+    module_name, _, attr = ref.partition(":")
+    if not attr:
+        raise RecipeError(f"{ref!r} must look like 'package.module:function'", path)
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"cannot find {ref!r} ({exc})", path) from None
+    if not callable(fn):
+        raise RecipeError(f"{ref!r} is not callable", path)
+    return fn
+
+
+def entry_seed(recipe_seed: int, split: str, index: int, attempt: int = 0) -> int:
+    """Seed of one entry: independent of workers, shards and the order of generation."""
+    words = [recipe_seed & 0xFFFFFFFF, zlib.crc32(split.encode()), index, attempt]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0])
+
+
+def entry_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+def generate_entry(generator: str, params: dict[str, Any], recipe_seed: int, split: str,
+                   index: int) -> Trajectory | Mesh:
+    """Run the generator for one entry, redrawing on :class:`Rejected` (runs in a worker)."""
+    fn = resolve(generator)
+    reasons = []
+    for attempt in range(MAX_ATTEMPTS):
+        seed = entry_seed(recipe_seed, split, index, attempt)
+        try:
+            obj = fn({**params, "split": split, "index": index}, seed)
+        except Rejected as exc:
+            reasons.append(str(exc))
+            continue
+        if isinstance(obj, Trajectory):
+            obj.params = {**obj.params, "seed": seed, "split": split, "index": index, "attempt": attempt}
+        elif isinstance(obj, Mesh):
+            obj.field_data["generator_seed"] = np.array([seed], dtype=np.int64)
+        else:
+            raise RecipeError(f"{generator} returned {type(obj).__name__}, expected a Trajectory or Mesh")
+        return obj
+    raise RecipeError(f"{generator}: split {split!r} entry {index} was rejected {MAX_ATTEMPTS} times "
+                      f"(last reason: {reasons[-1] if reasons else '?'})")
+
+
+def _shard_path(out: Path, split: str, shard: tuple[int, int] | None) -> Path:
+    return out / (f"{split}.h5" if shard is None else f"{split}.shard-{shard[0]}-of-{shard[1]}.h5")
+
+
+def _open_for_append(path: Path, metadata: dict[str, Any]) -> StoreWriter:
+    if not path.exists():
+        StoreWriter(path, metadata=metadata).close()  # an empty store, created atomically
+    return StoreWriter(path, append=True)
+
+
+def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 1,
+             shard: tuple[int, int] | None = None, progress: bool | None = None) -> dict[str, Path]:
+    """Generate every missing entry of ``size``; returns split -> store path."""
+    from tqdm import tqdm
+
+    if out is None:  # beside the recipe: datasets/<name>/<size>/ (git-ignored)
+        out = (recipe.path.parent if recipe.path else Path("datasets")) / recipe.name / size
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise RecipeError(f"shard {shard[0]}/{shard[1]} is out of range (use i/n with 0 <= i < n)")
+    splits = recipe.splits(size)
+    metadata = {"recipe": recipe.name, "size": size, "seed": recipe.seed}
+    todo: list[tuple[Split, int]] = []
+    writers: dict[str, StoreWriter] = {}
+    paths: dict[str, Path] = {}
+    try:
+        for sp in splits:
+            paths[sp.name] = _shard_path(out, sp.name, shard)
+            writers[sp.name] = _open_for_append(paths[sp.name], {**metadata, "split": sp.name})
+            done = set(writers[sp.name].names())
+            mine = [i for i in range(sp.count) if shard is None or i % shard[1] == shard[0]]
+            todo += [(sp, i) for i in mine if entry_name(i) not in done]
+        bar = tqdm(total=len(todo), desc=f"{recipe.name}/{size}", unit="entry",
+                   disable=(not progress) if progress is not None else None)
+        t0 = time.perf_counter()
+        for (sp, i), obj in _run(recipe, todo, workers):
+            writers[sp.name].append(obj, name=entry_name(i))
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+    finally:
+        for w in writers.values():
+            w.close()
+    if shard is None:
+        write_statistics(recipe, paths, splits)
+    if todo:
+        print(f"{recipe.name}/{size}: generated {len(todo)} entries in {elapsed:.1f} s "
+              f"({elapsed / len(todo):.2f} s per entry with {workers} worker(s)) into {out}")
+    return paths
+
+
+def _run(recipe: Recipe, todo: list[tuple[Split, int]], workers: int) -> Iterator[tuple[tuple[Split, int], Any]]:
+    """Results in the order of ``todo``; at most ``2 * workers`` generated entries wait in memory."""
+    if workers <= 1:
+        for sp, i in todo:
+            yield (sp, i), generate_entry(recipe.generator, sp.params, recipe.seed, sp.name, i)
+        return
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[tuple[tuple[Split, int], Future]] = deque()
+        items = iter(todo)
+        for key in items:
+            pending.append((key, pool.submit(generate_entry, recipe.generator, key[0].params, recipe.seed,
+                                             key[0].name, key[1])))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            key, fut = pending.popleft()
+            result = fut.result()
+            nxt = next(items, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(generate_entry, recipe.generator, nxt[0].params, recipe.seed,
+                                                 nxt[0].name, nxt[1])))
+            yield key, result
+
+
+def write_statistics(recipe: Recipe, paths: dict[str, Path], splits: list[Split]) -> None:
+    """Run the recipe's statistics hook over the finished stores and record it in their metadata."""
+    if not recipe.statistics:
+        return
+    fn = resolve(recipe.statistics, recipe.path)
+    stats = fn(dict(paths), splits[0].params)
+    for p in paths.values():
+        with StoreWriter(p, append=True, metadata={"statistics": stats}):
+            pass
+
+
+_SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_\-]+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)\.h5$")
+
+
+def merge_shards(directory: str | Path, recipe: Recipe | None = None) -> dict[str, Path]:
+    """Join ``<split>.shard-i-of-n.h5`` files into ``<split>.h5`` (entries in index order)."""
+    directory = Path(directory)
+    groups: dict[str, dict[int, Path]] = {}
+    counts: dict[str, int] = {}
+    for p in sorted(directory.glob("*.shard-*-of-*.h5")):
+        m = _SHARD.match(p.name)
+        if m:
+            groups.setdefault(m["split"], {})[int(m["i"])] = p
+            counts[m["split"]] = int(m["n"])
+    if not groups:
+        raise FileFormatError("no shard files (<split>.shard-i-of-n.h5) to merge", directory)
+    merged = {}
+    for split, shards in groups.items():
+        n = counts[split]
+        missing = sorted(set(range(n)) - set(shards))
+        if missing:
+            raise FileFormatError(f"split {split!r} is missing shards {missing} of {n}", directory)
+        target = directory / f"{split}.h5"
+        stores = [Store(shards[i]) for i in range(n)]
+        try:
+            owner = {name: s for s in stores for name in s.names()}
+            with StoreWriter(target, metadata=stores[0].metadata) as w:
+                for name in sorted(owner):
+                    w.append(owner[name].read(name), name=name)
+        finally:
+            for s in stores:
+                s.close()
+        for p in shards.values():
+            p.unlink()
+        merged[split] = target
+    if recipe is not None and recipe.statistics:
+        write_statistics(recipe, merged, [Split(k, 0, recipe.params) for k in merged])
+    return merged
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or int(m[2]) < 1:
+        raise RecipeError(f"--shard {text!r}: expected i/n, e.g. 0/4")
+    return int(m[1]), int(m[2])
