@@ -1,0 +1,6 @@
+"""Model families, registered by name (see :mod:`sim.models.registry`)."""
+
+from sim.models.meshgraphnet import MeshGraphNet
+from sim.models.registry import available_models, build_model, register_model
+
+__all__ = ["MeshGraphNet", "available_models", "build_model", "register_model"]
