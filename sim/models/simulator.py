@@ -1,0 +1,106 @@
+"""One-step mesh simulators: a graph network wrapped with its normalisers and target convention.
+
+The network sees normalised node features ``[state, one_hot(node_type)]`` and normalised
+edge features, and predicts the normalised *update* of the state: a delta
+(``x_{t+1} - x_t``) or a derivative (``(x_{t+1} - x_t) / dt``). The rollout engine owns the
+integration and the boundary conditions; the simulator only maps a state to an update.
+Loss (MeshGraphNet): MSE of the normalised update on the nodes the model predicts
+(interior and outflow by default), after input noise on the interior nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from sim.data.noise import mesh_input_noise, node_mask
+from sim.data.normalizer import Normalizer
+from sim.mesh import NUM_NODE_TYPES, NodeType
+from sim.models.registry import build_model, register_model
+
+TARGETS = ("delta", "derivative")
+
+
+@register_model("mesh_simulator")
+class MeshSimulator(nn.Module):
+    """Args:
+        network: registered name of the graph network (e.g. ``"meshgraphnet"``).
+        network_args: its constructor arguments except ``node_in``, ``edge_in``, ``out_dim``.
+        fields: state field names, in order.
+        field_dims: width of each field.
+        edge_in: edge feature width (mesh dimension + 1, + world dimension + 1 when moving).
+        target: ``"delta"`` or ``"derivative"``.
+        noise_std: std of the training input noise (scalar or one per state feature).
+        noise_types: node types that receive input noise.
+        predicted_types: node types the model predicts (the loss uses them; the engine
+            prescribes every other node from boundary conditions).
+    """
+
+    def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
+                 edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
+                 noise_types: Sequence[int] = (NodeType.INTERIOR,),
+                 predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW)):
+        super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if len(fields) != len(field_dims):
+            raise ValueError("fields and field_dims must have the same length")
+        self.config = {"network": network, "network_args": dict(network_args), "fields": list(fields),
+                       "field_dims": [int(d) for d in field_dims], "edge_in": int(edge_in), "target": target,
+                       "noise_std": noise_std if isinstance(noise_std, (int, float)) else list(noise_std),
+                       "noise_types": [int(t) for t in noise_types],
+                       "predicted_types": [int(t) for t in predicted_types]}
+        self.num_features = int(sum(field_dims))
+        node_in = self.num_features + NUM_NODE_TYPES
+        self.network = build_model(network, node_in=node_in, edge_in=edge_in, out_dim=self.num_features,
+                                   **network_args)
+        self.node_normalizer = Normalizer(node_in)
+        self.edge_normalizer = Normalizer(edge_in)
+        self.output_normalizer = Normalizer(self.num_features)
+
+    def predicted_mask(self, node_type: torch.Tensor) -> torch.Tensor:
+        return node_mask(node_type, self.config["predicted_types"])
+
+    def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
+                edge_attr: torch.Tensor) -> torch.Tensor:
+        """Normalised update (N, F) from the state (N, F) on a graph."""
+        if state.shape[-1] != self.num_features:
+            raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
+                             f"{self.num_features} ({', '.join(self.config['fields'])})")
+        one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
+        x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype)], dim=-1))
+        e = self.edge_normalizer(edge_attr)
+        return self.network(x, edge_index, e)
+
+    def _update_scale(self, dt: torch.Tensor | float | None, n: int, like: torch.Tensor) -> torch.Tensor:
+        if self.config["target"] == "delta":
+            return torch.ones((n, 1), dtype=like.dtype, device=like.device)
+        if dt is None:
+            raise ValueError("a derivative target needs dt")
+        dt = torch.as_tensor(dt, dtype=like.dtype, device=like.device).reshape(-1, 1)
+        return dt.expand(n, 1) if dt.shape[0] == 1 else dt
+
+    def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training loss on a (batched) ``Data`` with ``state``, ``target``, ``node_type``,
+        ``edge_index``, ``edge_attr`` (and ``dt`` per node via ``batch.batch`` for derivatives)."""
+        state, target, node_type = batch.state, batch.target, batch.node_type
+        std = self.config["noise_std"]
+        if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
+            state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator)
+        dt = None
+        if self.config["target"] == "derivative":
+            dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
+        update = (target - state) / self._update_scale(dt, state.shape[0], state)
+        pred = self(state, node_type, batch.edge_index, batch.edge_attr)
+        norm_update = self.output_normalizer(update)
+        mask = self.predicted_mask(node_type)
+        return ((pred - norm_update) ** 2)[mask].mean()
+
+    @torch.no_grad()
+    def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
+                       edge_attr: torch.Tensor) -> torch.Tensor:
+        """Physical update (N, F): a delta, or a derivative to multiply by dt (see ``config['target']``)."""
+        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr))
