@@ -38,17 +38,15 @@ class Normalizer(nn.Module):
         if int(self.accumulations) >= self.max_accumulations:
             return
         flat = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
-        self.count += flat.shape[0]
-        self.sum += flat.sum(0)
-        self.sum_sq += (flat**2).sum(0)
-        self.accumulations += 1
-
-    @torch.no_grad()
-    def sync(self) -> None:
-        """Sum the accumulated statistics over DDP ranks (no-op when not distributed)."""
+        stats = torch.cat([torch.tensor([flat.shape[0]], dtype=torch.float64, device=flat.device),
+                           flat.sum(0), (flat**2).sum(0)])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for buf in (self.count, self.sum, self.sum_sq):
-                torch.distributed.all_reduce(buf)
+            torch.distributed.all_reduce(stats)
+        n = self.sum.shape[0]
+        self.count += stats[0]
+        self.sum += stats[1:1 + n]
+        self.sum_sq += stats[1 + n:]
+        self.accumulations += 1
 
     @property
     def mean(self) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""Checkpoints that describe themselves and cannot execute code when loaded.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python values
+(dicts, lists, strings, numbers), read back with ``torch.load(weights_only=True)``:
+
+- ``format`` = ``"sim.checkpoint"``, ``version`` (refused when unknown);
+- ``model``: the registered model name and its constructor arguments;
+- ``state_dict``: weights *and* normaliser statistics (buffers);
+- ``train``: the training configuration, step, optimiser / scheduler state and RNG states
+  (absent from an inference-only export).
+
+Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sim.errors import FileFormatError
+from sim.mesh.atomic import atomic_path
+from sim.models.registry import build_model
+
+FORMAT = "sim.checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, train_state: dict[str, Any] | None = None) -> Path:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": model.registered_name, "config": model.config},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if train_state is not None:
+        payload["train"] = train_state
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError("no such checkpoint", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files, pickles of objects, foreign formats
+        raise FileFormatError(f"not a readable sim checkpoint ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise FileFormatError("not a sim checkpoint (no 'format': 'sim.checkpoint')", path)
+    if payload.get("version") != VERSION:
+        raise FileFormatError(f"checkpoint version {payload.get('version')} is not supported "
+                              f"(this sim reads version {VERSION})", path)
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from a checkpoint alone; returns (model in eval mode, payload)."""
+    payload = read_checkpoint(path)
+    model = build_model(payload["model"]["name"], **payload["model"]["config"])
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise FileFormatError(f"weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
+                              path)
+    model.eval()
+    return model, payload

@@ -1,0 +1,260 @@
+"""One trainer for the one-step mesh models, single process or ``torchrun`` DDP.
+
+Determinism: the batch at step ``s`` and the noise drawn for it depend only on
+(seed, s), so an interrupted run resumed from its checkpoint ends with exactly the
+weights of an uninterrupted run (on a deterministic CPU run), whatever the number of
+DataLoader workers. Under DDP the global batch at step ``s`` is the same as a single
+process with ``batch_size * world_size``; rank r takes every world_size-th sample of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from sim.data.windows import MeshStepDataset
+from sim.errors import SimError
+from sim.mesh import Store
+from sim.models.meshgraphnet import PRESETS
+from sim.models.simulator import MeshSimulator
+from sim.rollout import rollout
+from sim.train.checkpoint import read_checkpoint, save_checkpoint
+from sim.train.config import Config
+
+
+class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches for steps ``start, start + 1, ...``: a fresh permutation of the dataset per epoch,
+    seeded by (seed, epoch); this rank's share of each global batch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int, steps: int,
+                 rank: int = 0, world: int = 1):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.steps, self.rank, self.world = start_step, steps, rank, world
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+
+    def global_batch(self, step: int) -> list[int]:
+        g = self.batch_size * self.world
+        first = step * g
+        out = []
+        for pos in range(first, first + g):
+            epoch, i = divmod(pos, self.size)
+            out.append(int(self._perm(epoch)[i]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            yield self.global_batch(step)[self.rank::self.world]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+class _LossModule(nn.Module):
+    """Puts the loss in ``forward`` so DDP sees it (DDP synchronises gradients of forward calls)."""
+
+    def __init__(self, simulator: MeshSimulator):
+        super().__init__()
+        self.simulator = simulator
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        return self.simulator.loss(batch, generator)
+
+
+def lr_factor(step: int, cfg: Config) -> float:
+    o, total = cfg.optim, cfg.train.steps
+    if o.warmup_steps and step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    ratio = o.lr_final / o.lr
+    frac = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+    if o.schedule == "exponential":
+        return ratio**frac
+    if o.schedule == "cosine":
+        return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    return 1.0
+
+
+def build_simulator(cfg: Config, dataset: MeshStepDataset) -> MeshSimulator:
+    m = cfg.model
+    args = dict(PRESETS[m.preset]) if m.preset else {}
+    if m.preset and m.preset not in PRESETS:
+        raise SimError(f"unknown preset {m.preset!r} (presets: {', '.join(PRESETS)})")
+    args.update(m.network_args)
+    kwargs: dict[str, Any] = {}
+    if m.noise_types is not None:
+        kwargs["noise_types"] = m.noise_types
+    if m.predicted_types is not None:
+        kwargs["predicted_types"] = m.predicted_types
+    edge_in = int(dataset[0].edge_attr.shape[-1])
+    sim_ = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
+                         noise_std=m.noise_std, **kwargs)
+    for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
+        norm.max_accumulations = cfg.train.normalizer_accumulation_steps
+    return sim_
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+
+
+def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps: int, device: torch.device
+                       ) -> dict[str, float]:
+    """Rollout RMSE on the first ``entries`` trajectories of ``path`` (ground-truth boundaries)."""
+    fields, dims = simulator.config["fields"], simulator.config["field_dims"]
+    meshes, initial, refs, dts = [], [], [], []
+    with Store(path) as store:
+        for name in store.names()[:entries]:
+            traj = store.read(name)
+            ref = np.concatenate([traj.point_fields[f].reshape(traj.num_steps, traj.mesh.num_points, -1)
+                                  for f in fields], axis=-1).astype(np.float32)
+            n = min(steps, traj.num_steps - 1)
+            meshes.append(traj.mesh)
+            initial.append(ref[0])
+            refs.append(ref[: n + 1])
+            dts.append(traj.dt or 1.0)
+    n = min(len(r) - 1 for r in refs)
+    simulator.eval()
+    try:
+        res = rollout(simulator, meshes, initial, n, dts, reference=refs, device=device)
+    finally:
+        simulator.train()
+    return {f"valid_rmse_{k}": float(np.mean([res.rmse(i)[k] for i in range(len(meshes))]))
+            for k in res.rmse(0)}
+
+
+def train(cfg: Config, resume: bool = False, stop_after: int | None = None, progress: bool | None = None
+          ) -> dict[str, Any]:
+    """Train; returns a summary. ``stop_after`` ends the run early at that step (with a
+    checkpoint), as an interruption would."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    device = _device(cfg.train.device)
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    out = Path(cfg.train.out)
+    ckpt_path = out / "checkpoint.pt"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    if ckpt_path.exists() and not resume:
+        raise SimError(f"{ckpt_path} exists; pass --resume to continue it or choose another train.out")
+
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
+    dataset = MeshStepDataset(cfg.data.train, cfg.model.fields)
+    simulator = build_simulator(cfg, dataset).to(device)
+    opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(simulator.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                        weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    start = 0
+    if resume and ckpt_path.exists():
+        payload = read_checkpoint(ckpt_path)
+        if "train" not in payload:
+            raise SimError(f"{ckpt_path} holds no training state (an inference export?)")
+        simulator.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["train"]["optimizer"])
+        scheduler.load_state_dict(payload["train"]["scheduler"])
+        _set_rng_state(payload["train"]["rng"])
+        start = int(payload["train"]["step"])
+    loss_module: nn.Module = _LossModule(simulator)
+    if distributed:
+        loss_module = nn.parallel.DistributedDataParallel(loss_module)
+    sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, start, cfg.train.steps, rank, world)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=Batch.from_data_list,
+                                         num_workers=cfg.data.num_workers,
+                                         persistent_workers=cfg.data.num_workers > 0)
+    from tqdm import tqdm
+
+    log_path = out / "metrics.csv"
+    new_log = rank == 0 and (start == 0 or not log_path.exists())
+    log_file = open(log_path, "w" if new_log else "a", newline="") if rank == 0 else None
+    writer = csv.writer(log_file) if log_file else None
+    if writer and new_log:
+        writer.writerow(["step", "loss", "lr", "seconds"])
+    bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
+               disable=(rank != 0) or ((not progress) if progress is not None else None))
+    use_amp = cfg.train.amp and device.type == "cuda"
+    t0 = time.perf_counter()
+    last = stop_after if stop_after is not None else cfg.train.steps
+    step, losses = start, []
+    summary: dict[str, Any] = {}
+    simulator.train()
+
+    def checkpoint(at: int) -> None:
+        if rank == 0:
+            save_checkpoint(ckpt_path, simulator, {
+                "config": cfg.to_dict(), "step": at, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_state()})
+
+    try:
+        for batch in loader:
+            if step >= last:
+                break
+            batch = batch.to(device)
+            gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + rank)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_module(batch, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                nn.utils.clip_grad_norm_(simulator.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise SimError(f"the training loss became {losses[-1]} at step {step}; lower optim.lr")
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == last:
+                mean = float(np.mean(losses[-cfg.train.log_every:]))
+                bar.set_postfix(loss=f"{mean:.4g}")
+                if writer:
+                    writer.writerow([step, mean, scheduler.get_last_lr()[0], time.perf_counter() - t0])
+                    log_file.flush()
+            if cfg.data.valid and cfg.train.valid_every and step % cfg.train.valid_every == 0 and rank == 0:
+                summary.update(validation_rollout(simulator, cfg.data.valid, cfg.data.valid_entries,
+                                                  cfg.data.valid_rollout_steps, device))
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+            if step % cfg.train.checkpoint_every == 0 and step != last:
+                checkpoint(step)
+        checkpoint(step)
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+    summary.update({"steps": step, "final_loss": float(np.mean(losses[-10:])) if losses else None,
+                    "first_loss": losses[0] if losses and start == 0 else None,
+                    "seconds": time.perf_counter() - t0, "checkpoint": str(ckpt_path)})
+    return summary

@@ -1,0 +1,103 @@
+"""The trainer: learning, exact resume, DDP gradients equal to one process, safe checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sim.errors import FileFormatError, SimError
+from sim.train import Config, load_model, train
+from sim.train.checkpoint import read_checkpoint
+from tests.train.ddp_gradients import gradients
+from tests.train.diffusion_data import diffusion_store
+
+
+def _config(tmp_path: Path, data: Path, **train) -> Config:
+    return Config.from_dict({
+        "model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"], "noise_std": 0.001},
+        "data": {"train": str(data), "valid": str(data), "batch_size": 2, "valid_rollout_steps": 5},
+        "optim": {"lr": 3e-3, "lr_final": 3e-4},
+        "train": {"steps": 60, "out": str(tmp_path / "run"), "log_every": 10, "checkpoint_every": 1000,
+                  "normalizer_accumulation_steps": 20, **train},
+    })
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return diffusion_store(tmp_path_factory.mktemp("data") / "diff.h5")
+
+
+def test_loss_falls_and_checkpoint_rebuilds_the_model(tmp_path, data):
+    cfg = _config(tmp_path, data, steps=300, valid_every=300)
+    summary = train(cfg, progress=False)
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,seconds" and len(log) == 1 + 30
+    losses = [float(row.split(",")[1]) for row in log[1:]]  # means over 10 steps
+    assert np.mean(losses[-3:]) < 0.4 * np.mean(losses[:3])
+    assert np.isfinite(summary["valid_rmse_all"])
+    model, payload = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert payload["train"]["step"] == 300 and model.config["fields"] == ["u"]
+    assert int(model.output_normalizer.accumulations) == 20  # statistics frozen after 20 batches, and saved
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, data):
+    full = _config(tmp_path / "a", data, steps=30)
+    train(full, progress=False)
+    part = _config(tmp_path / "b", data, steps=30)
+    train(part, stop_after=13, progress=False)  # "killed" after step 13 (its last checkpoint)
+    with pytest.raises(SimError, match="pass --resume"):
+        train(part, progress=False)
+    train(part, resume=True, progress=False)
+    a = read_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")
+def test_two_process_ddp_gradients_equal_one_process(tmp_path, data):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    out = tmp_path / "grads.pt"
+    res = subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29517", "-m", "tests.train.ddp_gradients",
+                          str(data), str(out)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parents[2])
+    assert res.returncode == 0, res.stderr[-2000:]
+    ddp = torch.load(out, weights_only=True)
+    cfg = Config.from_dict({"model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"]},
+                            "data": {"train": str(data), "batch_size": 4}})
+    single = gradients(cfg, 0, 1)
+    for k in single:
+        torch.testing.assert_close(ddp[k], single[k], rtol=1e-4, atol=1e-6)
+
+
+def test_checkpoint_refuses_pickled_objects_and_foreign_files(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"format": "sim.checkpoint", "version": 1, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(FileFormatError, match="not a readable sim checkpoint"):
+        read_checkpoint(tmp_path / "evil.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(FileFormatError, match="not a sim checkpoint"):
+        read_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": "sim.checkpoint", "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(FileFormatError, match="version 99 is not supported"):
+        read_checkpoint(tmp_path / "future.pt")
+
+
+def test_config_errors_name_the_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: {fields: [u], latnet: 3}\ndata: {train: x.h5}\n")
+    from sim.train import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['latnet'\] in 'model'"):
+        load_config(p)
