@@ -165,6 +165,73 @@ def cmd_merge(args: argparse.Namespace) -> None:
         print(f"{split}: {p}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from sim.train import load_config, train
+
+    cfg = load_config(args.config)
+    if args.steps:
+        cfg.train.steps = args.steps
+    if args.out:
+        cfg.train.out = args.out
+    summary = train(cfg, resume=args.resume)
+    keys = ["steps", "final_loss", "seconds", "checkpoint"] + sorted(k for k in summary if k.startswith("valid_"))
+    for k in keys:
+        v = summary.get(k)
+        print(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
+
+
+def _metrics_table(results) -> dict:
+    import numpy as np
+
+    horizons = [h for h in ("1", "10", "20", "50", "100", "200", "all") if all(h in r.rmse for r in results)]
+    print(f"{'entry':<12} {'steps':>6} " + " ".join(f"{'rmse_' + h:>11}" for h in horizons)
+          + f" {'persist_all':>12}")
+    for r in results:
+        print(f"{r.name:<12} {r.steps:>6} " + " ".join(f"{r.rmse[h]:>11.4g}" for h in horizons)
+              + f" {r.persistence_rmse['all']:>12.4g}")
+    summary = {f"rmse_{h}": float(np.mean([r.rmse[h] for r in results])) for h in horizons}
+    summary.update({f"persistence_rmse_{h}": float(np.mean([r.persistence_rmse[h] for r in results]))
+                    for h in horizons})
+    print(f"{'mean':<12} {'':>6} " + " ".join(f"{summary['rmse_' + h]:>11.4g}" for h in horizons)
+          + f" {summary['persistence_rmse_all']:>12.4g}")
+    return summary
+
+
+def _evaluate(args: argparse.Namespace, out: Path | None, every_entry: bool) -> dict:
+    from sim.mesh import Store
+    from sim.rollout.evaluate import evaluate_store
+    from sim.train import load_model
+
+    model, _ = load_model(args.checkpoint)
+    with Store(args.data) as store:
+        names = store.names()
+    entries = [args.entry] if args.entry else (names if every_entry else names[:1])
+    results = evaluate_store(model, args.data, entries, args.steps, out, getattr(args, "format", "pvd"),
+                             getattr(args, "plot", False))
+    summary = _metrics_table(results)
+    summary["entries"] = {r.name: {"steps": r.steps, **{f"rmse_{k}": v for k, v in r.rmse.items()}}
+                          for r in results}
+    if getattr(args, "json", None):
+        from sim.mesh.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def cmd_rollout(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    _evaluate(args, out, every_entry=args.all)
+    for p in sorted(out.glob(f"*.{args.format}")):
+        print(f"wrote {p}")
+    for p in sorted(out.glob("*.png")):
+        print(f"wrote {p}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    _evaluate(args, None, every_entry=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
 
@@ -204,6 +271,33 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("directory")
     mg.add_argument("--recipe", help="recipe, to compute its dataset statistics after merging")
     mg.set_defaults(func=cmd_merge)
+
+    t = sub.add_parser("train", help="train a model from a YAML configuration")
+    t.add_argument("config")
+    t.add_argument("--resume", action="store_true", help="continue from train.out/checkpoint.pt")
+    t.add_argument("--steps", type=int, help="override train.steps")
+    t.add_argument("--out", help="override train.out")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("rollout", help="roll a trained model over a store's trajectories and write series")
+    r.add_argument("checkpoint")
+    r.add_argument("data", help="store with the trajectories to start from (and compare with)")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--format", choices=["pvd", "xdmf"], default="pvd")
+    r.add_argument("--steps", type=int, help="steps to predict (default: the trajectory's length)")
+    r.add_argument("--entry", help="entry to roll out (default: the first)")
+    r.add_argument("--all", action="store_true", help="roll out every entry")
+    r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
+    r.add_argument("--json", help="write the metrics as JSON")
+    r.set_defaults(func=cmd_rollout)
+
+    e = sub.add_parser("eval", help="rollout metrics of a trained model on every trajectory of a store")
+    e.add_argument("checkpoint")
+    e.add_argument("data")
+    e.add_argument("--steps", type=int)
+    e.add_argument("--entry")
+    e.add_argument("--json", help="write the metrics as JSON")
+    e.set_defaults(func=cmd_eval)
 
     m = sub.add_parser("demo", help="generate a small mesh series and write it for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")

@@ -101,3 +101,32 @@ def test_config_errors_name_the_key(tmp_path):
 
     with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['latnet'\] in 'model'"):
         load_config(p)
+
+
+def test_cli_train_rollout_eval(tmp_path, data, capsys):
+    import yaml
+
+    from sim.cli import main
+    import sim.mesh as sm
+
+    cfg = _config(tmp_path, data, steps=40).to_dict()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert main(["rollout", str(ckpt), str(data), "--out", str(tmp_path / "r"), "--steps", "6", "--plot",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    series = sm.read(tmp_path / "r" / "000000.pvd")
+    assert series.num_steps == 7 and {"u", "u_truth", "u_error"} <= set(series.point_fields)
+    np.testing.assert_allclose(series.point_fields["u_error"], series.point_fields["u"] - series.point_fields["u_truth"],
+                               atol=1e-6)
+    assert (tmp_path / "r" / "000000_error.png").stat().st_size > 5000
+    assert (tmp_path / "r" / "000000_step.png").stat().st_size > 5000
+    import json
+
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["rmse_1"] <= metrics["rmse_all"] * 10 and "persistence_rmse_all" in metrics
+    capsys.readouterr()
+    assert main(["eval", str(ckpt), str(data), "--steps", "5"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("\n") == 1 + 4 + 1  # header, 4 trajectories, mean
+    assert main(["rollout", str(tmp_path / "nope.pt"), str(data), "--out", str(tmp_path / "x")]) == 2

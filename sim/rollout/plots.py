@@ -1,0 +1,63 @@
+"""Pictures a person looks at after a rollout: error vs step, and prediction / truth / error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.mesh import Mesh, Trajectory
+from sim.mesh.atomic import atomic_path
+
+
+def error_curve_png(path: Path, mse: np.ndarray, persistence: np.ndarray, dt: float, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(1, len(mse) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    ax.semilogy(steps, np.sqrt(mse), label="model")
+    ax.semilogy(steps, np.sqrt(persistence), "--", label="persistence (state never changes)")
+    ax.set_xlabel(f"step (dt = {dt:g})")
+    ax.set_ylabel("RMSE over nodes and fields")
+    ax.set_title(f"rollout error, {title}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def snapshot_png(path: Path, traj: Trajectory, ref: np.ndarray, res: Any, fields: list[str], dims: list[int],
+                 simulator: Any, step: int) -> None:
+    """Prediction, truth and error of the first field's magnitude at the last step (pyvista, off screen)."""
+    import pyvista as pv
+    from vtkmodules.vtkCommonCore import vtkLogger
+
+    # Without a display VTK warns while it picks an off-screen context; only errors matter here.
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+    pred = res.final[0]
+    width = dims[0]
+    pm = np.linalg.norm(pred[:, :width], axis=1)
+    tm = np.linalg.norm(ref[step][:, :width], axis=1)
+    em = np.linalg.norm(pred[:, :width] - ref[step][:, :width], axis=1)
+    grid = Mesh(traj.mesh.points, traj.mesh.cells).to_pyvista()
+    lo, hi = float(min(pm.min(), tm.min())), float(max(pm.max(), tm.max()))
+    plotter = pv.Plotter(shape=(3, 1), off_screen=True, window_size=(1000, 900))
+    for row, (title, values, clim, cmap) in enumerate([
+        (f"prediction: magnitude of {fields[0]}, step {step}", pm, (lo, hi), "viridis"),
+        (f"truth: magnitude of {fields[0]}", tm, (lo, hi), "viridis"),
+        (f"error: magnitude of the {fields[0]} error", em, (0.0, float(em.max()) or 1.0), "magma"),
+    ]):
+        plotter.subplot(row, 0)
+        plotter.add_text(title, font_size=10)
+        plotter.add_mesh(grid.copy(), scalars=values, clim=clim, cmap=cmap, show_edges=False,
+                         scalar_bar_args={"title": title.split(":")[0], "vertical": True})
+        if traj.mesh.dim == 2 or np.ptp(traj.mesh.points[:, -1]) == 0:
+            plotter.view_xy()
+    with atomic_path(path) as tmp:
+        plotter.screenshot(str(tmp))
+    plotter.close()
