@@ -53,7 +53,9 @@ class MeshGraphNet(nn.Module):
         self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers) for _ in range(steps))
         self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
+                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """``pos`` and ``batch`` are accepted for a uniform signature across graph networks (unused)."""
         if x.shape[-1] != self.config["node_in"] or edge_attr.shape[-1] != self.config["edge_in"]:
             raise ValueError(
                 f"MeshGraphNet expects node features of width {self.config['node_in']} and edge features of "

@@ -65,15 +65,17 @@ class MeshSimulator(nn.Module):
         return node_mask(node_type, self.config["predicted_types"])
 
     def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor) -> torch.Tensor:
-        """Normalised update (N, F) from the state (N, F) on a graph."""
+                edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Normalised update (N, F) from the state (N, F) on a graph (``pos``: mesh coordinates,
+        ``batch``: graph id per node, for networks that use them)."""
         if state.shape[-1] != self.num_features:
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
         x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype)], dim=-1))
         e = self.edge_normalizer(edge_attr)
-        return self.network(x, edge_index, e)
+        return self.network(x, edge_index, e, pos=pos, batch=batch)
 
     def _update_scale(self, dt: torch.Tensor | float | None, n: int, like: torch.Tensor) -> torch.Tensor:
         if self.config["target"] == "delta":
@@ -94,13 +96,15 @@ class MeshSimulator(nn.Module):
         if self.config["target"] == "derivative":
             dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
         update = (target - state) / self._update_scale(dt, state.shape[0], state)
-        pred = self(state, node_type, batch.edge_index, batch.edge_attr)
+        pred = self(state, node_type, batch.edge_index, batch.edge_attr, pos=getattr(batch, "mesh_pos", None),
+                    batch=getattr(batch, "batch", None))
         norm_update = self.output_normalizer(update)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
 
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
-                       edge_attr: torch.Tensor) -> torch.Tensor:
+                       edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None
+                       ) -> torch.Tensor:
         """Physical update (N, F): a delta, or a derivative to multiply by dt (see ``config['target']``)."""
-        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr))
+        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch))

@@ -124,7 +124,8 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
                 w.write(t0s[i], split_fields(initial[i], fields, dims))
         with torch.inference_mode():
             for s in range(1, steps + 1):
-                upd = simulator.predict_update(state, graphs.node_type, graphs.edge_index, graphs.edge_attr)
+                upd = simulator.predict_update(state, graphs.node_type, graphs.edge_index, graphs.edge_attr,
+                                               graphs.mesh_pos, graphs.batch)
                 state = state + (node_dt * upd if derivative else upd)
                 host = state.cpu().numpy()
                 for i in range(k):

@@ -130,3 +130,15 @@ def test_cli_train_rollout_eval(tmp_path, data, capsys):
     table = capsys.readouterr().out
     assert table.count("\n") == 1 + 4 + 1  # header, 4 trajectories, mean
     assert main(["rollout", str(tmp_path / "nope.pt"), str(data), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_graph_transformer_trains_through_the_same_trainer(tmp_path, data):
+    cfg = _config(tmp_path, data, steps=300)
+    cfg.model.network = "graph_transformer"
+    cfg.model.network_args = {"dim": 16, "layers": 2, "heads": 2, "dilation": [1, 2]}
+    train(cfg, progress=False)
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    losses = [float(row.split(",")[1]) for row in log[1:]]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert model.network.config["dilation"] == [1, 2]
