@@ -1,0 +1,326 @@
+"""MMGP (Casenave et al. 2023): Mesh Morphing Gaussian Process regression with uncertainty.
+
+Pipeline (``fit``):
+
+1. morph every training mesh onto the unit disk (:func:`~sim.models.mmgp.morphing.floater_map`,
+   corners pinned), unless ``morph=False`` for same-connectivity datasets;
+2. the common support is one training sample's morphed mesh (``common_index``, default the
+   middle one); P1 transfer operators bring every sample's coordinates and fields onto it;
+3. POD with the common mesh's P1 mass matrix compresses the transferred coordinates (the
+   shape embedding) and each output field;
+4. Gaussian processes (scikit-learn, anisotropic Matern 5/2 x constant + white noise,
+   standardised inputs and outputs, optimiser restarts) map [shape coefficients, input
+   scalars] to each field's POD coefficients and to each output scalar.
+
+``predict`` morphs the query mesh, embeds it, predicts the coefficients, and transfers the
+decompressed fields back to the query mesh's own nodes. Uncertainty: draws of the latent
+(noise-free) GP posterior in coefficient space, each decompressed and transferred
+separately (the public script reused one draw for every sample, which we do not copy),
+summarised as per-node std and quantiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.preprocessing import StandardScaler
+
+from sim.errors import FileFormatError, SimError
+from sim.mesh import Mesh
+from sim.mesh.atomic import atomic_path
+from sim.models.mmgp.morphing import floater_map
+from sim.models.mmgp.pod import POD
+from sim.models.mmgp.transfer import p1_mass_matrix, p1_transfer
+
+FORMAT = "sim.mmgp"
+VERSION = 1
+
+
+class NotFittedError(SimError, ValueError):
+    """The estimator is used before ``fit``."""
+
+
+def _triangles(mesh: Mesh, i: Any = "query") -> np.ndarray:
+    if list(mesh.cells) != ["triangle"]:
+        raise SimError(f"mesh {i}: MMGP needs a 2D triangle mesh, got cells {list(mesh.cells)}")
+    return mesh.cells["triangle"]
+
+
+def _as_2d(a: np.ndarray, n: int, what: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape[0] != n:
+        raise SimError(f"{what} has {a.shape[0]} rows, expected {n}")
+    return a.reshape(n, -1)
+
+
+class MMGP:
+    """Args:
+        shape_modes: POD modes of the shape embedding.
+        field_modes: POD modes per output field.
+        pins: boundary corners pinned at fixed angles when morphing.
+        morph: morph meshes (False: all meshes share connectivity; no transfer needed).
+        common_index: training sample whose morphed mesh is the common support (default middle).
+        n_restarts: GP optimiser restarts.
+        n_draws: posterior draws for field uncertainty.
+        random_state: seed of the restarts and draws.
+    """
+
+    def __init__(self, shape_modes: int = 12, field_modes: int = 12, pins: int = 4, morph: bool = True,
+                 common_index: int | None = None, n_restarts: int = 3, n_draws: int = 100, random_state: int = 0):
+        self.shape_modes, self.field_modes, self.pins, self.morph = shape_modes, field_modes, pins, morph
+        self.common_index, self.n_restarts, self.n_draws, self.random_state = (common_index, n_restarts, n_draws,
+                                                                               random_state)
+
+    # ---------------------------------------------------------------- embedding
+    def _morphed(self, mesh: Mesh, i: Any) -> np.ndarray:
+        tri = _triangles(mesh, i)
+        if not self.morph:
+            return mesh.points[:, :2].astype(np.float64)
+        return floater_map(mesh.points, tri, self.pins)
+
+    def _to_common(self, mesh: Mesh, morphed: np.ndarray, i: Any):
+        """Operator (Nc, N) from the mesh's P1 space to the common nodes."""
+        if not self.morph:
+            if mesh.num_points != len(self.common_points_) or not np.array_equal(_triangles(mesh, i),
+                                                                                 self.common_triangles_):
+                raise SimError(f"mesh {i} does not share the common connectivity (morph=False needs it)")
+            import scipy.sparse as sp
+
+            return sp.identity(mesh.num_points, format="csr")
+        return p1_transfer(morphed, _triangles(mesh, i), self.common_morphed_)
+
+    def _shape_snapshot(self, mesh: Mesh, op) -> np.ndarray:
+        return np.asarray(op @ mesh.points[:, :2].astype(np.float64)).ravel()
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, meshes: list[Mesh], scalars: dict[str, np.ndarray] | None = None,
+            fields: dict[str, list[np.ndarray]] | None = None,
+            output_scalars: dict[str, np.ndarray] | None = None) -> "MMGP":
+        """Args:
+            meshes: n training meshes (2D triangles).
+            scalars: input scalar name -> (n,) values.
+            fields: output field name -> n arrays of (N_i,) or (N_i, c) nodal values.
+            output_scalars: output scalar name -> (n,) values.
+        Returns ``self``."""
+        n = len(meshes)
+        if n < 2:
+            raise SimError("MMGP needs at least two training samples")
+        scalars = {k: _as_2d(v, n, f"input scalar {k!r}") for k, v in (scalars or {}).items()}
+        output_scalars = {k: _as_2d(v, n, f"output scalar {k!r}") for k, v in (output_scalars or {}).items()}
+        fields = dict(fields or {})
+        if not fields and not output_scalars:
+            raise SimError("nothing to learn: give fields and/or output_scalars")
+        for k, arrs in fields.items():
+            if len(arrs) != n:
+                raise SimError(f"field {k!r} has {len(arrs)} samples for {n} meshes")
+        idx = self.common_index if self.common_index is not None else n // 2
+        if not 0 <= idx < n:
+            raise SimError(f"common_index {idx} is out of range for {n} samples")
+        self.common_index_ = idx
+        common = meshes[idx]
+        self.common_points_ = common.points[:, :2].astype(np.float64)
+        self.common_triangles_ = _triangles(common, idx).copy()
+        self.common_morphed_ = self._morphed(common, idx)
+        mass = p1_mass_matrix(self.common_points_, self.common_triangles_)
+        ops = [self._to_common(m, self._morphed(m, i), i) for i, m in enumerate(meshes)]
+        self.shape_pod_ = POD(self.shape_modes, mass, components=2).fit(
+            np.stack([self._shape_snapshot(m, op) for m, op in zip(meshes, ops)]))
+        shape_coef = self.shape_pod_.transform(np.stack([self._shape_snapshot(m, op) for m, op in zip(meshes, ops)]))
+        self.scalar_names_ = list(scalars)
+        x = np.hstack([shape_coef] + [scalars[k] for k in self.scalar_names_])
+        self.x_scaler_ = StandardScaler().fit(x)
+        xs = self.x_scaler_.transform(x)
+        self.field_pods_, self.field_gps_, self.field_components_ = {}, {}, {}
+        for k, arrs in fields.items():
+            comps = np.asarray(arrs[0]).reshape(meshes[0].num_points, -1).shape[1]
+            snaps = np.stack([np.asarray(op @ _as_2d(a, m.num_points, f"field {k!r} of sample {i}")).ravel()
+                              for i, (a, m, op) in enumerate(zip(arrs, meshes, ops))])
+            pod = POD(self.field_modes, mass, components=comps).fit(snaps)
+            self.field_pods_[k], self.field_components_[k] = pod, comps
+            self.field_gps_[k] = self._fit_gp(xs, pod.transform(snaps))
+        self.output_gps_ = {k: self._fit_gp(xs, v) for k, v in output_scalars.items()}
+        self.n_train_ = n
+        return self
+
+    def _kernel(self, dim: int):
+        return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(dim), (1e-2, 1e3), nu=2.5)
+                + WhiteKernel(1e-4, (1e-10, 1e-1)))
+
+    def _fit_gp(self, x: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
+        """One GP for all columns of ``y`` with a shared kernel. Columns are centred and divided
+        by one common scale (their RMS), not standardised one by one: POD coefficients of
+        high modes are small and noisy, and per-column scaling would give them the same
+        weight in the likelihood as the energetic modes."""
+        y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+        gp = GaussianProcessRegressor(self._kernel(x.shape[1]), normalize_y=False,
+                                      n_restarts_optimizer=self.n_restarts, random_state=self.random_state)
+        gp.y_offset_ = y.mean(0)
+        gp.y_scale_ = float(np.sqrt(((y - gp.y_offset_) ** 2).mean())) or 1.0
+        with warnings.catch_warnings():
+            # length scales at their upper bound are how ARD switches an input off: expected here
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return gp.fit(x, (y - gp.y_offset_) / gp.y_scale_)
+
+    # ---------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "x_scaler_"):
+            raise NotFittedError("this MMGP is not fitted yet; call fit(meshes, scalars, fields, output_scalars) "
+                                 "or MMGP.load(path) first")
+
+    @staticmethod
+    def _latent_posterior(gp: GaussianProcessRegressor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (m, k) and noise-free covariance (m, m, k) of the latent function at x."""
+        mean = gp.predict(x).reshape(len(x), -1) * gp.y_scale_ + gp.y_offset_
+        k_trans = gp.kernel_(x, gp.X_train_)
+        v = solve_triangular(gp.L_, k_trans.T, lower=True)
+        cov = gp.kernel_.k1(x) - v.T @ v  # k1 = constant x Matern (no white noise)
+        k = mean.shape[1]
+        return mean, np.repeat(cov[:, :, None], k, axis=2) * gp.y_scale_**2
+
+    def _inputs(self, mesh: Mesh, scalars: dict[str, float] | None) -> tuple[np.ndarray, Any]:
+        scalars = scalars or {}
+        missing = [k for k in self.scalar_names_ if k not in scalars]
+        if missing:
+            raise SimError(f"missing input scalar(s) {missing} (the model was fitted with {self.scalar_names_})")
+        morphed = self._morphed(mesh, "query")
+        op = self._to_common(mesh, morphed, "query")
+        coef = self.shape_pod_.transform(self._shape_snapshot(mesh, op)[None])
+        x = np.hstack([coef] + [np.atleast_2d(np.asarray(scalars[k], dtype=float)).reshape(1, -1)
+                                for k in self.scalar_names_])
+        back = None
+        if self.morph:
+            back = p1_transfer(self.common_morphed_, self.common_triangles_, morphed)
+        return self.x_scaler_.transform(x), back
+
+    def predict(self, mesh: Mesh, scalars: dict[str, float] | None = None, return_std: bool = True,
+                n_draws: int | None = None, quantiles: tuple[float, ...] = (0.025, 0.975)) -> dict[str, Any]:
+        """Fields on ``mesh``'s own nodes and output scalars.
+
+        Returns a dict with ``fields`` (name -> (N, c) mean), ``scalars`` (name -> mean) and,
+        with ``return_std``, ``fields_std``, ``fields_quantiles`` (name -> (q, N, c)) and
+        ``scalars_std``.
+        """
+        self._check_fitted()
+        x, back = self._inputs(mesh, scalars)
+        rng = np.random.default_rng(self.random_state)
+        draws = n_draws or self.n_draws
+        out: dict[str, Any] = {"fields": {}, "scalars": {}}
+        if return_std:
+            out.update(fields_std={}, fields_quantiles={}, scalars_std={})
+        for k, gp in self.field_gps_.items():
+            pod, comps = self.field_pods_[k], self.field_components_[k]
+
+            def to_mesh(coef: np.ndarray) -> np.ndarray:
+                common = pod.inverse_transform(coef).reshape(-1, len(self.common_points_), comps)
+                return common if back is None else np.stack([back @ c for c in common])
+
+            mean, cov = self._latent_posterior(gp, x)
+            out["fields"][k] = to_mesh(mean)[0]
+            if return_std:
+                sd = np.sqrt(np.clip(cov[0, 0], 0.0, None))  # (k,) independent outputs, shared kernel
+                samples = mean + rng.standard_normal((draws, mean.shape[1])) * sd[None]
+                fields = to_mesh(samples)  # (draws, N, c), each draw decompressed and transferred
+                out["fields_std"][k] = fields.std(0)
+                out["fields_quantiles"][k] = np.quantile(fields, quantiles, axis=0)
+        for k, gp in self.output_gps_.items():
+            mean, cov = self._latent_posterior(gp, x)
+            out["scalars"][k] = mean[0] if mean.shape[1] > 1 else float(mean[0, 0])
+            if return_std:
+                sd = np.sqrt(np.clip(cov[0, 0], 0.0, None))
+                out["scalars_std"][k] = sd if sd.size > 1 else float(sd[0])
+        return out
+
+    def predict_pyvista(self, mesh: Mesh, scalars: dict[str, float] | None = None):
+        """The query mesh as a pyvista grid with ``<field>`` and ``<field>_std`` point arrays."""
+        res = self.predict(mesh, scalars)
+        grid = Mesh(mesh.points, mesh.cells).to_pyvista()
+        for k, v in res["fields"].items():
+            grid.point_data[k] = v[:, 0] if v.shape[1] == 1 else v
+            s = res["fields_std"][k]
+            grid.point_data[f"{k}_std"] = s[:, 0] if s.shape[1] == 1 else s
+        for k, v in res["scalars"].items():
+            grid.field_data[k] = np.atleast_1d(v)
+        return grid
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Arrays and JSON only (``np.savez`` without pickles); GPs are stored as their
+        training data and optimised hyper-parameters and rebuilt exactly on load."""
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {
+            "common_points": self.common_points_, "common_triangles": self.common_triangles_,
+            "common_morphed": self.common_morphed_, "x_mean": self.x_scaler_.mean_, "x_scale": self.x_scaler_.scale_,
+        }
+        meta: dict[str, Any] = {
+            "format": FORMAT, "version": VERSION,
+            "params": {"shape_modes": self.shape_modes, "field_modes": self.field_modes, "pins": self.pins,
+                       "morph": self.morph, "common_index": self.common_index, "n_restarts": self.n_restarts,
+                       "n_draws": self.n_draws, "random_state": self.random_state},
+            "scalar_names": self.scalar_names_, "fields": {k: self.field_components_[k] for k in self.field_pods_},
+            "outputs": list(self.output_gps_), "common_index": self.common_index_, "n_train": self.n_train_,
+        }
+        pods = {"shape": self.shape_pod_, **{f"field:{k}": p for k, p in self.field_pods_.items()}}
+        for name, p in pods.items():
+            arrays[f"pod:{name}:mean"], arrays[f"pod:{name}:modes"] = p.mean_, p.modes_
+        gps = {**{f"field:{k}": g for k, g in self.field_gps_.items()}, **{f"out:{k}": g for k, g in
+                                                                          self.output_gps_.items()}}
+        for name, g in gps.items():
+            y_raw = g.y_train_.reshape(len(g.X_train_), -1) * g.y_scale_ + g.y_offset_
+            arrays[f"gp:{name}:X"], arrays[f"gp:{name}:y"] = g.X_train_, y_raw
+            arrays[f"gp:{name}:theta"] = g.kernel_.theta
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "MMGP":
+        path = Path(path)
+        if not path.exists():
+            raise FileFormatError("no such MMGP file", path)
+        try:
+            data = np.load(path, allow_pickle=False)
+            meta = json.loads(bytes(data["meta"]).decode())
+        except Exception as exc:
+            raise FileFormatError(f"not a readable MMGP file ({type(exc).__name__}: {exc})", path) from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise FileFormatError(f"not an MMGP file of version {VERSION} (format {meta.get('format')!r}, "
+                                  f"version {meta.get('version')!r})", path)
+        m = cls(**meta["params"])
+        m.common_points_, m.common_triangles_ = data["common_points"], data["common_triangles"]
+        m.common_morphed_, m.common_index_, m.n_train_ = data["common_morphed"], meta["common_index"], meta["n_train"]
+        m.x_scaler_ = StandardScaler()
+        m.x_scaler_.mean_, m.x_scaler_.scale_ = data["x_mean"], data["x_scale"]
+        m.x_scaler_.var_, m.x_scaler_.n_features_in_ = data["x_scale"] ** 2, len(data["x_mean"])
+        m.scalar_names_ = meta["scalar_names"]
+        mass = p1_mass_matrix(m.common_points_, m.common_triangles_)
+
+        def pod(name: str, comps: int) -> POD:
+            p = POD(0, mass, comps)
+            p.mean_, p.modes_ = data[f"pod:{name}:mean"], data[f"pod:{name}:modes"]
+            return p
+
+        def gp(name: str) -> GaussianProcessRegressor:
+            x, y = data[f"gp:{name}:X"], data[f"gp:{name}:y"]
+            kernel = m._kernel(x.shape[1]).clone_with_theta(data[f"gp:{name}:theta"])
+            g = GaussianProcessRegressor(kernel, optimizer=None)
+            g.y_offset_ = y.mean(0)
+            g.y_scale_ = float(np.sqrt(((y - g.y_offset_) ** 2).mean())) or 1.0
+            return g.fit(x, (y - g.y_offset_) / g.y_scale_)
+
+        m.shape_pod_ = pod("shape", 2)
+        m.field_components_ = {k: int(c) for k, c in meta["fields"].items()}
+        m.field_pods_ = {k: pod(f"field:{k}", c) for k, c in m.field_components_.items()}
+        m.field_gps_ = {k: gp(f"field:{k}") for k in m.field_components_}
+        m.output_gps_ = {k: gp(f"out:{k}") for k in meta["outputs"]}
+        return m

@@ -1,0 +1,172 @@
+"""MMGP: morphing onto the disk, exact P1 transfer of linear fields, POD, GP interpolation and uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.mesh import Mesh
+from sim.models.mmgp import MMGP, POD, NotFittedError, floater_map, p1_mass_matrix, p1_transfer, rbf_morph
+from sim.models.mmgp.morphing import boundary_loop
+
+
+def bumped_plate(bump: float, where: float, size: float = 0.12) -> Mesh:
+    """Unit plate whose top side carries a smooth bump; meshed independently by gmsh."""
+    import gmsh
+
+    gmsh.initialize(["-noenv"], readConfigFiles=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        xs = np.linspace(1, 0, 21)
+        top = [(x, 1 + bump * np.exp(-((x - where) / 0.15) ** 2)) for x in xs]
+        pts = [gmsh.model.occ.addPoint(x, y, 0) for x, y in [(0, 0), (1, 0)] + top]
+        lines = [gmsh.model.occ.addLine(pts[0], pts[1]), gmsh.model.occ.addLine(pts[1], pts[2])]
+        lines.append(gmsh.model.occ.addSpline(pts[2:]))
+        lines.append(gmsh.model.occ.addLine(pts[-1], pts[0]))
+        gmsh.model.occ.addPlaneSurface([gmsh.model.occ.addCurveLoop(lines)])
+        gmsh.model.occ.synchronize()
+        gmsh.option.setNumber("Mesh.MeshSizeMax", size)
+        gmsh.model.mesh.generate(2)
+        tags, coords, _ = gmsh.model.mesh.getNodes()
+        index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
+        index[tags.astype(np.int64)] = np.arange(len(tags))
+        _, _, nodes = gmsh.model.mesh.getElements(2)
+        tri = index[np.asarray(nodes[0], dtype=np.int64).reshape(-1, 3)]
+    finally:
+        gmsh.finalize()
+    p = coords.reshape(-1, 3)[:, :2]
+    used = np.unique(tri)  # drop the spline's control points, which no triangle uses
+    renumber = np.full(len(p), -1)
+    renumber[used] = np.arange(len(used))
+    p, tri = p[used], renumber[tri]
+    a = p[tri]
+    signed = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
+    tri[signed < 0] = tri[signed < 0][:, [0, 2, 1]]
+    return Mesh(p, {"triangle": tri})
+
+
+def field_of(mesh: Mesh, load: float) -> np.ndarray:
+    """A smooth response that depends on the shape through the coordinates and on the load."""
+    x, y = mesh.points[:, 0], mesh.points[:, 1]
+    return np.stack([load * y * (1 + 0.3 * x), load * np.sin(1.5 * x) * y**2], 1)
+
+
+@pytest.fixture(scope="module")
+def family():
+    rng = np.random.default_rng(0)
+    params = [(rng.uniform(0.0, 0.3), rng.uniform(0.3, 0.7), rng.uniform(1.0, 2.0)) for _ in range(14)]
+    meshes = [bumped_plate(b, w) for b, w, _ in params]
+    return meshes, params
+
+
+def test_floater_map_onto_the_disk_without_folds(family):
+    for mesh in family[0][:5]:
+        tri = mesh.cells["triangle"]
+        u = floater_map(mesh.points, tri, pins=4)
+        loop = boundary_loop(tri, mesh.points)
+        r = np.linalg.norm(u, axis=1)
+        np.testing.assert_allclose(r[loop], 1.0, atol=1e-12)
+        interior = np.setdiff1d(np.arange(mesh.num_points), loop)
+        assert (r[interior] < 1 - 1e-9).all()
+        Mesh(u, {"triangle": tri}).validate()  # no degenerate or inverted triangle
+        a = u[tri]
+        area = 0.5 * ((a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1])
+                      - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1]))
+        assert (area > 0).all() and area.sum() == pytest.approx(np.pi, rel=0.05)
+        # the plate's corners land at the pinned angles
+        corners = [np.argmin(np.linalg.norm(mesh.points - c, axis=1)) for c in [(0, 0), (1, 0), (0, 1)]]
+        ang = np.mod(np.arctan2(u[corners, 1], u[corners, 0]), 2 * np.pi)
+        np.testing.assert_allclose(ang[:2], [5 * np.pi / 4, 7 * np.pi / 4], atol=1e-9)
+
+
+def test_p1_transfer_of_a_linear_field_is_exact(family):
+    a, b = family[0][0], family[0][1]
+    lin = lambda p: 2 * p[:, 0] - 3 * p[:, 1] + 1  # noqa: E731
+    op = p1_transfer(a.points, a.cells["triangle"], b.points)
+    inside = b.points[:, 1] <= 1.0  # points of b below a's lowest top edge are inside a
+    np.testing.assert_allclose((op @ lin(a.points))[inside], lin(b.points)[inside], atol=1e-10)
+    assert np.allclose(np.asarray(op.sum(1)).ravel(), 1.0)  # a partition of unity everywhere (clamped too)
+
+
+def test_mass_matrix_integrates_exactly(family):
+    mesh = family[0][2]
+    m = p1_mass_matrix(mesh.points, mesh.cells["triangle"])
+    ones = np.ones(mesh.num_points)
+    e = mesh.points[mesh.cells["triangle"]][:, 1:] - mesh.points[mesh.cells["triangle"]][:, :1]
+    area = 0.5 * np.abs(e[:, 0, 0] * e[:, 1, 1] - e[:, 0, 1] * e[:, 1, 0]).sum()
+    assert ones @ m @ ones == pytest.approx(area)
+
+
+def test_pod_with_all_modes_reconstructs_exactly(family):
+    mesh = family[0][0]
+    rng = np.random.default_rng(1)
+    snaps = rng.random((6, mesh.num_points * 2))
+    pod = POD(10, p1_mass_matrix(mesh.points, mesh.cells["triangle"]), components=2).fit(snaps)
+    assert pod.modes_.shape[1] == 5  # centred snapshots span 5 dimensions
+    np.testing.assert_allclose(pod.inverse_transform(pod.transform(snaps)), snaps, atol=1e-10)
+
+
+def test_rbf_morph_moves_centres_exactly_and_far_points_not_at_all():
+    pts = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    moved = rbf_morph(pts, pts[:2], np.array([[0.1, 0.0], [0.0, -0.2]]), radius=2.0)
+    np.testing.assert_allclose(moved[:2], pts[:2] + [[0.1, 0.0], [0.0, -0.2]], atol=1e-12)
+    np.testing.assert_allclose(moved[2], pts[2])
+
+
+@pytest.fixture(scope="module")
+def fitted(family):
+    meshes, params = family
+    train = list(range(12))
+    model = MMGP(shape_modes=12, field_modes=12, n_restarts=1, n_draws=64)  # all modes: exact interpolation
+    model.fit([meshes[i] for i in train], {"load": np.array([params[i][2] for i in train])},
+              {"u": [field_of(meshes[i], params[i][2]) for i in train]},
+              {"umax": np.array([field_of(meshes[i], params[i][2])[:, 0].max() for i in train])})
+    return model
+
+
+def test_predict_interpolates_training_samples_and_generalises(family, fitted):
+    meshes, params = family
+    for i in (0, 5):
+        # a training sample comes back as its field seen through the common mesh (P1 there and back)
+        res = fitted.predict(meshes[i], {"load": params[i][2]})
+        truth = field_of(meshes[i], params[i][2])
+        morphed = floater_map(meshes[i].points, meshes[i].cells["triangle"])
+        there = p1_transfer(morphed, meshes[i].cells["triangle"], fitted.common_morphed_)
+        back = p1_transfer(fitted.common_morphed_, fitted.common_triangles_, morphed)
+        seen = back @ (there @ truth)
+        assert np.abs(res["fields"]["u"] - seen).max() < 1e-6 * np.abs(truth).max()
+    for i in (12, 13):  # unseen shapes
+        res = fitted.predict(meshes[i], {"load": params[i][2]})
+        truth = field_of(meshes[i], params[i][2])
+        rel = np.sqrt(((res["fields"]["u"] - truth) ** 2).mean()) / np.abs(truth).max()
+        assert rel < 0.05
+        assert res["scalars"]["umax"] == pytest.approx(truth[:, 0].max(), rel=0.05)
+
+
+def test_std_grows_away_from_the_training_data(family, fitted):
+    meshes, params = family
+    near = fitted.predict(meshes[3], {"load": params[3][2]})
+    far = fitted.predict(meshes[3], {"load": 4.0})  # loads were drawn in [1, 2]
+    assert far["fields_std"]["u"].mean() > 3 * near["fields_std"]["u"].mean()
+    assert far["scalars_std"]["umax"] > 3 * near["scalars_std"]["umax"]
+    q = far["fields_quantiles"]["u"]
+    assert q.shape == (2, meshes[3].num_points, 2) and (q[0] <= q[1]).all()
+
+
+def test_save_load_predicts_the_same(tmp_path, family, fitted):
+    meshes, params = family
+    fitted.save(tmp_path / "m.npz")
+    again = MMGP.load(tmp_path / "m.npz")
+    a = fitted.predict(meshes[12], {"load": 1.5})
+    b = again.predict(meshes[12], {"load": 1.5})
+    np.testing.assert_allclose(a["fields"]["u"], b["fields"]["u"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a["fields_std"]["u"], b["fields_std"]["u"], rtol=1e-6, atol=1e-12)
+    grid = again.predict_pyvista(meshes[12], {"load": 1.5})
+    assert grid.point_data["u"].shape == (meshes[12].num_points, 2) and "u_std" in grid.point_data
+
+
+def test_unfitted_and_bad_queries_are_clear_errors(family, fitted):
+    with pytest.raises(NotFittedError, match="call fit"):
+        MMGP().predict(family[0][0], {"load": 1.0})
+    with pytest.raises(Exception, match=r"missing input scalar\(s\) \['load'\]"):
+        fitted.predict(family[0][0], {})
