@@ -14,63 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.mesh import Mesh, NodeType, Trajectory
+from sim.mesh import Trajectory
 from sim.mesh.atomic import atomic_path
+from solvers.cfd.geometry import Channel, channel_mesh
 
-LENGTH, HEIGHT, CENTRE, RADIUS = 2.2, 0.41, (0.2, 0.2), 0.05
-
-
-def channel_mesh(size: float = 0.03) -> Mesh:
-    """Triangle mesh of the DFG channel with node types (inflow, outflow, wall, obstacle)."""
-    import gmsh
-
-    gmsh.initialize(["-noenv"], readConfigFiles=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add("channel")
-        occ = gmsh.model.occ
-        box = occ.addRectangle(0, 0, 0, LENGTH, HEIGHT)
-        hole = occ.addDisk(CENTRE[0], CENTRE[1], 0, RADIUS, RADIUS)
-        occ.cut([(2, box)], [(2, hole)])
-        occ.synchronize()
-        gmsh.option.setNumber("Mesh.MeshSizeMax", size)
-        field = gmsh.model.mesh.field
-        dist = field.add("Distance")
-        curves = [c for _, c in gmsh.model.getEntities(1)]
-        circle = [c for c in curves if abs(gmsh.model.occ.getMass(1, c) - 2 * np.pi * RADIUS) < 1e-6]
-        field.setNumbers(dist, "CurvesList", circle)
-        thr = field.add("Threshold")
-        field.setNumber(thr, "InField", dist)
-        field.setNumber(thr, "SizeMin", size / 3)
-        field.setNumber(thr, "SizeMax", size)
-        field.setNumber(thr, "DistMin", 0.02)
-        field.setNumber(thr, "DistMax", 0.3)
-        field.setAsBackgroundMesh(thr)
-        gmsh.model.mesh.generate(2)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        points = coords.reshape(-1, 3)[:, :2]
-        index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-        index[tags.astype(np.int64)] = np.arange(len(tags))
-        _, _, elem_nodes = gmsh.model.mesh.getElements(2)
-        triangles = index[np.asarray(elem_nodes[0], dtype=np.int64).reshape(-1, 3)]
-    finally:
-        gmsh.finalize()
-    x, y = points[:, 0], points[:, 1]
-    eps = 1e-9
-    node_type = np.full(len(points), NodeType.INTERIOR, dtype=np.int32)
-    node_type[np.hypot(x - CENTRE[0], y - CENTRE[1]) < RADIUS + eps] = NodeType.OBSTACLE
-    node_type[(y < eps) | (y > HEIGHT - eps)] = NodeType.WALL
-    node_type[x > LENGTH - eps] = NodeType.OUTFLOW
-    node_type[x < eps] = NodeType.INFLOW
-    # gmsh orients surfaces by their normal; make triangles counter-clockwise for 2D tools.
-    a = points[triangles]
-    signed = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
-    triangles[signed < 0] = triangles[signed < 0][:, [0, 2, 1]]
-    return Mesh(points, {"triangle": triangles}, node_type=node_type)
+CENTRE, RADIUS = (0.2, 0.2), 0.05
 
 
 def demo_trajectory(steps: int = 40, dt: float = 0.02, speed: float = 1.0, diffusivity: float = 2e-3) -> Trajectory:
-    mesh = channel_mesh()
+    mesh = channel_mesh(Channel(), size=0.03)
     x = mesh.points[:, 0] - CENTRE[0]
     y = mesh.points[:, 1] - CENTRE[1]
     r2 = np.maximum(x**2 + y**2, RADIUS**2)

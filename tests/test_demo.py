@@ -35,7 +35,7 @@ def test_demo_writes_a_pvd_series_vtk_opens(tmp_path):
 
 
 def test_demo_mesh_is_valid_and_counter_clockwise():
-    from sim.demo import channel_mesh
+    from solvers.cfd.geometry import channel_mesh
     from sim.mesh.validate import signed_measures
 
     mesh = channel_mesh().validate()
