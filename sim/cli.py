@@ -235,7 +235,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
 
-    run_demo(Path(args.out), steps=args.steps)
+    run_demo(Path(args.out), quick=args.quick, train_seconds=args.train_seconds, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,9 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the metrics as JSON")
     e.set_defaults(func=cmd_eval)
 
-    m = sub.add_parser("demo", help="generate a small mesh series and write it for ParaView")
+    m = sub.add_parser("demo", help="generate cylinder-flow data, train MeshGraphNet, roll it out for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    m.add_argument("--steps", type=int, default=40)
+    m.add_argument("--train-seconds", type=float, default=180.0, help="training time budget (default 180)")
+    m.add_argument("--workers", type=int, default=2, help="data generation processes")
+    m.add_argument("--quick", action="store_true", help="tiny data and a few training steps (a smoke test)")
     m.set_defaults(func=cmd_demo)
     return p
 

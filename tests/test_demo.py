@@ -1,44 +1,31 @@
-"""`sim demo` writes a series that VTK's readers open with every step and array."""
+"""`sim demo` runs the whole loop (solver data, training, rollout) and writes what it promises."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import sim.mesh as sm
 from sim.cli import main
-from sim.mesh import NodeType
 
 
-def test_demo_writes_a_pvd_series_vtk_opens(tmp_path):
+def test_quick_demo_writes_a_pvd_series_vtk_opens(tmp_path):
     import pyvista as pv
     from vtkmodules.vtkIOXML import vtkXMLUnstructuredGridReader
 
-    assert main(["demo", "--out", str(tmp_path), "--steps", "6"]) == 0
-    reader = pv.PVDReader(tmp_path / "demo.pvd")
-    assert len(reader.time_values) == 6
-    steps = sorted((tmp_path / "demo").glob("*.vtu"))
-    assert len(steps) == 6
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--train-seconds", "20"]) == 0
+    pvd = tmp_path / "rollout" / "000000.pvd"
+    reader = pv.PVDReader(pvd)
+    assert len(reader.time_values) == 12  # the whole trajectory: initial state + 11 predicted steps
+    steps = sorted((tmp_path / "rollout" / "000000").glob("*.vtu"))
     r = vtkXMLUnstructuredGridReader()
     r.SetFileName(str(steps[-1]))
     r.Update()
     pd = r.GetOutput().GetPointData()
-    assert {pd.GetArrayName(i) for i in range(pd.GetNumberOfArrays())} >= {"concentration", "velocity", "node_type"}
-    store = sm.read(tmp_path / "demo.h5")
-    with store:
-        traj = store.read("channel")
-    assert traj.num_steps == 6 and 1500 <= traj.mesh.num_points <= 2500
-    nt = traj.mesh.node_type
-    assert {NodeType.INFLOW, NodeType.OUTFLOW, NodeType.WALL, NodeType.OBSTACLE} <= set(np.unique(nt).tolist())
-    assert sm.read(tmp_path / "demo.xdmf").equals(traj)
-    assert (tmp_path / "demo.png").stat().st_size > 10_000
-
-
-def test_demo_mesh_is_valid_and_counter_clockwise():
-    from solvers.cfd.geometry import channel_mesh
-    from sim.mesh.validate import signed_measures
-
-    mesh = channel_mesh().validate()
-    area, _, oriented = signed_measures(mesh.points, "triangle", mesh.cells["triangle"])
-    assert oriented and (area > 0).all()
-    assert area.sum() == pytest.approx(2.2 * 0.41 - np.pi * 0.05**2, rel=2e-3)  # polygonal circle
+    names = {pd.GetArrayName(i) for i in range(pd.GetNumberOfArrays())}
+    assert {"velocity", "velocity_truth", "velocity_error", "node_type"} <= names
+    series = sm.read(pvd)
+    np.testing.assert_allclose(series.point_fields["velocity_error"],
+                               series.point_fields["velocity"] - series.point_fields["velocity_truth"], atol=1e-6)
+    for png in ("000000_error.png", "000000_step.png"):
+        assert (tmp_path / "rollout" / png).stat().st_size > 10_000
+    assert "all-rollout RMSE" in (tmp_path / "summary.txt").read_text()

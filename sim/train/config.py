@@ -85,6 +85,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: str = "auto"
     amp: bool = False
+    max_seconds: float | None = None  # stop (with a checkpoint) after this much training time
 
 
 @dataclass

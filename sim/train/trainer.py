@@ -249,6 +249,9 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
             if step % cfg.train.checkpoint_every == 0 and step != last:
                 checkpoint(step)
+            if cfg.train.max_seconds is not None and time.perf_counter() - t0 > cfg.train.max_seconds:
+                bar.write(f"stopping at step {step}: train.max_seconds = {cfg.train.max_seconds} reached")
+                break
         checkpoint(step)
     finally:
         bar.close()
