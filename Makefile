@@ -28,3 +28,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf demo_output .pytest_cache
+
+bench: $(STAMP)
+	mkdir -p bench_results
+	for f in scripts/bench/[a-z]*.py; do \
+	  $(PY) $$f --quick --json bench_results/$$(basename $$f .py).json || exit 1; done
+	$(PY) scripts/bench_summary.py bench_results > bench_results/SUMMARY.md
+	cat bench_results/SUMMARY.md

@@ -35,6 +35,7 @@ def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, worke
     from sim.mesh.atomic import atomic_path
     from sim.rollout.evaluate import evaluate_store
     from sim.train import Config, load_model, train
+    from sim.train.trainer import steps_for_budget
     from solvers.recipes import generate, load_recipe
 
     out = Path(out)
@@ -52,6 +53,8 @@ def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, worke
     if ckpt.exists():
         ckpt.unlink()  # a demo always trains afresh
     cfg = Config.from_dict(demo_config(data, run, train_seconds, quick))
+    if not quick:
+        cfg.train.steps = steps_for_budget(cfg, train_seconds)  # the lr schedule spans the budget
     summary = train(cfg)
     print(f"      {summary['steps']} steps, loss {summary['final_loss']:.4g}")
     print("[3/3] rolling out on an unseen trajectory")

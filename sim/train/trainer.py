@@ -261,3 +261,19 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                     "first_loss": losses[0] if losses and start == 0 else None,
                     "seconds": time.perf_counter() - t0, "checkpoint": str(ckpt_path)})
     return summary
+
+
+def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
+    """Training steps that fit in ``seconds``, from a short probe run (so the learning-rate
+    schedule spans the whole budget instead of stopping early in its first part)."""
+    import copy
+    import tempfile
+
+    probe = copy.deepcopy(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe.train.out, probe.train.steps, probe.train.max_seconds = tmp, probe_steps, None
+        probe.train.valid_every, probe.train.checkpoint_every = 0, 10**9
+        start = time.perf_counter()
+        train(probe, progress=False)
+        per_step = (time.perf_counter() - start) / probe_steps
+    return max(1, int(0.9 * seconds / per_step))
