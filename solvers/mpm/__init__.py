@@ -1,0 +1,7 @@
+"""MLS-MPM particle solver (ground truth for GIOROM): elastic, fluid, von Mises and
+Drucker-Prager materials in 2D and 3D, random scenes and GNS-style statistics."""
+
+from solvers.mpm.mls_mpm import MATERIALS, Material, MPMSolver
+from solvers.mpm.scenes import dataset_statistics, generate
+
+__all__ = ["MATERIALS", "MPMSolver", "Material", "dataset_statistics", "generate"]
