@@ -122,8 +122,8 @@ def cmd_info(args: argparse.Namespace) -> None:
             if not args.all and len(entries) > 20 and i == 10:
                 print(f"... {len(entries) - 15} more (--all shows every entry)")
             # time-dependent fields with their per-node shape, e.g. velocity(2,)
-            fields = ", ".join(f"{k.split('/', 1)[1]}{tuple(v['shape'][2:])}" for k, v in e["fields"].items()
-                               if k.startswith(("point_fields/", "cell_fields/")))
+            fields = ", ".join(f"{k.split('/', 1)[-1]}{tuple(v['shape'][2:])}" for k, v in e["fields"].items()
+                               if k.startswith(("point_fields/", "cell_fields/")) or k == "positions")
             dt = f"{e['dt']:.4g}" if e["dt"] is not None else "-"
             flag = "" if e["complete"] else "  [incomplete]"
             print(f"{e['name']:<12} {e['kind']:<10} {e['num_steps']:>6} {e['num_points']:>8} {e['num_cells']:>8} "
@@ -318,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `sim data info big.h5 | head`: the reader left, which is fine
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -302,7 +302,8 @@ class Store:
                 nonlocal stored
                 if isinstance(obj, h5py.Dataset):
                     stored += obj.id.get_storage_size()
-                    if "/" in path and path.split("/")[0] in ("point_fields", "cell_fields", "point_data", "cell_data"):
+                    if path == "positions" or ("/" in path and path.split("/")[0] in (
+                            "point_fields", "cell_fields", "point_data", "cell_data")):
                         fields[path] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
 
             g.visititems(visit)

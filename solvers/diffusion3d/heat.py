@@ -4,7 +4,10 @@
           \\quad \\kappa \\partial_n T = 0 \\text{ elsewhere}
 
 :math:`(M/\\Delta t + \\kappa K + A)\\,T^{n+1} = M T^n / \\Delta t + f` with the constant matrix
-LU-factorised once on its free DOFs, so each step is one triangular solve pair.
+LU-factorised once on its free DOFs, so each step is one triangular solve pair. Above
+``direct_limit`` unknowns (3D LU fill-in grows too fast for this machine's memory at
+~300k nodes) the same system is solved by BiCGSTAB with a Jacobi preconditioner, warm
+started from the previous step (the mass term keeps it well conditioned).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class HeatSolver:
     """
 
     def __init__(self, points: np.ndarray, tets: np.ndarray, kappa: float, dt: float, dirichlet: np.ndarray,
-                 velocity: np.ndarray | None = None, source: np.ndarray | None = None):
+                 velocity: np.ndarray | None = None, source: np.ndarray | None = None,
+                 direct_limit: int = 60_000):
         from skfem import Basis, BilinearForm, ElementTetP1, MeshTet, asm
         from skfem.helpers import dot, grad
 
@@ -52,7 +56,13 @@ class HeatSolver:
         a = (self.M / dt + kappa * asm(stiff, basis) + asm(advect, basis)).tocsr()
         self.fixed = np.flatnonzero(dirichlet)
         self.free = np.flatnonzero(~dirichlet)
-        self.lu = splu(a[self.free][:, self.free].tocsc())
+        a_ff = a[self.free][:, self.free].tocsc()
+        self.direct = len(self.free) <= direct_limit
+        if self.direct:
+            self.lu = splu(a_ff)
+        else:
+            self.a_ff = a_ff.tocsr()
+            self.inv_diag = 1.0 / self.a_ff.diagonal()
         self.coupling = a[self.free][:, self.fixed].tocsr()
         self.dt = dt
         self.f = self.M @ source if source is not None else np.zeros(len(points))
@@ -61,5 +71,15 @@ class HeatSolver:
         out = np.empty_like(T)
         out[self.fixed] = boundary_values
         rhs = (self.M @ T) / self.dt + self.f
-        out[self.free] = self.lu.solve(rhs[self.free] - self.coupling @ boundary_values)
+        b = rhs[self.free] - self.coupling @ boundary_values
+        if self.direct:
+            out[self.free] = self.lu.solve(b)
+            return out
+        from scipy.sparse.linalg import LinearOperator, bicgstab
+
+        pre = LinearOperator(self.a_ff.shape, matvec=lambda r: self.inv_diag * r)
+        sol, info = bicgstab(self.a_ff, b, x0=T[self.free], M=pre, rtol=1e-10, atol=0.0, maxiter=2000)
+        if info != 0:
+            raise SimError(f"the heat solve did not converge (BiCGSTAB info {info})")
+        out[self.free] = sol
         return out

@@ -38,3 +38,19 @@ def test_trajectory_holds_boundary_values_and_round_trips(tmp_path):
         w.append(traj)
     with Store(tmp_path / "d.h5") as s:
         assert s.read("000000").equals(traj)
+
+
+def test_iterative_path_matches_the_direct_solve():
+    from skfem import MeshTet
+
+    m = MeshTet.init_tensor(np.linspace(0, 1, 8), np.linspace(0, 1, 6), np.linspace(0, 1, 5))
+    fixed = m.p[0] < 1e-9
+    src = np.exp(-((m.p.T - 0.5) ** 2).sum(1) / 0.02)
+    direct = HeatSolver(m.p.T, m.t.T, 0.05, 0.01, fixed, np.array([0.3, 0, 0]), src)
+    iterative = HeatSolver(m.p.T, m.t.T, 0.05, 0.01, fixed, np.array([0.3, 0, 0]), src, direct_limit=0)
+    assert direct.direct and not iterative.direct
+    a = b = np.zeros(m.p.shape[1])
+    for _ in range(5):
+        a = direct.step(a, np.ones(fixed.sum()))
+        b = iterative.step(b, np.ones(fixed.sum()))
+    np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
