@@ -14,6 +14,7 @@ import numpy as np
 
 from sim.errors import MeshError
 from sim.mesh import Mesh, NodeType
+from solvers.meshing import gmsh_elements
 
 
 @dataclass(frozen=True)
@@ -71,22 +72,10 @@ def channel_mesh(channel: Channel = Channel(), size: float = 0.03, size_min: flo
         field.setNumber(thr, "DistMax", refine_distance)
         field.setAsBackgroundMesh(thr)
         gmsh.model.mesh.generate(2)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        _, _, elem_nodes = gmsh.model.mesh.getElements(2)
+        points, triangles = gmsh_elements(2)
     finally:
         gmsh.finalize()
-    points = coords.reshape(-1, 3)[:, :2]
-    index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-    index[tags.astype(np.int64)] = np.arange(len(tags))
-    triangles = index[np.asarray(elem_nodes[0], dtype=np.int64).reshape(-1, 3)]
-    used = np.unique(triangles)
-    if len(used) != len(points):  # drop geometry points no triangle uses
-        renumber = np.full(len(points), -1)
-        renumber[used] = np.arange(len(used))
-        points, triangles = points[used], renumber[triangles]
-    a = points[triangles]
-    signed = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
-    triangles[signed < 0] = triangles[signed < 0][:, [0, 2, 1]]
+    points = points[:, :2]
     return Mesh(points, {"triangle": triangles}, node_type=node_types(points, c))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sim.mesh import Mesh, NodeType, Trajectory
 from solvers.diffusion3d.heat import HeatSolver
+from solvers.meshing import gmsh_elements
 
 DEFAULTS: dict[str, Any] = {"mesh_size": 0.06, "num_steps": 20, "dt": 0.01, "kappa": [0.02, 0.1],
                             "sources": [1, 3], "source_strength": [5.0, 20.0], "source_width": [0.05, 0.15],
@@ -40,21 +41,9 @@ def box_with_hole(cx: float, cy: float, radius: float, height: float, size: floa
         occ.synchronize()
         gmsh.option.setNumber("Mesh.MeshSizeMax", size)
         gmsh.model.mesh.generate(3)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        _, _, nodes = gmsh.model.mesh.getElements(3)
+        pts, tets = gmsh_elements(3)  # VTK-positive tetrahedra
     finally:
         gmsh.finalize()
-    pts = coords.reshape(-1, 3)
-    index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-    index[tags.astype(np.int64)] = np.arange(len(tags))
-    tets = index[np.asarray(nodes[0], dtype=np.int64).reshape(-1, 4)]
-    used = np.unique(tets)
-    renumber = np.full(len(pts), -1)
-    renumber[used] = np.arange(len(used))
-    pts, tets = pts[used], renumber[tets]
-    a = pts[tets]
-    vol = np.einsum("ij,ij->i", a[:, 1] - a[:, 0], np.cross(a[:, 2] - a[:, 0], a[:, 3] - a[:, 0]))
-    tets[vol < 0] = tets[vol < 0][:, [0, 2, 1, 3]]  # VTK-positive orientation
     return Mesh(pts, {"tetra": tets})
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from sim.errors import SimError
 from sim.mesh import Mesh, NodeType
+from solvers.meshing import gmsh_elements
 
 WIDTH, HEIGHT = 1.0, 1.5
 FAMILIES = ("notched", "ellipse", "wedge", "same_mesh")
@@ -63,21 +64,10 @@ def plate_mesh(left: np.ndarray, right: np.ndarray, y: np.ndarray, size: float) 
         occ.synchronize()
         gmsh.option.setNumber("Mesh.MeshSizeMax", size)
         gmsh.model.mesh.generate(2)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        _, _, nodes = gmsh.model.mesh.getElements(2)
+        pts, tri = gmsh_elements(2)  # drops the spline control points, orients the triangles
     finally:
         gmsh.finalize()
-    pts = coords.reshape(-1, 3)[:, :2]
-    index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-    index[tags.astype(np.int64)] = np.arange(len(tags))
-    tri = index[np.asarray(nodes[0], dtype=np.int64).reshape(-1, 3)]
-    used = np.unique(tri)  # the spline control points carry no triangle
-    renumber = np.full(len(pts), -1)
-    renumber[used] = np.arange(len(used))
-    pts, tri = pts[used], renumber[tri]
-    a = pts[tri]
-    signed = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
-    tri[signed < 0] = tri[signed < 0][:, [0, 2, 1]]
+    pts = pts[:, :2]
     nt = np.full(len(pts), NodeType.INTERIOR, dtype=np.int32)
     nt[pts[:, 1] < 1e-9] = NodeType.FIXED
     nt[pts[:, 1] > HEIGHT - 1e-9] = NodeType.HANDLE

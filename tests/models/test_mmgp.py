@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sim.mesh import Mesh
+from solvers.meshing import gmsh_elements
 from sim.models.mmgp import MMGP, POD, NotFittedError, floater_map, p1_mass_matrix, p1_transfer, rbf_morph
 from sim.models.mmgp.morphing import boundary_loop
 
@@ -27,21 +28,10 @@ def bumped_plate(bump: float, where: float, size: float = 0.12) -> Mesh:
         gmsh.model.occ.synchronize()
         gmsh.option.setNumber("Mesh.MeshSizeMax", size)
         gmsh.model.mesh.generate(2)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-        index[tags.astype(np.int64)] = np.arange(len(tags))
-        _, _, nodes = gmsh.model.mesh.getElements(2)
-        tri = index[np.asarray(nodes[0], dtype=np.int64).reshape(-1, 3)]
+        p, tri = gmsh_elements(2)
     finally:
         gmsh.finalize()
-    p = coords.reshape(-1, 3)[:, :2]
-    used = np.unique(tri)  # drop the spline's control points, which no triangle uses
-    renumber = np.full(len(p), -1)
-    renumber[used] = np.arange(len(used))
-    p, tri = p[used], renumber[tri]
-    a = p[tri]
-    signed = (a[:, 1, 0] - a[:, 0, 0]) * (a[:, 2, 1] - a[:, 0, 1]) - (a[:, 2, 0] - a[:, 0, 0]) * (a[:, 1, 1] - a[:, 0, 1])
-    tri[signed < 0] = tri[signed < 0][:, [0, 2, 1]]
+    p = p[:, :2]
     return Mesh(p, {"triangle": tri})
 
 
