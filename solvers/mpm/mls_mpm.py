@@ -16,9 +16,10 @@ Per substep, with quadratic B-spline weights w_ip, grid spacing h and D^-1 = 4 /
 Materials (Lame parameters from E, nu):
 
 - ``jelly``: fixed-corotated elasticity, :math:`\\tau = 2\\mu (F - R) F^T + \\lambda (J - 1) J I`;
-- ``water``: weakly compressible fluid with pressure :math:`p = -K (J - 1)`, so
-  :math:`\\tau = K (J - 1) J I`; the deformation gradient is reset to :math:`J^{1/d} I`
-  each step (no shear memory), K = E / (3 (1 - 2 nu));
+- ``water``: weakly compressible fluid with pressure :math:`p = -K (J - 1)` and a Newtonian
+  viscous stress from the APIC velocity gradient C,
+  :math:`\\tau = K (J - 1) J I + \\eta J (C + C^T)`; the deformation gradient is reset to
+  :math:`J^{1/d} I` each step (no shear memory), K = E / (3 (1 - 2 nu));
 - ``plasticine``: von Mises plasticity in Hencky (log) strain, return mapping of the
   deviatoric strain onto the yield surface :math:`\\lVert \\hat\\epsilon \\rVert \\le \\tau_y / (2\\mu)`;
 - ``sand``: Drucker-Prager in Hencky strain (Klar et al. 2016): expansion projects to the
@@ -50,6 +51,7 @@ class Material:
     density: float = 1e3
     yield_stress: float = 5e3  # plasticine
     friction_deg: float = 25.0  # sand
+    viscosity: float = 0.0  # water: dynamic viscosity eta
 
     def __post_init__(self) -> None:
         if self.kind not in MATERIALS:
@@ -100,8 +102,8 @@ class MPMSolver:
         return self.cfl * self.dx / speed
 
     # ------------------------------------------------------------------ stress and plasticity
-    def stress(self, F: torch.Tensor, mat_id: torch.Tensor) -> torch.Tensor:
-        """Kirchhoff stress (N, d, d) per particle."""
+    def stress(self, F: torch.Tensor, mat_id: torch.Tensor, C: torch.Tensor | None = None) -> torch.Tensor:
+        """Kirchhoff stress (N, d, d) per particle (C, the velocity gradient, for viscosity)."""
         d = self.dim
         eye = torch.eye(d, dtype=F.dtype)
         tau = torch.zeros_like(F)
@@ -113,6 +115,9 @@ class MPMSolver:
             J = torch.linalg.det(Fk)
             if m.kind == "water":
                 tau[sel] = (m.bulk * (J - 1) * J)[:, None, None] * eye
+                if m.viscosity and C is not None:
+                    Ck = C[sel]
+                    tau[sel] = tau[sel] + m.viscosity * J[:, None, None] * (Ck + Ck.transpose(1, 2))
             elif m.kind == "jelly":
                 U, S, Vh = torch.linalg.svd(Fk)
                 R = U @ Vh
@@ -166,7 +171,7 @@ class MPMSolver:
             weight = weight * w[:, offs[:, a], a]  # (N, K)
         dpos = (offs[None].to(x.dtype) - fx[:, None, :]) * self.dx  # (N, K, d)
         node = ((base[:, None, :] + offs[None]) * self.strides).sum(-1)  # (N, K) flat node index
-        tau = self.stress(F, mat_id)
+        tau = self.stress(F, mat_id, C)
         affine = -dt * 4 * self.inv_dx**2 * p_vol[:, None, None] * tau + p_mass[:, None, None] * C  # (N, d, d)
         mom = p_mass[:, None, None] * v[:, None, :] + torch.einsum("nij,nkj->nki", affine, dpos)  # (N, K, d)
         grid_m = torch.zeros(self.num_nodes, dtype=x.dtype).index_add_(

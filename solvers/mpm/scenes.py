@@ -18,7 +18,7 @@ from solvers.mpm.mls_mpm import MATERIALS, Material, MPMSolver
 DEFAULTS: dict[str, Any] = {
     "dim": 2, "material": "water", "n_grid": 64, "ppc": 2, "blocks": [1, 3], "block_size": [0.12, 0.3],
     "speed": [0.0, 2.0], "frames": 50, "frame_dt": 0.005, "wall": "slip", "gravity": -9.8, "cfl": 0.4,
-    "E": None, "nu": None, "density": 1e3, "yield_stress": 5e3, "friction_deg": 25.0,
+    "E": None, "nu": None, "density": 1e3, "yield_stress": 5e3, "friction_deg": 25.0, "viscosity": 1.0,
 }
 MATERIAL_DEFAULTS = {  # (E, nu): near GIOROM/NCLAW, water and sand softened to keep dt practical
     "jelly": (1e5, 0.2), "plasticine": (3e5, 0.3), "sand": (3e5, 0.3), "water": (3e4, 0.3),
@@ -55,7 +55,8 @@ def generate(params: dict[str, Any], seed: int) -> Trajectory:
     rng = np.random.default_rng(seed)
     E_default, nu_default = MATERIAL_DEFAULTS[p["material"]]
     material = Material(p["material"], E=p["E"] or E_default, nu=p["nu"] or nu_default, density=p["density"],
-                        yield_stress=p["yield_stress"], friction_deg=p["friction_deg"])
+                        yield_stress=p["yield_stress"], friction_deg=p["friction_deg"],
+                        viscosity=p["viscosity"] if p["material"] == "water" else 0.0)
     solver = MPMSolver(dim, int(p["n_grid"]), [material], gravity=p["gravity"], wall=p["wall"], cfl=p["cfl"])
     spacing = solver.dx / int(p["ppc"])
     xs, vs = [], []
@@ -75,7 +76,8 @@ def generate(params: dict[str, Any], seed: int) -> Trajectory:
                       dt=float(p["frame_dt"]), params={
                           "dim": dim, "material": material.kind, "E": material.E, "nu": material.nu,
                           "density": material.density, "yield_stress": material.yield_stress,
-                          "friction_deg": material.friction_deg, "n_grid": int(p["n_grid"]), "ppc": int(p["ppc"]),
+                          "friction_deg": material.friction_deg, "viscosity": material.viscosity,
+                          "n_grid": int(p["n_grid"]), "ppc": int(p["ppc"]),
                           "wall": p["wall"], "gravity": p["gravity"], "bounds": [[0.0, 1.0]] * dim,
                           "num_particles": int(len(x0)), "substeps_total": int(substeps),
                           "particle_types": {"0": material.kind}})

@@ -102,10 +102,12 @@ def test_sand_column_collapses_spreads_and_stops_near_the_friction_angle():
 
 @pytest.mark.slow
 def test_water_settles_to_a_flat_surface():
-    solver = MPMSolver(2, 64, [Material("water")], gravity=-9.8)
+    """A collapsing water column sloshes, then settles: after 3 s (viscosity 3 Pa s) the free
+    surface heights across the tank agree within 2 cm (from 40 cm of initial column height)."""
+    solver = MPMSolver(2, 64, [Material("water", viscosity=3.0)], gravity=-9.8)
     spacing = solver.dx / 2
     x0 = _block([0.06, 0.06], [0.3, 0.4], spacing)
-    pos, _ = simulate(solver, x0, np.zeros_like(x0), spacing, 1e3, 300, 0.005)
+    pos, _ = simulate(solver, x0, np.zeros_like(x0), spacing, 1e3, 600, 0.005)
     xs = np.linspace(0.1, 0.9, 9)
     tops = [pos[-1, np.abs(pos[-1, :, 0] - x) < 0.02, 1].max() for x in xs]
     assert np.std(tops) < 0.02
