@@ -149,3 +149,23 @@ def test_lossy_format_is_refused_not_silently_truncated(tmp_path):
     res = run_cli("convert", str(tmp_path / "m.vtu"), str(tmp_path / "m.stl"))
     assert res.returncode == 2 and "the stl format cannot hold" in res.stderr
     assert not (tmp_path / "m.stl").exists()
+
+
+def test_convert_mpm_store_to_a_point_cloud_series(tmp_path):
+    """Particles (no cells) become a PVD series whose steps carry one vertex per particle."""
+    import pyvista as pv
+
+    from solvers.mpm import generate
+
+    traj = generate({"material": "water", "frames": 5, "n_grid": 32}, 1)
+    sm.write(traj, tmp_path / "w.h5")
+    res = run_cli("convert", str(tmp_path / "w.h5"), str(tmp_path / "w.pvd"))
+    assert res.returncode == 0, res.stderr
+    reader = pv.PVDReader(tmp_path / "w.pvd")
+    assert len(reader.time_values) == 5
+    reader.set_active_time_value(reader.time_values[-1])
+    grid = reader.read()[0]
+    assert grid.n_cells == grid.n_points == traj.mesh.num_points
+    assert set(grid.celltypes) == {pv.CellType.VERTEX}
+    np.testing.assert_allclose(grid.points[:, :2], traj.positions[-1], rtol=1e-6)
+    assert sm.read(tmp_path / "w.pvd").equals(traj)

@@ -18,6 +18,10 @@ from sim.errors import FileFormatError, MeshError
 from sim.mesh import validate as _v
 from sim.mesh.core import Mesh, Trajectory, same_array_dicts
 
+#: Static point array in which our writers keep a moving series' reference configuration
+#: (it need not equal the first step's positions, nor share their dtype).
+REFERENCE_POINTS = "sim_reference_points"
+
 
 def trajectory_from_frames(frames: list[Mesh], times: np.ndarray, meta: dict[str, Any], label: str) -> Trajectory:
     """Assemble a Trajectory from per-step meshes of one series."""
@@ -53,9 +57,14 @@ def trajectory_from_frames(frames: list[Mesh], times: np.ndarray, meta: dict[str
         moving = any(not np.array_equal(fr.points, first.points) for fr in frames[1:])
     if first.node_type is not None and any(not np.array_equal(fr.node_type, first.node_type) for fr in frames[1:]):
         raise FileFormatError("node types change between steps; they must be static", label)
+    reference = first.points
+    if REFERENCE_POINTS in first.point_data:
+        reference = first.point_data[REFERENCE_POINTS]
+        for fr in frames:
+            fr.point_data.pop(REFERENCE_POINTS, None)
 
     mesh = Mesh(
-        points=first.points,
+        points=reference,
         cells=first.cells,
         point_data={k: v for k, v in first.point_data.items() if k not in tpf},
         cell_data={k: v for k, v in first.cell_data.items() if k not in tcf},

@@ -25,7 +25,7 @@ from sim.errors import FileFormatError, SimError
 from sim.mesh.adapters import mesh_from_pyvista, mesh_to_pyvista, read_meta
 from sim.mesh.atomic import atomic_path
 from sim.mesh.core import Mesh, Trajectory
-from sim.mesh.series import SeriesLayout, series_meta, step_arrays, trajectory_from_frames
+from sim.mesh.series import REFERENCE_POINTS, SeriesLayout, series_meta, step_arrays, trajectory_from_frames
 
 
 def write_vtu(mesh: Mesh, path: str | os.PathLike, extra_meta: dict[str, Any] | None = None) -> None:
@@ -85,10 +85,13 @@ class PVDWriter:
         prev = self._written[-1][0] if self._written else None
         self.layout.check_step(float(time), point_fields, cell_fields, positions, prev, str(self.path))
         m = self.layout.mesh
+        static = dict(m.point_data)
+        if positions is not None:
+            static[REFERENCE_POINTS] = m.points
         frame = Mesh(
             points=m.points if positions is None else np.asarray(positions),
             cells=m.cells,
-            point_data={**m.point_data, **point_fields},
+            point_data={**static, **point_fields},
             cell_data={**m.cell_data, **cell_fields},
             field_data=m.field_data,
             node_type=m.node_type,

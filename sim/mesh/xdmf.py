@@ -33,7 +33,7 @@ import numpy as np
 from sim.errors import FileFormatError, SimError
 from sim.mesh.cells import BY_XDMF_ID, BY_XDMF_NAME, cell_type
 from sim.mesh.core import NODE_TYPE_ARRAY, Mesh, Trajectory
-from sim.mesh.series import SeriesLayout, series_meta, step_arrays, trajectory_from_frames
+from sim.mesh.series import REFERENCE_POINTS, SeriesLayout, series_meta, step_arrays, trajectory_from_frames
 
 _NUMBER_TYPES = {"f": "Float", "i": "Int", "u": "UInt", "b": "UChar"}
 _FROM_NUMBER_TYPE = {
@@ -94,7 +94,10 @@ class XDMFWriter:
         else:  # a particle set: one vertex per point
             g.create_dataset("topology", data=np.arange(mesh.num_points, dtype=np.int64))
             self._topology = ("Polyvertex", mesh.num_points, (mesh.num_points,))
-        for k, a in mesh.point_data.items():
+        static = dict(mesh.point_data)
+        if layout.moving:
+            static[REFERENCE_POINTS] = mesh.points
+        for k, a in static.items():
             self._static_refs.append((k, "Node", self._store(g, f"point_data/{k}", a, f"point:{k}")))
         if mesh.node_type is not None:
             self._static_refs.append((NODE_TYPE_ARRAY, "Node", self._store(g, "node_type", mesh.node_type, "node_type")))

@@ -33,9 +33,16 @@ def _moving_mesh_trajectory() -> Trajectory:
                       point_fields={"d": np.ones((steps, base.num_points, 3))})
 
 
+def _float32_particles() -> Trajectory:
+    """Reference configuration in float64, positions stored in float32 (as the MPM solver does)."""
+    t = particle_trajectory()
+    return Trajectory(t.mesh, t.times, t.point_fields, positions=t.positions.astype(np.float32), dt=t.dt)
+
+
 TRAJECTORIES = {
     "mixed2d": trajectory_2d,
     "particles": particle_trajectory,
+    "particles_f32": _float32_particles,
     "moving3d": _moving_mesh_trajectory,
 }
 
