@@ -141,6 +141,7 @@ class XDMFWriter:
             self._store(g, f"cell/{k}", a, f"cell:{k}")
         if positions is not None:
             g.create_dataset("points", data=self._pad(np.asarray(positions)))
+            self._meta["positions_dtype"] = str(np.asarray(positions).dtype)
         self._times.append(float(time))
 
     def _data_item(self, parent: ET.Element, h5_path: str) -> None:
@@ -303,7 +304,8 @@ class _XdmfReader:
                 raise FileFormatError(f"attribute {name!r} has center {center!r}; only Node and Cell are supported",
                                       self.path)
         if self.meta:
-            points = points[:, : int(self.meta.get("point_dim", 3))].astype(self.meta.get("points_dtype", points.dtype))
+            dtype = self.meta.get("positions_dtype" if self.meta.get("moving") else "points_dtype", points.dtype)
+            points = points[:, : int(self.meta.get("point_dim", 3))].astype(dtype)
             if self.meta.get("cell_types") == [] and list(cells) == ["vertex"]:
                 cells = {}  # a particle set written with its implicit vertices
         return Mesh(points, cells, point_data, cell_data, self._field_data(), node_type)
