@@ -33,13 +33,15 @@ class Channel:
 
 
 def channel_mesh(channel: Channel = Channel(), size: float = 0.03, size_min: float | None = None,
-                 refine_distance: float = 0.3) -> Mesh:
+                 refine_distance: float = 0.3, wake_size: float | None = None, wake_length: float = 1.0) -> Mesh:
     """Counter-clockwise triangle mesh with node types.
 
     Args:
         size: element size far from the cylinder.
         size_min: element size on the cylinder (default ``size / 3``).
         refine_distance: distance from the cylinder over which the size grows to ``size``.
+        wake_size: element size in a box behind the cylinder (``wake_length`` long, 3
+            diameters high), where the shed vortices travel; None: no wake refinement.
     """
     import gmsh
 
@@ -70,7 +72,19 @@ def channel_mesh(channel: Channel = Channel(), size: float = 0.03, size_min: flo
         field.setNumber(thr, "SizeMax", size)
         field.setNumber(thr, "DistMin", 0.0)
         field.setNumber(thr, "DistMax", refine_distance)
-        field.setAsBackgroundMesh(thr)
+        background = thr
+        if wake_size is not None:
+            box = field.add("Box")
+            field.setNumber(box, "VIn", wake_size)
+            field.setNumber(box, "VOut", size)
+            field.setNumber(box, "XMin", c.cx)
+            field.setNumber(box, "XMax", min(c.cx + wake_length, c.length))
+            field.setNumber(box, "YMin", max(c.cy - 3 * c.radius, 0.0))
+            field.setNumber(box, "YMax", min(c.cy + 3 * c.radius, c.height))
+            field.setNumber(box, "Thickness", 3 * c.radius)
+            background = field.add("Min")
+            field.setNumbers(background, "FieldsList", [thr, box])
+        field.setAsBackgroundMesh(background)
         gmsh.model.mesh.generate(2)
         points, triangles = gmsh_elements(2)
     finally:
