@@ -62,21 +62,10 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def _write_one(obj, dst: Path) -> None:
-    """Write with a progress bar over the steps for series outputs."""
-    from tqdm import tqdm
+    from sim.mesh import Trajectory
+    from sim.mesh.io import write
 
-    from sim.mesh import PVDWriter, SeriesLayout, Trajectory, XDMFWriter
-    from sim.mesh.io import XDMF_SUFFIXES, write
-    from sim.mesh.series import step_arrays
-
-    suffix = dst.suffix.lower()
-    if isinstance(obj, Trajectory) and (suffix == ".pvd" or suffix in XDMF_SUFFIXES):
-        writer_type = PVDWriter if suffix == ".pvd" else XDMFWriter
-        with writer_type(dst, SeriesLayout.of(obj)) as w:
-            for t in tqdm(range(obj.num_steps), desc=dst.name, unit="step", disable=obj.num_steps < 20):
-                w.write(**step_arrays(obj, t))
-    else:
-        write(obj, dst)
+    write(obj, dst, progress=isinstance(obj, Trajectory) and obj.num_steps >= 20)
     print(f"wrote {dst}")
 
 

@@ -83,8 +83,9 @@ def read_meshio(path: str | os.PathLike) -> Mesh:
         raise exc.with_path(path) from None
 
 
-def write(obj: Mesh | Trajectory, path: str | os.PathLike) -> Path:
-    """Write a mesh or trajectory to ``path``, choosing the format by extension (atomically)."""
+def write(obj: Mesh | Trajectory, path: str | os.PathLike, progress: bool = False) -> Path:
+    """Write a mesh or trajectory to ``path``, choosing the format by extension (atomically);
+    ``progress`` shows a bar over the steps of a series."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in STORE_SUFFIXES:
@@ -94,11 +95,11 @@ def write(obj: Mesh | Trajectory, path: str | os.PathLike) -> Path:
     if suffix == ".pvd":
         from sim.mesh.vtk import write_pvd
 
-        return write_pvd(_as_trajectory(obj), path)
+        return write_pvd(_as_trajectory(obj), path, progress)
     if suffix in XDMF_SUFFIXES:
         from sim.mesh.xdmf import write_xdmf
 
-        return write_xdmf(_as_trajectory(obj), path)
+        return write_xdmf(_as_trajectory(obj), path, progress)
     mesh = _single_mesh(obj, path)
     if suffix == ".vtu":
         from sim.mesh.vtk import write_vtu

@@ -136,10 +136,12 @@ class PVDWriter:
             self.abort()
 
 
-def write_pvd(traj: Trajectory, path: str | os.PathLike) -> Path:
-    """Write a whole trajectory as a ParaView series."""
+def write_pvd(traj: Trajectory, path: str | os.PathLike, progress: bool = False) -> Path:
+    """Write a whole trajectory as a ParaView series (``progress``: a bar over the steps)."""
+    from tqdm import tqdm
+
     with PVDWriter(path, SeriesLayout.of(traj)) as w:
-        for t in range(traj.num_steps):
+        for t in tqdm(range(traj.num_steps), desc=Path(path).name, unit="step", disable=not progress):
             w.write(**step_arrays(traj, t))
     return Path(path)
 

@@ -201,10 +201,12 @@ class XDMFWriter:
             self.abort()
 
 
-def write_xdmf(traj: Trajectory, path: str | os.PathLike) -> Path:
-    """Write a whole trajectory as an XDMF time series."""
+def write_xdmf(traj: Trajectory, path: str | os.PathLike, progress: bool = False) -> Path:
+    """Write a whole trajectory as an XDMF time series (``progress``: a bar over the steps)."""
+    from tqdm import tqdm
+
     with XDMFWriter(path, SeriesLayout.of(traj)) as w:
-        for t in range(traj.num_steps):
+        for t in tqdm(range(traj.num_steps), desc=Path(path).name, unit="step", disable=not progress):
             w.write(**step_arrays(traj, t))
     return Path(path)
 
