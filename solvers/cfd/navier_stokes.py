@@ -4,8 +4,12 @@ pressure correction (IPCS, Goda 1979), scikit-fem assembly.
 With density 1 and kinematic viscosity nu, each step from (u^n, p^n):
 
 1. tentative velocity, Crank-Nicolson in time with the convection linearised around the
-   extrapolated velocity :math:`w = 2u^n - u^{n-1}` (second order, no CFL limit from an
-   explicit convection):
+   velocity extrapolated to the midpoint, :math:`w = \tfrac32 u^n - \tfrac12 u^{n-1}` (second
+   order, no CFL limit from an explicit convection). The midpoint matters: the whole
+   Crank-Nicolson operator is centred at :math:`t^{n+1/2}`, and convecting with the velocity
+   extrapolated to :math:`t^{n+1}` (:math:`2u^n - u^{n-1}`, our first version) is an O(dt)
+   error that damped the DFG 2D-2 lift amplitude by 33 % at dt 0.005 (measured; 5 % with
+   the midpoint):
 
    .. math:: \\frac{u^* - u^n}{\\Delta t} + \\tfrac12 \\left(N(w) - \\nu\\Delta\\right)(u^* + u^n) = -\\nabla p^n,
              \\qquad N(w)u = (w\\cdot\\nabla)u
@@ -204,7 +208,7 @@ class CylinderFlow:
         if s.conv_prev is None:
             wx, wy = s.ux, s.uy
         else:
-            wx, wy = 2 * s.ux - s.conv_prev[0], 2 * s.uy - s.conv_prev[1]
+            wx, wy = 1.5 * s.ux - 0.5 * s.conv_prev[0], 1.5 * s.uy - 0.5 * s.conv_prev[1]
         half = 0.5 * (nu * self.K + self.convection_matrix(wx, wy))
         lhs = (self.M / dt + half).tocsr()
         t1 = s.t + dt
