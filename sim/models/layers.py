@@ -47,13 +47,26 @@ class GraphNetBlock(nn.Module):
 
     def __init__(self, latent: int, hidden_layers: int = 2):
         super().__init__()
+        self.latent = latent
         self.edge_mlp = mlp(3 * latent, latent, latent, hidden_layers)
         self.node_mlp = mlp(2 * latent, latent, latent, hidden_layers)
+
+    def first_edge_layer(self, x: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
+                         edge_attr: torch.Tensor) -> torch.Tensor:
+        """The edge MLP's first linear layer on ``[e, v_s, v_r]`` without building that (E, 3 latent)
+        concatenation: ``W [e; v_s; v_r] = W_e e + (W_s v)_s + (W_r v)_r``, where the node terms are
+        computed once per node (N rows) and gathered, instead of once per edge (E ~ 6N rows on a
+        triangle mesh). Same weights, same result (to rounding), about a third fewer processor FLOPs."""
+        first = self.edge_mlp[0]
+        w_e, w_s, w_r = first.weight.split(self.latent, dim=1)
+        node_terms = x @ torch.cat([w_s, w_r], dim=0).T  # (N, 2 latent)
+        return (torch.nn.functional.linear(edge_attr, w_e, first.bias) + node_terms[senders, : self.latent]
+                + node_terms[receivers, self.latent:])
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         senders, receivers = edge_index
-        e_new = self.edge_mlp(torch.cat([edge_attr, x[senders], x[receivers]], dim=-1))
+        e_new = self.edge_mlp[1:](self.first_edge_layer(x, senders, receivers, edge_attr))
         agg = scatter_sum(e_new, receivers, x.shape[0])
         v_new = self.node_mlp(torch.cat([x, agg], dim=-1))
         return x + v_new, edge_attr + e_new
