@@ -196,7 +196,7 @@ def _evaluate(args: argparse.Namespace, out: Path | None, every_entry: bool) -> 
         names = store.names()
     entries = [args.entry] if args.entry else (names if every_entry else names[:1])
     results = evaluate_store(model, args.data, entries, args.steps, out, getattr(args, "format", "pvd"),
-                             getattr(args, "plot", False))
+                             getattr(args, "plot", False), compile=getattr(args, "compile", False))
     summary = _metrics_table(results)
     summary["entries"] = {r.name: {"steps": r.steps, **{f"rmse_{k}": v for k, v in r.rmse.items()}}
                           for r in results}
@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--all", action="store_true", help="roll out every entry")
     r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
     r.add_argument("--json", help="write the metrics as JSON")
+    r.add_argument("--compile", action="store_true", help="torch.compile the one-step map (long rollouts)")
     r.set_defaults(func=cmd_rollout)
 
     e = sub.add_parser("eval", help="rollout metrics of a trained model on every trajectory of a store")

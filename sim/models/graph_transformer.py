@@ -89,6 +89,8 @@ class GraphTransformer(nn.Module):
         x (N, node_in), edge_index (2, E) mesh edges, pos (N, c), batch (N,) -> (N, out_dim)
     """
 
+    presets = PRESETS
+
     def __init__(self, node_in: int, edge_in: int, out_dim: int, dim: int = 64, layers: int = 6, heads: int = 4,
                  mlp_ratio: int = 3, k_hop: int = 1, dilation: list[int] | None = None,
                  hops: list[list[int]] | None = None, global_nodes: int = 0, global_tokens: int = 0,

@@ -43,6 +43,8 @@ class MeshGraphNet(nn.Module):
         x (N, node_in), edge_index (2, E), edge_attr (E, edge_in) -> (N, out_dim)
     """
 
+    presets = PRESETS
+
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 128, steps: int = 15,
                  hidden_layers: int = 2):
         super().__init__()

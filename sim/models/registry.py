@@ -38,10 +38,22 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate the model registered as ``name``; an unknown name lists the known ones."""
+def model_class(name: str) -> type[nn.Module]:
     if name not in _MODELS:
         _load_entry_points()
     if name not in _MODELS:
         raise SimError(f"unknown model {name!r} (available: {', '.join(available_models()) or 'none'})")
-    return _MODELS[name](**kwargs)
+    return _MODELS[name]
+
+
+def preset_args(name: str, preset: str) -> dict[str, Any]:
+    """Constructor arguments of a named size preset of model ``name`` (its class attribute ``presets``)."""
+    presets: dict[str, dict[str, Any]] = getattr(model_class(name), "presets", {})
+    if preset not in presets:
+        raise SimError(f"model {name!r} has no preset {preset!r} (presets: {', '.join(presets) or 'none'})")
+    return dict(presets[preset])
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Instantiate the model registered as ``name``; an unknown name lists the known ones."""
+    return model_class(name)(**kwargs)

@@ -75,8 +75,8 @@ def series_layout(mesh: Mesh, fields: Sequence[str], dt: float | None, params: d
 def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray], steps: int,
             dt: Sequence[float] | float, boundary: Sequence[Boundary] | None = None,
             reference: Sequence[np.ndarray] | None = None, writers: Sequence[StepWriter | None] | None = None,
-            t0: Sequence[float] | float = 0.0, blowup_factor: float = 1e3, device: str | torch.device = "cpu"
-            ) -> RolloutResult:
+            t0: Sequence[float] | float = 0.0, blowup_factor: float = 1e3, device: str | torch.device = "cpu",
+            compile: bool = False) -> RolloutResult:
     """Roll ``simulator`` forward ``steps`` steps from ``initial`` on each mesh.
 
     Args:
@@ -93,6 +93,8 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
             is written too. On divergence the writers are aborted.
         blowup_factor: diverged when the state's max norm exceeds this factor times the
             largest of the initial and reference states' max norm.
+        compile: run the one-step map through ``torch.compile`` (the graph is fixed during a
+            rollout, so it compiles once; worth it for long rollouts, costs a compile at start).
     """
     k = len(meshes)
     dts = [float(dt)] * k if np.isscalar(dt) else [float(x) for x in dt]
@@ -118,13 +120,14 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
     fields, dims = simulator.config["fields"], simulator.config["field_dims"]
     mse: list[list[float]] = [[] for _ in range(k)]
     derivative = simulator.config["target"] == "derivative"
+    predict = torch.compile(simulator.predict_update, dynamic=False) if compile else simulator.predict_update
     try:
         for i, w in enumerate(writers):
             if w is not None:
                 w.write(t0s[i], split_fields(initial[i], fields, dims))
         with torch.inference_mode():
             for s in range(1, steps + 1):
-                upd = simulator.predict_update(state, graphs.node_type, graphs.edge_index, graphs.edge_attr,
+                upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr,
                                                graphs.mesh_pos, graphs.batch)
                 state = state + (node_dt * upd if derivative else upd)
                 host = state.cpu().numpy()

@@ -59,8 +59,8 @@ class EntryResult:
 
 
 def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None = None, steps: int | None = None,
-                   out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu"
-                   ) -> list[EntryResult]:
+                   out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
+                   compile: bool = False) -> list[EntryResult]:
     """Roll out each entry from its first step with ground-truth boundary values.
 
     Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step
@@ -88,7 +88,7 @@ def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None =
                 base = PVDWriter(path, layout) if fmt == "pvd" else XDMFWriter(path, layout)
                 writer = ComparisonWriter(base, ref, fields, dims, float(traj.times[0]), dt)
             res: RolloutResult = rollout(simulator, [traj.mesh], [ref[0]], n, dt, reference=[ref[: n + 1]],
-                                         writers=[writer], t0=float(traj.times[0]), device=device)
+                                         writers=[writer], t0=float(traj.times[0]), device=device, compile=compile)
             persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, n + 1)])
             pres = RolloutResult(final=[], mse=[persistence])
             results.append(EntryResult(name, n, res.rmse(0), res.mse[0], pres.rmse(0), path))

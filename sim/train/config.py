@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     max_seconds: float | None = None  # stop (with a checkpoint) after this much training time
+    tensorboard: bool = True  # also log to out/tensorboard when the tensorboard package is installed
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch_geometric.data import Batch
 from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
 from sim.mesh import Store
-from sim.models.meshgraphnet import PRESETS
+from sim.models.registry import preset_args
 from sim.models.simulator import MeshSimulator
 from sim.rollout import rollout
 from sim.train.checkpoint import read_checkpoint, save_checkpoint
@@ -88,9 +88,7 @@ def lr_factor(step: int, cfg: Config) -> float:
 
 def build_simulator(cfg: Config, dataset: MeshStepDataset) -> MeshSimulator:
     m = cfg.model
-    args = dict(PRESETS[m.preset]) if m.preset else {}
-    if m.preset and m.preset not in PRESETS:
-        raise SimError(f"unknown preset {m.preset!r} (presets: {', '.join(PRESETS)})")
+    args = preset_args(m.network, m.preset) if m.preset else {}
     args.update(m.network_args)
     kwargs: dict[str, Any] = {}
     if m.noise_types is not None:
@@ -121,6 +119,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+
+
+def _tensorboard(out: Path) -> Any:
+    """A TensorBoard writer into ``out/tensorboard`` when the ``tensorboard`` package is installed
+    (optional: ``pip install tensorboard``); None otherwise, and the CSV log stays the record."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
 def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps: int, device: torch.device
@@ -203,6 +211,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     writer = csv.writer(log_file) if log_file else None
     if writer and new_log:
         writer.writerow(["step", "loss", "lr", "seconds"])
+    board = _tensorboard(out) if rank == 0 and cfg.train.tensorboard else None
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                disable=(rank != 0) or ((not progress) if progress is not None else None))
     use_amp = cfg.train.amp and device.type == "cuda"
@@ -243,10 +252,16 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                 if writer:
                     writer.writerow([step, mean, scheduler.get_last_lr()[0], time.perf_counter() - t0])
                     log_file.flush()
+                if board:
+                    board.add_scalar("train/loss", mean, step)
+                    board.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             if cfg.data.valid and cfg.train.valid_every and step % cfg.train.valid_every == 0 and rank == 0:
                 summary.update(validation_rollout(simulator, cfg.data.valid, cfg.data.valid_entries,
                                                   cfg.data.valid_rollout_steps, device))
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+                if board:
+                    for k, v in summary.items():
+                        board.add_scalar(f"valid/{k}", v, step)
             if step % cfg.train.checkpoint_every == 0 and step != last:
                 checkpoint(step)
             if cfg.train.max_seconds is not None and time.perf_counter() - t0 > cfg.train.max_seconds:
@@ -257,6 +272,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
         bar.close()
         if log_file:
             log_file.close()
+        if board:
+            board.close()
     summary.update({"steps": step, "final_loss": float(np.mean(losses[-10:])) if losses else None,
                     "first_loss": losses[0] if losses and start == 0 else None,
                     "seconds": time.perf_counter() - t0, "checkpoint": str(ckpt_path)})

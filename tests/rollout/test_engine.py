@@ -119,3 +119,14 @@ def test_rollout_streams_a_pvd_series_that_reads_back(tmp_path):
     back = sm.read(tmp_path / "roll.pvd")
     assert back.num_steps == 4
     np.testing.assert_allclose(back.point_fields["velocity"][-1], res.final[0][:, :2])
+
+
+@pytest.mark.slow
+def test_compiled_rollout_equals_eager():
+    """``compile=True`` (torch.compile of the one-step map) changes speed, not results."""
+    mesh = mixed_2d_mesh()
+    sim = _simulator(3)
+    x0 = np.random.default_rng(3).random((6, 3)).astype(np.float32)
+    eager = rollout(sim, [mesh], [x0], 5, 0.1)
+    compiled = rollout(sim, [mesh], [x0], 5, 0.1, compile=True)
+    np.testing.assert_allclose(compiled.final[0], eager.final[0], rtol=1e-4, atol=1e-5)

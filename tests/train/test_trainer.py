@@ -142,3 +142,32 @@ def test_graph_transformer_trains_through_the_same_trainer(tmp_path, data):
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
     assert model.network.config["dilation"] == [1, 2]
+
+
+def test_presets_come_from_the_chosen_network(tmp_path, data):
+    """`model.preset` names a size of the configured network (the graph transformer's `tiny` here),
+    explicit network_args override it, and an unknown preset lists the network's presets."""
+    cfg = _config(tmp_path, data, steps=3)
+    cfg.model.network, cfg.model.preset = "graph_transformer", "tiny"
+    cfg.model.network_args = {"layers": 2}
+    train(cfg, progress=False)
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert model.network.config["dim"] == 32 and model.network.config["layers"] == 2
+    bad = _config(tmp_path / "b", data, steps=3)
+    bad.model.preset = "tiny"  # a transformer size asked of MeshGraphNet
+    with pytest.raises(SimError, match=r"model 'meshgraphnet' has no preset 'tiny' \(presets: paper, cpu\)"):
+        train(bad, progress=False)
+
+
+def test_tensorboard_log_holds_the_csv_losses(tmp_path, data):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_config(tmp_path, data, steps=30), progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    board = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    csv_rows = [(int(r.split(",")[0]), float(r.split(",")[1])) for r in log]
+    assert [s for s, _ in board] == [s for s, _ in csv_rows] == [10, 20, 30]
+    np.testing.assert_allclose([v for _, v in board], [v for _, v in csv_rows], rtol=1e-6)
