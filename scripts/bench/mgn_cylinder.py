@@ -20,8 +20,8 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import ROOT, peak_mem_mb, report
+from _mesh_models import cylinder_data, rollout_metrics, train_for_budget
 
 
 def main() -> None:
@@ -29,67 +29,49 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
+    ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--train-seconds", type=float)
     ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
     args = ap.parse_args()
 
     from sim.mesh import Store
-    from sim.rollout.evaluate import evaluate_store
-    from sim.train import Config, load_model, train
-    from sim.train.trainer import steps_for_budget
-    from solvers.recipes import generate, load_recipe
 
     size = args.size or ("small" if args.quick else "medium")
     budget = args.train_seconds or (120.0 if args.quick else 3600.0)
-    recipe = load_recipe(ROOT / "datasets" / "cylinder_flow.yaml")
     t0 = time.perf_counter()
-    paths = generate(recipe, size, workers=args.workers)
+    paths = cylinder_data(size, args.data, args.workers)
     gen_s = time.perf_counter() - t0
     out = Path(args.out)
     if args.checkpoint:
-        ckpt, train_rate, steps = Path(args.checkpoint), float("nan"), 0
+        ckpt, train_rate, steps, seconds = Path(args.checkpoint), None, None, None
     else:
-        run = out / f"run_{size}_{args.preset}"
-        ckpt = run / "checkpoint.pt"
-        if ckpt.exists():
-            ckpt.unlink()
-        cfg = Config.from_dict({
+        summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "fields": ["velocity"], "target": "delta",
                       "noise_std": 0.02},
-            "data": {"train": str(paths["train"]), "batch_size": 1},
+            "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
+                     "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "max_seconds": budget, "out": str(run),
-                      "log_every": 100, "checkpoint_every": 5000, "normalizer_accumulation_steps": 1000},
-        })
-        cfg.train.steps = steps_for_budget(cfg, budget)
-        summary = train(cfg)
-        steps = summary["steps"]
-        train_rate = steps / summary["seconds"]
-    def mean_of(values: list[float]) -> float | None:
-        return float(np.mean(values)) if values else None  # None: no test trajectory is that long
-
-    model, _ = load_model(ckpt)
+            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}"), "log_every": 100,
+                      "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
+                      "valid_every": 0 if args.quick else 2000},
+        }, budget)
+        ckpt, train_rate, steps, seconds = Path(summary["checkpoint"]), summary["steps_per_s"], summary["steps"], \
+            summary["seconds"]
     with Store(paths["test"]) as s:
-        n_nodes = sum(s.read(n).mesh.num_points for n in s.names())
-    t1 = time.perf_counter()
-    results = evaluate_store(model, paths["test"], None, None, None)
-    roll_s = time.perf_counter() - t1
-    total_node_steps = sum(r.steps for r in results) * (n_nodes / len(results))
+        n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
+    m = rollout_metrics(ckpt, paths["test"])
     report("mgn_cylinder", {
-        "size": size, "preset": args.preset, "train_steps": steps, "train_budget_s": budget,
-        "generation_s": gen_s,
-        "rmse_1": float(np.mean([r.rmse["1"] for r in results])),
-        "rmse_50": mean_of([r.rmse["50"] for r in results if "50" in r.rmse]),
-        "rmse_all": float(np.mean([r.rmse["all"] for r in results])),
-        "persistence_rmse_50": mean_of([r.persistence_rmse["50"] for r in results if "50" in r.rmse]),
-        "persistence_rmse_all": float(np.mean([r.persistence_rmse["all"] for r in results])),
+        "size": size, "preset": args.preset, "batch_size": args.batch_size, "train_steps": steps,
+        "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
+        **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},
         "train_steps_per_s": train_rate,
-        "rollout_node_steps_per_s": total_node_steps / roll_s,
+        "rollout_node_steps_per_s": m["rollout_steps"] * (sum(n_nodes) / len(n_nodes)) / m["rollout_s"],
         "peak_mem_mb": peak_mem_mb(),
-        "test_trajectories": len(results),
+        "test_trajectories": m["test_trajectories"],
     }, args.json)
 
 

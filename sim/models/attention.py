@@ -25,9 +25,9 @@ def segment_softmax(scores: torch.Tensor, index: torch.Tensor, num_nodes: int) -
     h = scores.shape[1]
     idx = index[:, None].expand(-1, h)
     smax = scores.new_full((num_nodes, h), float("-inf")).scatter_reduce(0, idx, scores, "amax", include_self=True)
-    ex = torch.exp(scores - smax[index])
+    ex = torch.exp(scores - smax.index_select(0, index))
     denom = scores.new_zeros((num_nodes, h)).index_add_(0, index, ex)
-    return ex / denom[index].clamp(min=torch.finfo(scores.dtype).tiny)
+    return ex / denom.index_select(0, index).clamp(min=torch.finfo(scores.dtype).tiny)
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 100.0) -> torch.Tensor:
@@ -82,8 +82,9 @@ class MaskedAttention(nn.Module):
                 raise ValueError("rotary encoding needs node coordinates (pos)")
             q, k = rotary(q, pos), rotary(k, pos)
         send, recv = mask_index
-        scores = (q[recv] * k[send]).sum(-1) / math.sqrt(self.head_dim)  # (M, H)
-        alpha = segment_softmax(scores, recv, n)
-        msg = alpha[..., None] * v[send]  # (M, H, Dh)
-        agg = x.new_zeros((n, self.heads, self.head_dim)).index_add_(0, recv, msg)
-        return self.out(agg.reshape(n, -1))
+        # index_select rather than advanced indexing: the same gathers, about 2x faster on CPU
+        scores = torch.linalg.vecdot(q.index_select(0, recv), k.index_select(0, send)) / math.sqrt(self.head_dim)
+        alpha = segment_softmax(scores, recv, n)  # (M, H)
+        msg = v.index_select(0, send) * alpha.unsqueeze(-1)  # (M, H, Dh)
+        agg = x.new_zeros((n, self.heads * self.head_dim)).index_add_(0, recv, msg.reshape(len(send), -1))
+        return self.out(agg)

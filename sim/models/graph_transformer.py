@@ -82,6 +82,9 @@ class GraphTransformer(nn.Module):
         random_edges: random senders per node added to every layer.
         coord_dim: width of node coordinates appended to the inputs (0: none).
         rope: rotary encoding of Q/K by node coordinates.
+        rope_scale: coordinates are multiplied by this before the rotary encoding. Its
+            frequencies span 1 to 1/100 radian per unit, so mesh spacing h is resolved when
+            ``rope_scale`` is about 1/h (e.g. 50-100 for cylinder flow in metres).
         checkpointing: recompute block activations in backward (large meshes).
         seed: seed of the random edges (they depend only on it and the mesh).
 
@@ -95,12 +98,13 @@ class GraphTransformer(nn.Module):
                  mlp_ratio: int = 3, k_hop: int = 1, dilation: list[int] | None = None,
                  hops: list[list[int]] | None = None, global_nodes: int = 0, global_tokens: int = 0,
                  random_edges: int = 0,
-                 coord_dim: int = 0, rope: bool = False, checkpointing: bool = False, seed: int = 0):
+                 coord_dim: int = 0, rope: bool = False, rope_scale: float = 1.0, checkpointing: bool = False,
+                 seed: int = 0):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "dim": dim, "layers": layers,
                        "heads": heads, "mlp_ratio": mlp_ratio, "k_hop": k_hop, "dilation": dilation, "hops": hops,
                        "global_nodes": global_nodes, "global_tokens": global_tokens, "random_edges": random_edges, "coord_dim": coord_dim,
-                       "rope": rope, "checkpointing": checkpointing, "seed": seed}
+                       "rope": rope, "rope_scale": rope_scale, "checkpointing": checkpointing, "seed": seed}
         if hops is not None:
             if len(hops) != layers:
                 raise ValueError(f"hops gives {len(hops)} hop sets for {layers} layers")
@@ -220,7 +224,7 @@ class GraphTransformer(nn.Module):
             x = torch.cat([x, pos.to(x.dtype)], dim=-1)
         h = self.encoder(x)
         masks = self.masks(edge_index, n, batch)
-        p = pos
+        p = pos * self.config["rope_scale"] if (pos is not None and self.config["rope"]) else pos
         if self.tokens is not None:
             num_graphs = 1 if batch is None or n == 0 else int(batch.max()) + 1
             h = torch.cat([h, self.tokens.repeat(num_graphs, 1)], dim=0)

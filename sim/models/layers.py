@@ -59,9 +59,8 @@ class GraphNetBlock(nn.Module):
         triangle mesh). Same weights, same result (to rounding), about a third fewer processor FLOPs."""
         first = self.edge_mlp[0]
         w_e, w_s, w_r = first.weight.split(self.latent, dim=1)
-        node_terms = x @ torch.cat([w_s, w_r], dim=0).T  # (N, 2 latent)
-        return (torch.nn.functional.linear(edge_attr, w_e, first.bias) + node_terms[senders, : self.latent]
-                + node_terms[receivers, self.latent:])
+        return (torch.nn.functional.linear(edge_attr, w_e, first.bias) + (x @ w_s.T).index_select(0, senders)
+                + (x @ w_r.T).index_select(0, receivers))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,138 @@
+"""Shared pieces of the mesh-model benchmarks: data, training for a wall-time budget, rollout
+metrics, per-step timing and peak memory of a rollout in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import ROOT
+
+CYLINDER_RECIPE = ROOT / "datasets" / "cylinder_flow.yaml"
+
+
+def cylinder_data(size: str, data_dir: str | None = None, workers: int = 2) -> dict[str, Path]:
+    """train/valid/test stores of the cylinder-flow recipe: ``data_dir`` when given (it must hold
+    them), else generated (or completed) with our solver under datasets/cylinder_flow/<size>."""
+    if data_dir:
+        d = Path(data_dir)
+        paths = {s: d / f"{s}.h5" for s in ("train", "valid", "test")}
+        missing = [str(p) for p in paths.values() if not p.exists()]
+        if missing:
+            raise SystemExit(f"--data {d}: missing {', '.join(missing)}")
+        return paths
+    from solvers.recipes import generate, load_recipe
+
+    return generate(load_recipe(CYLINDER_RECIPE), size, workers=workers)
+
+
+def train_for_budget(cfg_dict: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Train a configuration for about ``seconds`` of wall time, the learning-rate schedule spanning
+    the whole budget; returns the trainer's summary plus ``steps_per_s``."""
+    from sim.train import Config, train
+    from sim.train.trainer import steps_for_budget
+
+    cfg = Config.from_dict(cfg_dict)
+    ckpt = Path(cfg.train.out) / "checkpoint.pt"
+    if ckpt.exists():
+        ckpt.unlink()
+    cfg.train.steps = steps_for_budget(cfg, seconds)
+    cfg.train.max_seconds = seconds
+    summary = train(cfg)
+    summary["steps_per_s"] = summary["steps"] / summary["seconds"]
+    return summary
+
+
+def rollout_metrics(checkpoint: str | Path, test: str | Path, steps: int | None = None) -> dict[str, Any]:
+    """Mean over the test trajectories of the rollout RMSE at 1, 50 and all steps, and persistence's."""
+    from sim.rollout.evaluate import evaluate_store
+    from sim.train import load_model
+
+    model, _ = load_model(checkpoint)
+    t = time.perf_counter()
+    results = evaluate_store(model, test, None, steps, None)
+    seconds = time.perf_counter() - t
+
+    def mean(key: str, persistence: bool = False) -> float | None:
+        vals = [(r.persistence_rmse if persistence else r.rmse)[key] for r in results if key in r.rmse]
+        return float(np.mean(vals)) if vals else None  # None: no test trajectory is that long
+
+    return {"rmse_1": mean("1"), "rmse_50": mean("50"), "rmse_all": mean("all"),
+            "persistence_rmse_50": mean("50", True), "persistence_rmse_all": mean("all", True),
+            "rollout_s": seconds, "rollout_steps": int(sum(r.steps for r in results)), "test_trajectories": len(results)}
+
+
+def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray, repeats: int = 20,
+               warmup: int = 3) -> dict[str, float]:
+    """Median seconds of one model step (the one-step map on one mesh, inference mode) per
+    checkpoint, measured alternately in this process after a warm-up."""
+    import torch
+
+    from sim.graph import mesh_graph
+    from sim.train import load_model
+
+    g = mesh_graph(mesh)
+    x = torch.as_tensor(state, dtype=torch.float32)
+    models = {k: load_model(p)[0] for k, p in checkpoints.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+
+    def one(m: Any) -> float:
+        t = time.perf_counter()
+        m.predict_update(x, g.node_type, g.edge_index, g.edge_attr, g.mesh_pos, None)
+        return time.perf_counter() - t
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for m in models.values():
+                one(m)
+        for _ in range(repeats):
+            for k, m in models.items():
+                times[k].append(one(m))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def rollout_peak_mem_mb(checkpoint: str | Path, data: str | Path, steps: int, out_dir: str | Path | None = None,
+                        entry: str | None = None) -> dict[str, float]:
+    """Roll ``checkpoint`` over the first (or named) entry of ``data`` for ``steps`` steps in a fresh
+    Python process (streaming an XDMF series when ``out_dir`` is given) and return the peak
+    resident memory *during the rollout* (``peak_mem_mb``: Linux's high-water mark, reset after
+    the imports and the model load, so import-time spikes do not count), the resident memory
+    before it (``base_mem_mb``) and the wall time per step including reading and writing."""
+    code = f"""
+import json, resource, time, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from sim.mesh import Store
+from sim.rollout.evaluate import evaluate_store
+from sim.train import load_model
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return float(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+model, _ = load_model({str(checkpoint)!r})
+with Store({str(data)!r}) as s:
+    entry = {entry!r} or s.names()[0]
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark (VmHWM)
+except OSError:
+    pass
+base = status("VmRSS")
+t = time.perf_counter()
+out = {str(out_dir)!r} if {out_dir is not None!r} else None
+res = evaluate_store(model, {str(data)!r}, [entry], {steps}, Path(out) if out else None, "xdmf")
+sec = time.perf_counter() - t
+print(json.dumps({{"peak_mem_mb": status("VmHWM"), "base_mem_mb": base, "seconds_per_step": sec / res[0].steps}}))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise RuntimeError(f"the rollout process failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
