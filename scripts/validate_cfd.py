@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     q = args.quick
     res = run(size=args.size or (0.04 if q else 0.025), size_min=args.size_min or (0.012 if q else 0.004),
-              dt=args.dt or (0.005 if q else 0.001), t_end=args.t_end or (6.0 if q else 7.0),
+              dt=args.dt or (0.005 if q else 0.002), t_end=args.t_end or (6.0 if q else 7.0),
               window=2.0, kick=args.kick, wake_size=args.wake_size)
     print(f"periodicity: cl_max {res['cl_max_previous_window']:.4f} in the window before the last, "
           f"cd_max {res['cd_max_previous_window']:.4f}")
