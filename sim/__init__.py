@@ -1,3 +1,10 @@
 """sim: learned surrogates of physics simulations that run like solvers on your own meshes."""
 
-__version__ = "0.1.0"
+from sim._version import __version__
+
+
+def load(path):  # sim.api is imported on first use: torch is heavy
+    """Load a saved model as a :class:`sim.api.Surrogate` (see :func:`sim.api.load`)."""
+    from sim.api import load as _load
+
+    return _load(path)

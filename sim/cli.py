@@ -162,6 +162,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg.train.steps = args.steps
     if args.out:
         cfg.train.out = args.out
+    if args.ensemble:
+        from sim.train import train_ensemble
+
+        summary = train_ensemble(cfg, args.ensemble, resume=args.resume)
+        print(f"ensemble of {args.ensemble} members: {summary['checkpoint']}")
+        return
     summary = train(cfg, resume=args.resume)
     keys = ["steps", "final_loss", "seconds", "checkpoint"] + sorted(k for k in summary if k.startswith("valid_"))
     for k in keys:
@@ -229,7 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim", description="Learned surrogates of physics simulations.")
-    from sim import __version__
+    from sim._version import __version__
 
     p.add_argument("--version", action="version", version=f"sim {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -266,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from train.out/checkpoint.pt")
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--out", help="override train.out")
+    t.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N members with seeds seed..seed+N-1 and write train.out/ensemble.json")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("rollout", help="roll a trained model over a store's trajectories and write series")

@@ -363,7 +363,7 @@ class StoreWriter:
             self._file = h5py.File(self._atomic.tmp, "w", track_order=True)
             self._file.attrs["sim_format"] = FORMAT_NAME
             self._file.attrs["schema_version"] = SCHEMA_VERSION
-            from sim import __version__
+            from sim._version import __version__
 
             self._file.attrs["created_by"] = f"sim {__version__}"
             self.metadata = dict(metadata or {})

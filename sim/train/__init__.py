@@ -2,6 +2,6 @@
 
 from sim.train.checkpoint import load_model, read_checkpoint, save_checkpoint
 from sim.train.config import Config, ConfigError, load_config
-from sim.train.trainer import train
+from sim.train.trainer import train, train_ensemble
 
-__all__ = ["Config", "ConfigError", "load_config", "load_model", "read_checkpoint", "save_checkpoint", "train"]
+__all__ = ["Config", "ConfigError", "load_config", "load_model", "read_checkpoint", "save_checkpoint", "train", "train_ensemble"]

@@ -27,6 +27,8 @@ from sim.models.registry import build_model
 
 FORMAT = "sim.checkpoint"
 VERSION = 1
+ENSEMBLE_FORMAT = "sim.ensemble"
+ENSEMBLE_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, train_state: dict[str, Any] | None = None) -> Path:
@@ -70,3 +72,34 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
                               path)
     model.eval()
     return model, payload
+
+
+def save_ensemble(path: str | os.PathLike, members: list[str | os.PathLike]) -> Path:
+    """Write a deep-ensemble manifest: JSON naming member checkpoints (relative to the manifest)."""
+    import json
+
+    path = Path(path)
+    rel = [os.path.relpath(Path(m).resolve(), path.resolve().parent) for m in members]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION, "members": rel},
+                                        indent=2))
+    return path
+
+
+def read_ensemble(path: str | os.PathLike) -> list[Path]:
+    """Member checkpoint paths of an ensemble manifest (checked, not loaded)."""
+    import json
+
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"not a readable ensemble manifest ({exc})", path) from None
+    if not isinstance(meta, dict) or meta.get("format") != ENSEMBLE_FORMAT:
+        raise FileFormatError(f"not an ensemble manifest (no 'format': '{ENSEMBLE_FORMAT}')", path)
+    if meta.get("version") != ENSEMBLE_VERSION:
+        raise FileFormatError(f"ensemble manifest version {meta.get('version')} is not supported", path)
+    members = meta.get("members") or []
+    if len(members) < 2:
+        raise FileFormatError("an ensemble needs at least two members", path)
+    return [path.parent / m for m in members]

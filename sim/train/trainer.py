@@ -29,7 +29,7 @@ from sim.mesh import Store
 from sim.models.registry import preset_args
 from sim.models.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.train.checkpoint import read_checkpoint, save_checkpoint
+from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
 
 
@@ -294,3 +294,28 @@ def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
         train(probe, progress=False)
         per_step = (time.perf_counter() - start) / probe_steps
     return max(1, int(0.9 * seconds / per_step))
+
+
+def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bool | None = None
+                   ) -> dict[str, Any]:
+    """A deep ensemble: ``members`` runs of the same configuration with seeds ``seed + i`` (other
+    initial weights, batch orders and noise) into ``train.out/member_<i>``, and the manifest
+    ``train.out/ensemble.json`` that ``sim.load`` opens as one surrogate with mean and std."""
+    import copy
+
+    if members < 2:
+        raise SimError(f"an ensemble needs at least two members, got {members}")
+    out = Path(cfg.train.out)
+    summaries, ckpts = [], []
+    for i in range(members):
+        member = copy.deepcopy(cfg)
+        member.train.seed = cfg.train.seed + i
+        member.train.out = str(out / f"member_{i}")
+        done = Path(member.train.out) / "checkpoint.pt"
+        if resume and done.exists() and int(read_checkpoint(done)["train"]["step"]) >= member.train.steps:
+            summaries.append({"steps": member.train.steps, "checkpoint": str(done)})  # finished before
+        else:
+            summaries.append(train(member, resume=resume, progress=progress))
+        ckpts.append(summaries[-1]["checkpoint"])
+    manifest = save_ensemble(out / "ensemble.json", ckpts)
+    return {"members": summaries, "checkpoint": str(manifest), "steps": sum(s["steps"] for s in summaries)}

@@ -1,0 +1,177 @@
+"""The Python API: sim.load for every saved kind, rollout/predict equal the engine, streaming,
+ensembles with mean and std, clear errors for queries that do not fit, thread safety."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import pyvista as pv
+
+import sim
+import sim.mesh as sm
+from sim.errors import FileFormatError, SimError
+from sim.mesh import Mesh, NodeType, Store
+from sim.rollout import rollout
+from sim.train import Config, load_model, train, train_ensemble
+from tests.train.diffusion_data import diffusion_store
+
+
+def _cfg(tmp_path, data, out="run", steps=40, seed=0):
+    return Config.from_dict({
+        "model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"], "noise_std": 0.001},
+        "data": {"train": str(data), "batch_size": 2},
+        "optim": {"lr": 3e-3, "lr_final": 3e-4},
+        "train": {"steps": steps, "out": str(tmp_path / out), "log_every": 10, "normalizer_accumulation_steps": 20,
+                  "seed": seed},
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api")
+    data = diffusion_store(tmp / "diff.h5")
+    train(_cfg(tmp, data), progress=False)
+    with Store(data) as s:
+        traj = s.read(s.names()[0])
+    return tmp / "run" / "checkpoint.pt", traj, data
+
+
+def test_load_gives_a_mesh_surrogate_whose_rollout_equals_the_engine(trained):
+    ckpt, traj, _ = trained
+    surrogate = sim.load(ckpt)
+    assert surrogate.family == "mesh" and surrogate.describe()["fields"] == {"u": 1}
+    out = surrogate.rollout(traj, 6)
+    model, _ = load_model(ckpt)
+    ref = traj.point_fields["u"][..., None].astype(np.float32)
+    direct = rollout(model, [traj.mesh], [ref[0]], 6, traj.dt, reference=[ref[:7]])
+    assert out.num_steps == 7 and out.dt == pytest.approx(traj.dt)
+    np.testing.assert_allclose(out.point_fields["u"][-1], direct.final[0][:, 0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.point_fields["u"][0], traj.point_fields["u"][0], atol=1e-7)
+    # prescribed (wall) nodes follow the trajectory's own later steps
+    wall = traj.mesh.node_type == NodeType.WALL
+    np.testing.assert_allclose(out.point_fields["u"][:, wall], traj.point_fields["u"][:7, wall], atol=1e-7)
+
+
+def test_rollout_streams_the_same_steps_it_returns(trained, tmp_path):
+    ckpt, traj, _ = trained
+    out = sim.load(ckpt).rollout(traj, 4, out=tmp_path / "r.pvd")
+    series = sm.read(tmp_path / "r.pvd")
+    np.testing.assert_allclose(series.point_fields["u"], out.point_fields["u"], atol=1e-7)
+    np.testing.assert_allclose(series.times, out.times)
+
+
+def test_predict_is_the_first_rollout_step_on_the_callers_mesh(trained):
+    ckpt, traj, _ = trained
+    surrogate = sim.load(ckpt)
+    mesh = Mesh(traj.mesh.points, traj.mesh.cells, point_data={"u": traj.point_fields["u"][3]},
+                node_type=traj.mesh.node_type)
+    grid = surrogate.predict(mesh)
+    assert isinstance(grid, pv.UnstructuredGrid) and grid.n_points == mesh.num_points
+    step = surrogate.rollout(mesh, 1, dt=0.1)
+    np.testing.assert_allclose(grid.point_data["u"], step.point_fields["u"][-1], atol=1e-7)
+    assert not np.allclose(grid.point_data["u"], mesh.point_data["u"])  # it moved
+
+
+def test_queries_that_do_not_fit_the_model_are_clear_errors(trained):
+    ckpt, traj, _ = trained
+    surrogate = sim.load(ckpt)
+    m = traj.mesh
+    with pytest.raises(SimError, match=r"no field\(s\) \['u'\] the model needs"):
+        surrogate.predict(Mesh(m.points, m.cells, point_data={"T": np.zeros(m.num_points)}, node_type=m.node_type))
+    with pytest.raises(SimError, match=r"field 'u' has shape \(49, 3\); the model expects \(49,\)"):
+        surrogate.predict(_with(m, u=np.zeros((m.num_points, 3))))
+    with pytest.raises(SimError, match="trained on 2D meshes; this mesh is 3D"):
+        pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
+        surrogate.predict(Mesh(pts, {"tetra": [[0, 1, 2, 3]]}, point_data={"u": np.zeros(4)},
+                               node_type=np.zeros(4, np.int32)))
+    nt = m.node_type.copy()
+    nt[0] = 42
+    with pytest.raises(SimError, match=r"unknown node type value\(s\) \[42\]"):
+        surrogate.predict(Mesh(m.points, m.cells, point_data={"u": np.zeros(m.num_points)}, node_type=nt))
+    with pytest.raises(SimError, match="the mesh has no node types"):
+        surrogate.predict(Mesh(m.points, m.cells, point_data={"u": np.zeros(m.num_points)}))
+    with pytest.raises(SimError, match="takes no scalar inputs"):
+        surrogate.predict(_with(m, u=np.zeros(m.num_points)), reynolds=100.0)
+
+
+def _with(mesh: Mesh, **fields) -> Mesh:
+    return Mesh(mesh.points, mesh.cells, point_data=fields, node_type=mesh.node_type)
+
+
+def test_concurrent_queries_equal_serial_ones(trained):
+    ckpt, traj, _ = trained
+    surrogate = sim.load(ckpt)
+    queries = [_with(traj.mesh, u=traj.point_fields["u"][t]) for t in range(8)]
+    serial = [surrogate.predict(q).point_data["u"].copy() for q in queries]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def worker(ids: list[int]) -> None:
+        try:
+            for i in ids:
+                results[i] = surrogate.predict(queries[i]).point_data["u"].copy()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=([i, i + 4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(8):
+        np.testing.assert_array_equal(results[i], serial[i])
+
+
+def test_ensemble_gives_mean_and_std_of_its_members(trained, tmp_path):
+    _, traj, data = trained
+    summary = train_ensemble(_cfg(tmp_path, data, out="ens", steps=20), members=3, progress=False)
+    ens = sim.load(summary["checkpoint"])
+    assert ens.family == "mesh-ensemble" and ens.describe()["members"] == 3
+    out = ens.rollout(traj, 3, out=tmp_path / "e.xdmf")
+    members = [sim.load(tmp_path / "ens" / f"member_{i}" / "checkpoint.pt").rollout(traj, 3) for i in range(3)]
+    stack = np.stack([m.point_fields["u"] for m in members])
+    np.testing.assert_allclose(out.point_fields["u"], stack.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.point_fields["u_std"], stack.std(0), rtol=1e-5, atol=1e-7)
+    assert out.point_fields["u_std"][-1].max() > 0  # different seeds, different predictions
+    assert sm.read(tmp_path / "e.xdmf").point_fields.keys() == {"u", "u_std"}
+    grid = ens.predict(_with(traj.mesh, u=traj.point_fields["u"][0]))
+    assert {"u", "u_std"} <= set(grid.point_data)
+
+
+def test_mmgp_file_loads_as_a_surrogate_with_std(tmp_path):
+    from tests.models.test_mmgp import bumped_plate, field_of
+
+    from sim.models.mmgp import MMGP
+
+    rng = np.random.default_rng(1)
+    params = [(rng.uniform(0.0, 0.3), rng.uniform(0.3, 0.7), rng.uniform(1.0, 2.0)) for _ in range(8)]
+    meshes = [bumped_plate(b, w, size=0.2) for b, w, _ in params]
+    model = MMGP(shape_modes=4, field_modes=4, n_restarts=0, n_draws=32)
+    model.fit(meshes[:7], {"load": np.array([p[2] for p in params[:7]])},
+              {"u": [field_of(m, p[2]) for m, p in zip(meshes[:7], params[:7])]})
+    model.save(tmp_path / "m.npz")
+    surrogate = sim.load(tmp_path / "m.npz")
+    assert surrogate.family == "mmgp" and surrogate.describe()["scalars_in"] == ["load"]
+    grid = surrogate.predict(meshes[7], load=1.5)
+    direct = model.predict(meshes[7], {"load": 1.5})
+    np.testing.assert_allclose(grid.point_data["u"], direct["fields"]["u"], rtol=1e-6, atol=1e-9)
+    above = meshes[7].points[:, 1] > 0.05  # the field is 0 on the bottom (y = 0) for every sample
+    assert (np.linalg.norm(grid.point_data["u_std"], axis=1)[above] > 0).all()
+    with pytest.raises(SimError, match=r"missing input scalar\(s\) \['load'\]"):
+        surrogate.predict(meshes[7])
+    with pytest.raises(SimError, match="not time-stepping models"):
+        surrogate.rollout(meshes[7], 3)
+
+
+def test_load_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(FileFormatError, match="no such model file"):
+        sim.load(tmp_path / "missing.pt")
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FileFormatError, match="not a readable sim checkpoint"):
+        sim.load(tmp_path / "x.pt")
+    (tmp_path / "e.json").write_text('{"format": "sim.ensemble", "version": 1, "members": ["a.pt"]}')
+    with pytest.raises(FileFormatError, match="at least two members"):
+        sim.load(tmp_path / "e.json")
