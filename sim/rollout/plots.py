@@ -31,33 +31,40 @@ def error_curve_png(path: Path, mse: np.ndarray, persistence: np.ndarray, dt: fl
     plt.close(fig)
 
 
-def snapshot_png(path: Path, traj: Trajectory, ref: np.ndarray, res: Any, fields: list[str], dims: list[int],
-                 simulator: Any, step: int) -> None:
-    """Prediction, truth and error of the first field's magnitude at the last step (pyvista, off screen)."""
+def fields_png(path: Path, mesh: Mesh, panels: list[tuple[str, np.ndarray, str, tuple[float, float] | None]],
+               window: tuple[int, int] | None = None) -> None:
+    """One picture of scalar fields on ``mesh``, a panel per (title, values (N,), colour map, limits or
+    None), stacked vertically (pyvista, off screen). 2D meshes are seen from above."""
     import pyvista as pv
     from vtkmodules.vtkCommonCore import vtkLogger
 
     # Without a display VTK warns while it picks an off-screen context; only errors matter here.
     vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+    grid = Mesh(mesh.points, mesh.cells).to_pyvista()
+    plotter = pv.Plotter(shape=(len(panels), 1), off_screen=True, window_size=window or (1000, 300 * len(panels)))
+    for row, (title, values, cmap, clim) in enumerate(panels):
+        plotter.subplot(row, 0)
+        plotter.add_text(title, font_size=10)
+        plotter.add_mesh(grid.copy(), scalars=np.asarray(values), clim=clim, cmap=cmap, show_edges=False,
+                         scalar_bar_args={"title": title.split(":")[0], "vertical": True})
+        if mesh.dim == 2 or np.ptp(mesh.points[:, -1]) == 0:
+            plotter.view_xy()
+    with atomic_path(path) as tmp:
+        plotter.screenshot(str(tmp))
+    plotter.close()
+
+
+def snapshot_png(path: Path, traj: Trajectory, ref: np.ndarray, res: Any, fields: list[str], dims: list[int],
+                 simulator: Any, step: int) -> None:
+    """Prediction, truth and error of the first field's magnitude at the last step."""
     pred = res.final[0]
     width = dims[0]
     pm = np.linalg.norm(pred[:, :width], axis=1)
     tm = np.linalg.norm(ref[step][:, :width], axis=1)
     em = np.linalg.norm(pred[:, :width] - ref[step][:, :width], axis=1)
-    grid = Mesh(traj.mesh.points, traj.mesh.cells).to_pyvista()
     lo, hi = float(min(pm.min(), tm.min())), float(max(pm.max(), tm.max()))
-    plotter = pv.Plotter(shape=(3, 1), off_screen=True, window_size=(1000, 900))
-    for row, (title, values, clim, cmap) in enumerate([
-        (f"prediction: magnitude of {fields[0]}, step {step}", pm, (lo, hi), "viridis"),
-        (f"truth: magnitude of {fields[0]}", tm, (lo, hi), "viridis"),
-        (f"error: magnitude of the {fields[0]} error", em, (0.0, float(em.max()) or 1.0), "magma"),
-    ]):
-        plotter.subplot(row, 0)
-        plotter.add_text(title, font_size=10)
-        plotter.add_mesh(grid.copy(), scalars=values, clim=clim, cmap=cmap, show_edges=False,
-                         scalar_bar_args={"title": title.split(":")[0], "vertical": True})
-        if traj.mesh.dim == 2 or np.ptp(traj.mesh.points[:, -1]) == 0:
-            plotter.view_xy()
-    with atomic_path(path) as tmp:
-        plotter.screenshot(str(tmp))
-    plotter.close()
+    fields_png(path, traj.mesh, [
+        (f"prediction: magnitude of {fields[0]}, step {step}", pm, "viridis", (lo, hi)),
+        (f"truth: magnitude of {fields[0]}", tm, "viridis", (lo, hi)),
+        (f"error: magnitude of the {fields[0]} error", em, "magma", (0.0, float(em.max()) or 1.0)),
+    ], window=(1000, 900))
