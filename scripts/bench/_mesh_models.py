@@ -17,6 +17,13 @@ from _common import ROOT
 CYLINDER_RECIPE = ROOT / "datasets" / "cylinder_flow.yaml"
 
 
+def set_threads(threads: int) -> None:
+    """torch threads of this benchmark (1 by default: budgets are CPU seconds of one core)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def cylinder_data(size: str, data_dir: str | None = None, workers: int = 2) -> dict[str, Path]:
     """train/valid/test stores of the cylinder-flow recipe: ``data_dir`` when given (it must hold
     them), else generated (or completed) with our solver under datasets/cylinder_flow/<size>."""
@@ -32,13 +39,16 @@ def cylinder_data(size: str, data_dir: str | None = None, workers: int = 2) -> d
     return generate(load_recipe(CYLINDER_RECIPE), size, workers=workers)
 
 
-def train_for_budget(cfg_dict: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Train a configuration for about ``seconds`` of wall time, the learning-rate schedule spanning
-    the whole budget; returns the trainer's summary plus ``steps_per_s``."""
+def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "process") -> dict[str, Any]:
+    """Train a configuration for about ``seconds`` of this process's CPU time (``clock="process"``,
+    a fair budget when other jobs share the machine; ``"wall"`` for wall time), the learning-rate
+    schedule spanning the whole budget; returns the trainer's summary plus ``steps_per_s``
+    (steps per budget second)."""
     from sim.train import Config, train
     from sim.train.trainer import steps_for_budget
 
     cfg = Config.from_dict(cfg_dict)
+    cfg.train.clock = clock
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()
@@ -69,9 +79,11 @@ def rollout_metrics(checkpoint: str | Path, test: str | Path, steps: int | None 
 
 
 def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray, repeats: int = 20,
-               warmup: int = 3) -> dict[str, float]:
+               warmup: int = 3, clock: Any = time.process_time) -> dict[str, float]:
     """Median seconds of one model step (the one-step map on one mesh, inference mode) per
-    checkpoint, measured alternately in this process after a warm-up."""
+    checkpoint, measured alternately in this process after a warm-up. The default clock is this
+    process's CPU time, which with one torch thread is the step's cost whatever else runs on
+    the machine (pass ``time.perf_counter`` for wall time)."""
     import torch
 
     from sim.graph import mesh_graph
@@ -83,9 +95,9 @@ def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray,
     times: dict[str, list[float]] = {k: [] for k in models}
 
     def one(m: Any) -> float:
-        t = time.perf_counter()
+        t = clock()
         m.predict_update(x, g.node_type, g.edge_index, g.edge_attr, g.mesh_pos, None)
-        return time.perf_counter() - t
+        return clock() - t
 
     with torch.inference_mode():
         for _ in range(warmup):

@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 from _common import ROOT, peak_mem_mb, report
-from _mesh_models import cylinder_data, rollout_metrics, train_for_budget
+from _mesh_models import cylinder_data, rollout_metrics, set_threads, train_for_budget
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")
     ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--train-seconds", type=float)
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
     args = ap.parse_args()
+    set_threads(args.threads)
 
     from sim.mesh import Store
 

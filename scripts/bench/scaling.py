@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from _common import ROOT, report
-from _mesh_models import cylinder_data, rollout_metrics, train_for_budget
+from _mesh_models import cylinder_data, rollout_metrics, set_threads, train_for_budget
 
 NETWORKS = {"gt": "graph_transformer", "mgn": "meshgraphnet"}
 
@@ -51,12 +51,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--size")
     ap.add_argument("--models", help="comma-separated family:preset (gt or mgn)")
     ap.add_argument("--budgets", help="comma-separated seconds per run")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "scaling"))
     args = ap.parse_args()
+    set_threads(args.threads)
 
     size = args.size or ("small" if args.quick else "medium")
     models = (args.models or ("gt:tiny,mgn:cpu" if args.quick else "gt:tiny,gt:small,gt:base,mgn:cpu,mgn:paper")

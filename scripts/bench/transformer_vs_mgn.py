@@ -8,8 +8,10 @@ target (normalised velocity delta), loss nodes and wall-time budget, each with i
 optimiser (MeshGraphNet: Adam, exponential decay; transformer: AdamW (0.9, 0.95), warm-up
 and cosine decay), learning rates raised for CPU-length runs. They are then rolled out on
 the test split from the first stored step with ground-truth boundary values (MeshGraphNet's
-RMSE definitions). The time of one model step is measured on the same mesh, alternating
-the two models in this process after a warm-up; peak memory is that of a 50-step rollout
+RMSE definitions). Budgets are CPU seconds of one torch thread (`--threads`), so the
+comparison stays fair when other jobs share the machine. The time of one model step is
+measured on the same mesh as CPU seconds of one thread, alternating the two models in this
+process after a warm-up; peak memory is that of a 50-step rollout
 in a fresh process for each model (the resident high-water mark during the rollout, and its
 increase over the memory held before the rollout).
 
@@ -30,7 +32,7 @@ import json
 from pathlib import Path
 
 from _common import ROOT, report
-from _mesh_models import cylinder_data, rollout_metrics, rollout_peak_mem_mb, step_times, train_for_budget
+from _mesh_models import cylinder_data, rollout_metrics, rollout_peak_mem_mb, set_threads, step_times, train_for_budget
 
 GT_DEFAULT_ARGS = {"dilation": [1, 2, 4], "coord_dim": 2, "rope": True, "rope_scale": 50.0}
 
@@ -69,15 +71,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
-    ap.add_argument("--train-seconds", type=float, help="budget per model (default 1800, quick 90)")
+    ap.add_argument("--train-seconds", type=float, help="CPU-second budget per model (default 1800, quick 90)")
     ap.add_argument("--mgn-preset", help="default: paper (quick: cpu)")
     ap.add_argument("--gt-preset", default="small")
     ap.add_argument("--gt-args", default=json.dumps(GT_DEFAULT_ARGS), help="JSON network_args of the transformer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "transformer_vs_mgn"))
     args = ap.parse_args()
+    set_threads(args.threads)
 
     from sim.mesh import Store
     from sim.rollout.evaluate import state_of

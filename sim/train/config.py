@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     max_seconds: float | None = None  # stop (with a checkpoint) after this much training time
+    clock: str = "wall"  # what max_seconds counts: "wall" time or this "process"'s CPU time
     tensorboard: bool = True  # also log to out/tensorboard when the tensorboard package is installed
 
 
@@ -128,6 +129,8 @@ class Config:
         if self.optim.schedule not in ("exponential", "cosine", "constant"):
             raise ConfigError(f"optim.schedule must be exponential, cosine or constant, not {self.optim.schedule!r}",
                               source)
+        if self.train.clock not in ("wall", "process"):
+            raise ConfigError(f"train.clock must be 'wall' or 'process', not {self.train.clock!r}", source)
         if self.train.steps < 1 or self.data.batch_size < 1:
             raise ConfigError("train.steps and data.batch_size must be positive", source)
         if not self.data.train:

@@ -73,6 +73,12 @@ class _LossModule(nn.Module):
         return self.simulator.loss(batch, generator)
 
 
+def budget_clock(cfg: Config) -> Any:
+    """The clock of ``train.max_seconds`` and the logged seconds: wall time, or this process's CPU
+    time (``clock: process``), which stays a fair budget when other jobs share the machine."""
+    return time.process_time if cfg.train.clock == "process" else time.perf_counter
+
+
 def lr_factor(step: int, cfg: Config) -> float:
     o, total = cfg.optim, cfg.train.steps
     if o.warmup_steps and step < o.warmup_steps:
@@ -215,7 +221,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                disable=(rank != 0) or ((not progress) if progress is not None else None))
     use_amp = cfg.train.amp and device.type == "cuda"
-    t0 = time.perf_counter()
+    clock = budget_clock(cfg)
+    t0 = clock()
     last = stop_after if stop_after is not None else cfg.train.steps
     step, losses = start, []
     summary: dict[str, Any] = {}
@@ -250,7 +257,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                 mean = float(np.mean(losses[-cfg.train.log_every:]))
                 bar.set_postfix(loss=f"{mean:.4g}")
                 if writer:
-                    writer.writerow([step, mean, scheduler.get_last_lr()[0], time.perf_counter() - t0])
+                    writer.writerow([step, mean, scheduler.get_last_lr()[0], clock() - t0])
                     log_file.flush()
                 if board:
                     board.add_scalar("train/loss", mean, step)
@@ -264,7 +271,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                         board.add_scalar(f"valid/{k}", v, step)
             if step % cfg.train.checkpoint_every == 0 and step != last:
                 checkpoint(step)
-            if cfg.train.max_seconds is not None and time.perf_counter() - t0 > cfg.train.max_seconds:
+            if cfg.train.max_seconds is not None and clock() - t0 > cfg.train.max_seconds:
                 bar.write(f"stopping at step {step}: train.max_seconds = {cfg.train.max_seconds} reached")
                 break
         checkpoint(step)
@@ -276,7 +283,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
             board.close()
     summary.update({"steps": step, "final_loss": float(np.mean(losses[-10:])) if losses else None,
                     "first_loss": losses[0] if losses and start == 0 else None,
-                    "seconds": time.perf_counter() - t0, "checkpoint": str(ckpt_path)})
+                    "seconds": clock() - t0, "clock": cfg.train.clock, "checkpoint": str(ckpt_path)})
     return summary
 
 
@@ -290,9 +297,10 @@ def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         probe.train.out, probe.train.steps, probe.train.max_seconds = tmp, probe_steps, None
         probe.train.valid_every, probe.train.checkpoint_every = 0, 10**9
-        start = time.perf_counter()
+        clock = budget_clock(cfg)
+        start = clock()
         train(probe, progress=False)
-        per_step = (time.perf_counter() - start) / probe_steps
+        per_step = (clock() - start) / probe_steps
     return max(1, int(0.9 * seconds / per_step))
 
 
