@@ -189,9 +189,12 @@ def _metrics_table(results) -> dict:
 def _evaluate(args: argparse.Namespace, out: Path | None, every_entry: bool) -> dict:
     from sim.mesh import Store
     from sim.rollout.evaluate import evaluate_store
+    from sim.rollout.particles import evaluate_particle_store
     from sim.train import load_model
 
     model, _ = load_model(args.checkpoint)
+    if getattr(model, "kind", "mesh") == "particle":  # GIOROM / GNS: a moving point-cloud series
+        evaluate_store = evaluate_particle_store
     with Store(args.data) as store:
         names = store.names()
     entries = [args.entry] if args.entry else (names if every_entry else names[:1])
