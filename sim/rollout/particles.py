@@ -96,9 +96,9 @@ def particle_rollout(simulator: Any, histories: Sequence[np.ndarray], steps: int
 
         def dense(i: int, positions: torch.Tensor) -> np.ndarray:
             p = positions[offsets[i]:offsets[i + 1]]
-            if plans[i] is None:
-                return p.cpu().numpy()
-            return (query_pos[i] + plans[i].apply(p - sparse_rest[i])).cpu().numpy()
+            if plans[i] is not None:  # decoded points stay in the box like the simulated ones
+                p = torch.minimum(torch.maximum(query_pos[i] + plans[i].apply(p - sparse_rest[i]), lo_box), hi_box)
+            return p.cpu().numpy()
 
         with streaming(writers):
             out = [dense(i, state[:, -1]) for i in range(k)]
