@@ -25,6 +25,7 @@ the dense particles, :class:`~sim.models.particle_simulator.ParticleSimulator`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -36,23 +37,30 @@ from sim.models.layers import mlp
 
 @dataclass
 class DecodePlan:
-    """Neighbours ``index`` (Q, k) into the sparse nodes and coefficients ``coeff`` (Q, k)."""
+    """Neighbours ``index`` (Q, k) into the ``num_sources`` sparse nodes and coefficients
+    ``coeff`` (Q, k), held as a (Q, S) CSR matrix so that a frame is one sparse product."""
 
     index: torch.Tensor
     coeff: torch.Tensor
+    num_sources: int
+
+    def __post_init__(self) -> None:
+        q, k = self.index.shape
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product below is stable
+            warnings.simplefilter("ignore", UserWarning)
+            self.matrix = torch.sparse_csr_tensor(
+                torch.arange(0, q * k + 1, k, device=self.index.device), self.index.reshape(-1),
+                self.coeff.reshape(-1), size=(q, self.num_sources))
 
     @property
     def num_queries(self) -> int:
         return int(self.index.shape[0])
 
-    def apply(self, displacement: torch.Tensor, chunk: int = 262_144) -> torch.Tensor:
+    def apply(self, displacement: torch.Tensor) -> torch.Tensor:
         """Query displacements (Q, d) from sparse displacements (S, d)."""
-        out = displacement.new_empty((self.num_queries, displacement.shape[-1]))
-        for lo in range(0, self.num_queries, chunk):
-            hi = min(lo + chunk, self.num_queries)
-            out[lo:hi] = torch.einsum("qk,qkd->qd", self.coeff[lo:hi].to(displacement.dtype),
-                                      displacement[self.index[lo:hi]])
-        return out
+        if displacement.shape[0] != self.num_sources:
+            raise ValueError(f"the plan was built for {self.num_sources} sparse nodes, got {displacement.shape[0]}")
+        return self.matrix.to(displacement.dtype) @ displacement
 
 
 class DenseDecoder(nn.Module):
@@ -88,13 +96,13 @@ class DenseDecoder(nn.Module):
         reg = torch.ones(p.shape[-1], dtype=a.dtype, device=a.device)
         reg[0] = 0.0
         a = a + self.config["ridge"] * w.sum(1)[:, None, None] * torch.diag(reg)
-        # hat[q] = A^-1 P^T W: row 0 gives a, P @ hat the fitted values at the neighbours
+        # hat[q] = A^-1 P^T W: row 0 gives a, P @ hat the fitted values at the neighbours, so
+        # sum_j psi_j (u_j - fit_j) has coefficients psi - (psi^T P) hat
         hat = torch.linalg.solve(a, (p * w[..., None]).transpose(1, 2))  # (Q, d + 1, k)
-        fit = torch.einsum("qki,qil->qkl", p, hat)  # (Q, k, k)
-        coeff = hat[:, 0] + psi - torch.einsum("qk,qkl->ql", psi, fit)
+        coeff = hat[:, 0] + psi - torch.einsum("qi,qik->qk", torch.einsum("qk,qki->qi", psi, p), hat)
         return coeff.to(rel.dtype)
 
-    def plan(self, sparse_reference: torch.Tensor, query: torch.Tensor, chunk: int = 65_536) -> DecodePlan:
+    def plan(self, sparse_reference: torch.Tensor, query: torch.Tensor, chunk: int = 32_768) -> DecodePlan:
         """Neighbour lists (KD-tree) and coefficients of a query set, built once; evaluated in chunks."""
         k = min(self.config["neighbors"], sparse_reference.shape[0])
         idx, _ = knn_bipartite(query.detach().cpu().numpy(), sparse_reference.detach().cpu().numpy(), k)
@@ -103,7 +111,7 @@ class DenseDecoder(nn.Module):
         for lo in range(0, len(idx), chunk):
             hi = min(lo + chunk, len(idx))
             coeff[lo:hi] = self.coefficients(sparse_reference[index[lo:hi]] - query[lo:hi, None])
-        return DecodePlan(index, coeff)
+        return DecodePlan(index, coeff, int(sparse_reference.shape[0]))
 
     def forward(self, sparse_reference: torch.Tensor, sparse_displacement: torch.Tensor, query: torch.Tensor,
                 index: torch.Tensor) -> torch.Tensor:

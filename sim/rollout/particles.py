@@ -81,7 +81,10 @@ def particle_rollout(simulator: Any, histories: Sequence[np.ndarray], steps: int
              for i, r in enumerate(rest)]
     sizes = [len(s) for s in sparse]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    to = lambda a, dtype=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
+
+    def to(a: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
     state = to(np.concatenate([histories[i][:, sparse[i]].transpose(1, 0, 2) for i in range(k)]))  # (n, H, d)
     ptype = to(np.concatenate([types[i][sparse[i]] for i in range(k)]), torch.long)
     batch = torch.repeat_interleave(torch.arange(k, device=device), to(sizes, torch.long)) if k > 1 else None

@@ -58,7 +58,8 @@ def build_particle_simulator(cfg: Config, dataset: ParticleWindowDataset) -> Par
     m = cfg.model
     presets = NETWORK_PRESETS.get(m.network, {})
     if m.preset and m.preset not in presets:
-        raise SimError(f"unknown preset {m.preset!r} for network {m.network!r} (presets: {', '.join(presets) or 'none'})")
+        raise SimError(f"unknown preset {m.preset!r} for network {m.network!r} "
+                       f"(presets: {', '.join(presets) or 'none'})")
     net_args = {**(presets[m.preset] if m.preset else {}), **m.network_args}
     if not isinstance(m.noise_std, (int, float)):
         raise SimError("model.noise_std of a particle simulator is one number (random-walk std per frame)")
