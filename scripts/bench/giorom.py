@@ -91,7 +91,7 @@ def seconds_per_step(cfg, probe_steps: int) -> float:
     return (t_end - t_mid) / (probe_steps - probe_steps // 2)
 
 
-def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, int]:
+def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, dict]:
     """Train for ``budget`` seconds, the learning-rate schedule spanning the steps that fit."""
     from sim.train import train
 
@@ -99,8 +99,7 @@ def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, int]:
     if ckpt.exists():
         ckpt.unlink()
     cfg.train.steps = max(1, int(0.95 * budget / seconds_per_step(cfg, probe_steps)))
-    summary = train(cfg)
-    return ckpt, int(summary["steps"])
+    return ckpt, train(cfg)
 
 
 def test_trajectories(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
@@ -215,9 +214,10 @@ def main() -> None:
         models = {}
         for kind in ("giorom", "full"):
             cfg = configure(kind, paths, material, n_grid, args.ratio, budget, out)
-            ckpt, steps = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 8)
+            ckpt, summary = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 12)
             models[kind], _ = load_model(ckpt)
-            results[f"{material}_{kind}_train_steps"] = steps
+            results[f"{material}_{kind}_train_steps"] = int(summary["steps"])
+            results[f"{material}_{kind}_train_s"] = float(summary["seconds"])
         g_mse, g_sparse, persist = rollout_mse(models["giorom"], trajs)
         f_mse, _, _ = rollout_mse(models["full"], trajs)
         times = frame_times(models, trajs[0])
