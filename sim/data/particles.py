@@ -64,16 +64,17 @@ class ParticleStatistics:
         """Read the ``statistics`` the recipe's hook wrote into the store metadata."""
         with Store(path) as store:
             stats = store.metadata.get("statistics")
-        need = ("vel_mean", "vel_std", "acc_mean", "acc_std", "dt")
-        if not isinstance(stats, dict) or any(k not in stats for k in need):
-            raise SimError("the store metadata has no particle statistics (vel_mean, vel_std, acc_mean, acc_std, dt); "
-                           "generate it with an MPM recipe (datasets/mpm_*.yaml) or add them with its statistics hook",
-                           path)
-        dim = len(stats["vel_mean"])
+        need = ("vel_mean", "vel_std", "acc_mean", "acc_std", "dt", "bounds", "default_connectivity_radius")
+        if not isinstance(stats, dict):
+            raise SimError("the store metadata has no particle statistics; generate the data with an MPM recipe "
+                           "(datasets/mpm_*.yaml) or add them with its statistics hook", path)
+        missing = [k for k in need if k not in stats]
+        if missing:
+            raise SimError(f"the particle statistics in the store metadata lack {missing}", path)
         return cls(vel_mean=[float(x) for x in stats["vel_mean"]], vel_std=[float(x) for x in stats["vel_std"]],
                    acc_mean=[float(x) for x in stats["acc_mean"]], acc_std=[float(x) for x in stats["acc_std"]],
-                   dt=float(stats["dt"]), bounds=[list(map(float, b)) for b in stats.get("bounds", [[0.0, 1.0]] * dim)],
-                   connectivity_radius=float(stats.get("default_connectivity_radius", 0.015)))
+                   dt=float(stats["dt"]), bounds=[[float(lo), float(hi)] for lo, hi in stats["bounds"]],
+                   connectivity_radius=float(stats["default_connectivity_radius"]))
 
 
 def velocities(history: torch.Tensor, dt: float) -> torch.Tensor:
@@ -140,6 +141,10 @@ class ParticleWindowDataset(torch.utils.data.Dataset):
                 if e.positions.shape[-1] != self.statistics.dim:
                     raise SimError(f"entry {name!r} is {e.positions.shape[-1]}D but the statistics are "
                                    f"{self.statistics.dim}D", self.path)
+                dt = e.attrs.get("dt")
+                if dt is not None and not np.isclose(float(dt), self.statistics.dt, rtol=1e-6):
+                    raise SimError(f"entry {name!r} has frame step {float(dt):g} but the statistics were computed "
+                                   f"with {self.statistics.dt:g}", self.path)
                 self.index += [(name, t) for t in range(history - 1, e.num_steps - 1)]
         if not self.index:
             raise SimError(f"no trajectory has the {history + 1} frames a window needs", self.path)

@@ -73,6 +73,10 @@ def test_store_without_statistics_is_refused_with_its_name(tmp_path):
         w.append(Trajectory(Mesh(np.random.rand(5, 2)), np.arange(8) * 0.1, positions=np.random.rand(8, 5, 2)))
     with pytest.raises(SimError, match=r"bare\.h5: the store metadata has no particle statistics"):
         ParticleWindowDataset(tmp_path / "bare.h5")
+    with StoreWriter(tmp_path / "bare.h5", append=True, metadata={"statistics": {"dt": 0.1, "vel_mean": [0, 0]}}):
+        pass
+    with pytest.raises(SimError, match=r"bare\.h5: the particle statistics in the store metadata lack \['vel_std'"):
+        ParticleWindowDataset(tmp_path / "bare.h5")
 
 
 def test_wall_distances_are_divided_by_the_radius_and_clipped():
