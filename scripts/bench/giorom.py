@@ -6,7 +6,7 @@
 Per material: generates the data with our MLS-MPM solver if missing (the ``bench`` size
 below, ~2-6k particles, 100 frames, 8 train / 2 test trajectories; ``--quick``: the
 recipes' ``small`` size), trains both models through the shared trainer for the same
-wall-time budget (``--train-seconds``, default 300 s each; 20 s with ``--quick``), then
+wall-time budget (``--train-seconds``, default 300 s each; 15 s with ``--quick``), then
 
 - rollout MSE of positions (mean over steps, particles and components) on the test split,
   from the first 6 frames to the end, GIOROM decoded to every particle
@@ -191,7 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
-    ap.add_argument("--train-seconds", type=float, help="training budget per model (default 300, quick 20)")
+    ap.add_argument("--train-seconds", type=float, help="training budget per model (default 300, quick 15)")
     ap.add_argument("--data-root", default=str(ROOT / "datasets"), help="where the MPM datasets live / are generated")
     ap.add_argument("--materials", default="water,sand,jelly")
     ap.add_argument("--ratio", type=float, default=0.05, help="GIOROM's sparse fraction of the particles")
@@ -201,7 +201,7 @@ def main() -> None:
 
     from sim.train import load_model
 
-    budget = args.train_seconds or (20.0 if args.quick else 300.0)
+    budget = args.train_seconds or (15.0 if args.quick else 300.0)
     out = Path(args.out)
     results: dict[str, object] = {"size": "small" if args.quick else "bench", "train_budget_s": budget,
                                   "sample_ratio": args.ratio, "preset_giorom": "cpu", "preset_full": "cpu"}

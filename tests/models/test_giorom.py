@@ -48,13 +48,13 @@ def test_dense_decoder_reproduces_a_rigid_rotation_plus_stretch_at_unseen_points
 
     before = held_out_error()
     sub = torch.from_numpy(sparse_subset(dense.numpy(), 0.05, "fps", 1))
-    for step in range(150):
+    for step in range(60):
         u = _wave(dense, rng)
         loss = ((decoder(sparse_ref, u[sub], dense, idx) - u) ** 2).mean() / 1e-4
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert held_out_error() < 0.8 * before  # the learned kernels improve on plain MLS
+    assert held_out_error() < 0.5 * before  # the learned kernels improve on plain (learned-weight) MLS
 
     # unseen query points at another resolution: a regular grid over the body
     g = np.stack(np.meshgrid(np.linspace(0.12, 0.88, 120), np.linspace(0.12, 0.88, 120)), -1).reshape(-1, 2)
