@@ -92,13 +92,16 @@ def seconds_per_step(cfg, probe_steps: int) -> float:
 
 
 def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, dict]:
-    """Train for ``budget`` seconds, the learning-rate schedule spanning the steps that fit."""
+    """Train for ``budget`` seconds. The learning-rate schedule is planned for 1.5x the steps
+    the probe predicts and the run stops at the budget (``train.max_seconds``), so a probe
+    taken while the machine was busier never leaves budget unused (the schedule then ends
+    part-way, around lr 5e-5)."""
     from sim.train import train
 
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()
-    cfg.train.steps = max(1, int(0.95 * budget / seconds_per_step(cfg, probe_steps)))
+    cfg.train.steps = max(1, int(1.5 * budget / seconds_per_step(cfg, probe_steps)))
     return ckpt, train(cfg)
 
 
