@@ -40,14 +40,14 @@ from sim.models.gno import KernelIntegral
 from sim.models.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {  # grid and modes left out follow the dimension (GRID, MODES)
     "tiny": {"latent": 16, "mp_before": 1, "mp_after": 1, "grid": 8, "grid_channels": 8, "modes": 3,
              "processor_layers": 1},
-    "cpu": {"latent": 64, "mp_before": 2, "mp_after": 2, "grid": 32, "grid_channels": 32, "modes": 12,
-            "processor_layers": 4},
-    "paper": {"latent": 128, "mp_before": 2, "mp_after": 2, "grid": 32, "grid_channels": 64, "modes": 16,
-              "processor_layers": 4},
+    "cpu": {"latent": 64, "mp_before": 2, "mp_after": 2, "grid_channels": 32, "processor_layers": 4},
+    "paper": {"latent": 128, "mp_before": 2, "mp_after": 2, "grid_channels": 64, "processor_layers": 4},
 }
+GRID = {1: 64, 2: 32, 3: 16}  # nodes per axis (the paper: 32^2 in 2D, 16^3 in 3D)
+MODES = {1: 16, 2: 12, 3: 6}
 PROCESSORS = ("fno", "transformer")
 
 
@@ -84,11 +84,11 @@ class GIOROM(nn.Module):
         hidden_layers: hidden layers of every MLP.
         mp_before / mp_after: interaction layers before and after the operator stage.
         dim: space dimension (2 or 3).
-        grid: grid nodes per axis (paper: 32 in 2D, 16 in 3D).
+        grid: grid nodes per axis (default :data:`GRID`: 32 in 2D, 16 in 3D as in the paper).
         grid_channels: grid feature width.
         gno_radius: kernel-integral radius in unit-box coordinates (default 2 grid spacings).
         processor: ``"fno"`` or ``"transformer"``.
-        modes: retained Fourier modes per axis (FNO).
+        modes: retained Fourier modes per axis (FNO; default :data:`MODES`).
         processor_layers: Fourier layers or transformer layers.
         heads: attention heads (transformer).
 
@@ -98,12 +98,14 @@ class GIOROM(nn.Module):
     """
 
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 64, hidden_layers: int = 2,
-                 mp_before: int = 2, mp_after: int = 2, dim: int = 2, grid: int = 32, grid_channels: int = 32,
-                 gno_radius: float | None = None, processor: str = "fno", modes: int = 12,
-                 processor_layers: int = 4, heads: int = 4):
+                 mp_before: int = 2, mp_after: int = 2, dim: int = 2, grid: int | None = None,
+                 grid_channels: int = 32, gno_radius: float | None = None, processor: str = "fno",
+                 modes: int | None = None, processor_layers: int = 4, heads: int = 4):
         super().__init__()
         if processor not in PROCESSORS:
             raise ValueError(f"processor must be one of {PROCESSORS}, got {processor!r}")
+        grid = int(grid) if grid is not None else GRID[dim]
+        modes = int(modes) if modes is not None else MODES[dim]
         radius = float(gno_radius) if gno_radius is not None else 2.0 / (grid - 1)
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "latent": latent,
                        "hidden_layers": hidden_layers, "mp_before": mp_before, "mp_after": mp_after, "dim": dim,
