@@ -6,7 +6,9 @@
 Per material: generates the data with our MLS-MPM solver if missing (the ``bench`` size
 below, ~2-6k particles, 100 frames, 8 train / 2 test trajectories; ``--quick``: the
 recipes' ``small`` size), trains both models through the shared trainer for the same
-wall-time budget (``--train-seconds``, default 300 s each; 15 s with ``--quick``), then
+budget of CPU time (``--train-seconds``, default 300 CPU-seconds each, 15 with
+``--quick``; CPU time rather than wall time so that other jobs on a shared machine do not
+change what each model gets), then
 
 - rollout MSE of positions (mean over steps, particles and components) on the test split,
   from the first 6 frames to the end, GIOROM decoded to every particle
@@ -14,7 +16,7 @@ wall-time budget (``--train-seconds``, default 300 s each; 15 s with ``--quick``
 - wall time per rollout frame (``<m>_giorom_frame_s``: sparse step + graph rebuild + dense
   decoding of all particles; ``<m>_full_frame_s``: full graph rebuild + step), measured in
   this process, alternating 20-frame runs after a warm-up, median of 3 rounds;
-  ``<m>_speedup`` is their ratio;
+  ``<m>_speedup`` is their ratio (``*_cpu_s`` / ``<m>_speedup_cpu``: the same in CPU time);
 - with the first material's GIOROM model: dense decode time per frame at 10k / 30k / 100k
   query points sampled inside the body (``decode_s_10k`` ...; neighbour lists and
   coefficients built once per query set, reported as ``decode_plan_s_*``) and the time of
@@ -26,7 +28,7 @@ radius ``r / sqrt(0.05)`` (same neighbour count as the full graph), dense decode
 neighbours trained on 512 dense particles per sample; baseline MeshGraphNet ``cpu``
 (latent 64, 6 steps) on all particles with radius ``r = 1 / n_grid`` (two particle
 spacings, ~10 neighbours). Both: batch 1, Adam 1e-3 -> 1e-5 (exponential over the
-budget), random-walk noise (water 3e-4, sand and jelly 3e-5 per frame).
+steps that fit the budget), random-walk noise (water 3e-4, sand and jelly 3e-5 per frame).
 """
 
 from __future__ import annotations
@@ -55,8 +57,7 @@ def dataset(material: str, quick: bool, root: Path) -> tuple[dict[str, Path], in
     return generate(recipe, size, out=root / f"mpm_{material}_2d" / size), n_grid
 
 
-def configure(kind: str, paths: dict[str, Path], material: str, n_grid: int, ratio: float, budget: float,
-              out: Path):
+def configure(kind: str, paths: dict[str, Path], material: str, n_grid: int, ratio: float, out: Path):
     from sim.train import Config
 
     r_full = 1.0 / n_grid
@@ -69,40 +70,47 @@ def configure(kind: str, paths: dict[str, Path], material: str, n_grid: int, rat
                                      {"connectivity_radius": r_full})},
         "data": {"train": str(paths["train"]), "batch_size": 1, "dense_queries": 512 if giorom else 0},
         "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-        "train": {"steps": 1, "max_seconds": budget, "out": str(out / f"{material}_{kind}"), "log_every": 50,
+        "train": {"steps": 1, "out": str(out / f"{material}_{kind}"), "log_every": 50,
                   "checkpoint_every": 10**9, "device": "cpu"}})
 
 
-def seconds_per_step(cfg, probe_steps: int) -> float:
-    """Training seconds per step after start-up (trajectory caching, first graphs): the time
-    between the middle and the end of a short probe run, from its metrics log."""
-    import copy
-    import tempfile
+def cpu_seconds_per_step(cfg, probe_steps: int, warmup: int = 3) -> float:
+    """CPU seconds of one training step (the trainer's loop body: batch, loss, backward, Adam),
+    measured with ``time.process_time`` after a warm-up, so other jobs on the machine do not
+    change the budget."""
+    from torch_geometric.data import Batch
 
-    from sim.train import train
+    from sim.train.trainer import StepBatchSampler, build_dataset, build_simulator
 
-    probe = copy.deepcopy(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        probe.train.out, probe.train.steps, probe.train.max_seconds = tmp, probe_steps, None
-        probe.train.log_every = probe_steps // 2
-        train(probe, progress=False)
-        rows = (Path(tmp) / "metrics.csv").read_text().splitlines()[1:]
-    t_mid, t_end = (float(r.split(",")[3]) for r in rows[-2:])
-    return (t_end - t_mid) / (probe_steps - probe_steps // 2)
+    dataset = build_dataset(cfg)
+    simulator = build_simulator(cfg, dataset)
+    simulator.train()
+    opt = torch.optim.Adam(simulator.parameters(), lr=cfg.optim.lr)
+    sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, 0, warmup + probe_steps)
+    for i, idx in enumerate(sampler):
+        if i == warmup:
+            t = time.process_time()
+        loss = simulator.loss(Batch.from_data_list([dataset[j] for j in idx]), torch.Generator().manual_seed(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.process_time() - t) / probe_steps
 
 
 def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, dict]:
-    """Train for ``budget`` seconds. The learning-rate schedule is planned for 1.5x the steps
-    the probe predicts and the run stops at the budget (``train.max_seconds``), so a probe
-    taken while the machine was busier never leaves budget unused (the schedule then ends
-    part-way, around lr 5e-5)."""
+    """Train for ``budget`` CPU seconds (one thread): the steps a probe says fit, the learning-rate
+    schedule spanning them. Wall time depends on what else runs on the machine; CPU time does not."""
     from sim.train import train
 
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if ckpt.exists():
         ckpt.unlink()
-    cfg.train.steps = max(1, int(1.5 * budget / seconds_per_step(cfg, probe_steps)))
-    return ckpt, train(cfg)
+    cfg.train.steps = max(1, int(budget / cpu_seconds_per_step(cfg, probe_steps)))
+    cfg.train.max_seconds = None
+    t = time.process_time()
+    summary = train(cfg)
+    summary["cpu_seconds"] = time.process_time() - t
+    return ckpt, summary
 
 
 def test_trajectories(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
@@ -133,20 +141,23 @@ def rollout_mse(model, trajs) -> tuple[float, float, float]:
 
 
 def frame_times(models: dict, traj, frames: int = 20, rounds: int = 3) -> dict[str, float]:
-    """Seconds per rollout frame of each model: warm-up, then alternating runs, median."""
+    """Wall and CPU seconds per rollout frame of each model: warm-up, then alternating runs, median."""
     from sim.rollout.particles import particle_rollout
 
     name, pos, types = traj
     kw = {"rest": [pos[0]], "names": [name], "particle_types": None if types is None else [types]}
     for m in models.values():
         particle_rollout(m, [pos[:HISTORY]], 2, **kw)
-    times: dict[str, list[float]] = {k: [] for k in models}
+    wall: dict[str, list[float]] = {k: [] for k in models}
+    cpu: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(rounds):
         for k, m in models.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             particle_rollout(m, [pos[:HISTORY]], frames, **kw)
-            times[k].append((time.perf_counter() - t) / frames)
-    return {k: float(np.median(v)) for k, v in times.items()}
+            wall[k].append((time.perf_counter() - t) / frames)
+            cpu[k].append((time.process_time() - c) / frames)
+    return {**{k: float(np.median(v)) for k, v in wall.items()},
+            **{f"{k}_cpu": float(np.median(v)) for k, v in cpu.items()}}
 
 
 def decode_times(model, traj, counts=(10_000, 30_000, 100_000), repeats: int = 20) -> dict[str, float]:
@@ -194,7 +205,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
-    ap.add_argument("--train-seconds", type=float, help="training budget per model (default 300, quick 15)")
+    ap.add_argument("--train-seconds", type=float,
+                    help="training budget per model in CPU seconds (default 300, quick 15)")
     ap.add_argument("--data-root", default=str(ROOT / "datasets"), help="where the MPM datasets live / are generated")
     ap.add_argument("--materials", default="water,sand,jelly")
     ap.add_argument("--ratio", type=float, default=0.05, help="GIOROM's sparse fraction of the particles")
@@ -206,7 +218,7 @@ def main() -> None:
 
     budget = args.train_seconds or (15.0 if args.quick else 300.0)
     out = Path(args.out)
-    results: dict[str, object] = {"size": "small" if args.quick else "bench", "train_budget_s": budget,
+    results: dict[str, object] = {"size": "small" if args.quick else "bench", "train_budget_cpu_s": budget,
                                   "sample_ratio": args.ratio, "preset_giorom": "cpu", "preset_full": "cpu"}
     decode_model = None
     for material in args.materials.split(","):
@@ -216,11 +228,12 @@ def main() -> None:
         trajs = test_trajectories(paths["test"])
         models = {}
         for kind in ("giorom", "full"):
-            cfg = configure(kind, paths, material, n_grid, args.ratio, budget, out)
-            ckpt, summary = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 12)
+            cfg = configure(kind, paths, material, n_grid, args.ratio, out)
+            ckpt, summary = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 8)
             models[kind], _ = load_model(ckpt)
             results[f"{material}_{kind}_train_steps"] = int(summary["steps"])
-            results[f"{material}_{kind}_train_s"] = float(summary["seconds"])
+            results[f"{material}_{kind}_train_cpu_s"] = float(summary["cpu_seconds"])
+            results[f"{material}_{kind}_train_wall_s"] = float(summary["seconds"])
         g_mse, g_sparse, persist = rollout_mse(models["giorom"], trajs)
         f_mse, _, _ = rollout_mse(models["full"], trajs)
         times = frame_times(models, trajs[0])
@@ -228,6 +241,8 @@ def main() -> None:
             f"{material}_giorom_mse": g_mse, f"{material}_full_mse": f_mse,
             f"{material}_giorom_frame_s": times["giorom"], f"{material}_full_frame_s": times["full"],
             f"{material}_speedup": times["full"] / times["giorom"],
+            f"{material}_giorom_frame_cpu_s": times["giorom_cpu"], f"{material}_full_frame_cpu_s": times["full_cpu"],
+            f"{material}_speedup_cpu": times["full_cpu"] / times["giorom_cpu"],
             f"{material}_mse_ratio": g_mse / f_mse, f"{material}_giorom_sparse_mse": g_sparse,
             f"{material}_persistence_mse": persist,
             f"{material}_particles": float(np.mean([len(t[1][0]) for t in trajs])),
