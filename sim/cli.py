@@ -195,14 +195,21 @@ def _metrics_table(results) -> dict:
 def _evaluate(args: argparse.Namespace, out: Path | None, every_entry: bool) -> dict:
     from sim.mesh import Store
     from sim.rollout.evaluate import evaluate_store
+    from sim.rollout.particles import evaluate_particle_store
     from sim.train import load_model
 
     model, _ = load_model(args.checkpoint)
+    extra = {"compile": getattr(args, "compile", False)}
+    if getattr(model, "kind", "mesh") == "particle":  # GIOROM / GNS: a moving point-cloud series
+        evaluate_store = evaluate_particle_store
+        if extra.pop("compile"):
+            raise SimError("--compile applies to mesh models; particle rollouts rebuild their graph every frame",
+                           args.checkpoint)
     with Store(args.data) as store:
         names = store.names()
     entries = [args.entry] if args.entry else (names if every_entry else names[:1])
     results = evaluate_store(model, args.data, entries, args.steps, out, getattr(args, "format", "pvd"),
-                             getattr(args, "plot", False), compile=getattr(args, "compile", False))
+                             getattr(args, "plot", False), **extra)
     summary = _metrics_table(results)
     summary["entries"] = {r.name: {"steps": r.steps, **{f"rmse_{k}": v for k, v in r.rmse.items()}}
                           for r in results}

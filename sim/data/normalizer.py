@@ -33,6 +33,18 @@ class Normalizer(nn.Module):
         self.register_buffer("sum", torch.zeros(size, dtype=torch.float64))
         self.register_buffer("sum_sq", torch.zeros(size, dtype=torch.float64))
 
+    @classmethod
+    def from_statistics(cls, mean: list[float] | torch.Tensor, std: list[float] | torch.Tensor,
+                        std_epsilon: float = 1e-8) -> "Normalizer":
+        """A frozen normaliser with given (e.g. pooled dataset) mean and std per feature."""
+        mean = torch.as_tensor(mean, dtype=torch.float64)
+        std = torch.as_tensor(std, dtype=torch.float64)
+        norm = cls(mean.shape[0], max_accumulations=0, std_epsilon=std_epsilon)
+        norm.count.fill_(1.0)
+        norm.sum.copy_(mean)
+        norm.sum_sq.copy_(std**2 + mean**2)
+        return norm
+
     @torch.no_grad()
     def accumulate(self, x: torch.Tensor) -> None:
         if int(self.accumulations) >= self.max_accumulations:

@@ -4,6 +4,9 @@
   (the edges of the elements, passing through mid-side nodes of quadratic cells).
 - :func:`radius_graph`: all pairs closer than a radius, by a KD-tree (scipy), per graph of
   a batch; no torch-cluster needed.
+- :func:`bipartite_radius_graph`: pairs (source j -> query i) closer than a radius between
+  two point sets, per graph of a batch (kernel integrals between particles and a grid);
+- :func:`knn_bipartite`: the k nearest sources of every query point;
 - :func:`hop_edges`: pairs at selected exact hop distances (k-hop masks and the dilated
   sliding windows of the mesh graph transformer), from sparse adjacency powers.
 
@@ -115,6 +118,67 @@ def radius_graph(points: np.ndarray, radius: float, batch: np.ndarray | None = N
             ei = ei[:, order]
         parts.append(ei + lo)
     return np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.int64)
+
+
+def _batch_bounds(batch: np.ndarray | None, n: int) -> dict[int, tuple[int, int]]:
+    """graph id -> (start, stop) of its points in a sorted batch vector."""
+    if batch is None:
+        return {0: (0, n)}
+    batch = np.asarray(batch)
+    if len(batch) and np.any(np.diff(batch) < 0):
+        raise ValueError("batch must be sorted (all points of graph 0, then graph 1, ...)")
+    ids, starts = np.unique(batch, return_index=True)
+    stops = list(starts[1:]) + [n]
+    return {int(g): (int(a), int(b)) for g, a, b in zip(ids, starts, stops)}
+
+
+def bipartite_radius_graph(query: np.ndarray, source: np.ndarray, radius: float,
+                           query_batch: np.ndarray | None = None, source_batch: np.ndarray | None = None
+                           ) -> np.ndarray:
+    """Pairs (j -> i) with |query_i - source_j| <= radius, only within the same graph of the batch.
+
+    Args:
+        query: (Q, d) receiving points.
+        source: (S, d) sending points.
+        radius: search radius.
+        query_batch / source_batch: sorted graph id per point (both or neither).
+
+    Returns:
+        (2, E) int64: row 0 source indices, row 1 query indices, sorted by (query, source).
+    """
+    if (query_batch is None) != (source_batch is None):
+        raise ValueError("give a batch vector for both point sets or for neither")
+    query = np.asarray(query, dtype=np.float64)
+    source = np.asarray(source, dtype=np.float64)
+    qb = _batch_bounds(query_batch, len(query))
+    sb = _batch_bounds(source_batch, len(source))
+    parts = []
+    for g, (qlo, qhi) in qb.items():
+        if g not in sb or qhi == qlo:
+            continue
+        slo, shi = sb[g]
+        pairs = cKDTree(query[qlo:qhi]).sparse_distance_matrix(cKDTree(source[slo:shi]), radius,
+                                                               output_type="ndarray")
+        if len(pairs) == 0:
+            continue
+        order = np.lexsort((pairs["j"], pairs["i"]))
+        src, dst = pairs["j"][order].astype(np.int64), pairs["i"][order].astype(np.int64)
+        parts.append(np.stack([src + slo, dst + qlo]))
+    return np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.int64)
+
+
+def knn_bipartite(query: np.ndarray, source: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest source points of each query point (KD-tree).
+
+    Returns (Q, k) int64 indices into ``source`` and (Q, k) distances, nearest first.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    if k > len(source):
+        raise ValueError(f"asked for {k} neighbours among {len(source)} source points")
+    dist, idx = cKDTree(source).query(np.asarray(query, dtype=np.float64), k=k)
+    if k == 1:
+        dist, idx = dist[:, None], idx[:, None]
+    return idx.astype(np.int64), dist
 
 
 def adjacency(edge_index: np.ndarray, num_nodes: int) -> sp.csr_matrix:

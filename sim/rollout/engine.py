@@ -5,7 +5,9 @@ Each step: the model maps the state to an update; the engine integrates it
 type the model does not predict) with boundary values, checks for divergence, and streams
 the step to writers and metrics. Nothing but the current state is held in memory, so long
 rollouts of large meshes run in bounded memory. Several trajectories run as one batched
-graph. Runs under ``torch.inference_mode``.
+graph. Runs under ``torch.inference_mode``. Particle simulators have their own loop
+(:mod:`sim.rollout.particles`) built from the same pieces (:func:`streaming`,
+:func:`check_diverged`, :class:`RolloutResult`).
 
 Metrics follow MeshGraphNet: per-step MSE over all nodes and features; the rollout RMSE
 at horizon h is ``sqrt(mean of the per-step MSE over steps 1..h)``; ``all`` is the whole
@@ -14,7 +16,8 @@ rollout.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +59,31 @@ class RolloutResult:
         out = {str(h): float(np.sqrt(mse[:h].mean())) for h in HORIZONS if h <= len(mse)}
         out["all"] = float(np.sqrt(mse.mean()))
         return out
+
+
+@contextmanager
+def streaming(writers: Sequence[StepWriter | None]) -> Iterator[None]:
+    """Close the writers when the body succeeds; abort them (nothing left under the final
+    names) when it raises, e.g. :class:`RolloutDiverged` or an interrupt."""
+    try:
+        yield
+    except BaseException:
+        for w in writers:
+            if w is not None and hasattr(w, "abort"):
+                w.abort()
+        raise
+    for w in writers:
+        if w is not None and hasattr(w, "close"):
+            w.close()
+
+
+def check_diverged(state: np.ndarray, step: int, limit: float | None = None) -> None:
+    """Raise :class:`RolloutDiverged` on NaN/inf, or when ``|state|`` exceeds ``limit``."""
+    if not np.isfinite(state).all():
+        raise RolloutDiverged(f"the rollout diverged at step {step}: NaN or infinite values")
+    if limit is not None and np.abs(state).max() > limit:
+        raise RolloutDiverged(f"the rollout diverged at step {step}: a state of magnitude "
+                              f"{np.abs(state).max():.3g} (limit {limit:.3g})")
 
 
 def split_fields(state: np.ndarray, fields: Sequence[str], dims: Sequence[int]) -> dict[str, np.ndarray]:
@@ -121,24 +149,21 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
     mse: list[list[float]] = [[] for _ in range(k)]
     derivative = simulator.config["target"] == "derivative"
     predict = torch.compile(simulator.predict_update, dynamic=False) if compile else simulator.predict_update
-    try:
+    with streaming(writers):
         for i, w in enumerate(writers):
             if w is not None:
                 w.write(t0s[i], split_fields(initial[i], fields, dims))
         with torch.inference_mode():
             for s in range(1, steps + 1):
-                upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr,
-                                               graphs.mesh_pos, graphs.batch)
+                upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr, graphs.mesh_pos,
+                              graphs.batch)
                 state = state + (node_dt * upd if derivative else upd)
                 host = state.cpu().numpy()
                 for i in range(k):
                     lo, hi = offsets[i], offsets[i + 1]
                     bc = np.asarray(boundary[i](s, t0s[i] + s * dts[i]), dtype=np.float32)
                     host[lo:hi][prescribed[lo:hi]] = bc[prescribed[lo:hi]]
-                if not np.isfinite(host).all() or np.abs(host).max() > limit:
-                    bad = "NaN or infinite values" if not np.isfinite(host).all() else \
-                        f"a state of magnitude {np.abs(host).max():.3g} (limit {limit:.3g})"
-                    raise RolloutDiverged(f"the rollout diverged at step {s}: {bad}")
+                check_diverged(host, s, limit)
                 state = torch.from_numpy(host).to(device)
                 for i in range(k):
                     lo, hi = offsets[i], offsets[i + 1]
@@ -146,14 +171,6 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
                         writers[i].write(t0s[i] + s * dts[i], split_fields(host[lo:hi], fields, dims))
                     if reference is not None:
                         mse[i].append(float(((host[lo:hi] - reference[i][s]) ** 2).mean()))
-    except BaseException:
-        for w in writers:
-            if w is not None and hasattr(w, "abort"):
-                w.abort()
-        raise
-    for w in writers:
-        if w is not None and hasattr(w, "close"):
-            w.close()
     host = state.cpu().numpy()
     return RolloutResult(final=[host[offsets[i]:offsets[i + 1]] for i in range(k)],
                          mse=[np.array(m) for m in mse] if reference is not None else [])

@@ -32,14 +32,15 @@ class ComparisonWriter:
         self.writer, self.reference, self.fields, self.dims = writer, reference, fields, dims
         self.t0, self.dt = t0, dt
 
-    def write(self, time: float, point_fields: dict[str, Any] | None = None, **_: Any) -> None:
+    def write(self, time: float, point_fields: dict[str, Any] | None = None, positions: Any = None,
+              **_: Any) -> None:
         step = int(round((time - self.t0) / self.dt))
         truth = split_fields(self.reference[step], self.fields, self.dims)
         out = dict(point_fields or {})
         for f in self.fields:
             out[f"{f}_truth"] = truth[f]
             out[f"{f}_error"] = out[f] - truth[f]
-        self.writer.write(time, out)
+        self.writer.write(time, out, positions=positions)
 
     def close(self) -> None:
         self.writer.close()

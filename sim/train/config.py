@@ -8,6 +8,10 @@ Example::
       fields: [velocity]
       target: delta               # or derivative
       noise_std: 0.02
+      # particles (GIOROM / GNS baseline) instead of meshes:
+      # simulator: particle
+      # network: giorom           # or meshgraphnet (full-resolution GNS-style baseline)
+      # simulator_args: {sample_ratio: 0.05, sampling: fps}
     data:
       train: datasets/cylinder_flow/small/train.h5
       valid: datasets/cylinder_flow/small/valid.h5
@@ -50,6 +54,8 @@ class ModelConfig:
     noise_std: float | list[float] = 0.0
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
+    simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM)
+    simulator_args: dict[str, Any] = field(default_factory=dict)  # extra ParticleSimulator arguments
 
 
 @dataclass
@@ -60,6 +66,7 @@ class DataConfig:
     num_workers: int = 0
     valid_entries: int = 2
     valid_rollout_steps: int = 50
+    dense_queries: int = 0  # particles: full-resolution particles per sample for the dense decoder's loss
 
 
 @dataclass
@@ -122,6 +129,8 @@ class Config:
         return cfg
 
     def check(self, source: Any = None) -> None:
+        if self.model.simulator not in ("mesh", "particle"):
+            raise ConfigError(f"model.simulator must be 'mesh' or 'particle', not {self.model.simulator!r}", source)
         if self.model.target not in ("delta", "derivative"):
             raise ConfigError(f"model.target must be 'delta' or 'derivative', not {self.model.target!r}", source)
         if self.optim.name not in ("adam", "adamw"):

@@ -1,4 +1,8 @@
-"""One trainer for the one-step mesh models, single process or ``torchrun`` DDP.
+"""One trainer for the one-step simulators, single process or ``torchrun`` DDP.
+
+``model.simulator`` chooses the family: ``mesh`` (MeshSimulator on the mesh-step dataset)
+or ``particle`` (ParticleSimulator on particle windows, :mod:`sim.train.particles`); both
+expose ``loss(batch, generator)`` and a validation rollout, so the loop is shared.
 
 Determinism: the batch at step ``s`` and the noise drawn for it depend only on
 (seed, s), so an interrupted run resumed from its checkpoint ends with exactly the
@@ -31,6 +35,7 @@ from sim.models.simulator import MeshSimulator
 from sim.rollout import rollout
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
+from sim.train.particles import build_particle_dataset, build_particle_simulator, particle_validation
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -92,8 +97,17 @@ def lr_factor(step: int, cfg: Config) -> float:
     return 1.0
 
 
-def build_simulator(cfg: Config, dataset: MeshStepDataset) -> MeshSimulator:
+def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
+    """The training dataset of the configured simulator family."""
+    if cfg.model.simulator == "particle":
+        return build_particle_dataset(cfg)
+    return MeshStepDataset(cfg.data.train, cfg.model.fields)
+
+
+def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
     m = cfg.model
+    if m.simulator == "particle":
+        return build_particle_simulator(cfg, dataset)
     args = preset_args(m.network, m.preset) if m.preset else {}
     args.update(m.network_args)
     kwargs: dict[str, Any] = {}
@@ -186,8 +200,9 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     random.seed(cfg.train.seed)
-    dataset = MeshStepDataset(cfg.data.train, cfg.model.fields)
+    dataset = build_dataset(cfg)
     simulator = build_simulator(cfg, dataset).to(device)
+    validate = particle_validation if cfg.model.simulator == "particle" else validation_rollout
     opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
     optimizer = opt_cls(simulator.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                         weight_decay=cfg.optim.weight_decay)
@@ -263,8 +278,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
                     board.add_scalar("train/loss", mean, step)
                     board.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             if cfg.data.valid and cfg.train.valid_every and step % cfg.train.valid_every == 0 and rank == 0:
-                summary.update(validation_rollout(simulator, cfg.data.valid, cfg.data.valid_entries,
-                                                  cfg.data.valid_rollout_steps, device))
+                summary.update(validate(simulator, cfg.data.valid, cfg.data.valid_entries,
+                                        cfg.data.valid_rollout_steps, device))
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
                 if board:
                     for k, v in summary.items():
