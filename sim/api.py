@@ -311,6 +311,49 @@ def _mesh_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrogat
     return MeshSurrogate(model, path, payload)
 
 
+# --------------------------------------------------------------------------- steady graph models
+class SteadySurrogate(Surrogate):
+    """A graph network that maps a mesh and input scalars to steady fields
+    (:class:`~sim.models.steady.SteadySimulator`)."""
+
+    family = "steady"
+
+    def __init__(self, model: Any, path: Path):
+        super().__init__(path)
+        self.model = model
+
+    def describe(self) -> dict[str, Any]:
+        c = self.model.config
+        return {**super().describe(), "network": c["network"], "scalars_in": list(c["scalars"]),
+                "fields": dict(zip(c["fields"], c["field_dims"])), "mesh_dim": c["edge_in"] - 1}
+
+    def predict(self, query: Mesh, **scalars: Any):
+        """Fields on ``query``'s nodes as a pyvista grid."""
+        if not isinstance(query, Mesh):
+            raise SimError(f"steady models predict on a Mesh, got {type(query).__name__}", self.path)
+        c = self.model.config
+        if query.dim + 1 != c["edge_in"]:
+            raise SimError(f"the model was trained on {c['edge_in'] - 1}D meshes; this mesh is {query.dim}D", self.path)
+        missing = [k for k in c["scalars"] if k not in scalars]
+        if missing:
+            raise SimError(f"missing input scalar(s) {missing} (the model takes {c['scalars']})", self.path)
+        if query.node_type is not None:
+            bad = np.setdiff1d(np.unique(query.node_type), [int(t) for t in NodeType])
+            if bad.size:
+                raise SimError(f"unknown node type value(s) {bad.tolist()}", self.path)
+        with self._lock:
+            res = self.model.predict(query, scalars)
+        grid = Mesh(query.points, query.cells, node_type=query.node_type).to_pyvista()
+        for k, v in res.items():
+            grid.point_data[k] = v
+        return grid
+
+
+@register_surrogate("steady_simulator")
+def _steady_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+    return SteadySurrogate(model, path)
+
+
 # --------------------------------------------------------------------------- MMGP
 class MMGPSurrogate(Surrogate):
     """MMGP: steady fields and scalars on the caller's mesh, with predictive std."""

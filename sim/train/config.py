@@ -54,7 +54,8 @@ class ModelConfig:
     noise_std: float | list[float] = 0.0
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
-    simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM)
+    simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM), "steady" (SteadySimulator)
+    scalars: list[str] = field(default_factory=list)  # steady: input scalars of each sample
     simulator_args: dict[str, Any] = field(default_factory=dict)  # extra ParticleSimulator arguments
 
 
@@ -129,8 +130,9 @@ class Config:
         return cfg
 
     def check(self, source: Any = None) -> None:
-        if self.model.simulator not in ("mesh", "particle"):
-            raise ConfigError(f"model.simulator must be 'mesh' or 'particle', not {self.model.simulator!r}", source)
+        if self.model.simulator not in ("mesh", "particle", "steady"):
+            raise ConfigError(f"model.simulator must be 'mesh', 'particle' or 'steady', not {self.model.simulator!r}",
+                              source)
         if self.model.target not in ("delta", "derivative"):
             raise ConfigError(f"model.target must be 'delta' or 'derivative', not {self.model.target!r}", source)
         if self.optim.name not in ("adam", "adamw"):

@@ -1,7 +1,8 @@
 """One trainer for the one-step simulators, single process or ``torchrun`` DDP.
 
 ``model.simulator`` chooses the family: ``mesh`` (MeshSimulator on the mesh-step dataset)
-or ``particle`` (ParticleSimulator on particle windows, :mod:`sim.train.particles`); both
+or ``particle`` (ParticleSimulator on particle windows, :mod:`sim.train.particles`) or
+``steady`` (SteadySimulator on static samples, :mod:`sim.train.steady`); all
 expose ``loss(batch, generator)`` and a validation rollout, so the loop is shared.
 
 Determinism: the batch at step ``s`` and the noise drawn for it depend only on
@@ -36,6 +37,7 @@ from sim.rollout import rollout
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
 from sim.train.particles import build_particle_dataset, build_particle_simulator, particle_validation
+from sim.train.steady import build_steady_dataset, build_steady_simulator, steady_validation
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -101,6 +103,8 @@ def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
     """The training dataset of the configured simulator family."""
     if cfg.model.simulator == "particle":
         return build_particle_dataset(cfg)
+    if cfg.model.simulator == "steady":
+        return build_steady_dataset(cfg)
     return MeshStepDataset(cfg.data.train, cfg.model.fields)
 
 
@@ -108,6 +112,8 @@ def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
     m = cfg.model
     if m.simulator == "particle":
         return build_particle_simulator(cfg, dataset)
+    if m.simulator == "steady":
+        return build_steady_simulator(cfg, dataset)
     args = preset_args(m.network, m.preset) if m.preset else {}
     args.update(m.network_args)
     kwargs: dict[str, Any] = {}
@@ -202,7 +208,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     random.seed(cfg.train.seed)
     dataset = build_dataset(cfg)
     simulator = build_simulator(cfg, dataset).to(device)
-    validate = particle_validation if cfg.model.simulator == "particle" else validation_rollout
+    validate = {"particle": particle_validation, "steady": steady_validation}.get(cfg.model.simulator,
+                                                                                  validation_rollout)
     opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
     optimizer = opt_cls(simulator.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                         weight_decay=cfg.optim.weight_decay)

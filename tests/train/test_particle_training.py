@@ -74,5 +74,5 @@ def test_particle_config_errors_are_readable(tmp_path, data):
     cfg.model.preset = "huge"
     with pytest.raises(SimError, match=r"model 'giorom' has no preset 'huge' \(presets: "):
         train(cfg, progress=False)
-    with pytest.raises(SimError, match="model.simulator must be 'mesh' or 'particle'"):
+    with pytest.raises(SimError, match="model.simulator must be 'mesh', 'particle' or 'steady'"):
         Config.from_dict({"model": {"simulator": "particles"}, "data": {"train": "x.h5"}})
