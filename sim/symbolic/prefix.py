@@ -20,6 +20,7 @@ plain codec (one decimal token per number) is the store's format.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sympy as sp
 
@@ -59,8 +60,15 @@ def plain_number_reader(tokens: Sequence[str], pos: int) -> tuple[sp.Expr, int] 
     return sp.Float(tok), pos + 1
 
 
-def prefix_tokens(expr: sp.Expr, number: NumberWriter = plain_number_tokens) -> list[str]:
-    """Tokens of one expression; ``number`` writes integer and float leaves."""
+def prefix_tokens(expr: sp.Expr, number: NumberWriter = plain_number_tokens,
+                  sort_key: Callable[[list[str]], Any] | None = None) -> list[str]:
+    """Tokens of one expression; ``number`` writes integer and float leaves.
+
+    The operands of a sum or product are written in sympy's order, or sorted (stably) by
+    ``sort_key(tokens of the operand)`` when given: sympy orders float coefficients by their
+    binary representation, so a vocabulary that wants an order independent of the values
+    sorts by a key that ignores them.
+    """
     expr = sp.sympify(expr)
     if isinstance(expr, sp.Symbol):
         return [expr.name]
@@ -72,15 +80,17 @@ def prefix_tokens(expr: sp.Expr, number: NumberWriter = plain_number_tokens) -> 
         return number(expr)
     if isinstance(expr, (sp.Add, sp.Mul)):
         op = "add" if isinstance(expr, sp.Add) else "mul"
-        args = list(expr.args)
-        out = prefix_tokens(args[-1], number)
+        args = [prefix_tokens(a, number, sort_key) for a in expr.args]
+        if sort_key is not None:
+            args.sort(key=sort_key)
+        out = args[-1]
         for a in reversed(args[:-1]):
-            out = [op] + prefix_tokens(a, number) + out
+            out = [op] + a + out
         return out
     if isinstance(expr, sp.Pow):
-        return ["pow"] + prefix_tokens(expr.base, number) + prefix_tokens(expr.exp, number)
+        return ["pow"] + prefix_tokens(expr.base, number, sort_key) + prefix_tokens(expr.exp, number, sort_key)
     if expr.func in _FUNCS:
-        return [_FUNCS[expr.func]] + prefix_tokens(expr.args[0], number)
+        return [_FUNCS[expr.func]] + prefix_tokens(expr.args[0], number, sort_key)
     raise PrefixError(f"cannot write {expr.func.__name__} in prefix notation")
 
 
