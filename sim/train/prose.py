@@ -13,6 +13,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,9 @@ class PROSETrainConfig:
         p_drop: probability of training a sample without any symbol guess.
         data_noise: additive Gaussian noise on the observed window (fraction of its RMS).
         steps: training steps (None: until ``max_seconds``).
-        max_seconds: wall-time budget (None: until ``steps``).
+        max_seconds: time budget (None: until ``steps``).
+        clock: ``wall`` or ``cpu`` (this process's CPU time: a budget that does not shrink when
+            other jobs share the machine).
         seed: batches and noise.
         checkpoint: path of the checkpoint written every ``checkpoint_every`` steps and at the end.
         device: ``auto``, ``cpu``, ``cuda``...
@@ -55,6 +58,7 @@ class PROSETrainConfig:
     data_noise: float = 0.0
     steps: int | None = 10_000
     max_seconds: float | None = None
+    clock: str = "wall"
     seed: int = 0
     checkpoint: str | None = None
     checkpoint_every: int = 2000
@@ -64,6 +68,8 @@ class PROSETrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.max_seconds is None:
             raise SimError("PROSE training needs steps or max_seconds")
+        if self.clock not in ("wall", "cpu"):
+            raise SimError(f"clock must be 'wall' or 'cpu'; got {self.clock!r}")
 
 
 def inverse_sqrt(step: int, warmup: int) -> float:
@@ -75,10 +81,11 @@ def _device(name: str) -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
-def train_prose(model: PROSE, train_set: ODEWindows, cfg: PROSETrainConfig, progress: bool | None = None
-                ) -> dict[str, Any]:
-    """Train ``model`` in place; returns ``{steps, seconds, first_loss, final_loss, history}``
-    (history: one row per ``log_every`` steps with the mean loss and its parts)."""
+def train_prose(model: PROSE, train_set: ODEWindows, cfg: PROSETrainConfig, progress: bool | None = None,
+                on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in place; returns ``{steps, seconds, wall_seconds, first_loss, final_loss, history}``
+    (``seconds`` on ``cfg.clock``; history: one row per ``log_every`` steps with the mean loss and its
+    parts). ``on_step(step, seconds)`` is called after every step (e.g. to keep a snapshot)."""
     from tqdm import tqdm
 
     device = _device(cfg.device)
@@ -113,7 +120,8 @@ def train_prose(model: PROSE, train_set: ODEWindows, cfg: PROSETrainConfig, prog
     history: list[dict[str, float]] = []
     window: list[dict[str, float]] = []
     losses: list[float] = []
-    t0 = time.perf_counter()
+    clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
+    t0, wall0 = clock(), time.perf_counter()
     step = 0
     try:
         while cfg.steps is None or step < cfg.steps:
@@ -134,18 +142,21 @@ def train_prose(model: PROSE, train_set: ODEWindows, cfg: PROSETrainConfig, prog
             window.append({"loss": value, **parts})
             bar.update(1)
             if step % cfg.log_every == 0:
-                row = {"step": step, "seconds": time.perf_counter() - t0, "lr": scheduler.get_last_lr()[0],
+                row = {"step": step, "seconds": clock() - t0, "lr": scheduler.get_last_lr()[0],
                        **{k: float(np.mean([w[k] for w in window])) for k in window[0]}}
                 history.append(row)
                 window.clear()
                 bar.set_postfix(loss=f"{row['loss']:.4g}", data=f"{row['data_rel_l2_sq']:.3g}")
             if cfg.checkpoint and step % cfg.checkpoint_every == 0:
                 checkpoint(step)
-            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            if on_step is not None:
+                on_step(step, clock() - t0)
+            if cfg.max_seconds is not None and clock() - t0 > cfg.max_seconds:
                 break
         checkpoint(step)
     finally:
         bar.close()
-    return {"steps": step, "seconds": time.perf_counter() - t0, "first_loss": losses[0] if losses else None,
+    return {"steps": step, "seconds": clock() - t0, "wall_seconds": time.perf_counter() - wall0,
+            "first_loss": losses[0] if losses else None,
             "final_loss": float(np.mean(losses[-20:])) if losses else None, "history": history,
             "threads": torch.get_num_threads()}

@@ -210,7 +210,8 @@ class PROSECollator:
             times[i] = s.times[:t_total]
         obs = vals[:, :n_in].copy()
         if self.data_noise:
-            rms = np.sqrt((obs**2).sum((1, 2), keepdims=True) / (n_in * np.array([s.dim for s in samples])[:, None, None]))
+            dims = np.array([s.dim for s in samples], dtype=np.float64)[:, None, None]
+            rms = np.sqrt((obs**2).sum((1, 2), keepdims=True) / (n_in * dims))
             noise = self.data_noise * rms * rng.standard_normal(obs.shape)
             for i, s in enumerate(samples):
                 noise[i, :, s.dim:] = 0.0
