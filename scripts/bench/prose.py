@@ -13,7 +13,8 @@ initial conditions; the test split has its own seeds. The model observes t in [0
 Runs (budgets are CPU seconds of this process, so other jobs on the machine do not shrink them):
 
 1. main: the CPU preset (~0.78M parameters), multimodal, trained on noisy skeletons
-   (insert / delete a term with probability 0.15 each) for --train-seconds (600; --quick 60);
+   (insert / delete a term with probability 0.15 each; no guess at all for --p-drop = 10 % of
+   the samples) for --train-seconds (600; --quick 60);
 2. data-only ablation: the same network without symbol input or output, for
    --ablation-seconds (300; --quick 30), compared with a snapshot of the main run taken at the
    same CPU time (``multimodal_same_budget_rel_l2_mean``);
@@ -30,7 +31,7 @@ machines with a GPU.
 
 JSON keys: data_rel_l2_mean, data_rel_l2_median, baseline_rel_l2, valid_fraction, skeleton_match,
 expr_rel_l2_median, integrated_rel_l2_median, train_s, data_only_rel_l2_mean,
-multimodal_same_budget_rel_l2_mean, symbols_{noisy,clean,none}_{data_rel_l2_mean, valid_fraction,
+multimodal_same_budget_rel_l2_mean (+ the steps of both), symbols_{noisy,clean,none}_{data_rel_l2_mean, valid_fraction,
 skeleton_match, expr_rel_l2_median}, <metric>_<system>, params, train_steps, peak_mem_mb, machine.
 """
 
@@ -63,6 +64,12 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training the main model")
     ap.add_argument("--no-ablation", action="store_true", help="skip the data-only run")
     ap.add_argument("--beam", type=int, default=1, help="beam size of the symbol decoder (1: greedy)")
+    ap.add_argument("--p-drop", type=float, default=0.1,
+                    help="fraction of training samples without any symbol guess (so that the model also "
+                         "writes equations from data alone)")
+    ap.add_argument("--data-noise", type=float, default=0.0,
+                    help="additive noise on the observed window in training and test, fraction of its RMS "
+                         "(PROSE: 0.02)")
     ap.add_argument("--workers", type=int, default=1, help="data generation processes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "prose"))
@@ -107,11 +114,12 @@ def main() -> None:
     def train_cfg(seconds: float, checkpoint: str | None) -> PROSETrainConfig:
         return PROSETrainConfig(batch_size=batch_size, lr=lr, warmup_steps=300 if preset == "cpu" else 4000,
                                 steps=None, max_seconds=seconds, clock=clock, seed=args.seed, checkpoint=checkpoint,
-                                checkpoint_every=1000, log_every=100)
+                                checkpoint_every=1000, log_every=100, data_noise=args.data_noise, p_drop=args.p_drop)
 
     results: dict[str, object] = {"size": size, "systems": ",".join(names), "train_trajectories": len(train_set),
                                   "test_trajectories": len(test_set), "preset": preset, "batch_size": batch_size,
-                                  "lr": lr, "budget_clock": clock, "train_budget_s": budget, "generate_s": gen_s}
+                                  "lr": lr, "budget_clock": clock, "train_budget_s": budget, "generate_s": gen_s,
+                                  "data_noise": args.data_noise, "p_drop": args.p_drop}
 
     # 1. the main (multimodal) model, with a snapshot at the ablation's budget
     snapshot: dict[str, torch.Tensor] = {}
@@ -126,6 +134,7 @@ def main() -> None:
         def keep(step: int, seconds: float) -> None:
             if not snapshot and seconds >= ablation:
                 snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+                results["multimodal_same_budget_steps"] = step
 
         summary = train_prose(model, train_set, train_cfg(budget, str(ckpt)), on_step=keep)
         results.update(train_s=summary["seconds"], train_wall_s=summary["wall_seconds"], train_steps=summary["steps"],
@@ -139,7 +148,7 @@ def main() -> None:
     evals = {}
     for kind in ("noisy", "clean", "none"):
         collator = PROSECollator(model.vocab, model.max_dim, train_set.input_points, symbols=kind,
-                                 pool=train_set.term_pool(), seed=12345)
+                                 pool=train_set.term_pool(), data_noise=args.data_noise, seed=12345)
         t0 = time.perf_counter()
         evals[kind] = evaluate(model, test_set, collator, beam_size=args.beam, integrate_equations=kind == "noisy",
                                progress=True)
@@ -157,16 +166,18 @@ def main() -> None:
         torch.manual_seed(args.seed)
         data_only = PROSE(max_dim=max_dim, symbol_input=False, symbol_output=False, **PRESETS[preset])
         summary = train_prose(data_only, train_set, train_cfg(ablation, None))
-        collator = PROSECollator(data_only.vocab, max_dim, train_set.input_points, symbols="off")
+        collator = PROSECollator(data_only.vocab, max_dim, train_set.input_points, symbols="off",
+                                 data_noise=args.data_noise, seed=12345)
         ev = evaluate(data_only.to(device), test_set, collator)
         results.update(data_only_rel_l2_mean=ev["data_rel_l2_mean"], data_only_rel_l2_median=ev["data_rel_l2_median"],
-                       data_only_train_s=summary["seconds"], data_only_params=data_only.num_parameters(),
+                       data_only_train_s=summary["seconds"], data_only_train_steps=summary["steps"],
+                       data_only_params=data_only.num_parameters(),
                        **{f"data_only_rel_l2_{n}": ev[f"data_rel_l2_{n}"] for n in names})
         if snapshot:
             same = copy.deepcopy(model)
             same.load_state_dict(snapshot)
             collator = PROSECollator(model.vocab, max_dim, train_set.input_points, symbols="noisy",
-                                     pool=train_set.term_pool(), seed=12345)
+                                     pool=train_set.term_pool(), data_noise=args.data_noise, seed=12345)
             ev = evaluate(same, test_set, collator)
             results["multimodal_same_budget_rel_l2_mean"] = ev["data_rel_l2_mean"]
 
