@@ -8,8 +8,8 @@ system's name, parameters and right-hand side (prefix string and sympy ``srepr``
 ``Trajectory.params``.
 """
 
-from solvers.odes.generate import generate, rhs_function
+from sim.symbolic import from_prefix, rhs_function, to_prefix  # shared with sim.models.prose (sim.symbolic)
 from solvers.odes.catalogue import SYSTEMS, ODESystem
-from solvers.odes.prefix import from_prefix, to_prefix
+from solvers.odes.generate import generate
 
 __all__ = ["SYSTEMS", "ODESystem", "from_prefix", "generate", "rhs_function", "to_prefix"]

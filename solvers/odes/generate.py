@@ -11,9 +11,9 @@ from scipy.integrate import solve_ivp
 
 from sim.errors import SimError
 from sim.mesh import Mesh, Trajectory
+from sim.symbolic import rhs_function, to_prefix
 from solvers import Rejected
-from solvers.odes.catalogue import SYSTEMS, X
-from solvers.odes.prefix import to_prefix
+from solvers.odes.catalogue import SYSTEMS
 
 DEFAULTS: dict[str, Any] = {"systems": "all", "t_end": 6.0, "num_points": 192, "param_spread": 0.1,
                             "noise": 0.0, "blowup": 1e3, "rtol": 1e-5, "atol": 1e-6}
@@ -22,17 +22,6 @@ DEFAULTS: dict[str, Any] = {"systems": "all", "t_end": 6.0, "num_points": 192, "
 def round_sig(x: float, digits: int = 3) -> float:
     """``x`` rounded to ``digits`` significant digits."""
     return 0.0 if x == 0 else float(f"{x:.{digits - 1}e}")
-
-
-def rhs_function(exprs: tuple[sp.Expr, ...], dim: int):
-    """Vectorised numeric right-hand side f(u) for u of shape (d,) or (d, n)."""
-    fn = sp.lambdify([X[:dim]], list(exprs), modules="numpy")
-
-    def f(u: np.ndarray) -> np.ndarray:
-        vals = fn(u)
-        return np.array([np.broadcast_to(v, np.shape(u)[1:]) for v in vals], dtype=np.float64)
-
-    return f
 
 
 def generate(params: dict[str, Any], seed: int) -> Trajectory:
