@@ -354,6 +354,122 @@ def _steady_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrog
     return SteadySurrogate(model, path)
 
 
+# --------------------------------------------------------------------------- particles
+class ParticleSurrogate(Surrogate):
+    """GIOROM or the GNS-style baseline (:class:`~sim.models.particle_simulator.ParticleSimulator`):
+    Lagrangian particle dynamics from a history of positions; GIOROM steps a sparse subset and
+    decodes the motion at any query points of the reference configuration."""
+
+    family = "particle"
+
+    def __init__(self, model: Any, path: Path):
+        super().__init__(path)
+        self.model = model
+        self.history = int(model.config["history"])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "network": self.model.config["network"], "dim": self.model.dim,
+                "history": self.history, "dt": self.model.dt, "dense_decoder": self.model.decoder is not None}
+
+    def rollout(self, initial: Trajectory, steps: int, boundary: Any = None, queries: np.ndarray | None = None,
+                out: str | os.PathLike | None = None) -> Trajectory:
+        """Roll ``steps`` frames on from the first ``history`` frames of ``initial`` (a particle
+        Trajectory with moving positions; its first frame is the reference configuration).
+
+        Returns a moving point set: all particles, or the ``queries`` (Q, d) points of the
+        reference configuration (GIOROM's dense decoding), with the ``displacement`` field;
+        ``out`` (.pvd / .xdmf) also streams it for ParaView.
+        """
+        from sim.rollout.particles import DISPLACEMENT, particle_rollout
+
+        if boundary is not None:
+            raise SimError("particle models take no boundary values: walls are part of the learned dynamics",
+                           self.path)
+        if not isinstance(initial, Trajectory) or initial.positions is None:
+            raise SimError("initial must be a particle Trajectory with moving positions", self.path)
+        pos = np.asarray(initial.positions, dtype=np.float32)
+        if pos.shape[0] < self.history:
+            raise SimError(f"the model needs {self.history} frames to start; the trajectory has {pos.shape[0]}",
+                           self.path)
+        if pos.shape[2] != self.model.dim:
+            raise SimError(f"the model simulates {self.model.dim}D particles; these are {pos.shape[2]}D", self.path)
+        rest = pos[0]
+        q = rest if queries is None else np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.model.dim:
+            raise SimError(f"queries must be (Q, {self.model.dim}) reference positions, got {q.shape}", self.path)
+        t0 = float(initial.times[self.history - 1])
+        rec = _Recorder(self._series_writer(out, q), keep=True)
+        types = initial.mesh.point_data.get("particle_type")
+        with self._lock:
+            particle_rollout(self.model, [pos[: self.history]], steps, rest=[rest],
+                             particle_types=None if types is None else [types],
+                             queries=None if queries is None else [q], writers=[rec], t0=t0)
+        moving = np.stack([q + s[DISPLACEMENT] for s in rec.states])
+        return Trajectory(Mesh(q), np.asarray(rec.times), point_fields={DISPLACEMENT: np.stack(
+            [s[DISPLACEMENT] for s in rec.states])}, positions=moving, dt=self.model.dt)
+
+    def _series_writer(self, out: Any, points: np.ndarray) -> Any:
+        if out is None:
+            return None
+        from sim.mesh import PVDWriter, SeriesLayout, XDMFWriter
+        from sim.rollout.particles import DISPLACEMENT
+
+        out = Path(out)
+        layout = SeriesLayout(Mesh(points), point_fields=[DISPLACEMENT], moving=True, dt=self.model.dt)
+        if out.suffix.lower() in (".pvd", ".xdmf"):
+            return (PVDWriter if out.suffix.lower() == ".pvd" else XDMFWriter)(out, layout)
+        raise SimError("rollout series are written as .pvd or .xdmf", out)
+
+
+@register_surrogate("particle_simulator")
+def _particle_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+    return ParticleSurrogate(model, path)
+
+
+# --------------------------------------------------------------------------- PROSE
+class ProseSurrogate(Surrogate):
+    """PROSE: from an observed window of an ODE trajectory (and optionally a guess of its
+    equations), the future trajectory at any query times and the equations as sympy."""
+
+    family = "prose"
+
+    def __init__(self, model: Any, path: Path):
+        super().__init__(path)
+        self.model = model
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "max_dim": self.model.max_dim, "symbol_input": self.model.symbol_input}
+
+    def predict(self, query: Trajectory | tuple[np.ndarray, np.ndarray], query_times: Any = None,
+                symbols: Any = None, beam_size: int = 1, **scalars: Any) -> tuple[Trajectory, list | None]:
+        """(future trajectory, equations). ``query``: a Trajectory whose ``state`` field (T, 1, d)
+        is the observed window, or ``(times (T,), values (T, d))``. ``query_times`` default to
+        twice the window's length beyond it at the same spacing. ``symbols``: a guess of the
+        equations (prefix string, sympy expressions or infix strings, one per component)."""
+        if scalars:
+            raise SimError(f"PROSE takes no scalar inputs (got {sorted(scalars)})", self.path)
+        if isinstance(query, Trajectory):
+            if "state" not in query.point_fields:
+                raise SimError(f"the trajectory has no 'state' field (has {sorted(query.point_fields)})", self.path)
+            times, values = np.asarray(query.times), np.asarray(query.point_fields["state"]).reshape(query.num_steps, -1)
+        else:
+            times, values = (np.asarray(a) for a in query)
+        if query_times is None:
+            step = float(np.mean(np.diff(times))) if len(times) > 1 else 1.0
+            query_times = times[-1] + step * np.arange(1, 2 * len(times) + 1)
+        with self._lock:
+            pred, exprs = self.model.query(times, values, query_times, symbols=symbols, beam_size=beam_size)
+        traj = Trajectory(Mesh(np.zeros((1, 1))), np.asarray(query_times, dtype=np.float64),
+                          point_fields={"state": pred[:, None, :]},
+                          params={"equations": None if exprs is None else [str(e) for e in exprs]})
+        return traj, exprs
+
+
+@register_surrogate("prose")
+def _prose(model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+    return ProseSurrogate(model, path)
+
+
 # --------------------------------------------------------------------------- MMGP
 class MMGPSurrogate(Surrogate):
     """MMGP: steady fields and scalars on the caller's mesh, with predictive std."""

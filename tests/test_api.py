@@ -175,3 +175,54 @@ def test_load_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "e.json").write_text('{"format": "sim.ensemble", "version": 1, "members": ["a.pt"]}')
     with pytest.raises(FileFormatError, match="at least two members"):
         sim.load(tmp_path / "e.json")
+
+
+def test_particle_surrogate_rolls_out_dense_points_and_any_queries(tmp_path):
+    """GIOROM through sim.load: the rollout of all particles equals the particle engine's, and
+    unseen query points of the reference configuration are decoded too."""
+    from tests.data.mpm_store import mpm_store
+    from tests.train.test_particle_training import _config
+
+    from sim.rollout.particles import particle_rollout
+
+    data = mpm_store(tmp_path / "jelly.h5", material="jelly", frames=14)
+    train(_config(tmp_path, data, steps=20), progress=False)
+    surrogate = sim.load(tmp_path / "run" / "checkpoint.pt")
+    assert surrogate.family == "particle" and surrogate.describe()["dense_decoder"]
+    with Store(data) as s:
+        traj = s.read(s.names()[0])
+    h = surrogate.history
+    out = surrogate.rollout(traj, 3, out=tmp_path / "p.pvd")
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    pos = traj.positions.astype(np.float32)
+    direct = particle_rollout(model, [pos[:h]], 3, rest=[pos[0]])
+    assert out.num_steps == 4 and out.positions.shape == (4, traj.mesh.num_points, 2)
+    np.testing.assert_allclose(out.positions[-1], direct.final[0], atol=1e-6)
+    np.testing.assert_allclose(sm.read(tmp_path / "p.pvd").positions, out.positions, atol=1e-6)
+    queries = pos[0][:10] + 0.003  # points that are not particles
+    dense = surrogate.rollout(traj, 3, queries=queries)
+    assert dense.positions.shape == (4, 10, 2) and np.isfinite(dense.positions).all()
+    with pytest.raises(SimError, match="the model needs 6 frames to start"):
+        surrogate.rollout(sm.Trajectory(traj.mesh, traj.times[:3], positions=traj.positions[:3]), 2)
+
+
+def test_prose_surrogate_predicts_the_future_and_equations(tmp_path):
+    from tests.models.test_prose import TINY
+
+    from sim.models.prose import PROSE
+    from sim.train.checkpoint import save_checkpoint
+
+    torch_model = PROSE(**TINY)
+    save_checkpoint(tmp_path / "p.pt", torch_model)
+    surrogate = sim.load(tmp_path / "p.pt")
+    assert surrogate.family == "prose"
+    t = np.linspace(0, 2, 64)
+    window = np.stack([np.sin(t), np.cos(t), 0.5 * t], 1)
+    future, exprs = surrogate.predict((t, window), symbols=["x1", "-x0", "0.5"])
+    q = t[-1] + (t[1] - t[0]) * np.arange(1, 129)
+    np.testing.assert_allclose(future.times, q)
+    direct, _ = torch_model.query(t, window, q, symbols=["x1", "-x0", "0.5"])
+    np.testing.assert_allclose(future.point_fields["state"][:, 0], direct, rtol=1e-5, atol=1e-6)
+    assert exprs is None or len(exprs) == 3  # an untrained model may not produce a parsable system
+    with pytest.raises(SimError, match="the equation guess has 2 components; the window has 3"):
+        surrogate.predict((t, window), symbols=["x1", "x0"])
