@@ -38,6 +38,21 @@ def test_elasticity_mmgp_example(tmp_path):
     assert "RRMSE" in out
 
 
+def test_mpm_giorom_example(tmp_path):
+    out = run_example("mpm_giorom.py", tmp_path)
+    particles, dense = sm.read(tmp_path / "particles.pvd"), sm.read(tmp_path / "dense_queries.pvd")
+    assert dense.mesh.num_points == 4 * particles.mesh.num_points and dense.num_steps == particles.num_steps
+    assert dense.positions is not None and (tmp_path / "frames.png").stat().st_size > 10_000
+    assert "query points" in out
+
+
+def test_ode_prose_example(tmp_path):
+    run_example("ode_prose.py", tmp_path)
+    text = (tmp_path / "equations.txt").read_text()
+    assert {"lorenz", "thomas", "rossler"} <= {line.split()[0] for line in text.splitlines() if "relative" in line}
+    assert len(list(tmp_path.glob("*_0*.png"))) == 3
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
 def test_every_example_has_a_quick_mode_and_a_docstring(name):
     text = (ROOT / "examples" / name).read_text()
