@@ -493,16 +493,7 @@ class MMGPSurrogate(Surrogate):
         if query.dim != 2 or "triangle" not in query.cells:
             raise SimError(f"MMGP was fitted on 2D triangle meshes; this mesh is {query.dim}D with cells "
                            f"{list(query.cells)}", self.path)
-        res = self.model.predict(query, scalars)  # no shared mutable state: safe without the lock
-        grid = Mesh(query.points, query.cells).to_pyvista()
-        for k, v in res["fields"].items():
-            grid.point_data[k] = v[:, 0] if v.shape[1] == 1 else v
-            s = res["fields_std"][k]
-            grid.point_data[f"{k}_std"] = s[:, 0] if s.shape[1] == 1 else s
-        for k, v in res["scalars"].items():
-            grid.field_data[k] = np.atleast_1d(v)
-            grid.field_data[f"{k}_std"] = np.atleast_1d(res["scalars_std"][k])
-        return grid
+        return self.model.predict_pyvista(query, scalars)  # no shared mutable state: safe without the lock
 
 
 # --------------------------------------------------------------------------- loading

@@ -240,7 +240,8 @@ class MMGP:
         return out
 
     def predict_pyvista(self, mesh: Mesh, scalars: dict[str, float] | None = None):
-        """The query mesh as a pyvista grid with ``<field>`` and ``<field>_std`` point arrays."""
+        """The query mesh as a pyvista grid with ``<field>`` and ``<field>_std`` point arrays and the
+        output scalars (and ``<scalar>_std``) in its field data."""
         res = self.predict(mesh, scalars)
         grid = Mesh(mesh.points, mesh.cells).to_pyvista()
         for k, v in res["fields"].items():
@@ -249,6 +250,7 @@ class MMGP:
             grid.point_data[f"{k}_std"] = s[:, 0] if s.shape[1] == 1 else s
         for k, v in res["scalars"].items():
             grid.field_data[k] = np.atleast_1d(v)
+            grid.field_data[f"{k}_std"] = np.atleast_1d(res["scalars_std"][k])
         return grid
 
     # ---------------------------------------------------------------- persistence
