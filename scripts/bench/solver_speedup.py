@@ -1,0 +1,152 @@
+"""How much faster than our solvers the trained surrogates run, on the same case, and at what error.
+
+    python scripts/bench/solver_speedup.py [--quick] [--json PATH]
+        [--cfd-checkpoint CKPT --cfd-data TEST.h5] [--mpm-checkpoint CKPT --mpm-data TEST.h5] [--frames N]
+
+For the first trajectory of each test store:
+
+- solver: the case is rebuilt from the parameters stored with the trajectory (cylinder flow: the
+  same geometry re-meshed by gmsh, Reynolds number, inflow and solver step, timed past a short
+  warm-up; MPM: the same particles, material and grid from the first frame), then ``--frames``
+  stored frames are timed, each with all its solver substeps;
+- surrogate: ``sim.load(checkpoint).rollout(...)`` over the whole trajectory, timed per frame;
+- error at the end of the rollout: cylinder flow, ``|u_pred - u_true| / |u_true|`` (L2 over nodes
+  and components) at the last frame; MPM, ``|x_pred - x_true| / |x_true - x_start|`` at the last
+  frame, the position error relative to how far the particles moved during the rollout.
+
+Times are CPU seconds of one thread (torch and BLAS set to one thread), so the ratio does not
+depend on other jobs sharing the machine. Without checkpoints the script trains small models
+itself (MeshGraphNet CPU preset, GIOROM CPU preset) for `--train-seconds` each on the small
+recipes; `--quick` does that with tiny budgets.
+
+JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
+mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, report
+from _mesh_models import set_threads, train_for_budget
+
+
+def cfd_solver_frame_s(traj, frames: int, warmup: float) -> float:
+    """CPU seconds per stored frame of our Navier-Stokes solver on the trajectory's own case."""
+    from solvers.cfd.geometry import Channel, channel_mesh
+    from solvers.cfd.navier_stokes import CylinderFlow
+
+    p = traj.params
+    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
+    mesh = channel_mesh(channel, size=p["mesh_size"], size_min=p["mesh_size_min"])
+    flow = CylinderFlow(mesh, channel, nu=p["nu"], u_mean=p["u_mean"], dt=p["dt_solver"], ramp=0.5,
+                        kick=0.5 * p["u_mean"], kick_time=0.6)
+    state = flow.initial_state()
+    for _ in range(int(round(warmup / p["dt_solver"]))):
+        state = flow.step(state)
+    t = time.process_time()
+    for _ in range(frames * int(p["substeps"])):
+        state = flow.step(state)
+    return (time.process_time() - t) / frames
+
+
+def mpm_solver_frame_s(traj, frames: int) -> float:
+    """CPU seconds per frame of our MPM solver on the trajectory's own particles and material,
+    started from its first frame (velocities from its first two frames)."""
+    from solvers.mpm import Material, MPMSolver
+    from solvers.mpm.scenes import simulate
+
+    p = traj.params
+    material = Material(p["material"], E=p["E"], nu=p["nu"], density=p["density"], yield_stress=p["yield_stress"],
+                        friction_deg=p["friction_deg"], viscosity=p["viscosity"])
+    solver = MPMSolver(int(p["dim"]), int(p["n_grid"]), [material], gravity=p["gravity"], wall=p["wall"])
+    pos = np.asarray(traj.positions, dtype=np.float64)
+    v0 = (pos[1] - pos[0]) / float(traj.dt)
+    t = time.process_time()
+    simulate(solver, pos[0], v0, solver.dx / int(p["ppc"]), material.density, frames + 1, float(traj.dt))
+    return (time.process_time() - t) / (frames + 1)
+
+
+def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None) -> tuple[float, object, int]:
+    import sim
+
+    surrogate = sim.load(checkpoint)
+    start = getattr(surrogate, "history", 1)
+    n = traj.num_steps - start if frames is None else frames
+    t = time.process_time()
+    out = surrogate.rollout(traj, n)
+    return (time.process_time() - t) / n, out, n
+
+
+def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
+    """Train the two surrogates on the small recipes when no checkpoints are given."""
+    from solvers.recipes import generate, load_recipe
+
+    cf = generate(load_recipe(ROOT / "datasets" / "cylinder_flow.yaml"), "small")
+    mpm = generate(load_recipe(ROOT / "datasets" / "mpm_jelly_2d.yaml"), "small")
+    steps_budget = 20.0 if quick else seconds
+    cfd = train_for_budget({
+        "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "noise_std": 0.02},
+        "data": {"train": str(cf["train"])}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
+        "train": {"steps": 1, "out": str(out / "cfd"), "checkpoint_every": 10**9}}, steps_budget)
+    particle = train_for_budget({
+        "model": {"simulator": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
+                  "simulator_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
+                                     "decoder": {"neighbors": 16}}},
+        "data": {"train": str(mpm["train"]), "dense_queries": 512}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
+        "train": {"steps": 1, "out": str(out / "mpm"), "checkpoint_every": 10**9}}, steps_budget)
+    return {"cfd": Path(cfd["checkpoint"]), "cfd_data": cf["test"], "mpm": Path(particle["checkpoint"]),
+            "mpm_data": mpm["test"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--cfd-checkpoint")
+    ap.add_argument("--cfd-data")
+    ap.add_argument("--mpm-checkpoint")
+    ap.add_argument("--mpm-data")
+    ap.add_argument("--frames", type=int, help="solver frames timed (default 20, quick 5)")
+    ap.add_argument("--train-seconds", type=float, default=300.0)
+    ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
+    args = ap.parse_args()
+    set_threads(1)
+    from sim.mesh import Store
+
+    frames = args.frames or (5 if args.quick else 20)
+    paths: dict[str, Path] = {}
+    if not (args.cfd_checkpoint and args.mpm_checkpoint):
+        paths = small_models(args.quick, args.train_seconds, Path(args.out))
+    cfd_ckpt = Path(args.cfd_checkpoint or paths["cfd"])
+    mpm_ckpt = Path(args.mpm_checkpoint or paths["mpm"])
+    res: dict[str, object] = {"frames_timed": frames, "cfd_checkpoint": str(cfd_ckpt), "mpm_checkpoint": str(mpm_ckpt)}
+
+    with Store(args.cfd_data or paths["cfd_data"]) as s:
+        traj = s.read(s.names()[0])
+    res["cfd_nodes"] = traj.mesh.num_points
+    res["cfd_solver_frame_s"] = cfd_solver_frame_s(traj, frames, warmup=0.2 if args.quick else 0.5)
+    per, out, n = rollout_frame_s(cfd_ckpt, traj)
+    res["cfd_surrogate_frame_s"], res["cfd_rollout_frames"] = per, n
+    res["cfd_speedup"] = res["cfd_solver_frame_s"] / per
+    truth = traj.point_fields["velocity"][n]
+    res["cfd_final_rel_err"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth) / np.linalg.norm(truth))
+
+    with Store(args.mpm_data or paths["mpm_data"]) as s:
+        traj = s.read(s.names()[0])
+    res["mpm_particles"] = traj.mesh.num_points
+    res["mpm_solver_frame_s"] = mpm_solver_frame_s(traj, frames)
+    per, out, n = rollout_frame_s(mpm_ckpt, traj)
+    res["mpm_surrogate_frame_s"], res["mpm_rollout_frames"] = per, n
+    res["mpm_speedup"] = res["mpm_solver_frame_s"] / per
+    start = traj.positions[traj.num_steps - n - 1]
+    moved = np.linalg.norm(traj.positions[-1] - start)
+    res["mpm_final_rel_err"] = float(np.linalg.norm(out.positions[-1] - traj.positions[-1]) / max(moved, 1e-12))
+    report("solver_speedup", res, args.json)
+
+
+if __name__ == "__main__":
+    main()
