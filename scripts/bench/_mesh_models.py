@@ -110,12 +110,13 @@ def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray,
 
 
 def rollout_peak_mem_mb(checkpoint: str | Path, data: str | Path, steps: int, out_dir: str | Path | None = None,
-                        entry: str | None = None) -> dict[str, float]:
+                        entry: str | None = None, threads: int = 1) -> dict[str, float]:
     """Roll ``checkpoint`` over the first (or named) entry of ``data`` for ``steps`` steps in a fresh
     Python process (streaming an XDMF series when ``out_dir`` is given) and return the peak
     resident memory *during the rollout* (``peak_mem_mb``: Linux's high-water mark, reset after
     the imports and the model load, so import-time spikes do not count), the resident memory
-    before it (``base_mem_mb``) and the wall time per step including reading and writing."""
+    before it (``base_mem_mb``) and the wall and CPU time per step (``seconds_per_step``,
+    ``cpu_seconds_per_step``) including reading the data and writing the series."""
     code = f"""
 import json, resource, time, sys
 sys.path.insert(0, {str(ROOT)!r})
@@ -123,6 +124,8 @@ from pathlib import Path
 from sim.mesh import Store
 from sim.rollout.evaluate import evaluate_store
 from sim.train import load_model
+import torch
+torch.set_num_threads({threads})
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -138,13 +141,17 @@ try:
 except OSError:
     pass
 base = status("VmRSS")
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 out = {str(out_dir)!r} if {out_dir is not None!r} else None
 res = evaluate_store(model, {str(data)!r}, [entry], {steps}, Path(out) if out else None, "xdmf")
-sec = time.perf_counter() - t
-print(json.dumps({{"peak_mem_mb": status("VmHWM"), "base_mem_mb": base, "seconds_per_step": sec / res[0].steps}}))
+sec, cpu = time.perf_counter() - t, time.process_time() - c
+print(json.dumps({{"peak_mem_mb": status("VmHWM"), "base_mem_mb": base, "seconds_per_step": sec / res[0].steps,
+                  "cpu_seconds_per_step": cpu / res[0].steps}}))
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"the rollout process failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
