@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float)
     ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
     ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--noise-std", type=float, default=0.02, help="training input noise on velocities (MGN: 0.02)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
@@ -53,11 +54,12 @@ def main() -> None:
     else:
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "fields": ["velocity"], "target": "delta",
-                      "noise_std": 0.02},
+                      "noise_std": args.noise_std},
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}"), "log_every": 100,
+            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}_noise{args.noise_std:g}"),
+                      "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
         }, budget)
@@ -67,7 +69,8 @@ def main() -> None:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
     m = rollout_metrics(ckpt, paths["test"])
     report("mgn_cylinder", {
-        "size": size, "preset": args.preset, "batch_size": args.batch_size, "train_steps": steps,
+        "size": size, "preset": args.preset, "batch_size": args.batch_size, "noise_std": args.noise_std,
+        "train_steps": steps,
         "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
         **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},
         "train_steps_per_s": train_rate,
