@@ -46,9 +46,12 @@ def fields_png(path: Path, mesh: Mesh, panels: list[tuple[str, np.ndarray, str, 
         plotter.subplot(row, 0)
         plotter.add_text(title, font_size=10)
         plotter.add_mesh(grid.copy(), scalars=np.asarray(values), clim=clim, cmap=cmap, show_edges=False,
-                         scalar_bar_args={"title": title.split(":")[0], "vertical": True})
+                         scalar_bar_args={"title": title.split(":")[0], "vertical": True, "height": 0.7, "width": 0.04,
+                                          "position_x": 0.9, "position_y": 0.05, "label_font_size": 11,
+                                          "title_font_size": 11})
         if mesh.dim == 2 or np.ptp(mesh.points[:, -1]) == 0:
             plotter.view_xy()
+            plotter.camera.tight(padding=0.05)  # fill the panel with the domain, whatever its aspect
     with atomic_path(path) as tmp:
         plotter.screenshot(str(tmp))
     plotter.close()
