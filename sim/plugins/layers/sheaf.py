@@ -1,0 +1,181 @@
+r"""Neural Sheaf Diffusion (Bodnar, Di Giovanni, Chamberlain, Liò, Bronstein, NeurIPS 2022).
+
+A cellular sheaf on the graph gives every node v a stalk :math:`\mathbb{R}^d` and every
+incidence :math:`v \trianglelefteq e` a restriction map :math:`F_{v \trianglelefteq e} \in
+\mathbb{R}^{d \times d}`, learned from the features of both end points:
+
+.. math::
+    F_{v \trianglelefteq e} = \Phi(x_v, x_u) = \tanh(V [x_v \,\|\, x_u]),
+    \qquad e = (v, u),
+
+reshaped into a diagonal matrix (``maps="diagonal"``, d numbers), a rotation
+(``"orthogonal"``: the matrix exponential of a skew-symmetric matrix from d(d-1)/2
+numbers; a discrete connection, natural for vector fields on surfaces) or a general matrix
+(``"general"``, d² numbers). The sheaf Laplacian has blocks
+
+.. math::
+    L_{vv} = \sum_{e \ni v} F_{v \trianglelefteq e}^\top F_{v \trianglelefteq e}, \qquad
+    L_{vu} = -F_{v \trianglelefteq e}^\top F_{u \trianglelefteq e},
+
+so that :math:`x^\top L x = \sum_{e=(v,u)} \lVert F_{v \trianglelefteq e} x_v -
+F_{u \trianglelefteq e} x_u \rVert^2`; it is normalised as :math:`\Delta = D^{-1/2} L
+D^{-1/2}` with D its block diagonal. With the node features as a matrix
+:math:`X \in \mathbb{R}^{nd \times f}` (C = d·f channels per node) one layer is
+
+.. math::
+    X \leftarrow (1 + \tanh \varepsilon) \odot X - \operatorname{ELU}\big(\Delta
+    (I_n \otimes W_1) X W_2\big)
+
+with :math:`\varepsilon \in \mathbb{R}^d` per stalk dimension.
+
+Our deviations: the layer acts on a host model's node latents (C must be divisible by
+``stalk_dim``) and keeps the host's edge latents untouched; restriction maps are learned
+in every layer from the current latents; D^{-1/2} is a pseudo-inverse square root (a
+node whose maps vanish is left unchanged instead of dividing by zero); no dropout.
+Edges must come in both directions (mesh graphs do), since a map belongs to an
+(end point, undirected edge) pair.
+
+Shapes:
+    x (N, C), edge_index (2, E) -> (N, C)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sim.plugins.registry import PluginError, register_plugin
+
+MAP_KINDS = ("diagonal", "orthogonal", "general")
+
+
+def reverse_edges(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """Index of the reverse (u -> v) of every edge (v -> u); an error if one is missing."""
+    s, r = edge_index
+    key = s * num_nodes + r
+    order = torch.argsort(key)
+    rev_key = r * num_nodes + s
+    pos = torch.searchsorted(key[order], rev_key).clamp(max=max(key.numel() - 1, 0))
+    rev = order[pos]
+    if key.numel() and not torch.equal(key[rev], rev_key):
+        raise PluginError("sheaf diffusion needs undirected edges (every edge in both directions)")
+    return rev
+
+
+def restriction_maps(params: torch.Tensor, kind: str, d: int) -> torch.Tensor:
+    """(E, p) map parameters (after tanh) -> (E, d, d) restriction maps of the given kind."""
+    e = params.shape[0]
+    if kind == "diagonal":
+        return torch.diag_embed(params)
+    if kind == "general":
+        return params.reshape(e, d, d)
+    if kind == "orthogonal":
+        skew = params.new_zeros((e, d, d))
+        iu = torch.triu_indices(d, d, offset=1, device=params.device)
+        skew[:, iu[0], iu[1]] = params
+        skew = skew - skew.transpose(1, 2)
+        return torch.linalg.matrix_exp(skew)
+    raise PluginError(f"restriction maps must be one of {MAP_KINDS}, not {kind!r}")
+
+
+def num_map_params(kind: str, d: int) -> int:
+    return {"diagonal": d, "orthogonal": d * (d - 1) // 2, "general": d * d}[kind]
+
+
+def sheaf_laplacian(maps: torch.Tensor, edge_index: torch.Tensor, num_nodes: int, normalized: bool = False
+                    ) -> torch.Tensor:
+    """The dense sheaf Laplacian (N d, N d) (for tests and small graphs).
+
+    Args:
+        maps: (E, d, d) map of each edge's *receiver* on that edge, ``maps[k] =
+            F_{r \\trianglelefteq e}`` for edge k = (s -> r); the sender's map is the one
+            of the reverse edge.
+        normalized: return :math:`D^{-1/2} L D^{-1/2}` instead of L.
+    """
+    d = maps.shape[-1]
+    s, r = edge_index
+    rev = reverse_edges(edge_index, num_nodes)
+    lap = maps.new_zeros((num_nodes, d, num_nodes, d))
+    for k in range(edge_index.shape[1]):
+        fk, fs = maps[k], maps[rev[k]]
+        lap[r[k], :, r[k], :] += fk.T @ fk
+        lap[r[k], :, s[k], :] -= fk.T @ fs
+    lap = lap.reshape(num_nodes * d, num_nodes * d)
+    if normalized:
+        dinv = _inv_sqrt_blocks(torch.stack([lap[i * d:(i + 1) * d, i * d:(i + 1) * d] for i in range(num_nodes)]))
+        block = torch.block_diag(*dinv)
+        lap = block @ lap @ block
+    return lap
+
+
+def _inv_sqrt_blocks(blocks: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    """Pseudo-inverse square roots of symmetric PSD (N, d, d) blocks."""
+    evals, evecs = torch.linalg.eigh(blocks)
+    inv = torch.where(evals > tol, evals.clamp(min=tol).rsqrt(), torch.zeros_like(evals))
+    return evecs @ torch.diag_embed(inv) @ evecs.transpose(-1, -2)
+
+
+def apply_sheaf_laplacian(maps: torch.Tensor, rev: torch.Tensor, edge_index: torch.Tensor, y: torch.Tensor,
+                          normalized: bool = True, kind: str = "general") -> torch.Tensor:
+    """:math:`\\Delta y` (or :math:`L y`) without forming the matrix.
+
+    Shapes: maps (E, d, d), y (N, d, f) -> (N, d, f).
+    """
+    n = y.shape[0]
+    s, r = edge_index
+    if normalized:
+        if kind == "diagonal":  # D is diagonal: elementwise pseudo-inverse square root
+            deg = y.new_zeros((n, maps.shape[-1])).index_add_(0, r, torch.diagonal(maps, dim1=1, dim2=2) ** 2)
+            dinv = torch.diag_embed(torch.where(deg > 1e-6, deg.clamp(min=1e-6).rsqrt(), torch.zeros_like(deg)))
+        else:
+            gram = maps.transpose(1, 2) @ maps
+            dinv = _inv_sqrt_blocks(y.new_zeros((n,) + gram.shape[1:]).index_add_(0, r, gram))
+        y = dinv @ y
+    diff = maps @ y[r] - maps[rev] @ y[s]  # F_r y_r - F_s y_s on each (directed) edge
+    out = torch.zeros_like(y).index_add_(0, r, maps.transpose(1, 2) @ diff)
+    return dinv @ out if normalized else out
+
+
+@register_plugin("sheaf_diffusion", "layer",
+                 paper="Bodnar et al. 2022, Neural Sheaf Diffusion (NeurIPS)",
+                 summary="sheaf Laplacian diffusion step with learned diagonal/orthogonal/general restriction maps",
+                 at="all")
+class SheafDiffusion(nn.Module):
+    """Args:
+        channels: node latent width C (divisible by ``stalk_dim``).
+        stalk_dim: stalk dimension d.
+        maps: ``"diagonal"``, ``"orthogonal"`` or ``"general"``.
+    """
+
+    def __init__(self, channels: int, stalk_dim: int = 2, maps: str = "diagonal"):
+        super().__init__()
+        if maps not in MAP_KINDS:
+            raise PluginError(f"sheaf_diffusion: maps must be one of {MAP_KINDS}, not {maps!r}")
+        if stalk_dim < 1 or channels % stalk_dim:
+            raise PluginError(f"sheaf_diffusion: the latent width {channels} is not divisible by stalk_dim {stalk_dim}")
+        self.channels, self.d, self.kind = channels, stalk_dim, maps
+        self.f = channels // stalk_dim
+        p = num_map_params(maps, stalk_dim)
+        self.map_net = nn.Linear(2 * channels, p) if p else None
+        self.w1 = nn.Linear(stalk_dim, stalk_dim, bias=False)
+        self.w2 = nn.Linear(self.f, self.f, bias=False)
+        self.epsilon = nn.Parameter(torch.zeros(stalk_dim))
+
+    def maps(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """(E, d, d) map of each edge's receiver, from [x_receiver, x_sender]."""
+        s, r = edge_index
+        if self.map_net is None:  # 1-d orthogonal maps: the identity
+            return x.new_ones((edge_index.shape[1], 1, 1))
+        params = torch.tanh(self.map_net(torch.cat([x[r], x[s]], dim=-1)))
+        return restriction_maps(params, self.kind, self.d)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor | None = None,
+                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        maps = self.maps(x, edge_index)
+        rev = reverse_edges(edge_index, n)
+        xs = x.reshape(n, self.d, self.f)
+        y = self.w2(self.w1(xs.transpose(1, 2)).transpose(1, 2))  # (I (x) W1) X W2, per node W1 X_v W2
+        step = apply_sheaf_laplacian(maps, rev, edge_index, y, normalized=True, kind=self.kind)
+        out = (1 + torch.tanh(self.epsilon))[None, :, None] * xs - nn.functional.elu(step)
+        return out.reshape(n, self.channels)
