@@ -43,8 +43,9 @@ from torch.nn import functional as F
 from sim.plugins.registry import PluginError
 
 
-class BoundError(PluginError):
-    """The model uses an operation bound propagation has no rule for."""
+class BoundError(PluginError, AttributeError):
+    """The model uses an operation bound propagation has no rule for (an AttributeError too, so
+    ``hasattr`` probes on an :class:`Interval` answer False)."""
 
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -132,6 +133,11 @@ class Interval:
     @property
     def rad(self) -> torch.Tensor:
         return (self.hi - self.lo) / 2
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise BoundError(f"bound propagation has no rule for the tensor attribute or method {name!r}")
 
     def __repr__(self) -> str:
         return f"Interval(shape={tuple(self.shape)}, op={self.op}, max width={float((self.hi - self.lo).max()):.3g})"

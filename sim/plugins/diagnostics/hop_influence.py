@@ -1,6 +1,6 @@
-r"""Long-range hop influence of a graph model (Liang, Sáez de Ocáriz Borde, Sripathmanathan, Bronstein, Dong 2025, "Towards Quantifying
-Long-Range Interactions in Graph Machine Learning: a Large Graph Dataset and a
-Measurement").
+r"""Long-range hop influence of a graph model (Liang, Sáez de Ocáriz Borde, Sripathmanathan,
+Bronstein, Dong 2025, "Towards Quantifying Long-Range Interactions in Graph Machine
+Learning: a Large Graph Dataset and a Measurement").
 
 For a seed node v and the nodes u at hop distance h from it, the total influence at hop h
 is the L1 norm of the Jacobian of v's output with respect to their inputs,

@@ -30,8 +30,10 @@ with :math:`\varepsilon \in \mathbb{R}^d` per stalk dimension.
 
 Our deviations: the layer acts on a host model's node latents (C must be divisible by
 ``stalk_dim``) and keeps the host's edge latents untouched; restriction maps are learned
-in every layer from the current latents; D^{-1/2} is a pseudo-inverse square root (a
-node whose maps vanish is left unchanged instead of dividing by zero); no dropout.
+in every layer from the current latents; for general maps the normalisation uses the
+inverse Cholesky factor of D instead of :math:`D^{-1/2}` (same spectrum, stable gradients;
+identical for diagonal and orthogonal maps); a node whose maps vanish is left unchanged
+instead of dividing by zero; no dropout.
 Edges must come in both directions (mesh graphs do), since a map belongs to an
 (end point, undirected edge) pair.
 
@@ -82,15 +84,40 @@ def num_map_params(kind: str, d: int) -> int:
     return {"diagonal": d, "orthogonal": d * (d - 1) // 2, "general": d * d}[kind]
 
 
-def sheaf_laplacian(maps: torch.Tensor, edge_index: torch.Tensor, num_nodes: int, normalized: bool = False
-                    ) -> torch.Tensor:
+def normalisation(maps: torch.Tensor, edge_index: torch.Tensor, num_nodes: int, kind: str = "general"
+                  ) -> torch.Tensor:
+    """(N, d, d) blocks M with :math:`\\Delta = M L M^\\top`: :math:`D^{-1/2}` for diagonal and
+    orthogonal maps; for general maps the inverse Cholesky factor of D (:math:`D = C C^\\top`,
+    :math:`M = C^{-1}`), which has the same spectrum and a stable gradient (an eigendecomposition's
+    gradient is undefined at repeated eigenvalues). A node whose maps vanish gets M = 0 (it is
+    left unchanged)."""
+    r = edge_index[1]
+    d = maps.shape[-1]
+    if kind == "orthogonal":  # F^T F = I: D = deg I
+        deg = maps.new_zeros(num_nodes).index_add_(0, r, maps.new_ones(r.shape[0]))
+        inv = torch.where(deg > 0, deg.clamp(min=1).rsqrt(), torch.zeros_like(deg))
+        return inv[:, None, None] * torch.eye(d, dtype=maps.dtype, device=maps.device)
+    if kind == "diagonal":
+        deg = maps.new_zeros((num_nodes, d)).index_add_(0, r, torch.diagonal(maps, dim1=1, dim2=2) ** 2)
+        return torch.diag_embed(torch.where(deg > 1e-12, deg.clamp(min=1e-12).rsqrt(), torch.zeros_like(deg)))
+    gram = maps.new_zeros((num_nodes, d, d)).index_add_(0, r, maps.transpose(1, 2) @ maps)
+    eye = torch.eye(d, dtype=maps.dtype, device=maps.device)
+    chol = torch.linalg.cholesky(gram + 1e-9 * eye)
+    inv = torch.linalg.solve_triangular(chol, eye.expand_as(gram), upper=False)
+    alive = (torch.diagonal(gram, dim1=1, dim2=2).sum(-1) > 1e-12).to(maps.dtype)
+    return inv * alive[:, None, None]
+
+
+def sheaf_laplacian(maps: torch.Tensor, edge_index: torch.Tensor, num_nodes: int, normalized: bool = False,
+                    kind: str = "general") -> torch.Tensor:
     """The dense sheaf Laplacian (N d, N d) (for tests and small graphs).
 
     Args:
         maps: (E, d, d) map of each edge's *receiver* on that edge, ``maps[k] =
             F_{r \\trianglelefteq e}`` for edge k = (s -> r); the sender's map is the one
             of the reverse edge.
-        normalized: return :math:`D^{-1/2} L D^{-1/2}` instead of L.
+        normalized: return :math:`M L M^\\top` (see :func:`normalisation`) instead of L.
+        kind: the kind of the maps (decides the normalisation).
     """
     d = maps.shape[-1]
     s, r = edge_index
@@ -102,17 +129,9 @@ def sheaf_laplacian(maps: torch.Tensor, edge_index: torch.Tensor, num_nodes: int
         lap[r[k], :, s[k], :] -= fk.T @ fs
     lap = lap.reshape(num_nodes * d, num_nodes * d)
     if normalized:
-        dinv = _inv_sqrt_blocks(torch.stack([lap[i * d:(i + 1) * d, i * d:(i + 1) * d] for i in range(num_nodes)]))
-        block = torch.block_diag(*dinv)
-        lap = block @ lap @ block
+        block = torch.block_diag(*normalisation(maps, edge_index, num_nodes, kind))
+        lap = block @ lap @ block.T
     return lap
-
-
-def _inv_sqrt_blocks(blocks: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
-    """Pseudo-inverse square roots of symmetric PSD (N, d, d) blocks."""
-    evals, evecs = torch.linalg.eigh(blocks)
-    inv = torch.where(evals > tol, evals.clamp(min=tol).rsqrt(), torch.zeros_like(evals))
-    return evecs @ torch.diag_embed(inv) @ evecs.transpose(-1, -2)
 
 
 def apply_sheaf_laplacian(maps: torch.Tensor, rev: torch.Tensor, edge_index: torch.Tensor, y: torch.Tensor,
@@ -121,19 +140,13 @@ def apply_sheaf_laplacian(maps: torch.Tensor, rev: torch.Tensor, edge_index: tor
 
     Shapes: maps (E, d, d), y (N, d, f) -> (N, d, f).
     """
-    n = y.shape[0]
     s, r = edge_index
     if normalized:
-        if kind == "diagonal":  # D is diagonal: elementwise pseudo-inverse square root
-            deg = y.new_zeros((n, maps.shape[-1])).index_add_(0, r, torch.diagonal(maps, dim1=1, dim2=2) ** 2)
-            dinv = torch.diag_embed(torch.where(deg > 1e-6, deg.clamp(min=1e-6).rsqrt(), torch.zeros_like(deg)))
-        else:
-            gram = maps.transpose(1, 2) @ maps
-            dinv = _inv_sqrt_blocks(y.new_zeros((n,) + gram.shape[1:]).index_add_(0, r, gram))
-        y = dinv @ y
+        m = normalisation(maps, edge_index, y.shape[0], kind)
+        y = m.transpose(1, 2) @ y
     diff = maps @ y[r] - maps[rev] @ y[s]  # F_r y_r - F_s y_s on each (directed) edge
     out = torch.zeros_like(y).index_add_(0, r, maps.transpose(1, 2) @ diff)
-    return dinv @ out if normalized else out
+    return m @ out if normalized else out
 
 
 @register_plugin("sheaf_diffusion", "layer",

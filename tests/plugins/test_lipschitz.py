@@ -1,0 +1,95 @@
+"""Local Lipschitz bounds: exact for an affine map, never below the sampled lower bound, interval
+enclosures contain every sampled output; CROWN is never looser than intervals alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sim.models.simulator import MeshSimulator
+from sim.plugins.diagnostics.bounds import BoundError, Interval
+from sim.plugins.diagnostics.lipschitz import local_lipschitz, mesh_lipschitz
+from tests.plugins.graphs import delaunay_graph
+
+
+def test_single_linear_layer_is_exact():
+    torch.manual_seed(0)
+    lin = nn.Linear(7, 4).double()
+    res = local_lipschitz(lin, torch.randn(3, 7, dtype=torch.float64), 0.5)
+    exact = lin.weight.abs().sum(1).max().item()
+    assert res.upper == pytest.approx(exact, rel=1e-12) and res.lower == pytest.approx(exact, rel=1e-12)
+    partial = local_lipschitz(lin, torch.randn(7, dtype=torch.float64), torch.tensor([1.0] * 3 + [0.0] * 4))
+    assert partial.upper == pytest.approx(lin.weight[:, :3].abs().sum(1).max().item(), rel=1e-12)
+
+
+def _mlp(act: type[nn.Module]) -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(5, 24), act(), nn.Linear(24, 24), act(), nn.Linear(24, 3), nn.LayerNorm(3),
+                         nn.Linear(3, 2)).double()
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.ELU])
+@pytest.mark.parametrize("eps", [1e-3, 0.05, 0.5])
+def test_upper_bound_is_never_below_the_sampled_lower_bound(act, eps):
+    model = _mlp(act)
+    x0 = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ibp = local_lipschitz(model, x0, eps, method="ibp", samples=24)
+    crown = local_lipschitz(model, x0, eps, method="crown", samples=24)
+    for res in (ibp, crown):
+        assert (res.rows_upper >= res.rows_lower).all()
+    assert (crown.rows_upper <= ibp.rows_upper * (1 + 1e-9)).all()
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.GELU, nn.Tanh])
+def test_bound_converges_to_the_exact_jacobian_norm_as_the_box_shrinks(act):
+    model = _mlp(act)
+    x0 = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    gaps = [local_lipschitz(model, x0, eps, samples=4) for eps in (1e-4, 1e-6, 1e-8)]
+    ratios = [r.upper / r.lower - 1 for r in gaps]
+    # the excess shrinks (at least) linearly with the box: an enclosure of the Jacobian, exact in the limit
+    assert ratios[2] >= 0 and ratios[2] < 1e-3 and ratios[1] < ratios[0] / 50 and ratios[2] < ratios[1] / 50, ratios
+
+
+def _trained_like_simulator(plugins=None) -> MeshSimulator:
+    torch.manual_seed(3)
+    args = {"latent": 12, "steps": 2}
+    if plugins:
+        args["plugins"] = plugins
+    sim = MeshSimulator("meshgraphnet", args, ["velocity"], [2], 3, predicted_types=[0])
+    g = delaunay_graph(40, 4)
+    sim.train()
+    for _ in range(3):  # normaliser statistics
+        sim(g.state * 2 + 1, g.node_type, g.edge_index, g.edge_attr)
+        sim.output_normalizer(torch.randn(40, 2) * 0.1)
+    return sim.eval()
+
+
+@pytest.mark.parametrize("plugins", [None, [{"name": "virtual_nodes", "adaptive": False}],
+                                     [{"name": "dagnn", "hops": 3}]])
+def test_mesh_one_step_map_bounds_are_ordered(plugins):
+    sim = _trained_like_simulator(plugins)
+    g = delaunay_graph(40, 4)
+    for eps in (1e-4, 1e-2):
+        res = mesh_lipschitz(sim, g, eps=eps, nodes=3, samples=8)
+        assert (res.rows_upper >= res.rows_lower).all() and res.lower > 0
+        assert res.extra["map"] == "step" and len(res.extra["nodes"]) == 3
+
+
+def test_interval_enclosures_contain_every_sampled_output():
+    sim = _trained_like_simulator().double()
+    g = delaunay_graph(40, 4)
+    x0, ea = g.state.double(), g.edge_attr.double()
+    with torch.no_grad():
+        out = sim(Interval.box(x0, 0.05), g.node_type, g.edge_index, ea)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            x = x0 + (torch.rand(x0.shape, generator=gen, dtype=torch.float64) * 2 - 1) * 0.05
+            y = sim(x, g.node_type, g.edge_index, ea)
+            assert (y >= out.lo - 1e-12).all() and (y <= out.hi + 1e-12).all()
+
+
+def test_unsupported_operations_are_named():
+    attn = nn.MultiheadAttention(4, 1, batch_first=True).double()
+    with pytest.raises(BoundError, match="no rule for"):
+        local_lipschitz(lambda x: attn(x, x, x)[0], torch.randn(1, 3, 4, dtype=torch.float64), 0.1)
