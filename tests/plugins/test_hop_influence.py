@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sim.models.simulator import MeshSimulator
-from sim.plugins.diagnostics.hop_influence import hop_influence, influence_png
+from sim.plugins.diagnostics.hop_influence import MeshInfluenceModel, hop_influence, influence_png
 from tests.plugins.graphs import delaunay_graph
 
 
@@ -34,6 +34,10 @@ def test_curve_of_a_k_step_model_is_exactly_zero_beyond_hop_k(k):
 def test_subgraph_wrapper_equals_the_whole_graph_jacobian():
     g = delaunay_graph(150, 2)
     sim = _simulator(3)
+    wrapped = MeshInfluenceModel(sim, 2, 2)
+    with torch.no_grad():  # the rebuilt edge features are the mesh graph's own
+        torch.testing.assert_close(wrapped(MeshInfluenceModel.pack(g.state, g.mesh_pos, g.node_type), g.edge_index),
+                                   sim(g.state, g.node_type, g.edge_index, g.edge_attr))
     a = hop_influence(sim, g, max_hops=6, num_seeds=5, mode="subgraph")
     b = hop_influence(sim, g, max_hops=6, num_seeds=5, mode="full")
     assert a.seeds == b.seeds
