@@ -9,8 +9,8 @@ incidence :math:`v \trianglelefteq e` a restriction map :math:`F_{v \trianglelef
     \qquad e = (v, u),
 
 reshaped into a diagonal matrix (``maps="diagonal"``, d numbers), a rotation
-(``"orthogonal"``: the matrix exponential of a skew-symmetric matrix from d(d-1)/2
-numbers; a discrete connection, natural for vector fields on surfaces) or a general matrix
+(``"orthogonal"``: a product of Householder reflections from d(d-1)/2 numbers; a
+discrete connection, natural for vector fields on surfaces) or a general matrix
 (``"general"``, d² numbers). The sheaf Laplacian has blocks
 
 .. math::
@@ -64,6 +64,22 @@ def reverse_edges(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return rev
 
 
+def householder(params: torch.Tensor, d: int) -> torch.Tensor:
+    """(E, d(d-1)/2) -> (E, d, d) orthogonal matrices, products of d - 1 Householder reflections
+    :math:`H_k = I - 2 v_k v_k^\\top / \\lVert v_k \\rVert^2` with :math:`v_k = e_k + ` (free
+    entries below k); every orthogonal matrix up to the sign of its determinant is reached."""
+    e = params.shape[0]
+    q = torch.eye(d, dtype=params.dtype, device=params.device).expand(e, d, d)
+    start = 0
+    for k in range(d - 1):
+        free = d - 1 - k
+        v = torch.cat([params.new_zeros((e, k)), params.new_ones((e, 1)), params[:, start:start + free]], dim=1)
+        start += free
+        qv = (q * v[:, None, :]).sum(-1)  # (E, d): Q v
+        q = q - 2.0 * qv[:, :, None] * v[:, None, :] / (v * v).sum(-1)[:, None, None]
+    return q
+
+
 def restriction_maps(params: torch.Tensor, kind: str, d: int) -> torch.Tensor:
     """(E, p) map parameters (after tanh) -> (E, d, d) restriction maps of the given kind."""
     e = params.shape[0]
@@ -72,11 +88,7 @@ def restriction_maps(params: torch.Tensor, kind: str, d: int) -> torch.Tensor:
     if kind == "general":
         return params.reshape(e, d, d)
     if kind == "orthogonal":
-        skew = params.new_zeros((e, d, d))
-        iu = torch.triu_indices(d, d, offset=1, device=params.device)
-        skew[:, iu[0], iu[1]] = params
-        skew = skew - skew.transpose(1, 2)
-        return torch.linalg.matrix_exp(skew)
+        return householder(params, d)
     raise PluginError(f"restriction maps must be one of {MAP_KINDS}, not {kind!r}")
 
 
@@ -141,6 +153,15 @@ def apply_sheaf_laplacian(maps: torch.Tensor, rev: torch.Tensor, edge_index: tor
     Shapes: maps (E, d, d), y (N, d, f) -> (N, d, f).
     """
     s, r = edge_index
+    if kind == "diagonal":  # maps and normalisation are diagonal: elementwise products only
+        f = torch.diagonal(maps, dim1=1, dim2=2)[..., None]  # (E, d, 1)
+        m = torch.diagonal(normalisation(maps, edge_index, y.shape[0], kind), dim1=1, dim2=2)[..., None] \
+            if normalized else None
+        if m is not None:
+            y = m * y
+        diff = f * y[r] - f[rev] * y[s]
+        out = torch.zeros_like(y).index_add_(0, r, f * diff)
+        return m * out if m is not None else out
     if normalized:
         m = normalisation(maps, edge_index, y.shape[0], kind)
         y = m.transpose(1, 2) @ y
@@ -173,6 +194,16 @@ class SheafDiffusion(nn.Module):
         self.w1 = nn.Linear(stalk_dim, stalk_dim, bias=False)
         self.w2 = nn.Linear(self.f, self.f, bias=False)
         self.epsilon = nn.Parameter(torch.zeros(stalk_dim))
+        self._rev_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _reverse(self, edge_index: torch.Tensor, n: int) -> torch.Tensor:
+        """Reverse-edge index, cached for the last graph (a mesh is reused for many steps)."""
+        cached = self._rev_cache
+        if cached is not None and cached[0].shape == edge_index.shape and torch.equal(cached[0], edge_index):
+            return cached[1]
+        rev = reverse_edges(edge_index, n)
+        self._rev_cache = (edge_index.detach().clone(), rev)
+        return rev
 
     def maps(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """(E, d, d) map of each edge's receiver, from [x_receiver, x_sender]."""
@@ -186,7 +217,7 @@ class SheafDiffusion(nn.Module):
                 pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         maps = self.maps(x, edge_index)
-        rev = reverse_edges(edge_index, n)
+        rev = self._reverse(edge_index, n)
         xs = x.reshape(n, self.d, self.f)
         y = self.w2(self.w1(xs.transpose(1, 2)).transpose(1, 2))  # (I (x) W1) X W2, per node W1 X_v W2
         step = apply_sheaf_laplacian(maps, rev, edge_index, y, normalized=True, kind=self.kind)
