@@ -67,7 +67,8 @@ def reverse_edges(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
 def householder(params: torch.Tensor, d: int) -> torch.Tensor:
     """(E, d(d-1)/2) -> (E, d, d) orthogonal matrices, products of d - 1 Householder reflections
     :math:`H_k = I - 2 v_k v_k^\\top / \\lVert v_k \\rVert^2` with :math:`v_k = e_k + ` (free
-    entries below k); every orthogonal matrix up to the sign of its determinant is reached."""
+    entries below k): the Q factor of a QR decomposition, as LAPACK's ``orgqr`` builds it, which
+    covers every orthogonal matrix up to the signs of its columns."""
     e = params.shape[0]
     q = torch.eye(d, dtype=params.dtype, device=params.device).expand(e, d, d)
     start = 0
