@@ -250,6 +250,16 @@ class GraphTransformer(nn.Module):
             h = self.plugins.run_head(h, edge_index, None, pos, batch)
         return self.decoder(h)
 
+    @property
+    def receptive_hops(self) -> int | None:
+        """Hop radius of the inputs a node's output depends on (None: global nodes, tokens or
+        random edges reach the whole graph)."""
+        c = self.config
+        if c["global_nodes"] or c["global_tokens"] or c["random_edges"]:
+            return None
+        blocks = [max(h) for h in self.layer_hops]
+        return sum(blocks) if self.plugins is None else self.plugins.receptive_hops(blocks)
+
     def aggregation_sites(self, edge_index: torch.Tensor, num_nodes: int, batch: torch.Tensor | None = None
                           ) -> list[AggregationSite]:
         """Where messages are aggregated, in depth order (for Virgo): each block's output projection

@@ -83,6 +83,12 @@ class MeshGraphNet(nn.Module):
             v = self.plugins.run_head(v, edge_index, e, pos, batch)
         return self.decoder(v)
 
+    @property
+    def receptive_hops(self) -> int | None:
+        """Hop radius of the inputs a node's output depends on (None: the whole graph)."""
+        blocks = [1] * self.config["steps"]
+        return len(blocks) if self.plugins is None else self.plugins.receptive_hops(blocks)
+
     def aggregation_sites(self, edge_index: torch.Tensor, num_nodes: int, batch: torch.Tensor | None = None
                           ) -> list[AggregationSite]:
         """Where messages are aggregated, in depth order (for Virgo): each block's node MLP reads

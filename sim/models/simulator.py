@@ -61,6 +61,11 @@ class MeshSimulator(nn.Module):
         self.edge_normalizer = Normalizer(edge_in)
         self.output_normalizer = Normalizer(self.num_features)
 
+    @property
+    def receptive_hops(self) -> int | None:
+        """Hop radius of the inputs a node's update depends on (None: unknown or the whole graph)."""
+        return getattr(self.network, "receptive_hops", None)
+
     def initialize(self, sample: Any) -> None:
         """Apply the network's ``init`` plugin (``network_args: {init: virgo}``) with one training
         sample (a ``Data`` with ``state``, ``node_type``, ``edge_index``); a no-op without one."""

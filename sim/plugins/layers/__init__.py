@@ -78,6 +78,13 @@ class LayerSlots(nn.Module):
     def __len__(self) -> int:
         return len(self.head) + sum(len(v) for v in self.after.values())
 
+    def receptive_hops(self, block_hops: Sequence[int | None]) -> int | None:
+        """Hops a node's output can reach with the host's blocks (``block_hops``) and these layers;
+        None when any part is global."""
+        hops = list(block_hops) + [getattr(layer, "receptive_hops", None) for layer in self.modules()
+                                   if layer is not self and getattr(layer, "plugin_name", None)]
+        return None if any(h is None for h in hops) else int(sum(hops))
+
     def layers_after(self, block: int) -> list[nn.Module]:
         key = str(block)
         return list(self.after[key]) if key in self.after else []

@@ -77,6 +77,10 @@ class DAGNN(nn.Module):
         self.transform = nn.Linear(channels, channels)
         self.score = nn.Linear(channels, 1, bias=False)
 
+    @property
+    def receptive_hops(self) -> int:
+        return self.hops
+
     def propagations(self, z: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """(K + 1, N, C) stack of :math:`\\hat A^\\ell Z`."""
         weights = gcn_operator(edge_index, z.shape[0], z.dtype)

@@ -206,6 +206,8 @@ class SheafDiffusion(nn.Module):
         self._rev_cache = (edge_index.detach().clone(), rev)
         return rev
 
+    receptive_hops = 1  # one diffusion step over the mesh edges
+
     def maps(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """(E, d, d) map of each edge's receiver, from [x_receiver, x_sender]."""
         s, r = edge_index

@@ -91,6 +91,8 @@ class VirtualNodes(nn.Module):
             self.node_key = nn.Linear(channels, embed_dim)
             self.virtual_embed = nn.Parameter(torch.randn(num_virtual, embed_dim) * embed_dim**-0.5)
 
+    receptive_hops = None  # global: every node of the graph
+
     def adjacency(self, x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mesh -> virtual weights alpha (N, M) (sum 1 over each graph's nodes) and virtual -> mesh
         weights beta (N, M) (sum 1 over the virtual nodes)."""
