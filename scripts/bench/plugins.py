@@ -22,7 +22,7 @@ test state, with a PNG of the curves.
 
 The data directory holds ``train.h5`` and ``test.h5``; by default the recipe's ``medium``
 size (``small`` with ``--quick``) is generated under datasets/cylinder_flow/ when missing.
-``--quick`` trains each variant for 15 s.
+``--quick`` trains each variant for 12 s.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--data", help="folder with train.h5 and test.h5 (default: the recipe's size, generated)")
     ap.add_argument("--size", help="recipe size when --data is not given (default medium, small with --quick)")
-    ap.add_argument("--train-seconds", type=float, help="budget per variant (default 600, 15 with --quick)")
+    ap.add_argument("--train-seconds", type=float, help="budget per variant (default 600, 12 with --quick)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "plugins"))
     ap.add_argument("--workers", type=int, default=2, help="data generation processes")
     args = ap.parse_args()
@@ -110,7 +110,7 @@ def main() -> None:
     from sim.train.trainer import steps_for_budget
 
     torch.set_num_threads(1)
-    budget = args.train_seconds or (15.0 if args.quick else 600.0)
+    budget = args.train_seconds or (12.0 if args.quick else 600.0)
     if args.data:
         data = Path(args.data)
         paths = {s: data / f"{s}.h5" for s in ("train", "test")}
