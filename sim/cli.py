@@ -380,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "range":
             q.add_argument("--max-hops", type=int, default=20, help="largest hop distance (default 20)")
             q.add_argument("--seeds", type=int, default=32, help="seed nodes sampled (default 32)")
-            q.add_argument("--mode", choices=["subgraph", "full"], default="subgraph",
-                           help="k-hop subgraphs (torch_geometric; exact for local models) or the whole graph")
+            q.add_argument("--mode", choices=["auto", "subgraph", "full"], default="auto",
+                           help="k-hop subgraphs (torch_geometric), the whole graph, or auto: subgraphs when the "
+                                "model's receptive field is within --max-hops (then they are exact)")
             q.add_argument("--out", help="folder for range.json and range.png (default: the checkpoint's)")
         else:
             q.add_argument("--eps", type=float, default=1e-3,

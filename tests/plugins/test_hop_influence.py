@@ -27,7 +27,8 @@ def _simulator(steps: int, plugins=None) -> MeshSimulator:
 @pytest.mark.parametrize("k", [1, 3])
 def test_curve_of_a_k_step_model_is_exactly_zero_beyond_hop_k(k):
     g = delaunay_graph(150, 1)
-    res = hop_influence(_simulator(k), g, max_hops=k + 4, num_seeds=6, mode="subgraph")
+    res = hop_influence(_simulator(k), g, max_hops=k + 4, num_seeds=6)
+    assert res.mode == "subgraph"  # auto: the receptive field (k) is within max_hops
     assert res.curve[0] == 1.0
     assert (res.per_seed[:, k + 1:] == 0).all()
     assert (res.per_seed[:, : k + 1] > 0).all()
@@ -53,7 +54,8 @@ def test_subgraph_wrapper_equals_the_whole_graph_jacobian():
 def test_a_virtual_node_reaches_beyond_the_message_passing_depth(tmp_path):
     g = delaunay_graph(150, 3)
     local = hop_influence(_simulator(2), g, max_hops=6, num_seeds=5, mode="full")
-    vn = hop_influence(_simulator(2, [{"name": "virtual_nodes", "at": [1]}]), g, max_hops=6, num_seeds=5, mode="full")
+    vn = hop_influence(_simulator(2, [{"name": "virtual_nodes", "at": [1]}]), g, max_hops=6, num_seeds=5)
+    assert vn.mode == "full"  # auto: a virtual node reaches the whole graph
     assert (local.per_seed[:, 3:] == 0).all() and local.beyond == 0
     assert (vn.per_seed[:, 3:] > 0).all() and vn.beyond > 0
     assert vn.range_score > local.range_score

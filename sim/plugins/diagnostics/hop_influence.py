@@ -132,7 +132,7 @@ def _jacobian_rows_full(model: nn.Module, x: torch.Tensor, edge_index: torch.Ten
                  paper="Liang et al. 2025, Towards Quantifying Long-Range Interactions in Graph Machine Learning",
                  summary="hop-wise Jacobian influence curve T_h and range score R of a trained graph model")
 def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_seeds: int = 32, seed: int = 0,
-                  mode: str = "subgraph", seed_types: Sequence[int] | None = None, progress: bool = False
+                  mode: str = "auto", seed_types: Sequence[int] | None = None, progress: bool = False
                   ) -> InfluenceResult:
     """Hop influence of ``simulator`` around sampled seeds of one graph.
 
@@ -143,12 +143,17 @@ def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_see
         max_hops: largest hop distance k of the curve.
         num_seeds: seeds sampled (without replacement) among the nodes of ``seed_types``.
         seed: sampling seed.
-        mode: ``"subgraph"`` (torch_geometric, k-hop subgraphs) or ``"full"`` (whole graph).
+        mode: ``"subgraph"`` (torch_geometric, k-hop subgraphs), ``"full"`` (whole graph) or
+            ``"auto"``: subgraph when the model declares ``receptive_hops`` <= ``max_hops`` (then
+            it is exact), the whole graph otherwise.
         seed_types: node types to sample seeds from (default: the simulator's predicted
             types when it has ``config['predicted_types']``, else all nodes).
     """
-    if mode not in ("subgraph", "full"):
-        raise PluginError(f"hop_influence: mode must be 'subgraph' or 'full', not {mode!r}")
+    if mode not in ("auto", "subgraph", "full"):
+        raise PluginError(f"hop_influence: mode must be 'auto', 'subgraph' or 'full', not {mode!r}")
+    if mode == "auto":
+        reach = getattr(simulator, "receptive_hops", None)
+        mode = "subgraph" if reach is not None and reach <= max_hops else "full"
     if max_hops < 0:
         raise PluginError(f"hop_influence: max_hops must be >= 0, got {max_hops}")
     n = int(graph.num_nodes)
