@@ -79,11 +79,33 @@ class LayerSlots(nn.Module):
         return len(self.head) + sum(len(v) for v in self.after.values())
 
     def receptive_hops(self, block_hops: Sequence[int | None]) -> int | None:
-        """Hops a node's output can reach with the host's blocks (``block_hops``) and these layers;
-        None when any part is global."""
-        hops = list(block_hops) + [getattr(layer, "receptive_hops", None) for layer in self.modules()
-                                   if layer is not self and getattr(layer, "plugin_name", None)]
-        return None if any(h is None for h in hops) else int(sum(hops))
+        """Receptive radius of the host's blocks (``block_hops``, in order) with these layers in
+        their places; None when any part is global.
+
+        Convention (for every ``receptive_hops`` in sim): a radius r such that a node's output
+        computed on its r-hop induced subgraph equals its output on the whole graph, so it
+        depends on no input farther than r hops. A layer reads inputs ``receptive_hops`` away
+        and may need the graph ``structural_hops`` away (e.g. degrees for a normalisation);
+        walking from the output back to the input, r = max(sum of the input hops, offset of a
+        layer + its structural hops).
+        """
+        chain: list[tuple[int | None, int | None]] = []
+        for i, hops in enumerate(block_hops):
+            chain.append((hops, hops))
+            chain += [self._hops(layer) for layer in self.layers_after(i)]
+        chain += [self._hops(layer) for layer in self.head]
+        offset, radius = 0, 0
+        for reads, needs in reversed(chain):
+            if reads is None or needs is None:
+                return None
+            radius = max(radius, offset + needs)
+            offset += reads
+        return max(radius, offset)
+
+    @staticmethod
+    def _hops(layer: nn.Module) -> tuple[int | None, int | None]:
+        reads = getattr(layer, "receptive_hops", None)
+        return reads, getattr(layer, "structural_hops", reads)
 
     def layers_after(self, block: int) -> list[nn.Module]:
         key = str(block)

@@ -81,6 +81,11 @@ class DAGNN(nn.Module):
     def receptive_hops(self) -> int:
         return self.hops
 
+    @property
+    def structural_hops(self) -> int:
+        # the GCN weights of a node K hops away need its degree, i.e. its neighbours
+        return self.hops + 1
+
     def propagations(self, z: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """(K + 1, N, C) stack of :math:`\\hat A^\\ell Z`."""
         weights = gcn_operator(edge_index, z.shape[0], z.dtype)

@@ -206,7 +206,9 @@ class SheafDiffusion(nn.Module):
         self._rev_cache = (edge_index.detach().clone(), rev)
         return rev
 
-    receptive_hops = 1  # one diffusion step over the mesh edges
+    # a node's update reads its neighbours' normalisation D_u, built from maps that read *their*
+    # neighbours: inputs two hops away matter (see LayerSlots.receptive_hops)
+    receptive_hops = 2
 
     def maps(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """(E, d, d) map of each edge's receiver, from [x_receiver, x_sender]."""
