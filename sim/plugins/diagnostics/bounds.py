@@ -212,7 +212,8 @@ class Interval:
     def to(self, *args: Any, **kwargs: Any) -> "Interval":
         target = torch.empty(0, dtype=self.dtype, device=self.device).to(*args, **kwargs)
         if target.dtype != self.dtype or target.device != self.device:
-            raise BoundError(f"an interval cannot change dtype/device inside the model ({self.dtype} -> {target.dtype})")
+            raise BoundError(f"an interval cannot change dtype/device inside the model "
+                             f"({self.dtype} -> {target.dtype})")
         return self
 
     def new_zeros(self, *size: Any, **kwargs: Any) -> torch.Tensor:
@@ -956,7 +957,8 @@ def _reshape(x: Interval, *shape: Any) -> Interval:
     if x.cen is not None:
         c0, jm, jr = x.cen
         jshape = tuple(lo.shape) + (-1,)
-        cen = (c0.reshape(shape), None if jm is None else jm.reshape(jshape), None if jr is None else jr.reshape(jshape))
+        cen = (c0.reshape(shape), None if jm is None else jm.reshape(jshape),
+               None if jr is None else jr.reshape(jshape))
     return Interval(lo, x.hi.reshape(shape), x.tape, (x,), back, "reshape", cen=cen)
 
 

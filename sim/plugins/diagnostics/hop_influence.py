@@ -159,6 +159,10 @@ def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_see
     n = int(graph.num_nodes)
     f = int(graph.state.shape[-1])
     pos, node_type = graph.mesh_pos, graph.node_type
+    edge_in = getattr(simulator, "config", {}).get("edge_in")
+    if edge_in is not None and edge_in != pos.shape[-1] + 1:
+        raise PluginError(f"hop_influence rebuilds mesh-space edge features ({pos.shape[-1] + 1} wide); this model "
+                          f"takes {edge_in} (world-space features of a moving mesh are not supported)")
     wrapped = MeshInfluenceModel(simulator, f, int(pos.shape[-1])).eval()
     x = MeshInfluenceModel.pack(graph.state, pos, node_type)
     if seed_types is None:

@@ -160,7 +160,8 @@ def virgo_variances(model: nn.Module, edge_index: torch.Tensor, num_nodes: int, 
 
 @register_plugin("virgo", "init",
                  paper="Li, Song, Song, Wipf 2023, On the Initialization of Graph Neural Networks (ICML)",
-                 summary="weight variances from activation, width, graph structure and message passing (fwd/bwd harmonic)")
+                 summary="weight variances from activation, width, graph structure and message passing "
+                         "(fwd/bwd harmonic mean)")
 @torch.no_grad()
 def virgo_init_(model: nn.Module, edge_index: torch.Tensor, num_nodes: int, x: torch.Tensor | None = None,
                 batch: torch.Tensor | None = None, mean: str = "harmonic",
