@@ -200,7 +200,8 @@ class SheafDiffusion(nn.Module):
     def _reverse(self, edge_index: torch.Tensor, n: int) -> torch.Tensor:
         """Reverse-edge index, cached for the last graph (a mesh is reused for many steps)."""
         cached = self._rev_cache
-        if cached is not None and cached[0].shape == edge_index.shape and torch.equal(cached[0], edge_index):
+        if (cached is not None and cached[0].device == edge_index.device and cached[0].shape == edge_index.shape
+                and torch.equal(cached[0], edge_index)):
             return cached[1]
         rev = reverse_edges(edge_index, n)
         self._rev_cache = (edge_index.detach().clone(), rev)
