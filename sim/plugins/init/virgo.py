@@ -34,7 +34,8 @@ site only the input columns that carry the aggregated messages (e.g. the summed 
 messages of a MeshGraphNet node MLP) get the graph ratios; (iii) ratios are of mean
 squares, so non-square operators (pooling to virtual nodes) fit; (iv) biases start at 0;
 (v) the classification-specific output term of the paper's backward pass is replaced by
-the generic 1/m_out of a regression output.
+the generic 1/m_out of a regression output; (vi) graph ratios are clipped to [1e-4, 1e4]
+so a signal that an aggregation nearly cancels cannot produce a runaway variance.
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ def _gain2(model: nn.Module) -> dict[nn.Linear, float]:
     return gains
 
 
+RATIO_LIMIT = 1e4
+
+
+def _ratio(before: torch.Tensor, after: torch.Tensor) -> float:
+    """mean(before²) / mean(after²), clipped to [1/RATIO_LIMIT, RATIO_LIMIT]: a signal that an
+    aggregation nearly cancels (e.g. alternating signs) must not give a runaway variance."""
+    r = _mean_sq(before) / max(_mean_sq(after), 1e-300)
+    return min(max(r, 1.0 / RATIO_LIMIT), RATIO_LIMIT)
+
+
 def _harmonic(a: float, b: float) -> float:
     return 2.0 / (1.0 / a + 1.0 / b)
 
@@ -145,14 +156,14 @@ def virgo_variances(model: nn.Module, edge_index: torch.Tensor, num_nodes: int, 
     fwd = []
     for site in sites:
         ap = site.forward(p)
-        fwd.append(_mean_sq(p) / max(_mean_sq(ap), 1e-30))
+        fwd.append(_ratio(p, ap))
         if site.advances:
             p = ap
     q = torch.ones(num_nodes, dtype=torch.float64)
     bwd = [0.0] * len(sites)
     for i in reversed(range(len(sites))):
         aq = sites[i].adjoint(q)
-        bwd[i] = _mean_sq(q) / max(_mean_sq(aq), 1e-30)
+        bwd[i] = _ratio(q, aq)
         if sites[i].advances:
             q = aq
     return {"forward": fwd, "backward": bwd, "sites": sites}
