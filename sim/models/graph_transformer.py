@@ -252,8 +252,9 @@ class GraphTransformer(nn.Module):
 
     @property
     def receptive_hops(self) -> int | None:
-        """Hop radius of the inputs a node's output depends on (None: global nodes, tokens or
-        random edges reach the whole graph)."""
+        """Radius r whose r-hop subgraph reproduces a node's output (the convention of
+        :meth:`sim.plugins.layers.LayerSlots.receptive_hops`); None when global nodes, tokens or
+        random edges reach the whole graph."""
         c = self.config
         if c["global_nodes"] or c["global_tokens"] or c["random_edges"]:
             return None

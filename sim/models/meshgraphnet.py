@@ -85,7 +85,8 @@ class MeshGraphNet(nn.Module):
 
     @property
     def receptive_hops(self) -> int | None:
-        """Hop radius of the inputs a node's output depends on (None: the whole graph)."""
+        """Radius r whose r-hop subgraph reproduces a node's output (the convention of
+        :meth:`sim.plugins.layers.LayerSlots.receptive_hops`); None when a plugin is global."""
         blocks = [1] * self.config["steps"]
         return len(blocks) if self.plugins is None else self.plugins.receptive_hops(blocks)
 

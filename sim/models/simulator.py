@@ -63,7 +63,7 @@ class MeshSimulator(nn.Module):
 
     @property
     def receptive_hops(self) -> int | None:
-        """Hop radius of the inputs a node's update depends on (None: unknown or the whole graph)."""
+        """The network's ``receptive_hops`` (None: unknown or the whole graph)."""
         return getattr(self.network, "receptive_hops", None)
 
     def initialize(self, sample: Any) -> None:
