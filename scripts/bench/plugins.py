@@ -20,6 +20,7 @@ process on one batch, alternating variants after a warm-up (machine load cancels
 influence (T_h / T_0 and R) of the trained baseline, virtual-node and transformer models on a
 test state, with a PNG of the curves.
 
+``--test-entries N`` rolls out only the first N test trajectories (every one by default).
 The data directory holds ``train.h5`` and ``test.h5``; by default the recipe's ``medium``
 size (``small`` with ``--quick``) is generated under datasets/cylinder_flow/ when missing.
 ``--quick`` trains each variant for 12 s.
@@ -98,6 +99,7 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, help="budget per variant (default 600, 12 with --quick)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "plugins"))
     ap.add_argument("--workers", type=int, default=2, help="data generation processes")
+    ap.add_argument("--test-entries", type=int, help="roll out only the first N test trajectories (default: all)")
     args = ap.parse_args()
 
     import torch
@@ -129,8 +131,9 @@ def main() -> None:
     with Store(paths["train"]) as s:
         results["train_trajectories"] = len(s.names())
     with Store(paths["test"]) as s:
-        results["test_trajectories"] = len(s.names())
-        results["test_nodes_mean"] = float(np.mean([s.read(n).mesh.num_points for n in s.names()]))
+        test_entries = s.names()[: args.test_entries] if args.test_entries else s.names()
+        results["test_trajectories"] = len(test_entries)
+        results["test_nodes_mean"] = float(np.mean([s.read(n).mesh.num_points for n in test_entries]))
 
     ratio_ms = step_time_ratios(names, paths["train"], rounds=5 if args.quick else 10)
     for name in names:
@@ -149,7 +152,7 @@ def main() -> None:
         model, _ = load_model(run / "checkpoint.pt")
         models[name] = model
         t0 = time.perf_counter()
-        evals = evaluate_store(model, paths["test"], None, None, None)
+        evals = evaluate_store(model, paths["test"], test_entries, None, None)
         roll_s = time.perf_counter() - t0
         results[f"train_steps_{name}"] = summary["steps"]
         results[f"train_step_ms_{name}"] = 1e3 * summary["seconds"] / max(1, summary["steps"])
