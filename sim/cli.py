@@ -234,6 +234,78 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _evaluate(args, None, every_entry=True)
 
 
+def cmd_plugins_list(args: argparse.Namespace) -> None:
+    from sim.plugins import KINDS, available_plugins
+
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        specs = available_plugins(kind)
+        print(f"{kind}:" + ("" if specs else " (none installed)"))
+        for spec in specs:
+            print(f"  {spec.name:<18} {spec.summary}")
+            print(f"  {'':<18} paper: {spec.paper}")
+
+
+def _diagnose_inputs(args: argparse.Namespace):
+    from sim.data.windows import MeshStepDataset
+    from sim.mesh import Store
+    from sim.train import load_model
+
+    model, _ = load_model(args.checkpoint)
+    with Store(args.data) as store:
+        names = store.names()
+    entry = args.entry or (names[0] if names else None)
+    if entry not in names:
+        raise SimError(f"no entry {entry!r} in the store (entries: {', '.join(names[:8])})", args.data)
+    dataset = MeshStepDataset(args.data, model.config["fields"], entries=[entry])
+    if not 0 <= args.step < len(dataset):
+        raise SimError(f"step {args.step} is outside entry {entry!r} (steps 0..{len(dataset) - 1})", args.data)
+    return model, dataset[args.step], entry
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from sim.mesh.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
+
+
+def cmd_diagnose_range(args: argparse.Namespace) -> None:
+    from sim.plugins.diagnostics.hop_influence import hop_influence, influence_png
+
+    model, graph, entry = _diagnose_inputs(args)
+    res = hop_influence(model, graph, max_hops=args.max_hops, num_seeds=args.seeds, seed=args.seed, mode=args.mode,
+                        progress=True)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    print("hop  T_h")
+    for h, t in enumerate(res.curve):
+        print(f"{h:>3}  {t:.4g}")
+    print(f"range score R = {res.range_score:.4g}")
+    _write_json(out / "range.json", {"checkpoint": str(args.checkpoint), "data": str(args.data), "entry": entry,
+                                     "step": args.step, **res.to_dict()})
+    influence_png(out / "range.png", {Path(args.checkpoint).parent.name or "model": res},
+                  title=f"hop influence, {entry} step {args.step}")
+    print(f"wrote {out / 'range.png'}")
+
+
+def cmd_diagnose_lipschitz(args: argparse.Namespace) -> None:
+    from sim.plugins.diagnostics.lipschitz import mesh_lipschitz
+
+    model, graph, entry = _diagnose_inputs(args)
+    res = mesh_lipschitz(model, graph, eps=args.eps, nodes=args.nodes, seed=args.seed, method=args.method,
+                         samples=args.samples, map=args.map, progress=True)
+    print(f"local l_inf Lipschitz constant of the one-{'step' if args.map == 'step' else 'update'} map "
+          f"(box: {args.eps:g} x training std, {len(res.extra['nodes'])} output nodes)")
+    print(f"  upper bound ({res.method}): {res.upper:.6g}")
+    print(f"  sampled lower bound:  {res.lower:.6g}")
+    if res.unstable_relu_fraction == res.unstable_relu_fraction:  # not counted by the centred form
+        print(f"  unstable ReLUs: {100 * res.unstable_relu_fraction:.1f} %")
+    if args.json:
+        _write_json(Path(args.json), {"checkpoint": str(args.checkpoint), "data": str(args.data), "entry": entry,
+                                      "step": args.step, **res.to_dict()})
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
 
@@ -303,6 +375,42 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
     e.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plugins", help="graph-learning plugins (layers, init, diagnostics, ...)")
+    plsub = pl.add_subparsers(dest="plugins_command", required=True)
+    pll = plsub.add_parser("list", help="installed plugins: name, kind, paper, summary")
+    pll.add_argument("--kind", choices=["layer", "init", "diagnostic", "selection", "generator"])
+    pll.set_defaults(func=cmd_plugins_list)
+
+    dg = sub.add_parser("diagnose", help="diagnostics of a trained model on data")
+    dgsub = dg.add_subparsers(dest="diagnose_command", required=True)
+    for name, func, text in (("range", cmd_diagnose_range, "hop-influence curve T_h and range score R"),
+                             ("lipschitz", cmd_diagnose_lipschitz, "local Lipschitz bounds of the one-step map")):
+        q = dgsub.add_parser(name, help=text)
+        q.add_argument("checkpoint")
+        q.add_argument("data", help="store with the trajectory to evaluate on")
+        q.add_argument("--entry", help="store entry (default: the first)")
+        q.add_argument("--step", type=int, default=0, help="time step of the input state (default 0)")
+        q.add_argument("--seed", type=int, default=0, help="seed of the node sampling")
+        q.set_defaults(func=func)
+        if name == "range":
+            q.add_argument("--max-hops", type=int, default=20, help="largest hop distance (default 20)")
+            q.add_argument("--seeds", type=int, default=32, help="seed nodes sampled (default 32)")
+            q.add_argument("--mode", choices=["auto", "subgraph", "full"], default="auto",
+                           help="k-hop subgraphs (torch_geometric), the whole graph, or auto: subgraphs when the "
+                                "model's receptive field is within --max-hops (then they are exact)")
+            q.add_argument("--out", help="folder for range.json and range.png (default: the checkpoint's)")
+        else:
+            q.add_argument("--eps", type=float, default=1e-3,
+                           help="box radius in training standard deviations of each state feature (default 1e-3)")
+            q.add_argument("--nodes", type=int, default=8, help="output nodes sampled (default 8)")
+            q.add_argument("--samples", type=int, default=16, help="sampled points for the lower bound")
+            q.add_argument("--method", choices=["crown", "centred", "ibp"], default="crown",
+                           help="crown: backward Jacobian pass (default); centred: forward-mode centred form, "
+                                "tighter for smooth activations, costlier on large receptive fields")
+            q.add_argument("--map", choices=["step", "update"], default="step",
+                           help="next state (what a rollout iterates) or the update alone")
+            q.add_argument("--json", help="write the bounds as JSON")
 
     m = sub.add_parser("demo", help="generate cylinder-flow data, train MeshGraphNet, roll it out for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")

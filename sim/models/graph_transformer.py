@@ -19,6 +19,10 @@ Blocks are pre-norm: ``x += W_o MHA(RMSNorm(x))``; ``x += GatedMLP(RMSNorm(x))``
 public code there are no self-loops (a node sees itself through the residual) and no edge
 features; relative geometry enters through node coordinates (``coord_dim``) or rotary
 encoding of Q/K by coordinates (``rope``). Masks are computed once per mesh and cached.
+
+Plugins (:mod:`sim.plugins`): ``plugins`` inserts layer plugins on the mesh nodes' latents
+after transformer blocks or as a head (global tokens pass by them unchanged); ``init``
+names an initialisation plugin (``virgo``) applied by :meth:`GraphTransformer.initialize`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from sim.graph.edges import hop_edges
 from sim.models.attention import MaskedAttention
 from sim.models.layers import mlp
 from sim.models.registry import register_model
+from sim.plugins.init import AggregationSite, apply_init, mean_operator
+from sim.plugins.layers import LayerSlots
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"dim": 32, "layers": 4, "heads": 2},
@@ -87,6 +93,8 @@ class GraphTransformer(nn.Module):
             ``rope_scale`` is about 1/h (e.g. 50-100 for cylinder flow in metres).
         checkpointing: recompute block activations in backward (large meshes).
         seed: seed of the random edges (they depend only on it and the mesh).
+        plugins: layer plugins and their placement (see :mod:`sim.plugins.layers`).
+        init: initialisation plugin (``None``: PyTorch's default), see :meth:`initialize`.
 
     Shapes:
         x (N, node_in), edge_index (2, E) mesh edges, pos (N, c), batch (N,) -> (N, out_dim)
@@ -99,12 +107,16 @@ class GraphTransformer(nn.Module):
                  hops: list[list[int]] | None = None, global_nodes: int = 0, global_tokens: int = 0,
                  random_edges: int = 0,
                  coord_dim: int = 0, rope: bool = False, rope_scale: float = 1.0, checkpointing: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, plugins: list[Any] | None = None, init: Any = None):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "dim": dim, "layers": layers,
                        "heads": heads, "mlp_ratio": mlp_ratio, "k_hop": k_hop, "dilation": dilation, "hops": hops,
                        "global_nodes": global_nodes, "global_tokens": global_tokens, "random_edges": random_edges, "coord_dim": coord_dim,
                        "rope": rope, "rope_scale": rope_scale, "checkpointing": checkpointing, "seed": seed}
+        if plugins:  # only when used, so plain checkpoints keep their configuration
+            self.config["plugins"] = list(plugins)
+        if init is not None:
+            self.config["init"] = init
         if hops is not None:
             if len(hops) != layers:
                 raise ValueError(f"hops gives {len(hops)} hop sets for {layers} layers")
@@ -119,6 +131,7 @@ class GraphTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, rope) for _ in range(layers))
         self.decoder = mlp(dim, dim, out_dim, 2, layer_norm=False, activation=nn.GELU)
         self.tokens = nn.Parameter(torch.randn(global_tokens, dim) * dim**-0.5) if global_tokens else None
+        self.plugins = LayerSlots(plugins, dim, layers) if plugins else None
         self._mask_cache: OrderedDict[tuple, dict[tuple, torch.Tensor]] = OrderedDict()
 
     # ----- masks -----------------------------------------------------------------------
@@ -230,9 +243,45 @@ class GraphTransformer(nn.Module):
             h = torch.cat([h, self.tokens.repeat(num_graphs, 1)], dim=0)
             if p is not None:  # tokens sit at their graph's origin; rotary leaves them unrotated
                 p = torch.cat([p, p.new_zeros((num_graphs * self.tokens.shape[0], p.shape[1]))], dim=0)
-        for block, mask in zip(self.blocks, masks):
+        for i, (block, mask) in enumerate(zip(self.blocks, masks)):
             if self.config["checkpointing"] and self.training:
                 h = checkpoint(block, h, mask, p, use_reentrant=False)
             else:
                 h = block(h, mask, p)
-        return self.decoder(h[:n])
+            if self.plugins is not None and self.plugins.layers_after(i):
+                h = torch.cat([self.plugins.run_after(i, h[:n], edge_index, None, pos, batch), h[n:]], dim=0)
+        h = h[:n]
+        if self.plugins is not None:
+            h = self.plugins.run_head(h, edge_index, None, pos, batch)
+        return self.decoder(h)
+
+    @property
+    def receptive_hops(self) -> int | None:
+        """Radius r whose r-hop subgraph reproduces a node's output (the convention of
+        :meth:`sim.plugins.layers.LayerSlots.receptive_hops`); None when global nodes, tokens or
+        random edges reach the whole graph."""
+        c = self.config
+        if c["global_nodes"] or c["global_tokens"] or c["random_edges"]:
+            return None
+        blocks = [max(h) for h in self.layer_hops]
+        return sum(blocks) if self.plugins is None else self.plugins.receptive_hops(blocks)
+
+    def aggregation_sites(self, edge_index: torch.Tensor, num_nodes: int, batch: torch.Tensor | None = None
+                          ) -> list[AggregationSite]:
+        """Where messages are aggregated, in depth order (for Virgo): each block's output projection
+        reads an attention average over its mask, a neighbour mean at initialisation (mesh nodes;
+        global tokens are left out of the operator)."""
+        sites: list[AggregationSite] = []
+        for i, (block, mask) in enumerate(zip(self.blocks, self.masks(edge_index, num_nodes, batch))):
+            mesh = mask[:, (mask[0] < num_nodes) & (mask[1] < num_nodes)]
+            sites.append(AggregationSite(block.attn.out, None, *mean_operator(mesh, num_nodes)))
+            if self.plugins is not None:
+                sites += self.plugins.aggregation_sites(self.plugins.layers_after(i), edge_index, num_nodes, batch)
+        if self.plugins is not None:
+            sites += self.plugins.aggregation_sites(self.plugins.head, edge_index, num_nodes, batch)
+        return sites
+
+    def initialize(self, edge_index: torch.Tensor, num_nodes: int, x: torch.Tensor | None = None,
+                   batch: torch.Tensor | None = None) -> None:
+        """Apply the ``init`` plugin with a representative graph (no-op without one)."""
+        apply_init(self, self.config.get("init"), edge_index, num_nodes, x, batch)

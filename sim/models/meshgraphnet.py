@@ -11,6 +11,10 @@ Encode-process-decode on the mesh graph:
 
 Defaults are the paper's (latent 128, 15 steps, 2 hidden layers); :data:`PRESETS` has a
 CPU-sized variant.
+
+Plugins (:mod:`sim.plugins`): ``plugins`` inserts layer plugins on the node latents after
+processor blocks or as a head before the decoder (e.g. ``[{name: dagnn, hops: 10}]``);
+``init`` names an initialisation plugin (``virgo``) applied by :meth:`MeshGraphNet.initialize`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from torch import nn
 
 from sim.models.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
+from sim.plugins.init import AggregationSite, apply_init, sum_operator
+from sim.plugins.layers import LayerSlots
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"latent": 128, "steps": 15, "hidden_layers": 2},
@@ -38,6 +44,8 @@ class MeshGraphNet(nn.Module):
         latent: latent width (128 in the paper).
         steps: message-passing steps (15 in the paper).
         hidden_layers: hidden layers per MLP (2 in the paper).
+        plugins: layer plugins and their placement (see :mod:`sim.plugins.layers`).
+        init: initialisation plugin (``None``: PyTorch's default), see :meth:`initialize`.
 
     Shapes:
         x (N, node_in), edge_index (2, E), edge_attr (E, edge_in) -> (N, out_dim)
@@ -46,13 +54,18 @@ class MeshGraphNet(nn.Module):
     presets = PRESETS
 
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 128, steps: int = 15,
-                 hidden_layers: int = 2):
+                 hidden_layers: int = 2, plugins: list[Any] | None = None, init: Any = None):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "latent": latent,
                        "steps": steps, "hidden_layers": hidden_layers}
+        if plugins:  # only when used, so plain checkpoints keep their configuration
+            self.config["plugins"] = list(plugins)
+        if init is not None:
+            self.config["init"] = init
         self.node_encoder = mlp(node_in, latent, latent, hidden_layers)
         self.edge_encoder = mlp(edge_in, latent, latent, hidden_layers)
         self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers) for _ in range(steps))
+        self.plugins = LayerSlots(plugins, latent, steps) if plugins else None
         self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
@@ -64,6 +77,37 @@ class MeshGraphNet(nn.Module):
                 f"width {self.config['edge_in']}, got {x.shape[-1]} and {edge_attr.shape[-1]}")
         v = self.node_encoder(x)
         e = self.edge_encoder(edge_attr)
-        for block in self.processor:
+        for i, block in enumerate(self.processor):
             v, e = block(v, edge_index, e)
+            if self.plugins is not None:
+                v = self.plugins.run_after(i, v, edge_index, e, pos, batch)
+        if self.plugins is not None:
+            v = self.plugins.run_head(v, edge_index, e, pos, batch)
         return self.decoder(v)
+
+    @property
+    def receptive_hops(self) -> int | None:
+        """Radius r whose r-hop subgraph reproduces a node's output (the convention of
+        :meth:`sim.plugins.layers.LayerSlots.receptive_hops`); None when a plugin is global."""
+        blocks = [1] * self.config["steps"]
+        return len(blocks) if self.plugins is None else self.plugins.receptive_hops(blocks)
+
+    def aggregation_sites(self, edge_index: torch.Tensor, num_nodes: int, batch: torch.Tensor | None = None
+                          ) -> list[AggregationSite]:
+        """Where messages are aggregated, in depth order (for Virgo): each block's node MLP reads
+        the sum of its incoming edge messages in its second half of input columns."""
+        latent = self.config["latent"]
+        fwd, adj = sum_operator(edge_index, num_nodes)
+        sites: list[AggregationSite] = []
+        for i, block in enumerate(self.processor):
+            sites.append(AggregationSite(block.node_mlp[0], slice(latent, 2 * latent), fwd, adj))
+            if self.plugins is not None:
+                sites += self.plugins.aggregation_sites(self.plugins.layers_after(i), edge_index, num_nodes, batch)
+        if self.plugins is not None:
+            sites += self.plugins.aggregation_sites(self.plugins.head, edge_index, num_nodes, batch)
+        return sites
+
+    def initialize(self, edge_index: torch.Tensor, num_nodes: int, x: torch.Tensor | None = None,
+                   batch: torch.Tensor | None = None) -> None:
+        """Apply the ``init`` plugin with a representative graph (no-op without one)."""
+        apply_init(self, self.config.get("init"), edge_index, num_nodes, x, batch)

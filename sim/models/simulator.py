@@ -61,6 +61,21 @@ class MeshSimulator(nn.Module):
         self.edge_normalizer = Normalizer(edge_in)
         self.output_normalizer = Normalizer(self.num_features)
 
+    @property
+    def receptive_hops(self) -> int | None:
+        """The network's ``receptive_hops`` (None: unknown or the whole graph)."""
+        return getattr(self.network, "receptive_hops", None)
+
+    def initialize(self, sample: Any) -> None:
+        """Apply the network's ``init`` plugin (``network_args: {init: virgo}``) with one training
+        sample (a ``Data`` with ``state``, ``node_type``, ``edge_index``); a no-op without one."""
+        init = getattr(self.network, "initialize", None)
+        if init is None or self.network.config.get("init") in (None, "default"):
+            return
+        one_hot = nn.functional.one_hot(sample.node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
+        x = torch.cat([sample.state, one_hot.to(sample.state.dtype)], dim=-1)
+        init(sample.edge_index, x.shape[0], x=x, batch=getattr(sample, "batch", None))
+
     def predicted_mask(self, node_type: torch.Tensor) -> torch.Tensor:
         return node_mask(node_type, self.config["predicted_types"])
 

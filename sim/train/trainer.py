@@ -126,6 +126,7 @@ def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
                          noise_std=m.noise_std, **kwargs)
     for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
         norm.max_accumulations = cfg.train.normalizer_accumulation_steps
+    sim_.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
     return sim_
 
 

@@ -1,0 +1,14 @@
+"""Diagnostic plugins: measurements of a trained graph model on data.
+
+- :mod:`~sim.plugins.diagnostics.hop_influence`: hop-wise Jacobian influence T_h and the
+  range score R (``sim diagnose range``);
+- :mod:`~sim.plugins.diagnostics.lipschitz`: sound upper and sampled lower bounds of the
+  local Lipschitz constant of the one-step map (``sim diagnose lipschitz``), on the
+  bound-propagation engine of :mod:`~sim.plugins.diagnostics.bounds`.
+"""
+
+from sim.plugins.diagnostics.hop_influence import InfluenceResult, MeshInfluenceModel, hop_influence, influence_png
+from sim.plugins.diagnostics.lipschitz import LipschitzResult, local_lipschitz, mesh_lipschitz
+
+__all__ = ["InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "hop_influence", "influence_png",
+           "local_lipschitz", "mesh_lipschitz"]
