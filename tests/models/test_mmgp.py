@@ -143,6 +143,19 @@ def test_std_grows_away_from_the_training_data(family, fitted):
     assert q.shape == (2, meshes[3].num_points, 2) and (q[0] <= q[1]).all()
 
 
+def test_predictive_uncertainty_adds_the_fitted_noise(family, fitted):
+    meshes, params = family
+    pred = fitted.predict(meshes[12], {"load": params[12][2]})
+    lat = fitted.predict(meshes[12], {"load": params[12][2]}, uncertainty="latent")
+    np.testing.assert_allclose(pred["fields"]["u"], lat["fields"]["u"])  # same mean
+    gp = fitted.output_gps_["umax"]
+    noise_var = gp.kernel_.k2.noise_level * gp.y_scale_**2
+    assert pred["scalars_std"]["umax"] ** 2 == pytest.approx(lat["scalars_std"]["umax"] ** 2 + noise_var, rel=1e-9)
+    assert pred["fields_std"]["u"].mean() > lat["fields_std"]["u"].mean()
+    with pytest.raises(ValueError, match="predictive"):
+        fitted.predict(meshes[12], {"load": 1.5}, uncertainty="both")
+
+
 def test_save_load_predicts_the_same(tmp_path, family, fitted):
     meshes, params = family
     fitted.save(tmp_path / "m.npz")
