@@ -1,11 +1,12 @@
 """MeshGraphNet on cylinder flow: accuracy against the persistence baseline, and speed.
 
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
+                                         [--preset cpu|paper] [--mp-steps N] [--latent W]
                                          [--checkpoint CKPT] [--workers N]
 
 Generates the dataset with our solver if it is missing (datasets/cylinder_flow/<size>),
-trains the CPU preset of MeshGraphNet (latent 64, 6 steps; `--preset paper` for 128 x 15)
-for a wall-time budget (or loads --checkpoint), and rolls it out on the test split from
+trains the CPU preset of MeshGraphNet (latent 64, 6 steps; `--preset paper` for 128 x 15;
+`--mp-steps`/`--latent` override the preset) for a budget of CPU seconds (or loads --checkpoint), and rolls it out on the test split from
 the first stored step with ground-truth boundary values. RMSE follows MeshGraphNet: the
 square root of the mean squared velocity error over nodes and components, averaged over
 steps 1..h. `--quick` uses the small size and a 2-minute budget.
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--train-seconds", type=float)
     ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    ap.add_argument("--mp-steps", type=int, help="message-passing steps instead of the preset's")
+    ap.add_argument("--latent", type=int, help="latent width instead of the preset's")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--noise-std", type=float, default=0.02, help="training input noise on velocities (MGN: 0.02)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
@@ -52,13 +55,15 @@ def main() -> None:
     if args.checkpoint:
         ckpt, train_rate, steps, seconds = Path(args.checkpoint), None, None, None
     else:
+        overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
+        tag = "".join(f"_{k}{v}" for k, v in overrides.items())
         summary = train_for_budget({
-            "model": {"network": "meshgraphnet", "preset": args.preset, "fields": ["velocity"], "target": "delta",
-                      "noise_std": args.noise_std},
+            "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
+                      "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std},
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}_noise{args.noise_std:g}"),
+            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
@@ -69,7 +74,8 @@ def main() -> None:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
     m = rollout_metrics(ckpt, paths["test"])
     report("mgn_cylinder", {
-        "size": size, "preset": args.preset, "batch_size": args.batch_size, "noise_std": args.noise_std,
+        "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
+        "batch_size": args.batch_size, "noise_std": args.noise_std,
         "train_steps": steps,
         "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
         **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},
