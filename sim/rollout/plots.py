@@ -41,7 +41,14 @@ def fields_png(path: Path, mesh: Mesh, panels: list[tuple[str, np.ndarray, str, 
     # Without a display VTK warns while it picks an off-screen context; only errors matter here.
     vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     grid = Mesh(mesh.points, mesh.cells).to_pyvista()
-    plotter = pv.Plotter(shape=(len(panels), 1), off_screen=True, window_size=window or (1000, 300 * len(panels)))
+    planar = mesh.dim == 2 or np.ptp(mesh.points[:, -1]) == 0
+    if window is None:
+        panel_h = 300
+        if planar:  # panels shaped like the domain
+            ext = np.ptp(mesh.points[:, :2], axis=0)
+            panel_h = int(np.clip(1000 * ext[1] / max(ext[0], 1e-12), 160, 700))
+        window = (1000, panel_h * len(panels))
+    plotter = pv.Plotter(shape=(len(panels), 1), off_screen=True, window_size=window)
     for row, (title, values, cmap, clim) in enumerate(panels):
         plotter.subplot(row, 0)
         plotter.add_text(title, font_size=10)
@@ -49,9 +56,12 @@ def fields_png(path: Path, mesh: Mesh, panels: list[tuple[str, np.ndarray, str, 
                          scalar_bar_args={"title": title.split(":")[0], "vertical": True, "height": 0.7, "width": 0.04,
                                           "position_x": 0.9, "position_y": 0.05, "label_font_size": 11,
                                           "title_font_size": 11})
-        if mesh.dim == 2 or np.ptp(mesh.points[:, -1]) == 0:
+        if planar:
             plotter.view_xy()
-            plotter.camera.tight(padding=0.05)  # fill the panel with the domain, whatever its aspect
+            # fit the domain to the panel without resizing the window (pyvista's default would), then
+            # step back so that ~75% of the panel is domain: room for the title and the scalar bar
+            plotter.camera.tight(padding=0.0, adjust_render_window=False)
+            plotter.camera.zoom(0.75)
     with atomic_path(path) as tmp:
         plotter.screenshot(str(tmp))
     plotter.close()
@@ -70,4 +80,4 @@ def snapshot_png(path: Path, traj: Trajectory, ref: np.ndarray, res: Any, fields
         (f"prediction: magnitude of {fields[0]}, step {step}", pm, "viridis", (lo, hi)),
         (f"truth: magnitude of {fields[0]}", tm, "viridis", (lo, hi)),
         (f"error: magnitude of the {fields[0]} error", em, "magma", (0.0, float(em.max()) or 1.0)),
-    ], window=(1000, 900))
+    ])
