@@ -60,7 +60,7 @@ def main() -> None:
     rollouts = {}
     for name, model in MODELS.items():
         cfg = Config.from_dict({
-            "model": {**model, "fields": ["velocity"], "target": "delta", "noise_std": 0.02},
+            "model": {**model, "fields": ["velocity"], "target": "delta", "noise_std": 0.05},
             "data": {"train": str(data["train"]), "batch_size": 1},
             "optim": {"name": "adamw" if name == "graph_transformer" else "adam", "lr": 1e-3, "lr_final": 1e-5},
             "train": {"steps": 5 if args.quick else 1, "out": str(out / name), "log_every": 25,
