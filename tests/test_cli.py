@@ -15,7 +15,7 @@ from tests.conftest import trajectory_2d
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """Run the real command in a subprocess (what a user sees: stdout, stderr, exit code)."""
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def _gmsh_msh(path):
