@@ -271,15 +271,11 @@ class GraphTransformer(nn.Module):
         """Where messages are aggregated, in depth order (for Virgo): each block's output projection
         reads an attention average over its mask, a neighbour mean at initialisation (mesh nodes;
         global tokens are left out of the operator)."""
-        sites: list[AggregationSite] = []
-        for i, (block, mask) in enumerate(zip(self.blocks, self.masks(edge_index, num_nodes, batch))):
+        sites = []
+        for block, mask in zip(self.blocks, self.masks(edge_index, num_nodes, batch)):
             mesh = mask[:, (mask[0] < num_nodes) & (mask[1] < num_nodes)]
             sites.append(AggregationSite(block.attn.out, None, *mean_operator(mesh, num_nodes)))
-            if self.plugins is not None:
-                sites += self.plugins.aggregation_sites(self.plugins.layers_after(i), edge_index, num_nodes, batch)
-        if self.plugins is not None:
-            sites += self.plugins.aggregation_sites(self.plugins.head, edge_index, num_nodes, batch)
-        return sites
+        return sites if self.plugins is None else self.plugins.interleave_sites(sites, edge_index, num_nodes, batch)
 
     def initialize(self, edge_index: torch.Tensor, num_nodes: int, x: torch.Tensor | None = None,
                    batch: torch.Tensor | None = None) -> None:

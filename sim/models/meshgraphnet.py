@@ -98,14 +98,8 @@ class MeshGraphNet(nn.Module):
         the sum of its incoming edge messages in its second half of input columns."""
         latent = self.config["latent"]
         fwd, adj = sum_operator(edge_index, num_nodes)
-        sites: list[AggregationSite] = []
-        for i, block in enumerate(self.processor):
-            sites.append(AggregationSite(block.node_mlp[0], slice(latent, 2 * latent), fwd, adj))
-            if self.plugins is not None:
-                sites += self.plugins.aggregation_sites(self.plugins.layers_after(i), edge_index, num_nodes, batch)
-        if self.plugins is not None:
-            sites += self.plugins.aggregation_sites(self.plugins.head, edge_index, num_nodes, batch)
-        return sites
+        sites = [AggregationSite(block.node_mlp[0], slice(latent, 2 * latent), fwd, adj) for block in self.processor]
+        return sites if self.plugins is None else self.plugins.interleave_sites(sites, edge_index, num_nodes, batch)
 
     def initialize(self, edge_index: torch.Tensor, num_nodes: int, x: torch.Tensor | None = None,
                    batch: torch.Tensor | None = None) -> None:

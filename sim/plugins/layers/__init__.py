@@ -133,6 +133,16 @@ class LayerSlots(nn.Module):
                 sites += fn(edge_index, num_nodes, batch)
         return sites
 
+    def interleave_sites(self, block_sites: Sequence[Any], edge_index: torch.Tensor, num_nodes: int,
+                         batch: torch.Tensor | None = None) -> list:
+        """The host model's Virgo sites (one per block, in order) with the sites of the plugins
+        placed after each block and of the head, in depth order."""
+        sites: list = []
+        for i, site in enumerate(block_sites):
+            sites.append(site)
+            sites += self.aggregation_sites(self.layers_after(i), edge_index, num_nodes, batch)
+        return sites + self.aggregation_sites(self.head, edge_index, num_nodes, batch)
+
 
 __all__ = ["DAGNN", "LayerSlots", "SheafDiffusion", "VirtualNodes", "apply_sheaf_laplacian", "gcn_operator",
            "gcn_propagate", "placements", "reverse_edges", "sheaf_laplacian"]
