@@ -19,7 +19,6 @@ divided by the connectivity radius and clipped to [-1, 1] (GNS).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from torch_geometric.data import Data
 
 from sim.data.sampling import sparse_subset, trajectory_seed
+from sim.data.store_dataset import StoreDataset
 from sim.errors import SimError
 from sim.graph import knn_bipartite
 from sim.mesh import Store
@@ -101,7 +101,7 @@ def wall_distances(position: torch.Tensor, bounds: torch.Tensor, radius: float) 
     return torch.cat([lower, upper], dim=-1).clamp(-1.0, 1.0)
 
 
-class ParticleWindowDataset(torch.utils.data.Dataset):
+class ParticleWindowDataset(StoreDataset):
     """(history, next position) windows of every trajectory of a particle store.
 
     Args:
@@ -148,23 +148,11 @@ class ParticleWindowDataset(torch.utils.data.Dataset):
                 self.index += [(name, t) for t in range(history - 1, e.num_steps - 1)]
         if not self.index:
             raise SimError(f"no trajectory has the {history + 1} frames a window needs", self.path)
-        self._store: Store | None = None
-        self._pid: int | None = None
-        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        self._reset_store()
 
     @property
     def dim(self) -> int:
         return self.statistics.dim
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _open(self) -> Store:
-        if self._store is None or self._pid != os.getpid():  # h5py handles do not survive fork
-            self._store = Store(self.path)
-            self._pid = os.getpid()
-            self._cache.clear()
-        return self._store
 
     def trajectory(self, name: str) -> dict[str, np.ndarray]:
         """Positions, particle types, sparse subset (and decoder neighbours) of one entry."""
@@ -202,7 +190,3 @@ class ParticleWindowDataset(torch.utils.data.Dataset):
             data.decoder_index = torch.from_numpy(np.ascontiguousarray(tr["neighbors"][q].T))
         return data
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_store"], state["_pid"], state["_cache"] = None, None, OrderedDict()
-        return state

@@ -9,20 +9,19 @@ meshes.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from sim.data.store_dataset import StoreDataset
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Store
 
 
-class MeshStepDataset(torch.utils.data.Dataset):
+class MeshStepDataset(StoreDataset):
     """Pairs (fields at t, fields at t+1) from every trajectory of a store.
 
     Args:
@@ -58,34 +57,22 @@ class MeshStepDataset(torch.utils.data.Dataset):
                 self.index += [(name, t) for t in range(e.num_steps - 1)]
         if not self.index:
             raise SimError("no (t, t+1) pairs: the store has no trajectory with two or more steps", self.path)
-        self._store: Store | None = None
-        self._pid: int | None = None
-        self._graphs: OrderedDict[str, Data] = OrderedDict()
+        self._reset_store()
 
     @property
     def num_features(self) -> int:
         return int(sum(self.dims or []))
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _open(self) -> Store:
-        if self._store is None or self._pid != os.getpid():  # h5py handles do not survive fork
-            self._store = Store(self.path)
-            self._pid = os.getpid()
-            self._graphs.clear()
-        return self._store
-
     def graph(self, name: str) -> Data:
-        if name not in self._graphs:
+        if name not in self._cache:
             entry = self._open().entry(name)
             g = mesh_graph(entry.mesh())
             g.dt = float(entry.attrs.get("dt", 1.0))
-            self._graphs[name] = g
-            if len(self._graphs) > self.graph_cache:
-                self._graphs.popitem(last=False)
-        self._graphs.move_to_end(name)
-        return self._graphs[name]
+            self._cache[name] = g
+            if len(self._cache) > self.graph_cache:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(name)
+        return self._cache[name]
 
     def read_state(self, name: str, t: slice | int) -> np.ndarray:
         """Fields at step(s) ``t`` concatenated: (N, F) or (len(t), N, F)."""
@@ -105,7 +92,3 @@ class MeshStepDataset(torch.utils.data.Dataset):
                     state=torch.from_numpy(pair[0]), target=torch.from_numpy(pair[1]),
                     dt=torch.tensor([g.dt]), num_nodes=g.num_nodes, entry=name, step=t)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_store"], state["_pid"], state["_graphs"] = None, None, OrderedDict()
-        return state
