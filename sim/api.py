@@ -105,13 +105,15 @@ class MeshSurrogate(Surrogate):
         self.dims: list[int] = list(simulator.config["field_dims"])
         self.edge_in = int(simulator.config["edge_in"])
         self.network = simulator.config["network"]
+        self.scalars: list[str] = list(simulator.config.get("scalars") or [])
         train_cfg = (payload or {}).get("train", {}).get("config", {})
         self.train_data = train_cfg.get("data", {}).get("train")
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
-                "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]]}
+                "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
+                "scalars": list(self.scalars)}
 
     # ----- checks: one readable error when the query does not fit the model
     def check_mesh(self, mesh: Mesh) -> None:
@@ -191,16 +193,31 @@ class MeshSurrogate(Surrogate):
         return [self.simulator]
 
     def _run(self, simulator: Any, mesh: Mesh, x0: np.ndarray, steps: int, dt: float, t0: float,
-             bc: Callable, writer: Any = None, keep: bool = True) -> _Recorder:
+             bc: Callable, writer: Any = None, keep: bool = True, params: dict[str, Any] | None = None) -> _Recorder:
         from sim.rollout import rollout
 
         rec = _Recorder(writer, keep)
         with self._lock:
-            rollout(simulator, [mesh], [x0], steps, dt, boundary=[bc], writers=[rec], t0=t0)
+            rollout(simulator, [mesh], [x0], steps, dt, boundary=[bc], writers=[rec], t0=t0, params=[params])
         return rec
 
+    def _params(self, initial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+        """The trajectory parameters of a query: ``initial.params`` (a Trajectory) updated with
+        ``params``; one error naming the missing ones when the model is conditioned on more."""
+        merged = {**(initial.params if isinstance(initial, Trajectory) else {}), **(params or {})}
+        extra = sorted(set(params or {}) - set(self.scalars))
+        if extra:
+            raise SimError(f"the model takes no parameter(s) {extra} (it is conditioned on {self.scalars or 'none'})",
+                           self.path)
+        missing = [k for k in self.scalars if k not in merged]
+        if missing:
+            raise SimError(f"the model is conditioned on {self.scalars}: give {missing} (params={{...}} or "
+                           "a Trajectory whose params hold them)", self.path)
+        return merged
+
     def rollout(self, initial: Mesh | Trajectory, steps: int, boundary: Any = None, dt: float | None = None,
-                out: str | os.PathLike | None = None, keep: bool = True) -> Trajectory:
+                out: str | os.PathLike | None = None, keep: bool = True, params: dict[str, Any] | None = None
+                ) -> Trajectory:
         """Roll the model ``steps`` steps from ``initial``.
 
         Args:
@@ -215,6 +232,8 @@ class MeshSurrogate(Surrogate):
             out: also stream every step to this ``.pvd`` or ``.xdmf`` series as it is computed.
             keep: hold the predicted steps in memory and return them (False: only the last
                 step is returned, for very long rollouts of large meshes streamed to ``out``).
+            params: values of the trajectory parameters the model is conditioned on
+                (``describe()["scalars"]``, e.g. ``{"nu": 1e-3}``); default: ``initial.params``.
         """
         mesh, x0, dt, t0, ref = self._initial(initial, dt)
         if dt is None:
@@ -222,12 +241,13 @@ class MeshSurrogate(Surrogate):
         if steps < 1:
             raise SimError(f"steps must be >= 1, got {steps}", self.path)
         bc = self._boundary(boundary, mesh, x0, steps, ref)
+        p = self._params(initial, params)
         members = self._members()
         if len(members) == 1:
             writer = self._series_writer(out, mesh, dt, std=False)
-            rec = self._run(members[0], mesh, x0, steps, dt, t0, bc, writer, keep or out is None)
+            rec = self._run(members[0], mesh, x0, steps, dt, t0, bc, writer, keep or out is None, p)
             return self._trajectory(mesh, rec.times, rec.states, keep)
-        recs = [self._run(m, mesh, x0, steps, dt, t0, bc) for m in members]
+        recs = [self._run(m, mesh, x0, steps, dt, t0, bc, params=p) for m in members]
         stack = {f: np.stack([[s[f] for s in r.states] for r in recs]) for f in self.fields}  # (M, T, N, ...)
         states = [{**{f: stack[f][:, i].mean(0) for f in self.fields},
                    **{f"{f}_std": stack[f][:, i].std(0) for f in self.fields}} for i in range(len(recs[0].times))]
@@ -270,14 +290,13 @@ class MeshSurrogate(Surrogate):
     def predict(self, query: Mesh | Trajectory, dt: float | None = None, boundary: Any = None, **scalars: Any):
         """One step: the fields at the next time step on ``query``'s mesh, as a pyvista grid
         (with ``<field>_std`` for ensembles). ``query``: a Mesh with the fields in point_data, or
-        a Trajectory (its first step)."""
-        if scalars:
-            raise SimError(f"this model takes no scalar inputs (got {sorted(scalars)})", self.path)
+        a Trajectory (its first step). ``scalars``: the trajectory parameters the model is
+        conditioned on (default: the Trajectory's params)."""
         if dt is None and isinstance(query, Mesh):
             if self.simulator.config["target"] == "derivative":
                 raise SimError("give dt: the model predicts a time derivative", self.path)
             dt = 1.0  # a delta target does not depend on dt; the output is labelled t = 1
-        traj = self.rollout(query, 1, boundary=boundary, dt=dt)
+        traj = self.rollout(query, 1, boundary=boundary, dt=dt, params=scalars)
         grid = Mesh(traj.mesh.points, traj.mesh.cells, node_type=traj.mesh.node_type).to_pyvista()
         for k, v in traj.point_fields.items():
             grid.point_data[k] = v[-1]
@@ -295,8 +314,10 @@ class EnsembleSurrogate(MeshSurrogate):
         super().__init__(members[0], path, payload)
         for i, m in enumerate(members[1:], start=1):
             if (list(m.config["fields"]) != self.fields or list(m.config["field_dims"]) != self.dims
-                    or int(m.config["edge_in"]) != self.edge_in):
-                raise FileFormatError(f"ensemble member {i} does not take the same fields and mesh as member 0", path)
+                    or int(m.config["edge_in"]) != self.edge_in
+                    or list(m.config.get("scalars") or []) != self.scalars):
+                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters and mesh as "
+                                      "member 0", path)
         self.members = members
 
     def _members(self) -> list[Any]:

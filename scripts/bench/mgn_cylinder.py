@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--noise-std", type=float, default=0.05,
                     help="training input noise on velocities (MGN's 0.02 gave rmse_all 5.69 on the medium set, "
                          "0.05 gave 0.89, same 3000 CPU-s budget)")
+    ap.add_argument("--scalars", nargs="*", default=[],
+                    help="trajectory parameters the model is conditioned on (e.g. nu)")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
@@ -60,14 +63,16 @@ def main() -> None:
         ckpt, train_rate, steps, seconds = Path(args.checkpoint), None, None, None
     else:
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
-        tag = "".join(f"_{k}{v}" for k, v in overrides.items())
+        tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
+            (f"_seed{args.seed}" if args.seed else "")
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
-                      "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std},
+                      "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std,
+                      "scalars": args.scalars},
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
+            "train": {"steps": 1, "seed": args.seed, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
@@ -79,7 +84,7 @@ def main() -> None:
     m = rollout_metrics(ckpt, paths["test"])
     report("mgn_cylinder", {
         "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
-        "batch_size": args.batch_size, "noise_std": args.noise_std,
+        "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars, "seed": args.seed,
         "train_steps": steps,
         "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
         **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},

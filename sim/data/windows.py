@@ -21,6 +21,22 @@ from sim.graph import mesh_graph
 from sim.mesh import Store
 
 
+def trajectory_scalars(params: dict | None, names: list[str], where: object = None, what: str = "the trajectory"
+                       ) -> np.ndarray:
+    """The (S,) values of the parameters ``names`` from a trajectory's ``params``; one
+    :class:`SimError` naming ``what`` (at ``where``) and every missing or non-numeric name."""
+    params = params or {}
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise SimError(f"{what} has no parameter(s) {missing} to condition the model on (has {sorted(params)})",
+                       where)
+    try:
+        return np.array([float(params[k]) for k in names], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SimError(f"{what}: parameters {names} must be numbers, got {[params[k] for k in names]}",
+                       where) from None
+
+
 class MeshStepDataset(StoreDataset):
     """Pairs (fields at t, fields at t+1) from every trajectory of a store.
 
@@ -29,16 +45,19 @@ class MeshStepDataset(StoreDataset):
         fields: names of the point fields that form the state (each (T, N) or (T, N, c)).
         entries: entry names to use (default: all).
         graph_cache: number of trajectory graphs kept in memory per worker.
+        scalars: names of trajectory parameters (each entry's ``params``) to attach.
 
     Each item is a ``Data`` with ``state`` (N, F) at t, ``target`` (N, F) at t+1 (fields
     concatenated in ``fields`` order), ``edge_index``, ``edge_attr``, ``node_type``,
-    ``mesh_pos``, ``dt`` and ``entry``/``step`` identifying it.
+    ``mesh_pos``, ``dt``, ``scalars`` (1, S) and ``entry``/``step`` identifying it.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], entries: list[str] | None = None,
-                 graph_cache: int = 64):
+                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = ()):
         self.path = Path(path)
         self.fields = list(fields)
+        self.scalar_names = list(scalars)
+        self.scalars: dict[str, np.ndarray] = {}
         self.graph_cache = graph_cache
         with Store(self.path) as store:
             names = entries if entries is not None else store.names()
@@ -54,6 +73,8 @@ class MeshStepDataset(StoreDataset):
                 if self.dims is not None and dims != self.dims:
                     raise SimError(f"entry {name!r}: field widths {dims} differ from {self.dims}", self.path)
                 self.dims = dims
+                self.scalars[name] = trajectory_scalars(e.attrs.get("params"), self.scalar_names, self.path,
+                                                        f"entry {name!r}")[None]
                 self.index += [(name, t) for t in range(e.num_steps - 1)]
         if not self.index:
             raise SimError("no (t, t+1) pairs: the store has no trajectory with two or more steps", self.path)
@@ -90,5 +111,6 @@ class MeshStepDataset(StoreDataset):
         pair = self.read_state(name, slice(t, t + 2))
         return Data(edge_index=g.edge_index, edge_attr=g.edge_attr, node_type=g.node_type, mesh_pos=g.mesh_pos,
                     state=torch.from_numpy(pair[0]), target=torch.from_numpy(pair[1]),
-                    dt=torch.tensor([g.dt]), num_nodes=g.num_nodes, entry=name, step=t)
+                    dt=torch.tensor([g.dt]), scalars=torch.from_numpy(self.scalars[name]), num_nodes=g.num_nodes,
+                    entry=name, step=t)
 

@@ -1,9 +1,13 @@
 """One-step mesh simulators: a graph network wrapped with its normalisers and target convention.
 
-The network sees normalised node features ``[state, one_hot(node_type)]`` and normalised
-edge features, and predicts the normalised *update* of the state: a delta
+The network sees normalised node features ``[state, one_hot(node_type), scalars]`` and
+normalised edge features, and predicts the normalised *update* of the state: a delta
 (``x_{t+1} - x_t``) or a derivative (``(x_{t+1} - x_t) / dt``). The rollout engine owns the
 integration and the boundary conditions; the simulator only maps a state to an update.
+``scalars`` are parameters of the whole trajectory (e.g. the viscosity ``nu``), read from its
+``params`` and broadcast to every node: without them a model must guess from one state what
+the physics is, and a dataset that varies the viscosity independently of the flow makes the
+one-step map ambiguous.
 Loss (MeshGraphNet): MSE of the normalised update on the nodes the model predicts
 (interior and outflow by default), after input noise on the interior nodes.
 """
@@ -13,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from sim.data.noise import mesh_input_noise, node_mask
 from sim.data.normalizer import Normalizer
+from sim.data.windows import trajectory_scalars
 from sim.mesh import NUM_NODE_TYPES, NodeType
 from sim.models.registry import build_model, register_model
 
@@ -37,12 +43,15 @@ class MeshSimulator(nn.Module):
         noise_types: node types that receive input noise.
         predicted_types: node types the model predicts (the loss uses them; the engine
             prescribes every other node from boundary conditions).
+        scalars: names of the trajectory parameters (``Trajectory.params``) the model is
+            conditioned on, broadcast to every node (normalised with the node features).
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
                  edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
-                 predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW)):
+                 predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
+                 scalars: Sequence[str] = ()):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -52,9 +61,9 @@ class MeshSimulator(nn.Module):
                        "field_dims": [int(d) for d in field_dims], "edge_in": int(edge_in), "target": target,
                        "noise_std": noise_std if isinstance(noise_std, (int, float)) else list(noise_std),
                        "noise_types": [int(t) for t in noise_types],
-                       "predicted_types": [int(t) for t in predicted_types]}
+                       "predicted_types": [int(t) for t in predicted_types], "scalars": list(scalars)}
         self.num_features = int(sum(field_dims))
-        node_in = self.num_features + NUM_NODE_TYPES
+        node_in = self.num_features + NUM_NODE_TYPES + len(self.config["scalars"])
         self.network = build_model(network, node_in=node_in, edge_in=edge_in, out_dim=self.num_features,
                                    **network_args)
         self.node_normalizer = Normalizer(node_in)
@@ -73,22 +82,48 @@ class MeshSimulator(nn.Module):
         if init is None or self.network.config.get("init") in (None, "default"):
             return
         one_hot = nn.functional.one_hot(sample.node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
-        x = torch.cat([sample.state, one_hot.to(sample.state.dtype)], dim=-1)
+        x = torch.cat([sample.state, one_hot.to(sample.state.dtype),
+                       self.node_scalars(getattr(sample, "scalars", None), getattr(sample, "batch", None),
+                                         sample.state)], dim=-1)
         init(sample.edge_index, x.shape[0], x=x, batch=getattr(sample, "batch", None))
+
+    def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
+                      ) -> np.ndarray:
+        """The (S,) conditioning values of one trajectory from its ``params`` (a
+        :class:`~sim.errors.SimError` naming what is missing)."""
+        return trajectory_scalars(params, self.config["scalars"], where, what)
+
+    def node_scalars(self, scalars: torch.Tensor | None, batch: torch.Tensor | None, like: torch.Tensor
+                     ) -> torch.Tensor:
+        """Per-node scalars (N, S) from per-graph values (G, S) (or (S,) for one graph) and the
+        node-to-graph map ``batch``."""
+        n_s = len(self.config["scalars"])
+        if n_s == 0:
+            return like.new_zeros((like.shape[0], 0))
+        if scalars is None:
+            raise ValueError(f"the model is conditioned on {self.config['scalars']}; pass their values")
+        s = torch.as_tensor(scalars, dtype=like.dtype, device=like.device).reshape(-1, n_s)
+        if batch is None:
+            if s.shape[0] != 1:
+                raise ValueError(f"{s.shape[0]} rows of scalars for one graph")
+            return s.expand(like.shape[0], n_s)
+        return s[batch]
 
     def predicted_mask(self, node_type: torch.Tensor) -> torch.Tensor:
         return node_mask(node_type, self.config["predicted_types"])
 
     def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None
-                ) -> torch.Tensor:
+                edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                scalars: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised update (N, F) from the state (N, F) on a graph (``pos``: mesh coordinates,
-        ``batch``: graph id per node, for networks that use them)."""
+        ``batch``: graph id per node, for networks that use them; ``scalars``: the conditioning
+        values per graph, (G, S))."""
         if state.shape[-1] != self.num_features:
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
-        x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype)], dim=-1))
+        x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)],
+                                           dim=-1))
         e = self.edge_normalizer(edge_attr)
         return self.network(x, edge_index, e, pos=pos, batch=batch)
 
@@ -112,14 +147,14 @@ class MeshSimulator(nn.Module):
             dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
         update = (target - state) / self._update_scale(dt, state.shape[0], state)
         pred = self(state, node_type, batch.edge_index, batch.edge_attr, pos=getattr(batch, "mesh_pos", None),
-                    batch=getattr(batch, "batch", None))
+                    batch=getattr(batch, "batch", None), scalars=getattr(batch, "scalars", None))
         norm_update = self.output_normalizer(update)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
 
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
-                       edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None
-                       ) -> torch.Tensor:
+                       edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                       scalars: torch.Tensor | None = None) -> torch.Tensor:
         """Physical update (N, F): a delta, or a derivative to multiply by dt (see ``config['target']``)."""
-        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch))
+        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars))

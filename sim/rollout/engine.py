@@ -104,7 +104,7 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
             dt: Sequence[float] | float, boundary: Sequence[Boundary] | None = None,
             reference: Sequence[np.ndarray] | None = None, writers: Sequence[StepWriter | None] | None = None,
             t0: Sequence[float] | float = 0.0, blowup_factor: float = 1e3, device: str | torch.device = "cpu",
-            compile: bool = False) -> RolloutResult:
+            compile: bool = False, params: Sequence[dict[str, Any] | None] | None = None) -> RolloutResult:
     """Roll ``simulator`` forward ``steps`` steps from ``initial`` on each mesh.
 
     Args:
@@ -123,6 +123,8 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
             largest of the initial and reference states' max norm.
         compile: run the one-step map through ``torch.compile`` (the graph is fixed during a
             rollout, so it compiles once; worth it for long rollouts, costs a compile at start).
+        params: per trajectory its parameters (``Trajectory.params``), from which a model
+            conditioned on ``scalars`` (e.g. the viscosity) takes its values.
     """
     k = len(meshes)
     dts = [float(dt)] * k if np.isscalar(dt) else [float(x) for x in dt]
@@ -135,6 +137,15 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
         if x.shape != (m.num_points, simulator.num_features):
             raise SimError(f"trajectory {i}: initial state has shape {x.shape}, expected "
                            f"({m.num_points}, {simulator.num_features}) for fields {simulator.config['fields']}")
+    names = simulator.config.get("scalars") or []
+    if names:
+        if params is None or len(params) != k:
+            raise SimError(f"the model is conditioned on trajectory parameter(s) {names}: give params for each "
+                           f"of the {k} trajectories")
+        scalars = torch.as_tensor(np.stack([simulator.scalar_values(p, what=f"trajectory {i}")
+                                            for i, p in enumerate(params)]), device=device)
+    else:
+        scalars = None
     graphs = Batch.from_data_list([mesh_graph(m) for m in meshes]).to(device)
     sizes = [m.num_points for m in meshes]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -156,7 +167,7 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
         with torch.inference_mode():
             for s in range(1, steps + 1):
                 upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr, graphs.mesh_pos,
-                              graphs.batch)
+                              graphs.batch, scalars)
                 state = state + (node_dt * upd if derivative else upd)
                 host = state.cpu().numpy()
                 for i in range(k):

@@ -89,7 +89,8 @@ def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None =
                 base = PVDWriter(path, layout) if fmt == "pvd" else XDMFWriter(path, layout)
                 writer = ComparisonWriter(base, ref, fields, dims, float(traj.times[0]), dt)
             res: RolloutResult = rollout(simulator, [traj.mesh], [ref[0]], n, dt, reference=[ref[: n + 1]],
-                                         writers=[writer], t0=float(traj.times[0]), device=device, compile=compile)
+                                         writers=[writer], t0=float(traj.times[0]), device=device, compile=compile,
+                                         params=[traj.params])
             persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, n + 1)])
             pres = RolloutResult(final=[], mse=[persistence])
             results.append(EntryResult(name, n, res.rmse(0), res.mse[0], pres.rmse(0), path))

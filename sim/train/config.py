@@ -8,6 +8,7 @@ Example::
       fields: [velocity]
       target: delta               # or derivative
       noise_std: 0.02
+      scalars: [nu]               # trajectory parameters the model is conditioned on (optional)
       # particles (GIOROM / GNS baseline) instead of meshes:
       # simulator: particle
       # network: giorom           # or meshgraphnet (full-resolution GNS-style baseline)
@@ -55,7 +56,9 @@ class ModelConfig:
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
     simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM), "steady" (SteadySimulator)
-    scalars: list[str] = field(default_factory=list)  # steady: input scalars of each sample
+    # input scalars: steady, of each sample (field data); mesh, trajectory parameters (params) such
+    # as the viscosity nu, broadcast to every node
+    scalars: list[str] = field(default_factory=list)
     simulator_args: dict[str, Any] = field(default_factory=dict)  # extra ParticleSimulator arguments
 
 

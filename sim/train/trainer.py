@@ -105,7 +105,7 @@ def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
         return build_particle_dataset(cfg)
     if cfg.model.simulator == "steady":
         return build_steady_dataset(cfg)
-    return MeshStepDataset(cfg.data.train, cfg.model.fields)
+    return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars)
 
 
 def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
@@ -123,7 +123,7 @@ def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
         kwargs["predicted_types"] = m.predicted_types
     edge_in = int(dataset[0].edge_attr.shape[-1])
     sim_ = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
-                         noise_std=m.noise_std, **kwargs)
+                         noise_std=m.noise_std, scalars=m.scalars, **kwargs)
     for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
         norm.max_accumulations = cfg.train.normalizer_accumulation_steps
     sim_.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
@@ -162,7 +162,7 @@ def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps:
                        ) -> dict[str, float]:
     """Rollout RMSE on the first ``entries`` trajectories of ``path`` (ground-truth boundaries)."""
     fields, dims = simulator.config["fields"], simulator.config["field_dims"]
-    meshes, initial, refs, dts = [], [], [], []
+    meshes, initial, refs, dts, params = [], [], [], [], []
     with Store(path) as store:
         for name in store.names()[:entries]:
             traj = store.read(name)
@@ -173,10 +173,11 @@ def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps:
             initial.append(ref[0])
             refs.append(ref[: n + 1])
             dts.append(traj.dt or 1.0)
+            params.append(traj.params)
     n = min(len(r) - 1 for r in refs)
     simulator.eval()
     try:
-        res = rollout(simulator, meshes, initial, n, dts, reference=refs, device=device)
+        res = rollout(simulator, meshes, initial, n, dts, reference=refs, device=device, params=params)
     finally:
         simulator.train()
     return {f"valid_rmse_{k}": float(np.mean([res.rmse(i)[k] for i in range(len(meshes))]))

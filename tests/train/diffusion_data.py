@@ -23,20 +23,25 @@ def square_mesh(n: int = 7) -> Mesh:
     return Mesh(pts, {"triangle": tri}, node_type=nt)
 
 
-def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0) -> Path:
+def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0,
+                    kappas: list[float] | None = None) -> Path:
+    """Trajectories of ``u <- u + kappa * L u`` (kappa 0.08, or ``kappas[i]`` for trajectory i,
+    recorded in its params as ``kappa``) with zero walls."""
     mesh = square_mesh()
     ei = cell_edges(mesh.cells, mesh.num_points)
     n = mesh.num_points
     rng = np.random.default_rng(seed)
     with StoreWriter(path) as w:
-        for _ in range(trajectories):
+        for i in range(trajectories):
+            kappa = 0.08 if kappas is None else float(kappas[i % len(kappas)])
             u = np.zeros((steps, n), dtype=np.float32)
             u[0] = rng.random(n)
             u[0][mesh.node_type == NodeType.WALL] = 0.0
             for t in range(1, steps):
                 lap = np.zeros(n)
                 np.add.at(lap, ei[1], u[t - 1][ei[0]] - u[t - 1][ei[1]])
-                u[t] = u[t - 1] + 0.08 * lap
+                u[t] = u[t - 1] + kappa * lap
                 u[t][mesh.node_type == NodeType.WALL] = 0.0
-            w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
+            w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u},
+                                params={} if kappas is None else {"kappa": kappa}))
     return path
