@@ -46,17 +46,23 @@ class MeshStepDataset(StoreDataset):
         entries: entry names to use (default: all).
         graph_cache: number of trajectory graphs kept in memory per worker.
         scalars: names of trajectory parameters (each entry's ``params``) to attach.
+        horizon: future steps per sample; beyond t+1 they come as ``future`` (for the
+            pushforward loss, which rolls the model forward before the trained step).
 
     Each item is a ``Data`` with ``state`` (N, F) at t, ``target`` (N, F) at t+1 (fields
     concatenated in ``fields`` order), ``edge_index``, ``edge_attr``, ``node_type``,
-    ``mesh_pos``, ``dt``, ``scalars`` (1, S) and ``entry``/``step`` identifying it.
+    ``mesh_pos``, ``dt``, ``scalars`` (1, S), with ``horizon > 1`` ``future`` (N, horizon - 1, F)
+    at t+2.., and ``entry``/``step`` identifying it.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], entries: list[str] | None = None,
-                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = ()):
+                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = (), horizon: int = 1):
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.path = Path(path)
         self.fields = list(fields)
         self.scalar_names = list(scalars)
+        self.horizon = int(horizon)
         self.scalars: dict[str, np.ndarray] = {}
         self.graph_cache = graph_cache
         with Store(self.path) as store:
@@ -75,9 +81,9 @@ class MeshStepDataset(StoreDataset):
                 self.dims = dims
                 self.scalars[name] = trajectory_scalars(e.attrs.get("params"), self.scalar_names, self.path,
                                                         f"entry {name!r}")[None]
-                self.index += [(name, t) for t in range(e.num_steps - 1)]
+                self.index += [(name, t) for t in range(e.num_steps - self.horizon)]
         if not self.index:
-            raise SimError("no (t, t+1) pairs: the store has no trajectory with two or more steps", self.path)
+            raise SimError(f"no samples: the store has no trajectory with more than {self.horizon} steps", self.path)
         self._reset_store()
 
     @property
@@ -108,9 +114,12 @@ class MeshStepDataset(StoreDataset):
     def __getitem__(self, k: int) -> Data:
         name, t = self.index[k]
         g = self.graph(name)
-        pair = self.read_state(name, slice(t, t + 2))
-        return Data(edge_index=g.edge_index, edge_attr=g.edge_attr, node_type=g.node_type, mesh_pos=g.mesh_pos,
-                    state=torch.from_numpy(pair[0]), target=torch.from_numpy(pair[1]),
+        frames = self.read_state(name, slice(t, t + 1 + self.horizon))
+        data = Data(edge_index=g.edge_index, edge_attr=g.edge_attr, node_type=g.node_type, mesh_pos=g.mesh_pos,
+                    state=torch.from_numpy(frames[0]), target=torch.from_numpy(frames[1]),
                     dt=torch.tensor([g.dt]), scalars=torch.from_numpy(self.scalars[name]), num_nodes=g.num_nodes,
                     entry=name, step=t)
+        if self.horizon > 1:
+            data.future = torch.from_numpy(np.ascontiguousarray(frames[2:].transpose(1, 0, 2)))
+        return data
 

@@ -45,13 +45,21 @@ class MeshSimulator(nn.Module):
             prescribes every other node from boundary conditions).
         scalars: names of the trajectory parameters (``Trajectory.params``) the model is
             conditioned on, broadcast to every node (normalised with the node features).
+        pushforward: most model steps taken without gradient before the trained step
+            (Brandstetter et al. 2022): per batch k is drawn from 0..pushforward, the model
+            rolls the (noisy) state k steps forward with the true boundary values, and the
+            loss asks it to return to the true state k + 1 steps after the input, so it
+            learns to correct the errors of its own rollouts and not only Gaussian ones.
+            Needs samples with ``future`` frames (``MeshStepDataset(horizon=pushforward + 1)``);
+            starts once the normalisers are frozen (before, a rollout of the untrained model
+            means nothing, and the extra passes must not move the statistics).
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
                  edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
-                 scalars: Sequence[str] = ()):
+                 scalars: Sequence[str] = (), pushforward: int = 0):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -61,7 +69,10 @@ class MeshSimulator(nn.Module):
                        "field_dims": [int(d) for d in field_dims], "edge_in": int(edge_in), "target": target,
                        "noise_std": noise_std if isinstance(noise_std, (int, float)) else list(noise_std),
                        "noise_types": [int(t) for t in noise_types],
-                       "predicted_types": [int(t) for t in predicted_types], "scalars": list(scalars)}
+                       "predicted_types": [int(t) for t in predicted_types], "scalars": list(scalars),
+                       "pushforward": int(pushforward)}
+        if pushforward < 0:
+            raise ValueError(f"pushforward must be >= 0, got {pushforward}")
         self.num_features = int(sum(field_dims))
         node_in = self.num_features + NUM_NODE_TYPES + len(self.config["scalars"])
         self.network = build_model(network, node_in=node_in, edge_in=edge_in, out_dim=self.num_features,
@@ -122,9 +133,10 @@ class MeshSimulator(nn.Module):
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
+        learn = self.training and torch.is_grad_enabled()  # pushforward passes leave the statistics alone
         x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)],
-                                           dim=-1))
-        e = self.edge_normalizer(edge_attr)
+                                           dim=-1), accumulate=learn)
+        e = self.edge_normalizer(edge_attr, accumulate=learn)
         return self.network(x, edge_index, e, pos=pos, batch=batch)
 
     def _update_scale(self, dt: torch.Tensor | float | None, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -145,12 +157,48 @@ class MeshSimulator(nn.Module):
         dt = None
         if self.config["target"] == "derivative":
             dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
-        update = (target - state) / self._update_scale(dt, state.shape[0], state)
+        scale = self._update_scale(dt, state.shape[0], state)
+        k = self._pushforward_steps(generator)
+        if k:
+            state = self.pushforward(batch, state, k, scale)
+            target = batch.future[:, k - 1]
+        update = (target - state) / scale
         pred = self(state, node_type, batch.edge_index, batch.edge_attr, pos=getattr(batch, "mesh_pos", None),
                     batch=getattr(batch, "batch", None), scalars=getattr(batch, "scalars", None))
         norm_update = self.output_normalizer(update)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
+
+    def _pushforward_steps(self, generator: torch.Generator | None) -> int:
+        p = self.config.get("pushforward", 0)
+        frozen = all(int(n.accumulations) >= n.max_accumulations
+                     for n in (self.node_normalizer, self.edge_normalizer, self.output_normalizer))
+        if not (self.training and p and frozen):
+            return 0
+        device = generator.device if generator is not None else "cpu"
+        return int(torch.randint(0, p + 1, (1,), generator=generator, device=device))
+
+    @torch.no_grad()
+    def pushforward(self, batch: Any, state: torch.Tensor, k: int, scale: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """The state after ``k`` model steps from ``state`` on ``batch``'s graph, predicted nodes
+        integrated and the others set to the true values (``batch.target``, then ``batch.future``),
+        as the rollout engine does; no gradient flows through it."""
+        future = getattr(batch, "future", None)
+        if future is None or future.shape[1] < k:
+            raise ValueError(f"pushforward of {k} steps needs samples with {k} future frames beyond t+1 "
+                             "(MeshStepDataset(horizon=pushforward + 1))")
+        if scale is None:
+            scale = torch.ones((state.shape[0], 1), dtype=state.dtype, device=state.device)
+        keep = self.predicted_mask(batch.node_type)[:, None]
+        frames = [batch.target, *future.unbind(1)]
+        for j in range(k):
+            upd = self.output_normalizer.inverse(self(state, batch.node_type, batch.edge_index, batch.edge_attr,
+                                                      pos=getattr(batch, "mesh_pos", None),
+                                                      batch=getattr(batch, "batch", None),
+                                                      scalars=getattr(batch, "scalars", None)))
+            state = torch.where(keep, state + scale * upd, frames[j])
+        return state
 
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,

@@ -53,6 +53,7 @@ class ModelConfig:
     fields: list[str] = field(default_factory=lambda: ["velocity"])
     target: str = "delta"
     noise_std: float | list[float] = 0.0
+    pushforward: int = 0  # mesh: most no-gradient model steps before the trained one (0: one-step loss)
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
     simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM), "steady" (SteadySimulator)

@@ -105,7 +105,8 @@ def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
         return build_particle_dataset(cfg)
     if cfg.model.simulator == "steady":
         return build_steady_dataset(cfg)
-    return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars)
+    return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
+                           horizon=cfg.model.pushforward + 1)
 
 
 def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
@@ -123,7 +124,7 @@ def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
         kwargs["predicted_types"] = m.predicted_types
     edge_in = int(dataset[0].edge_attr.shape[-1])
     sim_ = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
-                         noise_std=m.noise_std, scalars=m.scalars, **kwargs)
+                         noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward, **kwargs)
     for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
         norm.max_accumulations = cfg.train.normalizer_accumulation_steps
     sim_.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
