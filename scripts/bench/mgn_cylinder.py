@@ -14,6 +14,12 @@ medium set 0.02 gave rollout-50 / all RMSE 0.355 / 5.69 where 0.05 gave 0.261 / 
 square root of the mean squared velocity error over nodes and components, averaged over
 steps 1..h. `--quick` uses the small size and a 2-minute budget.
 
+Measured options (medium set, one seed each, two or three runs sharing the 2 cores):
+`--scalars nu` (the viscosity as input) at 3000 CPU-s: 16,977 steps, rollout-50 / all
+0.367 / 2.84; with `--pushforward 2` too at 1500 CPU-s: 9,117 steps, 0.296 / 2.05. Neither beats
+the plain noise-0.05 runs (0.261 / 0.887 at 3000, 0.293 / 0.603 at 1500), so they stay off by
+default; the spread between runs is as large as the differences.
+
 JSON keys: rmse_1, rmse_50, rmse_all, persistence_rmse_50, persistence_rmse_all,
 train_steps_per_s, rollout_node_steps_per_s, peak_mem_mb (+ sizes, preset, machine).
 """
