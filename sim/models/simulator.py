@@ -154,33 +154,40 @@ class MeshSimulator(nn.Module):
         std = self.config["noise_std"]
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
             state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator)
-        dt = None
-        if self.config["target"] == "derivative":
-            dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
-        scale = self._update_scale(dt, state.shape[0], state)
+        scale = self._batch_scale(batch, state)
         k = self._pushforward_steps(generator)
         if k:
-            state = self.pushforward(batch, state, k, scale)
+            state = self.pushforward(batch, state, k)
             target = batch.future[:, k - 1]
         update = (target - state) / scale
-        pred = self(state, node_type, batch.edge_index, batch.edge_attr, pos=getattr(batch, "mesh_pos", None),
-                    batch=getattr(batch, "batch", None), scalars=getattr(batch, "scalars", None))
+        pred = self(state, node_type, batch.edge_index, batch.edge_attr, **self._graph_inputs(batch))
         norm_update = self.output_normalizer(update)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
 
+    @staticmethod
+    def _graph_inputs(batch: Any) -> dict[str, Any]:
+        """The optional inputs of :meth:`forward` that a (batched) sample carries."""
+        return {"pos": getattr(batch, "mesh_pos", None), "batch": getattr(batch, "batch", None),
+                "scalars": getattr(batch, "scalars", None)}
+
+    def _batch_scale(self, batch: Any, like: torch.Tensor) -> torch.Tensor:
+        """(N, 1) factor from an update to a state change: 1, or each node's graph's dt."""
+        dt = None
+        if self.config["target"] == "derivative":
+            dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
+        return self._update_scale(dt, like.shape[0], like)
+
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
-        p = self.config.get("pushforward", 0)
-        frozen = all(int(n.accumulations) >= n.max_accumulations
-                     for n in (self.node_normalizer, self.edge_normalizer, self.output_normalizer))
-        if not (self.training and p and frozen):
+        p = self.config["pushforward"]
+        if not (p and self.training) or any(int(n.accumulations) < n.max_accumulations for n in
+                                            (self.node_normalizer, self.edge_normalizer, self.output_normalizer)):
             return 0
         device = generator.device if generator is not None else "cpu"
         return int(torch.randint(0, p + 1, (1,), generator=generator, device=device))
 
     @torch.no_grad()
-    def pushforward(self, batch: Any, state: torch.Tensor, k: int, scale: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+    def pushforward(self, batch: Any, state: torch.Tensor, k: int) -> torch.Tensor:
         """The state after ``k`` model steps from ``state`` on ``batch``'s graph, predicted nodes
         integrated and the others set to the true values (``batch.target``, then ``batch.future``),
         as the rollout engine does; no gradient flows through it."""
@@ -188,15 +195,12 @@ class MeshSimulator(nn.Module):
         if future is None or future.shape[1] < k:
             raise ValueError(f"pushforward of {k} steps needs samples with {k} future frames beyond t+1 "
                              "(MeshStepDataset(horizon=pushforward + 1))")
-        if scale is None:
-            scale = torch.ones((state.shape[0], 1), dtype=state.dtype, device=state.device)
+        scale = self._batch_scale(batch, state)
         keep = self.predicted_mask(batch.node_type)[:, None]
+        inputs = self._graph_inputs(batch)
         frames = [batch.target, *future.unbind(1)]
         for j in range(k):
-            upd = self.output_normalizer.inverse(self(state, batch.node_type, batch.edge_index, batch.edge_attr,
-                                                      pos=getattr(batch, "mesh_pos", None),
-                                                      batch=getattr(batch, "batch", None),
-                                                      scalars=getattr(batch, "scalars", None)))
+            upd = self.predict_update(state, batch.node_type, batch.edge_index, batch.edge_attr, **inputs)
             state = torch.where(keep, state + scale * upd, frames[j])
         return state
 

@@ -34,6 +34,7 @@ from sim.mesh import Store
 from sim.models.registry import preset_args
 from sim.models.simulator import MeshSimulator
 from sim.rollout import rollout
+from sim.rollout.evaluate import state_of
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
 from sim.train.particles import build_particle_dataset, build_particle_simulator, particle_validation
@@ -162,13 +163,12 @@ def _tensorboard(out: Path) -> Any:
 def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps: int, device: torch.device
                        ) -> dict[str, float]:
     """Rollout RMSE on the first ``entries`` trajectories of ``path`` (ground-truth boundaries)."""
-    fields, dims = simulator.config["fields"], simulator.config["field_dims"]
+    fields = simulator.config["fields"]
     meshes, initial, refs, dts, params = [], [], [], [], []
     with Store(path) as store:
         for name in store.names()[:entries]:
             traj = store.read(name)
-            ref = np.concatenate([traj.point_fields[f].reshape(traj.num_steps, traj.mesh.num_points, -1)
-                                  for f in fields], axis=-1).astype(np.float32)
+            ref = state_of(traj, fields, path)
             n = min(steps, traj.num_steps - 1)
             meshes.append(traj.mesh)
             initial.append(ref[0])
