@@ -113,7 +113,7 @@ class MeshSurrogate(Surrogate):
         return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
-                "scalars": list(self.scalars)}
+                "scalars": list(self.scalars), "history": int(self.simulator.config.get("history", 1))}
 
     # ----- checks: one readable error when the query does not fit the model
     def check_mesh(self, mesh: Mesh) -> None:
@@ -175,30 +175,42 @@ class MeshSurrogate(Surrogate):
                        self.path)
 
     def _initial(self, initial: Any, dt: float | None) -> tuple[Mesh, np.ndarray, float, float, Trajectory | None]:
+        """Mesh, initial frames (h, N, F) for a model that sees h frames, dt, start time, and the
+        rest of the trajectory from the start on (its steps give the default boundary values)."""
+        h = int(self.simulator.config.get("history", 1))
         if isinstance(initial, Trajectory):
             mesh = initial.mesh
             self.check_mesh(mesh)
-            x0 = self.state_from({k: v[0] for k, v in initial.point_fields.items()}, mesh.num_points,
-                                 "the initial trajectory's first step")
+            if initial.num_steps < h:
+                raise SimError(f"the model sees {h} frames; the initial trajectory has {initial.num_steps} step(s)",
+                               self.path)
+            frames = np.stack([self.state_from({k: v[s] for k, v in initial.point_fields.items()}, mesh.num_points,
+                                               f"the initial trajectory's step {s}") for s in range(h)])
             step = dt or initial.dt or (float(np.diff(initial.times[:2])[0]) if initial.num_steps > 1 else None)
-            return mesh, x0, step, float(initial.times[0]), initial
+            rest = initial if h == 1 else Trajectory(
+                mesh, initial.times[h - 1:], point_fields={k: v[h - 1:] for k, v in initial.point_fields.items()},
+                dt=initial.dt, params=initial.params)
+            return mesh, frames, step, float(initial.times[h - 1]), rest
         if isinstance(initial, Mesh):
             self.check_mesh(initial)
+            if h > 1:
+                raise SimError(f"the model sees {h} frames (the state and the {h - 1} before it): start from a "
+                               f"Trajectory with at least {h} steps, not a Mesh", self.path)
             x0 = self.state_from(initial.point_data, initial.num_points, "the initial mesh's point data")
-            return initial, x0, dt, 0.0, None
+            return initial, x0[None], dt, 0.0, None
         raise SimError(f"initial must be a Mesh with the fields in point_data or a Trajectory, not "
                        f"{type(initial).__name__}", self.path)
 
     def _members(self) -> list[Any]:
         return [self.simulator]
 
-    def _run(self, simulator: Any, mesh: Mesh, x0: np.ndarray, steps: int, dt: float, t0: float,
+    def _run(self, simulator: Any, mesh: Mesh, frames: np.ndarray, steps: int, dt: float, t0: float,
              bc: Callable, writer: Any = None, keep: bool = True, params: dict[str, Any] | None = None) -> _Recorder:
         from sim.rollout import rollout
 
         rec = _Recorder(writer, keep)
         with self._lock:
-            rollout(simulator, [mesh], [x0], steps, dt, boundary=[bc], writers=[rec], t0=t0, params=[params])
+            rollout(simulator, [mesh], [frames], steps, dt, boundary=[bc], writers=[rec], t0=t0, params=[params])
         return rec
 
     def _params(self, initial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -221,9 +233,10 @@ class MeshSurrogate(Surrogate):
         """Roll the model ``steps`` steps from ``initial``.
 
         Args:
-            initial: a Trajectory (its first step is the initial state; its later steps, when
-                there are enough, give the boundary values) or a Mesh with the fields in
-                ``point_data``.
+            initial: a Trajectory (its first step is the initial state, or its first h steps
+                for a model that sees h frames (``describe()["history"]``), the rollout
+                starting from the last; its later steps, when there are enough, give the
+                boundary values) or a Mesh with the fields in ``point_data``.
             boundary: values of the prescribed nodes (every node type the model does not
                 predict): a Trajectory, a dict of fields, or ``fn(step, time)`` returning a dict
                 of fields or an (N, F) array; default: from ``initial`` as above, else held at
@@ -235,7 +248,8 @@ class MeshSurrogate(Surrogate):
             params: values of the trajectory parameters the model is conditioned on
                 (``describe()["scalars"]``, e.g. ``{"nu": 1e-3}``); default: ``initial.params``.
         """
-        mesh, x0, dt, t0, ref = self._initial(initial, dt)
+        mesh, frames, dt, t0, ref = self._initial(initial, dt)
+        x0 = frames[-1]
         if dt is None:
             raise SimError("give dt: the initial state carries no time step", self.path)
         if steps < 1:
@@ -245,9 +259,9 @@ class MeshSurrogate(Surrogate):
         members = self._members()
         if len(members) == 1:
             writer = self._series_writer(out, mesh, dt, std=False)
-            rec = self._run(members[0], mesh, x0, steps, dt, t0, bc, writer, keep or out is None, p)
+            rec = self._run(members[0], mesh, frames, steps, dt, t0, bc, writer, keep or out is None, p)
             return self._trajectory(mesh, rec.times, rec.states, keep)
-        recs = [self._run(m, mesh, x0, steps, dt, t0, bc, params=p) for m in members]
+        recs = [self._run(m, mesh, frames, steps, dt, t0, bc, params=p) for m in members]
         stack = {f: np.stack([[s[f] for s in r.states] for r in recs]) for f in self.fields}  # (M, T, N, ...)
         states = [{**{f: stack[f][:, i].mean(0) for f in self.fields},
                    **{f"{f}_std": stack[f][:, i].std(0) for f in self.fields}} for i in range(len(recs[0].times))]
@@ -315,9 +329,10 @@ class EnsembleSurrogate(MeshSurrogate):
         for i, m in enumerate(members[1:], start=1):
             if (list(m.config["fields"]) != self.fields or list(m.config["field_dims"]) != self.dims
                     or int(m.config["edge_in"]) != self.edge_in
-                    or list(m.config.get("scalars") or []) != self.scalars):
-                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters and mesh as "
-                                      "member 0", path)
+                    or list(m.config.get("scalars") or []) != self.scalars
+                    or m.config.get("history", 1) != members[0].config.get("history", 1)):
+                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters, history and "
+                                      "mesh as member 0", path)
         self.members = members
 
     def _members(self) -> list[Any]:

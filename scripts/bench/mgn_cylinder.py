@@ -2,7 +2,7 @@
 
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
-                                         [--scalars nu] [--pushforward K] [--seed S]
+                                         [--scalars nu] [--pushforward K] [--history H] [--seed S]
                                          [--checkpoint CKPT] [--workers N]
 
 Generates the dataset with our solver if it is missing (datasets/cylinder_flow/<size>),
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pushforward", type=int, default=0,
                     help="most no-gradient model steps before the trained one (pushforward loss; 0: one-step)")
+    ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
@@ -73,11 +74,13 @@ def main() -> None:
     else:
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
         tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
-            (f"_seed{args.seed}" if args.seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "")
+            (f"_seed{args.seed}" if args.seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
+            (f"_h{args.history}" if args.history > 1 else "")
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
                       "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std,
-                      "scalars": args.scalars, "pushforward": args.pushforward},
+                      "scalars": args.scalars, "pushforward": args.pushforward,
+                      "history": args.history},
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
@@ -94,7 +97,7 @@ def main() -> None:
     report("mgn_cylinder", {
         "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
         "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars, "seed": args.seed,
-        "pushforward": args.pushforward,
+        "pushforward": args.pushforward, "history": args.history,
         "train_steps": steps,
         "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
         **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},

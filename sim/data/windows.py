@@ -1,4 +1,5 @@
-"""Training samples from the store: one (state at t, target at t+1) pair per sample.
+"""Training samples from the store: one (state at t, target at t+1) pair per sample, with
+the ``history - 1`` frames before t and ``horizon - 1`` frames after t+1 when asked.
 
 :class:`MeshStepDataset` reads lazily (each DataLoader worker opens the store itself, and
 only the steps a sample needs are read), caches the mesh graph of each trajectory, and
@@ -48,21 +49,26 @@ class MeshStepDataset(StoreDataset):
         scalars: names of trajectory parameters (each entry's ``params``) to attach.
         horizon: future steps per sample; beyond t+1 they come as ``future`` (for the
             pushforward loss, which rolls the model forward before the trained step).
+        history: frames per input, the state at t and the ``history - 1`` before it, which
+            come as ``past`` (for models that see recent changes, e.g. second-order dynamics
+            stored as positions only). Samples start at the trajectory's step ``history - 1``.
 
     Each item is a ``Data`` with ``state`` (N, F) at t, ``target`` (N, F) at t+1 (fields
     concatenated in ``fields`` order), ``edge_index``, ``edge_attr``, ``node_type``,
     ``mesh_pos``, ``dt``, ``scalars`` (1, S), with ``horizon > 1`` ``future`` (N, horizon - 1, F)
-    at t+2.., and ``entry``/``step`` identifying it.
+    at t+2.., with ``history > 1`` ``past`` (N, history - 1, F) at t-history+1..t-1 (oldest
+    first), and ``entry``/``step`` identifying it.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], entries: list[str] | None = None,
-                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = (), horizon: int = 1):
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = (), horizon: int = 1, history: int = 1):
+        if horizon < 1 or history < 1:
+            raise ValueError(f"horizon and history must be >= 1, got {horizon} and {history}")
         self.path = Path(path)
         self.fields = list(fields)
         self.scalar_names = list(scalars)
         self.horizon = int(horizon)
+        self.history = int(history)
         self.scalars: dict[str, np.ndarray] = {}
         self.graph_cache = graph_cache
         with Store(self.path) as store:
@@ -81,9 +87,10 @@ class MeshStepDataset(StoreDataset):
                 self.dims = dims
                 self.scalars[name] = trajectory_scalars(e.attrs.get("params"), self.scalar_names, self.path,
                                                         f"entry {name!r}")[None]
-                self.index += [(name, t) for t in range(e.num_steps - self.horizon)]
+                self.index += [(name, t) for t in range(self.history - 1, e.num_steps - self.horizon)]
         if not self.index:
-            raise SimError(f"no samples: the store has no trajectory with more than {self.horizon} steps", self.path)
+            raise SimError(f"no samples: the store has no trajectory with more than "
+                           f"{self.history - 1 + self.horizon} steps", self.path)
         self._reset_store()
 
     @property
@@ -114,12 +121,15 @@ class MeshStepDataset(StoreDataset):
     def __getitem__(self, k: int) -> Data:
         name, t = self.index[k]
         g = self.graph(name)
-        frames = self.read_state(name, slice(t, t + 1 + self.horizon))
+        h = self.history - 1
+        frames = self.read_state(name, slice(t - h, t + 1 + self.horizon))
         data = Data(edge_index=g.edge_index, edge_attr=g.edge_attr, node_type=g.node_type, mesh_pos=g.mesh_pos,
-                    state=torch.from_numpy(frames[0]), target=torch.from_numpy(frames[1]),
+                    state=torch.from_numpy(frames[h]), target=torch.from_numpy(frames[h + 1]),
                     dt=torch.tensor([g.dt]), scalars=torch.from_numpy(self.scalars[name]), num_nodes=g.num_nodes,
                     entry=name, step=t)
         if self.horizon > 1:
-            data.future = torch.from_numpy(np.ascontiguousarray(frames[2:].transpose(1, 0, 2)))
+            data.future = torch.from_numpy(np.ascontiguousarray(frames[h + 2:].transpose(1, 0, 2)))
+        if h:
+            data.past = torch.from_numpy(np.ascontiguousarray(frames[:h].transpose(1, 0, 2)))
         return data
 

@@ -1,7 +1,8 @@
 """One-step mesh simulators: a graph network wrapped with its normalisers and target convention.
 
-The network sees normalised node features ``[state, one_hot(node_type), scalars]`` and
-normalised edge features, and predicts the normalised *update* of the state: a delta
+The network sees normalised node features ``[state, one_hot(node_type), scalars]`` (and, with
+``history`` h > 1, the h - 1 latest changes ``x_t - x_{t-1}, ..., x_{t-h+2} - x_{t-h+1}`` after
+the state) and normalised edge features, and predicts the normalised *update* of the state: a delta
 (``x_{t+1} - x_t``) or a derivative (``(x_{t+1} - x_t) / dt``). The rollout engine owns the
 integration and the boundary conditions; the simulator only maps a state to an update.
 ``scalars`` are parameters of the whole trajectory (e.g. the viscosity ``nu``), read from its
@@ -53,13 +54,18 @@ class MeshSimulator(nn.Module):
             Needs samples with ``future`` frames (``MeshStepDataset(horizon=pushforward + 1)``);
             starts once the normalisers are frozen (before, a rollout of the untrained model
             means nothing, and the extra passes must not move the statistics).
+        history: frames the model sees, the state and the ``history - 1`` before it, given as
+            their successive changes (MeshGraphNet's cloth model uses 2: positions without
+            velocities). Needs samples with ``past`` frames (``MeshStepDataset(history=...)``);
+            a rollout starts from the last of ``history`` frames. Input noise goes on the
+            current state only, so the latest change carries it as it carries a rollout's error.
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
                  edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
-                 scalars: Sequence[str] = (), pushforward: int = 0):
+                 scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -70,11 +76,13 @@ class MeshSimulator(nn.Module):
                        "noise_std": noise_std if isinstance(noise_std, (int, float)) else list(noise_std),
                        "noise_types": [int(t) for t in noise_types],
                        "predicted_types": [int(t) for t in predicted_types], "scalars": list(scalars),
-                       "pushforward": int(pushforward)}
+                       "pushforward": int(pushforward), "history": int(history)}
         if pushforward < 0:
             raise ValueError(f"pushforward must be >= 0, got {pushforward}")
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
         self.num_features = int(sum(field_dims))
-        node_in = self.num_features + NUM_NODE_TYPES + len(self.config["scalars"])
+        node_in = self.num_features * int(history) + NUM_NODE_TYPES + len(self.config["scalars"])
         self.network = build_model(network, node_in=node_in, edge_in=edge_in, out_dim=self.num_features,
                                    **network_args)
         self.node_normalizer = Normalizer(node_in)
@@ -92,11 +100,9 @@ class MeshSimulator(nn.Module):
         init = getattr(self.network, "initialize", None)
         if init is None or self.network.config.get("init") in (None, "default"):
             return
-        one_hot = nn.functional.one_hot(sample.node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
-        x = torch.cat([sample.state, one_hot.to(sample.state.dtype),
-                       self.node_scalars(getattr(sample, "scalars", None), getattr(sample, "batch", None),
-                                         sample.state)], dim=-1)
-        init(sample.edge_index, x.shape[0], x=x, batch=getattr(sample, "batch", None))
+        inputs = self._graph_inputs(sample)
+        x = self.node_features(sample.state, sample.node_type, inputs["batch"], inputs["scalars"], inputs["past"])
+        init(sample.edge_index, x.shape[0], x=x, batch=inputs["batch"])
 
     def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
                       ) -> np.ndarray:
@@ -123,19 +129,34 @@ class MeshSimulator(nn.Module):
     def predicted_mask(self, node_type: torch.Tensor) -> torch.Tensor:
         return node_mask(node_type, self.config["predicted_types"])
 
-    def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
-                scalars: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised update (N, F) from the state (N, F) on a graph (``pos``: mesh coordinates,
-        ``batch``: graph id per node, for networks that use them; ``scalars``: the conditioning
-        values per graph, (G, S))."""
+    def node_features(self, state: torch.Tensor, node_type: torch.Tensor, batch: torch.Tensor | None = None,
+                      scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+        """Unnormalised node features (N, node_in): ``[state, changes, one_hot(node_type),
+        scalars]``, the changes from ``past`` (N, history - 1, F), the frames before ``state``
+        oldest first."""
         if state.shape[-1] != self.num_features:
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
+        h = self.config.get("history", 1) - 1
+        parts = [state]
+        if h:
+            if past is None or past.shape[1:] != (h, self.num_features):
+                got = "none" if past is None else tuple(past.shape[1:])
+                raise ValueError(f"the model sees {h + 1} frames: pass the {h} before the state as past "
+                                 f"(N, {h}, {self.num_features}), got {got}")
+            frames = torch.cat([past, state[:, None]], dim=1)
+            parts.append((frames[:, 1:] - frames[:, :-1]).flip(1).reshape(state.shape[0], -1))
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
+        return torch.cat([*parts, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)], dim=-1)
+
+    def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
+                edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised update (N, F) from the state (N, F) on a graph (``pos``: mesh coordinates,
+        ``batch``: graph id per node, for networks that use them; ``scalars``: the conditioning
+        values per graph, (G, S); ``past``: the frames before the state, (N, history - 1, F))."""
         learn = self.training and torch.is_grad_enabled()  # pushforward passes leave the statistics alone
-        x = self.node_normalizer(torch.cat([state, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)],
-                                           dim=-1), accumulate=learn)
+        x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past), accumulate=learn)
         e = self.edge_normalizer(edge_attr, accumulate=learn)
         return self.network(x, edge_index, e, pos=pos, batch=batch)
 
@@ -155,12 +176,13 @@ class MeshSimulator(nn.Module):
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
             state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator)
         scale = self._batch_scale(batch, state)
+        inputs = self._graph_inputs(batch)
         k = self._pushforward_steps(generator)
         if k:
-            state = self.pushforward(batch, state, k)
+            state, inputs["past"] = self.pushforward(batch, state, k)
             target = batch.future[:, k - 1]
         update = (target - state) / scale
-        pred = self(state, node_type, batch.edge_index, batch.edge_attr, **self._graph_inputs(batch))
+        pred = self(state, node_type, batch.edge_index, batch.edge_attr, **inputs)
         norm_update = self.output_normalizer(update)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
@@ -169,7 +191,7 @@ class MeshSimulator(nn.Module):
     def _graph_inputs(batch: Any) -> dict[str, Any]:
         """The optional inputs of :meth:`forward` that a (batched) sample carries."""
         return {"pos": getattr(batch, "mesh_pos", None), "batch": getattr(batch, "batch", None),
-                "scalars": getattr(batch, "scalars", None)}
+                "scalars": getattr(batch, "scalars", None), "past": getattr(batch, "past", None)}
 
     def _batch_scale(self, batch: Any, like: torch.Tensor) -> torch.Tensor:
         """(N, 1) factor from an update to a state change: 1, or each node's graph's dt."""
@@ -187,10 +209,11 @@ class MeshSimulator(nn.Module):
         return int(torch.randint(0, p + 1, (1,), generator=generator, device=device))
 
     @torch.no_grad()
-    def pushforward(self, batch: Any, state: torch.Tensor, k: int) -> torch.Tensor:
+    def pushforward(self, batch: Any, state: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after ``k`` model steps from ``state`` on ``batch``'s graph, predicted nodes
         integrated and the others set to the true values (``batch.target``, then ``batch.future``),
-        as the rollout engine does; no gradient flows through it."""
+        as the rollout engine does, and the frames before it (``past``, None without history);
+        no gradient flows through it."""
         future = getattr(batch, "future", None)
         if future is None or future.shape[1] < k:
             raise ValueError(f"pushforward of {k} steps needs samples with {k} future frames beyond t+1 "
@@ -201,12 +224,22 @@ class MeshSimulator(nn.Module):
         frames = [batch.target, *future.unbind(1)]
         for j in range(k):
             upd = self.predict_update(state, batch.node_type, batch.edge_index, batch.edge_attr, **inputs)
+            inputs["past"] = shift_history(inputs["past"], state)
             state = torch.where(keep, state + scale * upd, frames[j])
-        return state
+        return state, inputs["past"]
 
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
                        edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
-                       scalars: torch.Tensor | None = None) -> torch.Tensor:
+                       scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
         """Physical update (N, F): a delta, or a derivative to multiply by dt (see ``config['target']``)."""
-        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars))
+        return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars,
+                                                   past))
+
+
+def shift_history(past: torch.Tensor | None, state: torch.Tensor) -> torch.Tensor | None:
+    """The frames before the next state: ``past`` (N, h, F) without its oldest frame, then
+    ``state``; None stays None (a model without history)."""
+    if past is None:
+        return None
+    return torch.cat([past[:, 1:], state[:, None]], dim=1)

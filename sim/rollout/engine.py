@@ -3,7 +3,8 @@
 Each step: the model maps the state to an update; the engine integrates it
 (``x + delta`` or ``x + dt * derivative``), overwrites the prescribed nodes (every node
 type the model does not predict) with boundary values, checks for divergence, and streams
-the step to writers and metrics. Nothing but the current state is held in memory, so long
+the step to writers and metrics. Nothing but the current state (and, for a model with
+``history`` h, the h - 1 frames before it) is held in memory, so long
 rollouts of large meshes run in bounded memory. Several trajectories run as one batched
 graph. Runs under ``torch.inference_mode``. Particle simulators have their own loop
 (:mod:`sim.rollout.particles`) built from the same pieces (:func:`streaming`,
@@ -28,6 +29,7 @@ from torch_geometric.data import Batch
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Mesh, SeriesLayout
+from sim.models.simulator import shift_history
 
 HORIZONS = (1, 10, 20, 50, 100, 200)
 
@@ -111,12 +113,14 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
         simulator: a :class:`~sim.models.simulator.MeshSimulator` (or anything with
             ``predict_update``, ``predicted_mask`` and ``config``).
         meshes: one mesh per trajectory (fixed connectivity).
-        initial: (N_i, F) initial state per trajectory.
+        initial: (N_i, F) initial state per trajectory; for a model with ``history`` h > 1,
+            its last h frames (h, N_i, F), oldest first (the rollout starts from the last).
         steps: number of steps to predict.
         dt: time step(s).
         boundary: per trajectory ``fn(step, time) -> (N_i, F)`` whose values are imposed on
             prescribed nodes; default: the reference (when given), else the initial values.
-        reference: per trajectory (>= steps + 1, N_i, F) ground truth including step 0, for metrics.
+        reference: per trajectory (>= steps + 1, N_i, F) ground truth including step 0 (the
+            initial state), for metrics.
         writers: per trajectory a step writer (PVDWriter, XDMFWriter, ...) or None; step 0
             is written too. On divergence the writers are aborted.
         blowup_factor: diverged when the state's max norm exceeds this factor times the
@@ -130,13 +134,18 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
     dts = [float(dt)] * k if np.isscalar(dt) else [float(x) for x in dt]
     t0s = [float(t0)] * k if np.isscalar(t0) else [float(x) for x in t0]
     writers = list(writers) if writers is not None else [None] * k
+    h = int(simulator.config.get("history", 1))
+    frames = [np.asarray(x)[None] if np.ndim(x) == 2 and h == 1 else np.asarray(x) for x in initial]
+    for i, (m, x) in enumerate(zip(meshes, frames)):
+        if x.shape != (h, m.num_points, simulator.num_features):
+            expected = f"({m.num_points}, {simulator.num_features})" if h == 1 else \
+                f"({h}, {m.num_points}, {simulator.num_features}) (the model sees {h} frames)"
+            raise SimError(f"trajectory {i}: initial state has shape {np.shape(x)}, expected {expected} "
+                           f"for fields {simulator.config['fields']}")
+    initial = [x[-1] for x in frames]
     if boundary is None:
         boundary = [(lambda s, t, r=r: r[s]) for r in reference] if reference is not None else \
                    [(lambda s, t, x=x: x) for x in initial]
-    for i, (m, x) in enumerate(zip(meshes, initial)):
-        if x.shape != (m.num_points, simulator.num_features):
-            raise SimError(f"trajectory {i}: initial state has shape {x.shape}, expected "
-                           f"({m.num_points}, {simulator.num_features}) for fields {simulator.config['fields']}")
     names = simulator.config.get("scalars") or []
     if names:
         if params is None or len(params) != k:
@@ -152,7 +161,9 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
     node_dt = torch.cat([torch.full((n, 1), d) for n, d in zip(sizes, dts)]).to(device)
     prescribed = ~simulator.predicted_mask(graphs.node_type).cpu().numpy()
     state = torch.as_tensor(np.concatenate(initial), dtype=torch.float32, device=device)
-    scale = max(float(np.abs(x).max()) for x in initial)
+    past = torch.as_tensor(np.concatenate([x[:-1] for x in frames], axis=1).transpose(1, 0, 2),
+                           dtype=torch.float32, device=device) if h > 1 else None
+    scale = max(float(np.abs(x).max()) for x in frames)
     if reference is not None:
         scale = max(scale, max(float(np.abs(r[: steps + 1]).max()) for r in reference))
     limit = blowup_factor * max(scale, 1e-12)
@@ -167,7 +178,8 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
         with torch.inference_mode():
             for s in range(1, steps + 1):
                 upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr, graphs.mesh_pos,
-                              graphs.batch, scalars)
+                              graphs.batch, scalars, past)
+                past = shift_history(past, state)
                 state = state + (node_dt * upd if derivative else upd)
                 host = state.cpu().numpy()
                 for i in range(k):

@@ -23,6 +23,19 @@ def state_of(traj: Trajectory, fields: list[str], path: Any = None) -> np.ndarra
                           axis=-1).astype(np.float32)
 
 
+def rollout_window(simulator: Any, truth: np.ndarray, steps: int | None = None, path: Any = None,
+                   what: str = "the trajectory") -> tuple[np.ndarray, np.ndarray, int]:
+    """Split a true (T, N, F) series for a rollout: the initial frames the model needs (its
+    ``history`` h, oldest first), the reference from the last of them on (frame 0 = the
+    rollout's start, step h - 1 of the series), and the number of steps (all, or ``steps``)."""
+    h = int(simulator.config.get("history", 1))
+    if len(truth) <= h:
+        raise SimError(f"{what} has {len(truth)} step(s); the model starts from {h} and needs one more to roll "
+                       "out", path)
+    n = len(truth) - h if steps is None else min(steps, len(truth) - h)
+    return truth[:h], truth[h - 1:h + n], n
+
+
 class ComparisonWriter:
     """Wraps a series writer: each step carries the prediction, the truth and their difference
     (``<field>``, ``<field>_truth``, ``<field>_error``) so ParaView shows all three."""
@@ -62,7 +75,8 @@ class EntryResult:
 def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None = None, steps: int | None = None,
                    out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
                    compile: bool = False) -> list[EntryResult]:
-    """Roll out each entry from its first step with ground-truth boundary values.
+    """Roll out each entry from its first step (its step h - 1 for a model that sees h frames)
+    with ground-truth boundary values; persistence holds that step.
 
     Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step
     when ``out`` is given, and PNGs (error vs step, one step's prediction/truth/error)
@@ -76,8 +90,8 @@ def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None =
             traj = store.read(name)
             if not isinstance(traj, Trajectory):
                 raise SimError(f"entry {name!r} is a static mesh; rollouts need trajectories", data)
-            ref = state_of(traj, fields, data)
-            n = traj.num_steps - 1 if steps is None else min(steps, traj.num_steps - 1)
+            initial, ref, n = rollout_window(simulator, state_of(traj, fields, data), steps, data, f"entry {name!r}")
+            t0 = float(traj.times[len(initial) - 1])
             dt = traj.dt or float(np.diff(traj.times[:2])[0])
             writer = None
             path = None
@@ -87,10 +101,9 @@ def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None =
                 series = [*fields, *[f"{f}_truth" for f in fields], *[f"{f}_error" for f in fields]]
                 layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)
                 base = PVDWriter(path, layout) if fmt == "pvd" else XDMFWriter(path, layout)
-                writer = ComparisonWriter(base, ref, fields, dims, float(traj.times[0]), dt)
-            res: RolloutResult = rollout(simulator, [traj.mesh], [ref[0]], n, dt, reference=[ref[: n + 1]],
-                                         writers=[writer], t0=float(traj.times[0]), device=device, compile=compile,
-                                         params=[traj.params])
+                writer = ComparisonWriter(base, ref, fields, dims, t0, dt)
+            res: RolloutResult = rollout(simulator, [traj.mesh], [initial], n, dt, reference=[ref], writers=[writer],
+                                         t0=t0, device=device, compile=compile, params=[traj.params])
             persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, n + 1)])
             pres = RolloutResult(final=[], mse=[persistence])
             results.append(EntryResult(name, n, res.rmse(0), res.mse[0], pres.rmse(0), path))

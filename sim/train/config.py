@@ -9,6 +9,7 @@ Example::
       target: delta               # or derivative
       noise_std: 0.02
       scalars: [nu]               # trajectory parameters the model is conditioned on (optional)
+      history: 1                  # frames per input: the state and the ones before it (optional)
       # particles (GIOROM / GNS baseline) instead of meshes:
       # simulator: particle
       # network: giorom           # or meshgraphnet (full-resolution GNS-style baseline)
@@ -54,6 +55,7 @@ class ModelConfig:
     target: str = "delta"
     noise_std: float | list[float] = 0.0
     pushforward: int = 0  # mesh: most no-gradient model steps before the trained one (0: one-step loss)
+    history: int = 1  # mesh: frames per input, the state and those before it (particles: simulator_args)
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
     simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM), "steady" (SteadySimulator)
@@ -148,6 +150,11 @@ class Config:
             raise ConfigError(f"train.clock must be 'wall' or 'process', not {self.train.clock!r}", source)
         if self.train.steps < 1 or self.data.batch_size < 1:
             raise ConfigError("train.steps and data.batch_size must be positive", source)
+        if self.model.pushforward < 0 or self.model.history < 1:
+            raise ConfigError("model.pushforward must be >= 0 and model.history >= 1", source)
+        if self.model.simulator != "mesh" and (self.model.pushforward or self.model.history != 1):
+            raise ConfigError("model.pushforward and model.history are options of mesh simulators (particle "
+                              "simulators take their history in simulator_args)", source)
         if not self.data.train:
             raise ConfigError("data.train (a store file) is required", source)
 

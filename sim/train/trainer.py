@@ -34,7 +34,7 @@ from sim.mesh import Store
 from sim.models.registry import preset_args
 from sim.models.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.rollout.evaluate import state_of
+from sim.rollout.evaluate import rollout_window, state_of
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
 from sim.train.particles import build_particle_dataset, build_particle_simulator, particle_validation
@@ -107,7 +107,7 @@ def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
     if cfg.model.simulator == "steady":
         return build_steady_dataset(cfg)
     return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
-                           horizon=cfg.model.pushforward + 1)
+                           horizon=cfg.model.pushforward + 1, history=cfg.model.history)
 
 
 def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
@@ -125,7 +125,8 @@ def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
         kwargs["predicted_types"] = m.predicted_types
     edge_in = int(dataset[0].edge_attr.shape[-1])
     sim_ = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
-                         noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward, **kwargs)
+                         noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward, history=m.history,
+                         **kwargs)
     for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
         norm.max_accumulations = cfg.train.normalizer_accumulation_steps
     sim_.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
@@ -168,11 +169,10 @@ def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps:
     with Store(path) as store:
         for name in store.names()[:entries]:
             traj = store.read(name)
-            ref = state_of(traj, fields, path)
-            n = min(steps, traj.num_steps - 1)
+            first, ref, _ = rollout_window(simulator, state_of(traj, fields, path), steps, path, f"entry {name!r}")
             meshes.append(traj.mesh)
-            initial.append(ref[0])
-            refs.append(ref[: n + 1])
+            initial.append(first)
+            refs.append(ref)
             dts.append(traj.dt or 1.0)
             params.append(traj.params)
     n = min(len(r) - 1 for r in refs)

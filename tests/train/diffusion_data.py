@@ -1,4 +1,5 @@
-"""A small learnable dataset: explicit graph-Laplacian diffusion on one triangulated square."""
+"""Small learnable datasets on one triangulated square: explicit graph-Laplacian diffusion (first
+order in time) and the discrete wave equation (second order)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,28 @@ def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: in
                 u[t][mesh.node_type == NodeType.WALL] = 0.0
             w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u},
                                 params={} if kappas is None else {"kappa": kappa}))
+    return path
+
+
+def wave_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0, c2: float = 0.05) -> Path:
+    """Trajectories of the discrete wave equation ``u_{t+1} = 2 u_t - u_{t-1} + c2 L u_t`` with zero
+    walls, from a random state and a random first change: second order in time, so one frame
+    does not determine the next (the velocity is not stored) and two frames do."""
+    mesh = square_mesh()
+    ei = cell_edges(mesh.cells, mesh.num_points)
+    n = mesh.num_points
+    wall = mesh.node_type == NodeType.WALL
+    rng = np.random.default_rng(seed)
+    with StoreWriter(path) as w:
+        for _ in range(trajectories):
+            u = np.zeros((steps, n), dtype=np.float32)
+            u[0] = rng.random(n)
+            u[1] = u[0] + rng.uniform(-0.1, 0.1, n)
+            u[:2, wall] = 0.0
+            for t in range(1, steps - 1):
+                lap = np.zeros(n)
+                np.add.at(lap, ei[1], u[t][ei[0]] - u[t][ei[1]])
+                u[t + 1] = 2 * u[t] - u[t - 1] + c2 * lap
+                u[t + 1][wall] = 0.0
+            w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
     return path
