@@ -304,8 +304,9 @@ class MeshSurrogate(Surrogate):
     def predict(self, query: Mesh | Trajectory, dt: float | None = None, boundary: Any = None, **scalars: Any):
         """One step: the fields at the next time step on ``query``'s mesh, as a pyvista grid
         (with ``<field>_std`` for ensembles). ``query``: a Mesh with the fields in point_data, or
-        a Trajectory (its first step). ``scalars``: the trajectory parameters the model is
-        conditioned on (default: the Trajectory's params)."""
+        a Trajectory (its first step, or its first h for a model that sees h frames).
+        ``scalars``: the trajectory parameters the model is conditioned on (default: the
+        Trajectory's params)."""
         if dt is None and isinstance(query, Mesh):
             if self.simulator.config["target"] == "derivative":
                 raise SimError("give dt: the model predicts a time derivative", self.path)
