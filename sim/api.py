@@ -106,6 +106,7 @@ class MeshSurrogate(Surrogate):
         self.edge_in = int(simulator.config["edge_in"])
         self.network = simulator.config["network"]
         self.scalars: list[str] = list(simulator.config.get("scalars") or [])
+        self.history = int(simulator.config.get("history", 1))  # frames per input (older checkpoints: 1)
         train_cfg = (payload or {}).get("train", {}).get("config", {})
         self.train_data = train_cfg.get("data", {}).get("train")
 
@@ -113,7 +114,7 @@ class MeshSurrogate(Surrogate):
         return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
-                "scalars": list(self.scalars), "history": int(self.simulator.config.get("history", 1))}
+                "scalars": list(self.scalars), "history": self.history}
 
     # ----- checks: one readable error when the query does not fit the model
     def check_mesh(self, mesh: Mesh) -> None:
@@ -177,7 +178,7 @@ class MeshSurrogate(Surrogate):
     def _initial(self, initial: Any, dt: float | None) -> tuple[Mesh, np.ndarray, float, float, Trajectory | None]:
         """Mesh, initial frames (h, N, F) for a model that sees h frames, dt, start time, and the
         rest of the trajectory from the start on (its steps give the default boundary values)."""
-        h = int(self.simulator.config.get("history", 1))
+        h = self.history
         if isinstance(initial, Trajectory):
             mesh = initial.mesh
             self.check_mesh(mesh)
@@ -331,7 +332,7 @@ class EnsembleSurrogate(MeshSurrogate):
             if (list(m.config["fields"]) != self.fields or list(m.config["field_dims"]) != self.dims
                     or int(m.config["edge_in"]) != self.edge_in
                     or list(m.config.get("scalars") or []) != self.scalars
-                    or m.config.get("history", 1) != members[0].config.get("history", 1)):
+                    or int(m.config.get("history", 1)) != self.history):
                 raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters, history and "
                                       "mesh as member 0", path)
         self.members = members

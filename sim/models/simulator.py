@@ -137,7 +137,7 @@ class MeshSimulator(nn.Module):
         if state.shape[-1] != self.num_features:
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
-        h = self.config.get("history", 1) - 1
+        h = self.config["history"] - 1
         parts = [state]
         if h:
             if past is None or past.shape[1:] != (h, self.num_features):
