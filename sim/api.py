@@ -93,7 +93,7 @@ class _Recorder:
 
 
 class MeshSurrogate(Surrogate):
-    """MeshGraphNet or the graph transformer (any :class:`~sim.models.simulator.MeshSimulator`
+    """MeshGraphNet or the graph transformer (any :class:`~sim.models.mesh.simulator.MeshSimulator`
     checkpoint): one-step dynamics of point fields on a fixed mesh."""
 
     family = "mesh"
@@ -352,7 +352,7 @@ def _mesh_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrogat
 # --------------------------------------------------------------------------- steady graph models
 class SteadySurrogate(Surrogate):
     """A graph network that maps a mesh and input scalars to steady fields
-    (:class:`~sim.models.steady.SteadySimulator`)."""
+    (:class:`~sim.models.steady.simulator.SteadySimulator`)."""
 
     family = "steady"
 
@@ -394,7 +394,7 @@ def _steady_simulator(model: Any, payload: dict[str, Any], path: Path) -> Surrog
 
 # --------------------------------------------------------------------------- particles
 class ParticleSurrogate(Surrogate):
-    """GIOROM or the GNS-style baseline (:class:`~sim.models.particle_simulator.ParticleSimulator`):
+    """GIOROM or the GNS-style baseline (:class:`~sim.models.particle.simulator.ParticleSimulator`):
     Lagrangian particle dynamics from a history of positions; GIOROM steps a sparse subset and
     decodes the motion at any query points of the reference configuration."""
 

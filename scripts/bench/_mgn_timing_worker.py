@@ -46,7 +46,7 @@ def build_ours(args: argparse.Namespace, node_in: int, edge_in: int, out_dim: in
 
     if args.root and args.root not in sys.path:
         sys.path.insert(0, args.root)
-    from sim.models.meshgraphnet import MeshGraphNet
+    from sim.models.networks.meshgraphnet import MeshGraphNet
 
     model = MeshGraphNet(node_in, edge_in, out_dim, latent=args.latent, steps=args.steps,
                          hidden_layers=args.hidden_layers)

@@ -61,7 +61,7 @@ def fitted_checkpoint(network: str, args: dict, store: Path, out: Path) -> Path:
 
     from sim.graph import mesh_graph
     from sim.mesh import NUM_NODE_TYPES, Store
-    from sim.models.simulator import MeshSimulator
+    from sim.models.mesh.simulator import MeshSimulator
     from sim.train.checkpoint import save_checkpoint
 
     with Store(store) as s:

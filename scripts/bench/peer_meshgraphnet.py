@@ -158,7 +158,7 @@ def peer_order_reference(model: Any, x: Any, edge_index: Any, edge_attr: Any) ->
     the edge residual (``e + e'``), ours sums ``e'``. Used only to check the weight mapping."""
     import torch
 
-    from sim.models.layers import scatter_sum
+    from sim.nn.layers import scatter_sum
 
     v, e = model.node_encoder(x), model.edge_encoder(edge_attr)
     senders, receivers = edge_index
@@ -233,7 +233,7 @@ def main() -> None:
 
     import torch
 
-    from sim.models.meshgraphnet import MeshGraphNet
+    from sim.models.networks.meshgraphnet import MeshGraphNet
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)

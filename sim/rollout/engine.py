@@ -29,7 +29,7 @@ from torch_geometric.data import Batch
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Mesh, SeriesLayout
-from sim.models.simulator import shift_history
+from sim.models.mesh.simulator import shift_history
 
 HORIZONS = (1, 10, 20, 50, 100, 200)
 
@@ -110,7 +110,7 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
     """Roll ``simulator`` forward ``steps`` steps from ``initial`` on each mesh.
 
     Args:
-        simulator: a :class:`~sim.models.simulator.MeshSimulator` (or anything with
+        simulator: a :class:`~sim.models.mesh.simulator.MeshSimulator` (or anything with
             ``predict_update``, ``predicted_mask`` and ``config``).
         meshes: one mesh per trajectory (fixed connectivity).
         initial: (N_i, F) initial state per trajectory; for a model with ``history`` h > 1,

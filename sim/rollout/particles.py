@@ -5,7 +5,7 @@ the last frame of the (sparse) position history on a radius graph rebuilt from t
 positions; the engine integrates it with semi-implicit Euler
 (:func:`~sim.data.particles.semi_implicit_euler`), keeps the particles inside the domain
 box, shifts the history, checks for divergence, then evaluates the dense motion at the
-query points (a :class:`~sim.models.dense_decoder.DecodePlan` built once per query set;
+query points (a :class:`~sim.nn.dense_decoder.DecodePlan` built once per query set;
 without a decoder the particles themselves are the output) and streams it to the writers
 and the metrics. Same conventions as the mesh engine (:mod:`sim.rollout.engine`): runs
 under ``torch.inference_mode``, holds only the current history, writers are aborted when
@@ -47,7 +47,7 @@ def particle_rollout(simulator: Any, histories: Sequence[np.ndarray], steps: int
                      reference: Sequence[np.ndarray] | None = None,
                      writers: Sequence[StepWriter | None] | None = None, t0: Sequence[float] | float = 0.0,
                      device: str | torch.device = "cpu") -> ParticleRolloutResult:
-    """Roll a :class:`~sim.models.particle_simulator.ParticleSimulator` forward ``steps`` frames.
+    """Roll a :class:`~sim.models.particle.simulator.ParticleSimulator` forward ``steps`` frames.
 
     Args:
         histories: per trajectory the last H frames of all particles, (H, N_i, d).

@@ -6,7 +6,7 @@ Configuration (see :mod:`sim.train.config`)::
     model:
       simulator: particle
       network: giorom              # or meshgraphnet: the GNS-style full-resolution baseline
-      preset: cpu                  # the network's presets (sim.models.giorom / meshgraphnet)
+      preset: cpu                  # the network's presets (sim.models.particle.giorom / meshgraphnet)
       noise_std: 3.0e-4            # random-walk noise on the last velocity (length per frame)
       simulator_args:              # ParticleSimulator arguments
         sample_ratio: 0.05
@@ -26,8 +26,8 @@ import torch
 
 from sim.data.particles import ParticleWindowDataset
 from sim.errors import SimError
-from sim.models import giorom  # noqa: F401 - registers the network
-from sim.models.particle_simulator import ParticleSimulator
+from sim.models.particle import giorom  # noqa: F401 - registers the network
+from sim.models.particle.simulator import ParticleSimulator
 from sim.models.registry import preset_args
 from sim.rollout.particles import evaluate_particle_store
 from sim.train.config import Config

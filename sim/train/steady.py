@@ -21,7 +21,7 @@ import torch
 
 from sim.data.samples import MeshSampleDataset
 from sim.models.registry import preset_args
-from sim.models.steady import SteadySimulator
+from sim.models.steady.simulator import SteadySimulator
 from sim.train.config import Config
 
 

@@ -32,7 +32,7 @@ from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
 from sim.mesh import Store
 from sim.models.registry import preset_args
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
 from sim.rollout.evaluate import rollout_window, state_of
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble

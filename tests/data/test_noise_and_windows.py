@@ -10,7 +10,7 @@ import sim.mesh as sm
 from sim.data.noise import mesh_input_noise, random_walk_noise
 from sim.data.windows import MeshStepDataset
 from sim.mesh import NodeType
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from tests.conftest import trajectory_2d
 
 

@@ -12,7 +12,7 @@ from sim.data.particles import (ParticleStatistics, ParticleWindowDataset, accel
 from sim.data.sampling import sparse_subset, subset_size, trajectory_seed
 from sim.errors import SimError
 from sim.mesh import Mesh, Store, StoreWriter, Trajectory
-from sim.models.particle_simulator import ParticleSimulator
+from sim.models.particle.simulator import ParticleSimulator
 from tests.data.mpm_store import mpm_store
 
 

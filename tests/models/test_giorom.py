@@ -10,9 +10,9 @@ import torch
 
 from sim.data.sampling import sparse_subset
 from sim.graph import knn_bipartite
-from sim.models.dense_decoder import DenseDecoder
-from sim.models.fno import SpectralConv
-from sim.models.giorom import GIOROM, PRESETS
+from sim.nn.dense_decoder import DenseDecoder
+from sim.nn.fno import SpectralConv
+from sim.models.particle.giorom import GIOROM, PRESETS
 
 
 def _body(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -13,7 +13,7 @@ from scipy.spatial import Delaunay
 
 from sim.graph import adjacency, cell_edges
 from sim.models import GraphTransformer, build_model
-from sim.models.attention import MaskedAttention
+from sim.nn.attention import MaskedAttention
 
 
 def _mesh_edges(n: int = 40, seed: int = 0):
@@ -26,7 +26,7 @@ def _dense_reference(attn: MaskedAttention, x, mask, pos=None):
     n = x.shape[0]
     q, k, v = attn.qkv(x).view(n, 3, attn.heads, attn.head_dim).unbind(1)
     if attn.rope:
-        from sim.models.attention import rotary
+        from sim.nn.attention import rotary
 
         q, k = rotary(q, pos), rotary(k, pos)
     scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(attn.head_dim)
@@ -55,7 +55,7 @@ def test_rotary_scores_depend_only_on_relative_position():
     mask = torch.tensor([[0], [1]])
     pos = torch.tensor([[0.1, 0.3], [0.5, -0.2]])
     a = attn.qkv(x).view(2, 3, 2, 8)
-    from sim.models.attention import rotary
+    from sim.nn.attention import rotary
 
     def score(p):
         q, k = rotary(a[:, 0], p), rotary(a[:, 1], p)

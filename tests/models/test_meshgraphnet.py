@@ -8,7 +8,7 @@ import torch
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.models import MeshGraphNet, available_models, build_model
-from sim.models.layers import GraphNetBlock
+from sim.nn.layers import GraphNetBlock
 from tests.conftest import mixed_2d_mesh
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.plugins.diagnostics.hop_influence import MeshInfluenceModel, hop_influence, influence_png
 from tests.plugins.graphs import delaunay_graph
 

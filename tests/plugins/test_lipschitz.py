@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.plugins.diagnostics.bounds import BoundError, Interval
 from sim.plugins.diagnostics.lipschitz import local_lipschitz, mesh_lipschitz
 from tests.plugins.graphs import delaunay_graph

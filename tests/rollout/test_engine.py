@@ -9,7 +9,7 @@ import torch
 import sim.mesh as sm
 from sim.graph import mesh_graph
 from sim.mesh import Mesh, NodeType
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import RolloutDiverged, rollout, series_layout
 from tests.conftest import mixed_2d_mesh
 

@@ -9,7 +9,7 @@ import torch
 from sim.data.normalizer import Normalizer
 from sim.data.particles import ParticleStatistics
 from sim.mesh import Mesh, PVDWriter, SeriesLayout, Store, read
-from sim.models.particle_simulator import ParticleSimulator
+from sim.models.particle.simulator import ParticleSimulator
 from sim.rollout import RolloutDiverged
 from sim.rollout.particles import particle_rollout
 from tests.data.mpm_store import mpm_store

@@ -14,7 +14,7 @@ import sim
 from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
 from sim.mesh import Mesh, Store
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
 from sim.rollout.evaluate import evaluate_store
 from sim.train import Config, load_model, train

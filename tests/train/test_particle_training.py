@@ -8,7 +8,7 @@ import torch
 
 from sim.cli import main
 from sim.mesh import read
-from sim.models.particle_simulator import ParticleSimulator
+from sim.models.particle.simulator import ParticleSimulator
 from sim.train import Config, load_model, train
 from sim.train.checkpoint import read_checkpoint
 from tests.data.mpm_store import mpm_store

@@ -13,7 +13,7 @@ import sim
 from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
 from sim.mesh import Store
-from sim.models.simulator import MeshSimulator
+from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
 from sim.train import Config, load_model, train
 from tests.train.diffusion_data import diffusion_store

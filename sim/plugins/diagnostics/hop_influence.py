@@ -138,7 +138,7 @@ def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_see
 
     Args:
         simulator: ``simulator(state, node_type, edge_index, edge_attr, pos=, batch=)`` (e.g. a
-            :class:`~sim.models.simulator.MeshSimulator` in eval mode).
+            :class:`~sim.models.mesh.simulator.MeshSimulator` in eval mode).
         graph: ``Data`` with ``state`` (N, F), ``node_type`` (N,), ``edge_index``, ``mesh_pos`` (N, d).
         max_hops: largest hop distance k of the curve.
         num_seeds: seeds sampled (without replacement) among the nodes of ``seed_types``.

@@ -193,7 +193,7 @@ def mesh_lipschitz(simulator: nn.Module, graph: Any, eps: float = 1e-3, nodes: i
     the centred form.
 
     Args:
-        simulator: a :class:`~sim.models.simulator.MeshSimulator` (or any module with its
+        simulator: a :class:`~sim.models.mesh.simulator.MeshSimulator` (or any module with its
             forward signature, ``output_normalizer``, ``node_normalizer``, ``predicted_mask``
             and ``config``).
         graph: ``Data`` with ``state``, ``node_type``, ``edge_index``, ``edge_attr``, ``mesh_pos``

@@ -20,7 +20,7 @@ displacements, so
   gather and a weighted sum, so 100k query points cost little more than the sparse step.
 
 Trained on (sparse, dense) frame pairs of the simulations (MSE of the displacements of
-the dense particles, :class:`~sim.models.particle_simulator.ParticleSimulator`).
+the dense particles, :class:`~sim.models.particle.simulator.ParticleSimulator`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from sim.graph import knn_bipartite
-from sim.models.layers import mlp
+from sim.nn.layers import mlp
 
 
 @dataclass

@@ -4,8 +4,8 @@
 On the radius graph of the sparse particles (positions scaled to the unit box):
 
 1. encoder: node MLP and edge MLP to ``latent`` (features built by
-   :class:`~sim.models.particle_simulator.ParticleSimulator`);
-2. ``mp_before`` interaction-network layers (:class:`~sim.models.layers.GraphNetBlock`:
+   :class:`~sim.models.particle.simulator.ParticleSimulator`);
+2. ``mp_before`` interaction-network layers (:class:`~sim.nn.layers.GraphNetBlock`:
    message MLP([e_ij, h_j, h_i]), sum aggregation, residual node and edge updates);
 3. neural-operator stage, **one latent regular grid per sample** (the public code pooled
    every sample of a batch onto one grid; here grid nodes only see particles of their own
@@ -16,9 +16,9 @@ On the radius graph of the sparse particles (positions scaled to the unit box):
        g \\leftarrow \\mathcal{P}(g), \\quad
        h_i \\leftarrow h_i + [\\mathcal{K}_{g \\to p}\\, g](x_i)
 
-   with :math:`\\mathcal{K}` graph kernel integrals (:class:`~sim.models.gno.KernelIntegral`)
+   with :math:`\\mathcal{K}` graph kernel integrals (:class:`~sim.nn.gno.KernelIntegral`)
    over a ``gno_radius`` ball and :math:`\\mathcal{P}` the grid processor: an FNO
-   (:class:`~sim.models.fno.FNO`, the paper's v1) or a transformer over the grid tokens;
+   (:class:`~sim.nn.fno.FNO`, the paper's v1) or a transformer over the grid tokens;
 4. ``mp_after`` interaction-network layers;
 5. decoder MLP to the normalised acceleration.
 
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from sim.graph import bipartite_radius_graph
-from sim.models.fno import FNO
-from sim.models.gno import KernelIntegral
-from sim.models.layers import GraphNetBlock, mlp
+from sim.nn.fno import FNO
+from sim.nn.gno import KernelIntegral
+from sim.nn.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
 
 PRESETS: dict[str, dict[str, Any]] = {  # grid and modes left out follow the dimension (GRID, MODES)

@@ -13,7 +13,7 @@ Two configurations:
 - GNS-style full-resolution baseline: ``network="meshgraphnet"`` with ``sample_ratio=1``;
 - GIOROM: ``network="giorom"`` on a fixed sparse subset per trajectory
   (``sample_ratio`` 0.01-0.25, farthest-point or random) plus a
-  :class:`~sim.models.dense_decoder.DenseDecoder` that evaluates the motion at any query
+  :class:`~sim.nn.dense_decoder.DenseDecoder` that evaluates the motion at any query
   point. By default the sparse graph's radius is the full-resolution radius times
   ``sample_ratio ** (-1 / dim)``, which keeps the number of neighbours per particle.
 
@@ -37,7 +37,7 @@ from sim.data.normalizer import Normalizer
 from sim.data.particles import ParticleStatistics, acceleration_target, velocities, wall_distances
 from sim.data.sampling import sparse_subset, trajectory_seed
 from sim.graph import point_cloud_graph
-from sim.models.dense_decoder import DecodePlan, DenseDecoder
+from sim.nn.dense_decoder import DecodePlan, DenseDecoder
 from sim.models.registry import build_model, register_model
 
 NUM_PARTICLE_TYPES = 9

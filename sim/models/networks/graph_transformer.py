@@ -37,8 +37,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from sim.graph.edges import hop_edges
-from sim.models.attention import MaskedAttention
-from sim.models.layers import mlp
+from sim.nn.attention import MaskedAttention
+from sim.nn.layers import mlp
 from sim.models.registry import register_model
 from sim.plugins.init import AggregationSite, apply_init, mean_operator
 from sim.plugins.layers import LayerSlots

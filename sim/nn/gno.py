@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sim.models.layers import mlp, scatter_sum
+from sim.nn.layers import mlp, scatter_sum
 
 
 class KernelIntegral(nn.Module):

@@ -4,7 +4,7 @@ Encode-process-decode on the mesh graph:
 
 - encoder: node MLP on node features (fields + node-type one-hot), edge MLP on edge
   features (relative mesh position and its norm), both to ``latent`` with LayerNorm;
-- processor: ``steps`` :class:`~sim.models.layers.GraphNetBlock` s with residuals, unshared
+- processor: ``steps`` :class:`~sim.nn.layers.GraphNetBlock` s with residuals, unshared
   weights;
 - decoder: node MLP without LayerNorm to ``out_dim`` (a normalised delta or derivative; the
   rollout engine owns the integration).
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sim.models.layers import GraphNetBlock, mlp
+from sim.nn.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
 from sim.plugins.init import AggregationSite, apply_init, sum_operator
 from sim.plugins.layers import LayerSlots

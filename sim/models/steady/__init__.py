@@ -1,0 +1,5 @@
+"""Steady-field family: a graph network from a mesh and input scalars to fields."""
+
+from sim.models.steady.simulator import SteadySimulator
+
+__all__ = ["SteadySimulator"]
