@@ -155,16 +155,18 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from sim.train import load_config, train
+    from sim.families import configure, train, train_ensemble
+    from sim.train.config import load_config
 
     cfg = load_config(args.config)
-    if args.steps:
+    if args.steps is not None:
+        if args.steps < 1:
+            raise SimError(f"--steps must be >= 1, got {args.steps}")
         cfg.train.steps = args.steps
     if args.out:
         cfg.train.out = args.out
+    configure(cfg, args.config).require("train")
     if args.ensemble:
-        from sim.train import train_ensemble
-
         summary = train_ensemble(cfg, args.ensemble, resume=args.resume)
         print(f"ensemble of {args.ensemble} members: {summary['checkpoint']}")
         return
@@ -175,63 +177,88 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
 
 
-def _metrics_table(results) -> dict:
-    import numpy as np
+def _load(args: argparse.Namespace, command: str):
+    """(family, model) of the checkpoint argument, after the family says it supports ``command``."""
+    from sim.families import load_model_file
 
-    horizons = [h for h in ("1", "10", "20", "50", "100", "200", "all") if all(h in r.rmse for r in results)]
-    print(f"{'entry':<12} {'steps':>6} " + " ".join(f"{'rmse_' + h:>11}" for h in horizons)
-          + f" {'persist_all':>12}")
-    for r in results:
-        print(f"{r.name:<12} {r.steps:>6} " + " ".join(f"{r.rmse[h]:>11.4g}" for h in horizons)
-              + f" {r.persistence_rmse['all']:>12.4g}")
-    summary = {f"rmse_{h}": float(np.mean([r.rmse[h] for r in results])) for h in horizons}
-    summary.update({f"persistence_rmse_{h}": float(np.mean([r.persistence_rmse[h] for r in results]))
-                    for h in horizons})
-    print(f"{'mean':<12} {'':>6} " + " ".join(f"{summary['rmse_' + h]:>11.4g}" for h in horizons)
-          + f" {summary['persistence_rmse_all']:>12.4g}")
-    return summary
+    family, model, _ = load_model_file(args.checkpoint)
+    family.require(command)
+    return family, model
 
 
-def _evaluate(args: argparse.Namespace, out: Path | None, every_entry: bool) -> dict:
+def _entries(args: argparse.Namespace, every_entry: bool) -> list[str] | None:
     from sim.mesh import Store
-    from sim.rollout.evaluate import evaluate_store
-    from sim.rollout.particles import evaluate_particle_store
-    from sim.train import load_model
 
-    model, _ = load_model(args.checkpoint)
-    extra = {"compile": getattr(args, "compile", False)}
-    if getattr(model, "kind", "mesh") == "particle":  # GIOROM / GNS: a moving point-cloud series
-        evaluate_store = evaluate_particle_store
-        if extra.pop("compile"):
-            raise SimError("--compile applies to mesh models; particle rollouts rebuild their graph every frame",
-                           args.checkpoint)
     with Store(args.data) as store:
         names = store.names()
-    entries = [args.entry] if args.entry else (names if every_entry else names[:1])
-    results = evaluate_store(model, args.data, entries, args.steps, out, getattr(args, "format", "pvd"),
-                             getattr(args, "plot", False), **extra)
-    summary = _metrics_table(results)
-    summary["entries"] = {r.name: {"steps": r.steps, **{f"rmse_{k}": v for k, v in r.rmse.items()}}
-                          for r in results}
-    if getattr(args, "json", None):
-        from sim.mesh.atomic import atomic_path
+    if not names:
+        raise SimError("the store has no entries", args.data)
+    if args.entry:
+        if args.entry not in names:
+            raise SimError(f"no entry {args.entry!r} in the store (entries: {', '.join(names[:8])}"
+                           f"{' ...' if len(names) > 8 else ''})", args.data)
+        return [args.entry]
+    return names if every_entry else names[:1]
 
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(summary, indent=2))
-    return summary
+
+def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_entry: bool):
+    family, model = _load(args, command)
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        raise SimError(f"--steps must be >= 1, got {args.steps}")
+    ev = family.evaluate(model, Path(args.data), _entries(args, every_entry), getattr(args, "steps", None), out,
+                         getattr(args, "format", "pvd"), getattr(args, "plot", False),
+                         compile=getattr(args, "compile", False))
+    print(ev.table())
+    if getattr(args, "json", None):
+        _write_json(Path(args.json), ev.to_dict())
+    return ev
 
 
 def cmd_rollout(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    _evaluate(args, out, every_entry=args.all)
-    for p in sorted(out.glob(f"*.{args.format}")):
+    ev = _evaluate(args, "rollout", out, every_entry=args.all)
+    for p in ev.outputs:
         print(f"wrote {p}")
     for p in sorted(out.glob("*.png")):
         print(f"wrote {p}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    _evaluate(args, None, every_entry=True)
+    _evaluate(args, "eval", None, every_entry=True)
+
+
+def _parse_params(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key] = float(value)
+        except ValueError:
+            raise SimError(f"--param takes NAME=NUMBER, got {item!r}") from None
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from sim.families import load
+    from sim.mesh import Mesh, read, write
+
+    surrogate = load(args.checkpoint)
+    from sim.families import get_family
+
+    get_family(surrogate.family.split("-")[0]).require("predict")
+    mesh = read(args.mesh)
+    if not isinstance(mesh, Mesh):
+        raise SimError("give one mesh (a static mesh file), not a series or a store", args.mesh)
+    try:
+        grid = surrogate.predict(mesh, **_parse_params(args.param))
+    except SimError as exc:
+        raise exc.with_path(args.mesh) if exc.path is None else exc
+    result = Mesh.from_pyvista(grid)
+    write(result, Path(args.out))
+    fields = ", ".join(sorted(result.point_data))
+    print(f"wrote {args.out} ({fields})")
 
 
 def cmd_plugins_list(args: argparse.Namespace) -> None:
@@ -247,20 +274,15 @@ def cmd_plugins_list(args: argparse.Namespace) -> None:
 
 
 def _diagnose_inputs(args: argparse.Namespace):
-    from sim.data.windows import MeshStepDataset
     from sim.mesh import Store
-    from sim.train import load_model
 
-    model, _ = load_model(args.checkpoint)
+    family, model = _load(args, "diagnose")
     with Store(args.data) as store:
         names = store.names()
     entry = args.entry or (names[0] if names else None)
     if entry not in names:
         raise SimError(f"no entry {entry!r} in the store (entries: {', '.join(names[:8])})", args.data)
-    dataset = MeshStepDataset(args.data, model.config["fields"], entries=[entry])
-    if not 0 <= args.step < len(dataset):
-        raise SimError(f"step {args.step} is outside entry {entry!r} (steps 0..{len(dataset) - 1})", args.data)
-    return model, dataset[args.step], entry
+    return model, family.diagnose_sample(model, Path(args.data), entry, args.step), entry
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -346,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--recipe", help="recipe, to compute its dataset statistics after merging")
     mg.set_defaults(func=cmd_merge)
 
-    t = sub.add_parser("train", help="train a model from a YAML configuration")
+    t = sub.add_parser("train", help="train (or fit) a model of any family from a YAML configuration")
     t.add_argument("config")
     t.add_argument("--resume", action="store_true", help="continue from train.out/checkpoint.pt")
     t.add_argument("--steps", type=int, help="override train.steps")
@@ -375,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
     e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="fields of a steady model (graph network, MMGP) on a mesh file")
+    pr.add_argument("checkpoint")
+    pr.add_argument("mesh", help="mesh file (.vtu, .msh, ... any format sim reads)")
+    pr.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an input scalar of the model (repeat for each), e.g. --param E=100")
+    pr.add_argument("--out", required=True, help="output mesh file with the fields (and <field>_std)")
+    pr.set_defaults(func=cmd_predict)
 
     pl = sub.add_parser("plugins", help="graph-learning plugins (layers, init, diagnostics, ...)")
     plsub = pl.add_subparsers(dest="plugins_command", required=True)

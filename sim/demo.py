@@ -33,9 +33,9 @@ def demo_config(data: Path, run: Path, train_seconds: float, quick: bool) -> dic
 
 def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, workers: int = 2) -> dict[str, Path]:
     from sim.mesh.atomic import atomic_path
+    from sim.families import get_family, steps_for_budget, train
     from sim.rollout.evaluate import evaluate_store
-    from sim.train import Config, load_model, train
-    from sim.train.trainer import steps_for_budget
+    from sim.train import Config, load_model
     from solvers.recipes import generate, load_recipe
 
     out = Path(out)
@@ -60,7 +60,8 @@ def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, worke
     print("[3/3] rolling out on an unseen trajectory")
     model, _ = load_model(ckpt)
     rollout_dir = out / "rollout"
-    results = evaluate_store(model, data / "valid.h5", None, None, rollout_dir, "pvd", plot=True)
+    results = evaluate_store(model, data / "valid.h5", get_family("mesh").case(model), None, None, rollout_dir, "pvd",
+                             plot=True)
     r = results[0]
     summary_path = out / "summary.txt"
     text = (f"rollout of {r.steps} steps on {r.name}: all-rollout RMSE {r.rmse['all']:.4g} "

@@ -1,14 +1,14 @@
-"""The rollout engine: one loop for every time-stepping mesh model.
+"""The rollout engine: one loop (:func:`run`) for every time-stepping model.
 
-Each step: the model maps the state to an update; the engine integrates it
-(``x + delta`` or ``x + dt * derivative``), overwrites the prescribed nodes (every node
-type the model does not predict) with boundary values, checks for divergence, and streams
-the step to writers and metrics. Nothing but the current state (and, for a model with
-``history`` h, the h - 1 frames before it) is held in memory, so long
-rollouts of large meshes run in bounded memory. Several trajectories run as one batched
-graph. Runs under ``torch.inference_mode``. Particle simulators have their own loop
-(:mod:`sim.rollout.particles`) built from the same pieces (:func:`streaming`,
-:func:`check_diverged`, :class:`RolloutResult`).
+A *stepper* (:mod:`sim.rollout.steppers`) holds a family's state and knows how to advance
+it one step: mesh simulators integrate their update and impose boundary values on the
+nodes they do not predict, particle simulators integrate accelerations and decode the dense
+motion, an ensemble advances its members together. The loop owns everything else, the same
+for all: it writes step 0 and every step to streaming writers (aborted, so nothing is left
+under the final names, when the rollout diverges or is interrupted), stops with
+:class:`RolloutDiverged` on NaN/inf or a runaway state, and records the per-step error
+against a reference. Nothing but the current state (and the frames a model sees) is held,
+so long rollouts of large meshes run in bounded memory. Runs under ``torch.inference_mode``.
 
 Metrics follow MeshGraphNet: per-step MSE over all nodes and features; the rollout RMSE
 at horizon h is ``sqrt(mean of the per-step MSE over steps 1..h)``; ``all`` is the whole
@@ -24,12 +24,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch
 
 from sim.errors import SimError
-from sim.graph import mesh_graph
 from sim.mesh import Mesh, SeriesLayout
-from sim.models.mesh.simulator import shift_history
 
 HORIZONS = (1, 10, 20, 50, 100, 200)
 
@@ -102,16 +99,79 @@ def series_layout(mesh: Mesh, fields: Sequence[str], dt: float | None, params: d
     return SeriesLayout(mesh, point_fields=list(fields), dt=dt, params=params or {})
 
 
+class Stepper(Protocol):
+    """What :func:`run` drives: ``size`` trajectories, ``fields``/``dims`` of the values it
+    reports, :meth:`outputs` of the current step and :meth:`advance` to the next."""
+
+    size: int
+
+    def outputs(self) -> list["Frame"]: ...
+
+    def advance(self, step: int) -> None: ...
+
+
+@dataclass
+class Frame:
+    """One trajectory's current step: ``values`` (N, F), compared with the reference;
+    ``fields`` written to the series; ``positions`` of moving points (None on a fixed mesh)."""
+
+    values: np.ndarray
+    fields: dict[str, np.ndarray]
+    positions: np.ndarray | None = None
+
+
+def run(stepper: Stepper, steps: int, times: Sequence[Callable[[int], float]],
+        writers: Sequence[StepWriter | None] | None = None, reference: Sequence[np.ndarray] | None = None,
+        blowup_factor: float | None = 1e3) -> RolloutResult:
+    """Advance ``stepper`` ``steps`` steps; the one rollout loop.
+
+    Args:
+        times: per trajectory ``time(step)``, the time each step is written at.
+        writers: per trajectory a step writer (or None); step 0 is written too.
+        reference: per trajectory (>= steps + 1, N, F) true values including step 0, for the
+            per-step MSE (over nodes and features) of :class:`RolloutResult`.
+        blowup_factor: diverged when the values' max norm exceeds this factor times the largest
+            of the initial and reference values' max norm (None: only NaN/inf).
+    """
+    if steps < 1:
+        raise SimError(f"steps must be >= 1, got {steps}")
+    k = stepper.size
+    writers = list(writers) if writers is not None else [None] * k
+    mse: list[list[float]] = [[] for _ in range(k)]
+    with streaming(writers), torch.inference_mode():
+        out = stepper.outputs()
+        limit = None
+        if blowup_factor is not None:
+            scale = max(float(np.abs(o.values).max()) for o in out)
+            if reference is not None:
+                scale = max(scale, max(float(np.abs(r[: steps + 1]).max()) for r in reference))
+            limit = blowup_factor * max(scale, 1e-12)
+        for i, w in enumerate(writers):
+            if w is not None:
+                w.write(times[i](0), out[i].fields, positions=out[i].positions)
+        for s in range(1, steps + 1):
+            stepper.advance(s)
+            out = stepper.outputs()
+            for o in out:
+                check_diverged(o.values, s, limit)
+            for i in range(k):
+                if writers[i] is not None:
+                    writers[i].write(times[i](s), out[i].fields, positions=out[i].positions)
+                if reference is not None:
+                    mse[i].append(float(((out[i].values - reference[i][s]) ** 2).mean()))
+    return RolloutResult(final=[o.values for o in out], mse=[np.array(m) for m in mse] if reference is not None else [])
+
+
 def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray], steps: int,
             dt: Sequence[float] | float, boundary: Sequence[Boundary] | None = None,
             reference: Sequence[np.ndarray] | None = None, writers: Sequence[StepWriter | None] | None = None,
             t0: Sequence[float] | float = 0.0, blowup_factor: float = 1e3, device: str | torch.device = "cpu",
             compile: bool = False, params: Sequence[dict[str, Any] | None] | None = None) -> RolloutResult:
-    """Roll ``simulator`` forward ``steps`` steps from ``initial`` on each mesh.
+    """Roll a mesh simulator forward ``steps`` steps from ``initial`` on each mesh (several
+    trajectories run as one batched graph).
 
     Args:
-        simulator: a :class:`~sim.models.mesh.simulator.MeshSimulator` (or anything with
-            ``predict_update``, ``predicted_mask`` and ``config``).
+        simulator: a :class:`~sim.models.mesh.simulator.MeshSimulator`.
         meshes: one mesh per trajectory (fixed connectivity).
         initial: (N_i, F) initial state per trajectory; for a model with ``history`` h > 1,
             its last h frames (h, N_i, F), oldest first (the rollout starts from the last).
@@ -121,79 +181,20 @@ def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray
             prescribed nodes; default: the reference (when given), else the initial values.
         reference: per trajectory (>= steps + 1, N_i, F) ground truth including step 0 (the
             initial state), for metrics.
-        writers: per trajectory a step writer (PVDWriter, XDMFWriter, ...) or None; step 0
-            is written too. On divergence the writers are aborted.
-        blowup_factor: diverged when the state's max norm exceeds this factor times the
-            largest of the initial and reference states' max norm.
+        writers: per trajectory a step writer (PVDWriter, XDMFWriter, ...) or None.
+        blowup_factor: see :func:`run`.
         compile: run the one-step map through ``torch.compile`` (the graph is fixed during a
             rollout, so it compiles once; worth it for long rollouts, costs a compile at start).
         params: per trajectory its parameters (``Trajectory.params``), from which a model
             conditioned on ``scalars`` (e.g. the viscosity) takes its values.
     """
+    from sim.rollout.steppers import MeshStepper
+
     k = len(meshes)
     dts = [float(dt)] * k if np.isscalar(dt) else [float(x) for x in dt]
     t0s = [float(t0)] * k if np.isscalar(t0) else [float(x) for x in t0]
-    writers = list(writers) if writers is not None else [None] * k
-    h = int(simulator.config.get("history", 1))
-    frames = [np.asarray(x)[None] if np.ndim(x) == 2 and h == 1 else np.asarray(x) for x in initial]
-    for i, (m, x) in enumerate(zip(meshes, frames)):
-        if x.shape != (h, m.num_points, simulator.num_features):
-            expected = f"({m.num_points}, {simulator.num_features})" if h == 1 else \
-                f"({h}, {m.num_points}, {simulator.num_features}) (the model sees {h} frames)"
-            raise SimError(f"trajectory {i}: initial state has shape {np.shape(x)}, expected {expected} "
-                           f"for fields {simulator.config['fields']}")
-    initial = [x[-1] for x in frames]
-    if boundary is None:
-        boundary = [(lambda s, t, r=r: r[s]) for r in reference] if reference is not None else \
-                   [(lambda s, t, x=x: x) for x in initial]
-    names = simulator.config.get("scalars") or []
-    if names:
-        if params is None or len(params) != k:
-            raise SimError(f"the model is conditioned on trajectory parameter(s) {names}: give params for each "
-                           f"of the {k} trajectories")
-        scalars = torch.as_tensor(np.stack([simulator.scalar_values(p, what=f"trajectory {i}")
-                                            for i, p in enumerate(params)]), device=device)
-    else:
-        scalars = None
-    graphs = Batch.from_data_list([mesh_graph(m) for m in meshes]).to(device)
-    sizes = [m.num_points for m in meshes]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    node_dt = torch.cat([torch.full((n, 1), d) for n, d in zip(sizes, dts)]).to(device)
-    prescribed = ~simulator.predicted_mask(graphs.node_type).cpu().numpy()
-    state = torch.as_tensor(np.concatenate(initial), dtype=torch.float32, device=device)
-    past = torch.as_tensor(np.concatenate([x[:-1] for x in frames], axis=1).transpose(1, 0, 2),
-                           dtype=torch.float32, device=device) if h > 1 else None
-    scale = max(float(np.abs(x).max()) for x in frames)
-    if reference is not None:
-        scale = max(scale, max(float(np.abs(r[: steps + 1]).max()) for r in reference))
-    limit = blowup_factor * max(scale, 1e-12)
-    fields, dims = simulator.config["fields"], simulator.config["field_dims"]
-    mse: list[list[float]] = [[] for _ in range(k)]
-    derivative = simulator.config["target"] == "derivative"
-    predict = torch.compile(simulator.predict_update, dynamic=False) if compile else simulator.predict_update
-    with streaming(writers):
-        for i, w in enumerate(writers):
-            if w is not None:
-                w.write(t0s[i], split_fields(initial[i], fields, dims))
-        with torch.inference_mode():
-            for s in range(1, steps + 1):
-                upd = predict(state, graphs.node_type, graphs.edge_index, graphs.edge_attr, graphs.mesh_pos,
-                              graphs.batch, scalars, past)
-                past = shift_history(past, state)
-                state = state + (node_dt * upd if derivative else upd)
-                host = state.cpu().numpy()
-                for i in range(k):
-                    lo, hi = offsets[i], offsets[i + 1]
-                    bc = np.asarray(boundary[i](s, t0s[i] + s * dts[i]), dtype=np.float32)
-                    host[lo:hi][prescribed[lo:hi]] = bc[prescribed[lo:hi]]
-                check_diverged(host, s, limit)
-                state = torch.from_numpy(host).to(device)
-                for i in range(k):
-                    lo, hi = offsets[i], offsets[i + 1]
-                    if writers[i] is not None:
-                        writers[i].write(t0s[i] + s * dts[i], split_fields(host[lo:hi], fields, dims))
-                    if reference is not None:
-                        mse[i].append(float(((host[lo:hi] - reference[i][s]) ** 2).mean()))
-    host = state.cpu().numpy()
-    return RolloutResult(final=[host[offsets[i]:offsets[i + 1]] for i in range(k)],
-                         mse=[np.array(m) for m in mse] if reference is not None else [])
+    if boundary is None and reference is not None:
+        boundary = [(lambda s, t, r=r: r[s]) for r in reference]
+    stepper = MeshStepper(simulator, meshes, initial, dts, t0s, boundary=boundary, params=params, device=device,
+                          compile=compile)
+    return run(stepper, steps, stepper.times, writers, reference, blowup_factor)

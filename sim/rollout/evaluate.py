@@ -1,7 +1,9 @@
-"""Roll a mesh simulator over the trajectories of a store: series for ParaView, metrics, pictures."""
+"""Roll a model over the trajectories of a store: series for ParaView, metrics, pictures (one
+evaluator for every time-stepping family; each family prepares an entry as a :class:`Case`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import numpy as np
 
 from sim.errors import SimError
 from sim.mesh import PVDWriter, SeriesLayout, Store, Trajectory, XDMFWriter
-from sim.rollout.engine import RolloutResult, rollout, split_fields
+from sim.rollout.engine import RolloutResult, split_fields
 
 
 def state_of(traj: Trajectory, fields: list[str], path: Any = None) -> np.ndarray:
@@ -72,44 +74,85 @@ class EntryResult:
     output: Path | None
 
 
-def evaluate_store(simulator: Any, data: str | Path, entries: list[str] | None = None, steps: int | None = None,
-                   out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
-                   compile: bool = False) -> list[EntryResult]:
-    """Roll out each entry from its first step (its step h - 1 for a model that sees h frames)
-    with ground-truth boundary values; persistence holds that step.
+@dataclass
+class Case:
+    """One store entry prepared for a rollout by a family: its stepper, the true values of the
+    steps it will predict (``reference`` (n + 1, N, F), step 0 the start), the same in the
+    written fields' units (``field_reference``), the time axis and the series layout."""
 
-    Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step
-    when ``out`` is given, and PNGs (error vs step, one step's prediction/truth/error)
+    stepper: Any
+    reference: np.ndarray
+    field_reference: np.ndarray
+    steps: int
+    t0: float
+    dt: float
+    layout: SeriesLayout
+    mesh_snapshot: Trajectory | None = None  # a fixed-mesh trajectory: --plot adds the step picture
+
+
+CaseBuilder = Callable[..., Case]
+
+
+def mesh_case(model: Any, traj: Trajectory, name: str, steps: int | None, data: Any, device: Any = "cpu",
+              compile: bool = False) -> Case:
+    """A mesh simulator (or a list of them: an ensemble) from the entry's first step (its first
+    h steps for a model that sees h frames), with ground-truth boundary values."""
+    from sim.rollout.steppers import EnsembleStepper, MeshStepper
+
+    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    first = members[0]
+    if not isinstance(traj, Trajectory):
+        raise SimError(f"entry {name!r} is a static mesh; rollouts need trajectories", data)
+    fields, dims = first.config["fields"], first.config["field_dims"]
+    initial, ref, n = rollout_window(first, state_of(traj, fields, data), steps, data, f"entry {name!r}")
+    t0 = float(traj.times[len(initial) - 1])
+    dt = traj.dt or float(np.diff(traj.times[:2])[0])
+    steppers = [MeshStepper(m, [traj.mesh], [initial], [dt], [t0], boundary=[lambda s, t: ref[s]],
+                            params=[traj.params], device=device, compile=compile) for m in members]
+    stepper = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
+    series = [*fields, *[f"{f}_truth" for f in fields], *[f"{f}_error" for f in fields]]
+    if len(steppers) > 1:
+        series += [f"{f}_std" for f in fields]
+    layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)
+    return Case(stepper, ref, ref, n, t0, dt, layout, mesh_snapshot=traj)
+
+
+def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: list[str] | None = None,
+                   steps: int | None = None, out: Path | None = None, fmt: str = "pvd", plot: bool = False,
+                   device: str = "cpu", compile: bool = False, progress: bool = False) -> list[EntryResult]:
+    """Roll ``model`` over each entry of a store (the one store evaluator of every
+    time-stepping family; ``case`` prepares an entry for the family's stepper) and compare
+    with the truth; persistence (the start held) is the baseline.
+
+    Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step when
+    ``out`` is given, and PNGs (error vs step; for meshes one step's prediction/truth/error)
     with ``plot``.
     """
-    fields, dims = simulator.config["fields"], simulator.config["field_dims"]
+    from tqdm import tqdm
+
+    from sim.rollout.engine import run
+
     results = []
     with Store(data) as store:
         names = entries or store.names()
-        for name in names:
-            traj = store.read(name)
-            if not isinstance(traj, Trajectory):
-                raise SimError(f"entry {name!r} is a static mesh; rollouts need trajectories", data)
-            initial, ref, n = rollout_window(simulator, state_of(traj, fields, data), steps, data, f"entry {name!r}")
-            t0 = float(traj.times[len(initial) - 1])
-            dt = traj.dt or float(np.diff(traj.times[:2])[0])
-            writer = None
-            path = None
+        for name in tqdm(names, desc="entries", unit="entry", disable=not progress or len(names) < 2):
+            c = case(model, store.read(name), name, steps, data, device=device, compile=compile)
+            writer, path = None, None
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 path = out / f"{name}.{fmt}"
-                series = [*fields, *[f"{f}_truth" for f in fields], *[f"{f}_error" for f in fields]]
-                layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)
-                base = PVDWriter(path, layout) if fmt == "pvd" else XDMFWriter(path, layout)
-                writer = ComparisonWriter(base, ref, fields, dims, t0, dt)
-            res: RolloutResult = rollout(simulator, [traj.mesh], [initial], n, dt, reference=[ref], writers=[writer],
-                                         t0=t0, device=device, compile=compile, params=[traj.params])
-            persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, n + 1)])
+                base = PVDWriter(path, c.layout) if fmt == "pvd" else XDMFWriter(path, c.layout)
+                writer = ComparisonWriter(base, c.field_reference, c.stepper.fields, c.stepper.dims, c.t0, c.dt)
+            res = run(c.stepper, c.steps, c.stepper.times, [writer], [c.reference])
+            ref = c.reference
+            persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, c.steps + 1)])
             pres = RolloutResult(final=[], mse=[persistence])
-            results.append(EntryResult(name, n, res.rmse(0), res.mse[0], pres.rmse(0), path))
+            results.append(EntryResult(name, c.steps, res.rmse(0), res.mse[0], pres.rmse(0), path))
             if plot and out is not None:
                 from sim.rollout.plots import error_curve_png, snapshot_png
 
-                error_curve_png(out / f"{name}_error.png", res.mse[0], persistence, dt, name)
-                snapshot_png(out / f"{name}_step.png", traj, ref, res, fields, dims, simulator, n)
+                error_curve_png(out / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
+                if c.mesh_snapshot is not None:
+                    snapshot_png(out / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
+                                 c.stepper.dims, None, c.steps)
     return results

@@ -1,4 +1,4 @@
-"""Training configuration: one YAML file (read with ``yaml.safe_load``) for every graph model.
+"""Training configuration: one YAML file (read with ``yaml.safe_load``) for every model family.
 
 Example::
 
@@ -11,9 +11,9 @@ Example::
       scalars: [nu]               # trajectory parameters the model is conditioned on (optional)
       history: 1                  # frames per input: the state and the ones before it (optional)
       # particles (GIOROM / GNS baseline) instead of meshes:
-      # simulator: particle
+      # family: particle
       # network: giorom           # or meshgraphnet (full-resolution GNS-style baseline)
-      # simulator_args: {sample_ratio: 0.05, sampling: fps}
+      # family_args: {sample_ratio: 0.05, sampling: fps}
     data:
       train: datasets/cylinder_flow/small/train.h5
       valid: datasets/cylinder_flow/small/valid.h5
@@ -35,73 +35,86 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from sim.errors import SimError
+from sim.train.typed import at_least, build_section, check_device, non_negative, positive
 
 
 class ConfigError(SimError):
     """A configuration file is invalid."""
 
 
+def _check(fn: Any) -> dict[str, Any]:
+    return {"check": fn}
+
+
 @dataclass
 class ModelConfig:
+    family: str = "mesh"  # registered model family: mesh, particle, steady, prose, mmgp (`sim families`)
     network: str = "meshgraphnet"
     preset: str | None = None
     network_args: dict[str, Any] = field(default_factory=dict)
     fields: list[str] = field(default_factory=lambda: ["velocity"])
-    target: str = "delta"
-    noise_std: float | list[float] = 0.0
-    pushforward: int = 0  # mesh: most no-gradient model steps before the trained one (0: one-step loss)
-    history: int = 1  # mesh: frames per input, the state and those before it (particles: simulator_args)
+    target: Literal["delta", "derivative"] = "delta"
+    noise_std: float | list[float] = field(default=0.0, metadata=_check(
+        lambda v: None if min(v if isinstance(v, list) else [v]) >= 0 else f"must be >= 0, got {v}"))
+    # mesh: most no-gradient model steps before the trained one (0: one-step loss)
+    pushforward: int = field(default=0, metadata=_check(non_negative))
+    # mesh: frames per input, the state and those before it (particles: family_args.history)
+    history: int = field(default=1, metadata=_check(at_least(1)))
     noise_types: list[int] | None = None
     predicted_types: list[int] | None = None
-    simulator: str = "mesh"  # or "particle" (ParticleSimulator: GNS baseline, GIOROM), "steady" (SteadySimulator)
-    # input scalars: steady, of each sample (field data); mesh, trajectory parameters (params) such
-    # as the viscosity nu, broadcast to every node
+    # input scalars: steady and MMGP, of each sample (field data); mesh, trajectory parameters
+    # (params) such as the viscosity nu, broadcast to every node
     scalars: list[str] = field(default_factory=list)
-    simulator_args: dict[str, Any] = field(default_factory=dict)  # extra ParticleSimulator arguments
+    family_args: dict[str, Any] = field(default_factory=dict)  # the family's typed options
 
 
 @dataclass
 class DataConfig:
     train: str = ""
     valid: str | None = None
-    batch_size: int = 1
-    num_workers: int = 0
-    valid_entries: int = 2
-    valid_rollout_steps: int = 50
-    dense_queries: int = 0  # particles: full-resolution particles per sample for the dense decoder's loss
+    batch_size: int = field(default=1, metadata=_check(positive))
+    num_workers: int = field(default=0, metadata=_check(non_negative))
+    valid_entries: int = field(default=2, metadata=_check(positive))
+    valid_rollout_steps: int = field(default=50, metadata=_check(positive))
+    dense_queries: int = field(default=0, metadata=_check(non_negative))  # particles: decoder-loss queries
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"
-    lr: float = 1e-4
-    lr_final: float = 1e-6
-    schedule: str = "exponential"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    grad_clip: float | None = 1.0
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = field(default=1e-4, metadata=_check(positive))
+    lr_final: float = field(default=1e-6, metadata=_check(positive))
+    schedule: Literal["exponential", "cosine", "constant", "inverse_sqrt"] = "exponential"
+    warmup_steps: int = field(default=0, metadata=_check(non_negative))
+    weight_decay: float = field(default=0.0, metadata=_check(non_negative))
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=_check(
+        lambda v: None if len(v) == 2 and all(0 <= b < 1 for b in v) else f"must be two numbers in [0, 1), got {v}"))
+    grad_clip: float | None = field(default=1.0, metadata=_check(positive))
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    steps: int = field(default=1000, metadata=_check(positive))
     out: str = "runs/run"
     seed: int = 0
-    normalizer_accumulation_steps: int = 1000
-    log_every: int = 50
-    valid_every: int = 0
-    checkpoint_every: int = 500
-    device: str = "auto"
+    normalizer_accumulation_steps: int = field(default=1000, metadata=_check(non_negative))
+    log_every: int = field(default=50, metadata=_check(positive))
+    valid_every: int = field(default=0, metadata=_check(non_negative))
+    checkpoint_every: int = field(default=500, metadata=_check(positive))
+    device: str = field(default="auto", metadata=_check(check_device))
     amp: bool = False
-    max_seconds: float | None = None  # stop (with a checkpoint) after this much training time
-    clock: str = "wall"  # what max_seconds counts: "wall" time or this "process"'s CPU time
+    max_seconds: float | None = field(default=None, metadata=_check(positive))  # stop (with a checkpoint) then
+    clock: Literal["wall", "process"] = "wall"  # what max_seconds counts: wall time or this process's CPU time
     tensorboard: bool = True  # also log to out/tensorboard when the tensorboard package is installed
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+RENAMED = {"simulator": "family", "simulator_args": "family_args"}
 
 
 @dataclass
@@ -116,47 +129,37 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Any = None) -> "Config":
+        """A configuration from a mapping, every value checked against the section's types (one
+        readable :class:`ConfigError` for the first problem). The family's own options
+        (``model.family_args``) are checked by the family (``sim.families.configure``)."""
         if not isinstance(data, dict):
             raise ConfigError("a configuration must be a mapping", source)
-        unknown = set(data) - {"model", "data", "optim", "train"}
+        unknown = set(data) - set(SECTIONS)
         if unknown:
-            raise ConfigError(f"unknown section(s) {sorted(unknown)} (model, data, optim, train)", source)
-        parts = {}
-        for name, typ in (("model", ModelConfig), ("data", DataConfig), ("optim", OptimConfig),
-                          ("train", TrainConfig)):
-            section = data.get(name) or {}
-            known = {f.name for f in dataclasses.fields(typ)}
-            bad = set(section) - known
-            if bad:
-                raise ConfigError(f"unknown key(s) {sorted(bad)} in '{name}' (known: {', '.join(sorted(known))})",
-                                  source)
-            parts[name] = typ(**section)
+            raise ConfigError(f"unknown section(s) {sorted(unknown)} ({', '.join(SECTIONS)})", source)
+        model = data.get("model")
+        if isinstance(model, dict):
+            for old, new in RENAMED.items():
+                if old in model:
+                    raise ConfigError(f"model.{old} is now model.{new}", source)
+        parts = {name: build_section(typ, data.get(name), name, source, error=ConfigError)
+                 for name, typ in SECTIONS.items()}
         cfg = cls(**parts)
         cfg.check(source)
         return cfg
 
     def check(self, source: Any = None) -> None:
-        if self.model.simulator not in ("mesh", "particle", "steady"):
-            raise ConfigError(f"model.simulator must be 'mesh', 'particle' or 'steady', not {self.model.simulator!r}",
-                              source)
-        if self.model.target not in ("delta", "derivative"):
-            raise ConfigError(f"model.target must be 'delta' or 'derivative', not {self.model.target!r}", source)
-        if self.optim.name not in ("adam", "adamw"):
-            raise ConfigError(f"optim.name must be 'adam' or 'adamw', not {self.optim.name!r}", source)
-        if self.optim.schedule not in ("exponential", "cosine", "constant"):
-            raise ConfigError(f"optim.schedule must be exponential, cosine or constant, not {self.optim.schedule!r}",
-                              source)
-        if self.train.clock not in ("wall", "process"):
-            raise ConfigError(f"train.clock must be 'wall' or 'process', not {self.train.clock!r}", source)
-        if self.train.steps < 1 or self.data.batch_size < 1:
-            raise ConfigError("train.steps and data.batch_size must be positive", source)
-        if self.model.pushforward < 0 or self.model.history < 1:
-            raise ConfigError("model.pushforward must be >= 0 and model.history >= 1", source)
-        if self.model.simulator != "mesh" and (self.model.pushforward or self.model.history != 1):
-            raise ConfigError("model.pushforward and model.history are options of mesh simulators (particle "
-                              "simulators take their history in simulator_args)", source)
+        """Checks across keys (each key's own type and range are checked when it is read)."""
         if not self.data.train:
             raise ConfigError("data.train (a store file) is required", source)
+        paths = [("data.train", self.data.train)] + ([("data.valid", self.data.valid)] if self.data.valid else [])
+        for key, path in paths:
+            if not Path(path).exists():
+                raise ConfigError(f"{key}: no such file {path!r}"
+                                  + (" (generate it with `sim data generate`)" if path.endswith(".h5") else ""),
+                                  source)
+        if self.train.valid_every and not self.data.valid:
+            raise ConfigError("train.valid_every needs data.valid (a store to validate on)", source)
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,9 +1,10 @@
-"""One trainer for the one-step simulators, single process or ``torchrun`` DDP.
+"""The one trainer of every trainable model family, single process or ``torchrun`` DDP.
 
-``model.simulator`` chooses the family: ``mesh`` (MeshSimulator on the mesh-step dataset)
-or ``particle`` (ParticleSimulator on particle windows, :mod:`sim.train.particles`) or
-``steady`` (SteadySimulator on static samples, :mod:`sim.train.steady`); all
-expose ``loss(batch, generator)`` and a validation rollout, so the loop is shared.
+The family (:class:`Task`: ``sim.families`` looks it up from ``model.family``) supplies the
+dataset, the model, the collate function, the loss and the validation; the trainer owns the
+rest, the same for all: optimiser and learning-rate schedule, deterministic batches,
+gradient clipping, CPU or wall-time budgets, the CSV and TensorBoard logs, checkpoints and
+resume, DDP. A family that is fitted rather than trained (MMGP) implements ``fit`` instead.
 
 Determinism: the batch at step ``s`` and the noise drawn for it depend only on
 (seed, s), so an interrupted run resumed from its checkpoint ends with exactly the
@@ -19,26 +20,17 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 
-from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
-from sim.mesh import Store
-from sim.models.registry import preset_args
-from sim.models.mesh.simulator import MeshSimulator
-from sim.rollout import rollout
-from sim.rollout.evaluate import rollout_window, state_of
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
-from sim.train.particles import build_particle_dataset, build_particle_simulator, particle_validation
-from sim.train.steady import build_steady_dataset, build_steady_simulator, steady_validation
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -62,23 +54,60 @@ class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
             out.append(int(self._perm(epoch)[i]))
         return out
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start, self.steps):
-            yield self.global_batch(step)[self.rank::self.world]
+            yield [(step, i) for i in self.global_batch(step)[self.rank::self.world]]
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
 
 
+class Task(Protocol):
+    """What the trainer asks of a model family."""
+
+    trainable: bool
+
+    def build_dataset(self, cfg: Config) -> Any: ...
+
+    def build_model(self, cfg: Config, dataset: Any) -> nn.Module: ...
+
+    def collator(self, cfg: Config, dataset: Any, model: nn.Module) -> Callable[[list[Any], int], Any]: ...
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator, cfg: Config
+             ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def validate(self, model: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]: ...
+
+    def fit(self, cfg: Config, progress: bool | None = None) -> dict[str, Any]: ...
+
+
 class _LossModule(nn.Module):
     """Puts the loss in ``forward`` so DDP sees it (DDP synchronises gradients of forward calls)."""
 
-    def __init__(self, simulator: MeshSimulator):
+    def __init__(self, model: nn.Module, task: Task, cfg: Config):
         super().__init__()
-        self.simulator = simulator
+        self.model, self.task, self.cfg = model, task, cfg
 
-    def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
-        return self.simulator.loss(batch, generator)
+    def forward(self, batch: Any, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.task.loss(self.model, batch, generator, self.cfg)
+
+
+class _StepSamples(torch.utils.data.Dataset):
+    """The dataset's samples with the training step they are drawn for, so a collate function
+    can seed its noise by (seed, step) in any DataLoader worker."""
+
+    def __init__(self, dataset: Any, collate: Callable[[list[Any], int], Any]):
+        self.dataset, self.collate_fn = dataset, collate
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, Any]:
+        step, i = key
+        return step, self.dataset[i]
+
+    def collate(self, items: list[tuple[int, Any]]) -> Any:
+        return self.collate_fn([x for _, x in items], items[0][0])
 
 
 def budget_clock(cfg: Config) -> Any:
@@ -97,40 +126,9 @@ def lr_factor(step: int, cfg: Config) -> float:
         return ratio**frac
     if o.schedule == "cosine":
         return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    if o.schedule == "inverse_sqrt":  # after the warmup: lr * sqrt(warmup / step) (transformers, PROSE)
+        return math.sqrt(max(1, o.warmup_steps) / (step + 1))
     return 1.0
-
-
-def build_dataset(cfg: Config) -> torch.utils.data.Dataset:
-    """The training dataset of the configured simulator family."""
-    if cfg.model.simulator == "particle":
-        return build_particle_dataset(cfg)
-    if cfg.model.simulator == "steady":
-        return build_steady_dataset(cfg)
-    return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
-                           horizon=cfg.model.pushforward + 1, history=cfg.model.history)
-
-
-def build_simulator(cfg: Config, dataset: Any) -> nn.Module:
-    m = cfg.model
-    if m.simulator == "particle":
-        return build_particle_simulator(cfg, dataset)
-    if m.simulator == "steady":
-        return build_steady_simulator(cfg, dataset)
-    args = preset_args(m.network, m.preset) if m.preset else {}
-    args.update(m.network_args)
-    kwargs: dict[str, Any] = {}
-    if m.noise_types is not None:
-        kwargs["noise_types"] = m.noise_types
-    if m.predicted_types is not None:
-        kwargs["predicted_types"] = m.predicted_types
-    edge_in = int(dataset[0].edge_attr.shape[-1])
-    sim_ = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
-                         noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward, history=m.history,
-                         **kwargs)
-    for norm in (sim_.node_normalizer, sim_.edge_normalizer, sim_.output_normalizer):
-        norm.max_accumulations = cfg.train.normalizer_accumulation_steps
-    sim_.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
-    return sim_
 
 
 def _device(name: str) -> torch.device:
@@ -161,34 +159,13 @@ def _tensorboard(out: Path) -> Any:
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
-def validation_rollout(simulator: MeshSimulator, path: str, entries: int, steps: int, device: torch.device
-                       ) -> dict[str, float]:
-    """Rollout RMSE on the first ``entries`` trajectories of ``path`` (ground-truth boundaries)."""
-    fields = simulator.config["fields"]
-    meshes, initial, refs, dts, params = [], [], [], [], []
-    with Store(path) as store:
-        for name in store.names()[:entries]:
-            traj = store.read(name)
-            first, ref, _ = rollout_window(simulator, state_of(traj, fields, path), steps, path, f"entry {name!r}")
-            meshes.append(traj.mesh)
-            initial.append(first)
-            refs.append(ref)
-            dts.append(traj.dt or 1.0)
-            params.append(traj.params)
-    n = min(len(r) - 1 for r in refs)
-    simulator.eval()
-    try:
-        res = rollout(simulator, meshes, initial, n, dts, reference=refs, device=device, params=params)
-    finally:
-        simulator.train()
-    return {f"valid_rmse_{k}": float(np.mean([res.rmse(i)[k] for i in range(len(meshes))]))
-            for k in res.rmse(0)}
-
-
-def train(cfg: Config, resume: bool = False, stop_after: int | None = None, progress: bool | None = None
-          ) -> dict[str, Any]:
-    """Train; returns a summary. ``stop_after`` ends the run early at that step (with a
-    checkpoint), as an interruption would."""
+def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None = None, progress: bool | None = None,
+          on_step: Callable[[int, float, nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train the model of ``task`` (the configured family); returns a summary. ``stop_after``
+    ends the run early at that step (with a checkpoint), as an interruption would;
+    ``on_step(step, seconds, model)`` is called after every step (e.g. to keep a snapshot)."""
+    if not task.trainable:
+        return task.fit(cfg, progress=progress)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     distributed = world > 1
@@ -209,10 +186,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     random.seed(cfg.train.seed)
-    dataset = build_dataset(cfg)
-    simulator = build_simulator(cfg, dataset).to(device)
-    validate = {"particle": particle_validation, "steady": steady_validation}.get(cfg.model.simulator,
-                                                                                  validation_rollout)
+    dataset = task.build_dataset(cfg)
+    simulator = task.build_model(cfg, dataset).to(device)
     opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
     optimizer = opt_cls(simulator.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                         weight_decay=cfg.optim.weight_decay)
@@ -227,11 +202,12 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
         scheduler.load_state_dict(payload["train"]["scheduler"])
         _set_rng_state(payload["train"]["rng"])
         start = int(payload["train"]["step"])
-    loss_module: nn.Module = _LossModule(simulator)
+    loss_module: nn.Module = _LossModule(simulator, task, cfg)
     if distributed:
         loss_module = nn.parallel.DistributedDataParallel(loss_module)
     sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, start, cfg.train.steps, rank, world)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=Batch.from_data_list,
+    samples = _StepSamples(dataset, task.collator(cfg, dataset, simulator))
+    loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=samples.collate,
                                          num_workers=cfg.data.num_workers,
                                          persistent_workers=cfg.data.num_workers > 0)
     from tqdm import tqdm
@@ -240,8 +216,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     new_log = rank == 0 and (start == 0 or not log_path.exists())
     log_file = open(log_path, "w" if new_log else "a", newline="") if rank == 0 else None
     writer = csv.writer(log_file) if log_file else None
-    if writer and new_log:
-        writer.writerow(["step", "loss", "lr", "seconds"])
+    columns: list[str] | None = None  # the loss parts a family logs beside the loss
     board = _tensorboard(out) if rank == 0 and cfg.train.tensorboard else None
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                disable=(rank != 0) or ((not progress) if progress is not None else None))
@@ -249,7 +224,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     clock = budget_clock(cfg)
     t0 = clock()
     last = stop_after if stop_after is not None else cfg.train.steps
-    step, losses = start, []
+    step, losses, parts = start, [], []
     summary: dict[str, Any] = {}
     simulator.train()
 
@@ -266,7 +241,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
             batch = batch.to(device)
             gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + rank)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_module(batch, gen)
+                loss, part = loss_module(batch, gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip:
@@ -275,27 +250,41 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
             scheduler.step()
             step += 1
             losses.append(float(loss.detach()))
+            parts.append(part)
             if not math.isfinite(losses[-1]):
                 raise SimError(f"the training loss became {losses[-1]} at step {step}; lower optim.lr")
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == last:
                 mean = float(np.mean(losses[-cfg.train.log_every:]))
+                recent = parts[-cfg.train.log_every:]
+                extra = {k: float(np.mean([p[k] for p in recent])) for k in recent[-1]}
                 bar.set_postfix(loss=f"{mean:.4g}")
                 if writer:
-                    writer.writerow([step, mean, scheduler.get_last_lr()[0], clock() - t0])
+                    if columns is None:
+                        columns = sorted(extra)
+                        if new_log:
+                            writer.writerow(["step", "loss", "lr", "seconds", *columns])
+                    writer.writerow([step, mean, scheduler.get_last_lr()[0], clock() - t0,
+                                     *[extra.get(k) for k in columns]])
                     log_file.flush()
+                del parts[:-cfg.train.log_every]
                 if board:
                     board.add_scalar("train/loss", mean, step)
                     board.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             if cfg.data.valid and cfg.train.valid_every and step % cfg.train.valid_every == 0 and rank == 0:
-                summary.update(validate(simulator, cfg.data.valid, cfg.data.valid_entries,
-                                        cfg.data.valid_rollout_steps, device))
+                simulator.eval()
+                try:
+                    summary.update(task.validate(simulator, cfg, device))
+                finally:
+                    simulator.train()
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
                 if board:
                     for k, v in summary.items():
                         board.add_scalar(f"valid/{k}", v, step)
             if step % cfg.train.checkpoint_every == 0 and step != last:
                 checkpoint(step)
+            if on_step is not None:
+                on_step(step, clock() - t0, simulator)
             if cfg.train.max_seconds is not None and clock() - t0 > cfg.train.max_seconds:
                 bar.write(f"stopping at step {step}: train.max_seconds = {cfg.train.max_seconds} reached")
                 break
@@ -312,7 +301,7 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
     return summary
 
 
-def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
+def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int = 20) -> int:
     """Training steps that fit in ``seconds``, from a short probe run (so the learning-rate
     schedule spans the whole budget instead of stopping early in its first part)."""
     import copy
@@ -324,12 +313,12 @@ def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
         probe.train.valid_every, probe.train.checkpoint_every = 0, 10**9
         clock = budget_clock(cfg)
         start = clock()
-        train(probe, progress=False)
+        train(probe, task, progress=False)
         per_step = (clock() - start) / probe_steps
     return max(1, int(0.9 * seconds / per_step))
 
 
-def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bool | None = None
+def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, progress: bool | None = None
                    ) -> dict[str, Any]:
     """A deep ensemble: ``members`` runs of the same configuration with seeds ``seed + i`` (other
     initial weights, batch orders and noise) into ``train.out/member_<i>``, and the manifest
@@ -348,7 +337,7 @@ def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bo
         if resume and done.exists() and int(read_checkpoint(done)["train"]["step"]) >= member.train.steps:
             summaries.append({"steps": member.train.steps, "checkpoint": str(done)})  # finished before
         else:
-            summaries.append(train(member, resume=resume, progress=progress))
+            summaries.append(train(member, task, resume=resume, progress=progress))
         ckpts.append(summaries[-1]["checkpoint"])
     manifest = save_ensemble(out / "ensemble.json", ckpts)
     return {"members": summaries, "checkpoint": str(manifest), "steps": sum(s["steps"] for s in summaries)}

@@ -125,7 +125,7 @@ def test_pushforward_with_history_is_the_engines_rollout(data):
     simulator = _fitted(data, history=2, pushforward=2)
     ds = MeshStepDataset(data, ["u"], history=2, horizon=3)
     batch = Batch.from_data_list([ds[4]])
-    state, past = simulator.pushforward(batch, batch.state, 2)
+    state, inputs = simulator.pushforward(batch, batch.state, 2)
     traj, u = _truth(data, ds[4].entry)
     t = ds[4].step
 
@@ -133,7 +133,7 @@ def test_pushforward_with_history_is_the_engines_rollout(data):
         return rollout(simulator, [traj.mesh], [u[t - 1:t + 1]], k, traj.dt, reference=[u[t:]]).final[0]
 
     np.testing.assert_allclose(state.numpy(), run(2), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(past.numpy()[:, 0], run(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inputs.past.numpy()[:, 0], run(1), rtol=1e-5, atol=1e-6)
 
 
 def test_two_frames_learn_second_order_dynamics_that_one_frame_cannot(tmp_path, data):

@@ -50,7 +50,7 @@ def test_pushforward_is_the_engines_rollout(data):
     simulator.train()
     simulator.loss(Batch.from_data_list([ds[0]]))  # fills (and freezes) the normalisers
     batch = Batch.from_data_list([ds[4]])
-    state, past = simulator.pushforward(batch, batch.state, 2)
+    state, inputs = simulator.pushforward(batch, batch.state, 2)
     with Store(data) as s:
         traj = s.read(ds[4].entry)
     u = traj.point_fields["u"][..., None].astype(np.float32)
@@ -58,7 +58,7 @@ def test_pushforward_is_the_engines_rollout(data):
     simulator.eval()
     ref = rollout(simulator, [traj.mesh], [u[t]], 2, traj.dt, boundary=[lambda k, _: u[t + k]])
     np.testing.assert_allclose(state.numpy(), ref.final[0], rtol=1e-5, atol=1e-6)
-    assert past is None  # no history: nothing before the state to carry
+    assert inputs.past is None  # no history: nothing before the state to carry
     assert not np.allclose(state.numpy(), u[t + 2])  # the untrained model's own errors are kept
 
 

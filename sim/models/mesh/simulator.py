@@ -15,7 +15,8 @@ Loss (MeshGraphNet): MSE of the normalised update on the nodes the model predict
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,50 @@ from sim.mesh import NUM_NODE_TYPES, NodeType
 from sim.models.registry import build_model, register_model
 
 TARGETS = ("delta", "derivative")
+
+
+@dataclass
+class StepInputs:
+    """Everything the one-step map reads besides the state, aligned with the graph's nodes:
+    node types, edges and their features, mesh positions, the node-to-graph map, each graph's
+    conditioning scalars (G, S), the frames before the state (N, h - 1, F) and the factor from
+    an update to a state change (N, 1): 1 for a delta target, each node's dt for a derivative.
+
+    The engine, the pushforward loss and the diagnostics all build it with
+    :meth:`MeshSimulator.step_inputs` and call the map through it, so no caller assembles
+    the network's inputs by hand. :meth:`subgraph` restricts it to a node subset (the
+    diagnostics' receptive-field subgraphs)."""
+
+    node_type: torch.Tensor
+    edge_index: torch.Tensor
+    edge_attr: torch.Tensor
+    scale: torch.Tensor
+    pos: torch.Tensor | None = None
+    batch: torch.Tensor | None = None
+    scalars: torch.Tensor | None = None
+    past: torch.Tensor | None = None
+
+    def subgraph(self, subset: torch.Tensor, edge_index: torch.Tensor, edge_mask: torch.Tensor) -> "StepInputs":
+        """The inputs of the nodes ``subset`` with the (relabelled) ``edge_index`` of the edges
+        ``edge_mask`` (as :func:`torch_geometric.utils.k_hop_subgraph` returns them)."""
+        def take(a: torch.Tensor | None) -> torch.Tensor | None:
+            return None if a is None else a[subset]
+
+        return replace(self, node_type=self.node_type[subset], edge_index=edge_index,
+                       edge_attr=self.edge_attr[edge_mask], scale=self.scale[subset], pos=take(self.pos),
+                       batch=take(self.batch), past=take(self.past))
+
+    def to(self, dtype: torch.dtype) -> "StepInputs":
+        """The same inputs with floating tensors in ``dtype`` (float64 for the verified bounds)."""
+        def cast(a: torch.Tensor | None) -> torch.Tensor | None:
+            return a.to(dtype) if a is not None and a.is_floating_point() else a
+
+        return replace(self, edge_attr=cast(self.edge_attr), scale=cast(self.scale), pos=cast(self.pos),
+                       scalars=cast(self.scalars), past=cast(self.past))
+
+    def shifted(self, state: torch.Tensor) -> "StepInputs":
+        """The inputs of the next step: ``state`` joins the frames before it."""
+        return self if self.past is None else replace(self, past=shift_history(self.past, state))
 
 
 @register_model("mesh_simulator")
@@ -100,9 +145,9 @@ class MeshSimulator(nn.Module):
         init = getattr(self.network, "initialize", None)
         if init is None or self.network.config.get("init") in (None, "default"):
             return
-        inputs = self._graph_inputs(sample)
-        x = self.node_features(sample.state, sample.node_type, inputs["batch"], inputs["scalars"], inputs["past"])
-        init(sample.edge_index, x.shape[0], x=x, batch=inputs["batch"])
+        inputs = self.step_inputs(sample)
+        x = self.node_features(sample.state, sample.node_type, inputs.batch, inputs.scalars, inputs.past)
+        init(sample.edge_index, x.shape[0], x=x, batch=inputs.batch)
 
     def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
                       ) -> np.ndarray:
@@ -160,45 +205,74 @@ class MeshSimulator(nn.Module):
         e = self.edge_normalizer(edge_attr, accumulate=learn)
         return self.network(x, edge_index, e, pos=pos, batch=batch)
 
-    def _update_scale(self, dt: torch.Tensor | float | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    # -- the one-step map: every caller goes through step_inputs / update / advance ----------
+    def step_inputs(self, sample: Any, scalars: torch.Tensor | None = None, past: torch.Tensor | None = None,
+                    dt: torch.Tensor | float | None = None) -> StepInputs:
+        """The inputs of the one-step map on a (batched) graph ``sample``: a ``Data`` with
+        ``node_type``, ``edge_index``, ``edge_attr`` and optionally ``mesh_pos``, ``batch``, and, as
+        the datasets attach them, ``scalars`` (G, S), ``past`` (N, h - 1, F) and ``dt`` per graph;
+        ``scalars``/``past``/``dt`` given here take precedence. Checks that a model conditioned on
+        scalars or history gets them."""
+        batch = getattr(sample, "batch", None)
+        scalars = scalars if scalars is not None else getattr(sample, "scalars", None)
+        past = past if past is not None else getattr(sample, "past", None)
+        if self.config["scalars"] and scalars is None:
+            raise ValueError(f"the model is conditioned on {self.config['scalars']}; the sample carries no scalars")
+        if self.config["history"] > 1 and past is None:
+            raise ValueError(f"the model sees {self.config['history']} frames; the sample carries no past frames")
+        like = sample.edge_attr
+        n = int(sample.node_type.shape[0])
         if self.config["target"] == "delta":
-            return torch.ones((n, 1), dtype=like.dtype, device=like.device)
-        if dt is None:
-            raise ValueError("a derivative target needs dt")
-        dt = torch.as_tensor(dt, dtype=like.dtype, device=like.device).reshape(-1, 1)
-        return dt.expand(n, 1) if dt.shape[0] == 1 else dt
+            scale = torch.ones((n, 1), dtype=like.dtype, device=like.device)
+        else:
+            dt = dt if dt is not None else getattr(sample, "dt", None)
+            if dt is None:
+                raise ValueError("a derivative target needs dt")
+            dt = torch.as_tensor(dt, dtype=like.dtype, device=like.device).reshape(-1, 1)
+            scale = dt[batch] if batch is not None and dt.shape[0] > 1 else dt.expand(n, 1) \
+                if dt.shape[0] == 1 else dt
+        return StepInputs(node_type=sample.node_type, edge_index=sample.edge_index, edge_attr=sample.edge_attr,
+                          scale=scale, pos=getattr(sample, "mesh_pos", None), batch=batch, scalars=scalars, past=past)
 
+    def update(self, state: torch.Tensor, inputs: StepInputs, normalised: bool = False) -> torch.Tensor:
+        """The update (N, F) of ``state``: physical (a delta, or a derivative to multiply by
+        ``inputs.scale``), or in the network's normalised units."""
+        out = self(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
+                   inputs.scalars, inputs.past)
+        return out if normalised else self.output_normalizer.inverse(out)
+
+    def advance(self, state: torch.Tensor, inputs: StepInputs, boundary: torch.Tensor | None = None,
+                update: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, StepInputs]:
+        """One step of the map a rollout iterates: the predicted nodes move by the integrated
+        update, every other node takes its ``boundary`` value (N, F) (or keeps its state when no
+        boundary is given); returns the next state and the inputs of the step after it.
+        ``update``: the tensor-level update function to use (e.g. a ``torch.compile`` of
+        :meth:`predict_update`)."""
+        fn = update or self.predict_update
+        upd = fn(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
+                 inputs.scalars, inputs.past)
+        nxt = state + inputs.scale * upd
+        if boundary is not None:
+            nxt = torch.where(self.predicted_mask(inputs.node_type)[:, None], nxt, boundary.to(nxt.dtype))
+        return nxt, inputs.shifted(state)
+
+    # -- training ----------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training loss on a (batched) ``Data`` with ``state``, ``target``, ``node_type``,
-        ``edge_index``, ``edge_attr`` (and ``dt`` per node via ``batch.batch`` for derivatives)."""
+        ``edge_index``, ``edge_attr`` (and ``dt`` per graph for derivatives)."""
         state, target, node_type = batch.state, batch.target, batch.node_type
         std = self.config["noise_std"]
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
             state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator)
-        scale = self._batch_scale(batch, state)
-        inputs = self._graph_inputs(batch)
+        inputs = self.step_inputs(batch)
         k = self._pushforward_steps(generator)
         if k:
-            state, inputs["past"] = self.pushforward(batch, state, k)
+            state, inputs = self.pushforward(batch, state, k, inputs)
             target = batch.future[:, k - 1]
-        update = (target - state) / scale
-        pred = self(state, node_type, batch.edge_index, batch.edge_attr, **inputs)
-        norm_update = self.output_normalizer(update)
+        pred = self.update(state, inputs, normalised=True)
+        norm_update = self.output_normalizer((target - state) / inputs.scale)
         mask = self.predicted_mask(node_type)
         return ((pred - norm_update) ** 2)[mask].mean()
-
-    @staticmethod
-    def _graph_inputs(batch: Any) -> dict[str, Any]:
-        """The optional inputs of :meth:`forward` that a (batched) sample carries."""
-        return {"pos": getattr(batch, "mesh_pos", None), "batch": getattr(batch, "batch", None),
-                "scalars": getattr(batch, "scalars", None), "past": getattr(batch, "past", None)}
-
-    def _batch_scale(self, batch: Any, like: torch.Tensor) -> torch.Tensor:
-        """(N, 1) factor from an update to a state change: 1, or each node's graph's dt."""
-        dt = None
-        if self.config["target"] == "derivative":
-            dt = batch.dt[batch.batch] if getattr(batch, "batch", None) is not None else batch.dt
-        return self._update_scale(dt, like.shape[0], like)
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
         p = self.config["pushforward"]
@@ -209,30 +283,26 @@ class MeshSimulator(nn.Module):
         return int(torch.randint(0, p + 1, (1,), generator=generator, device=device))
 
     @torch.no_grad()
-    def pushforward(self, batch: Any, state: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The state after ``k`` model steps from ``state`` on ``batch``'s graph, predicted nodes
-        integrated and the others set to the true values (``batch.target``, then ``batch.future``),
-        as the rollout engine does, and the frames before it (``past``, None without history);
-        no gradient flows through it."""
+    def pushforward(self, batch: Any, state: torch.Tensor, k: int, inputs: StepInputs | None = None
+                    ) -> tuple[torch.Tensor, StepInputs]:
+        """The state after ``k`` model steps (:meth:`advance`) from ``state`` on ``batch``'s graph,
+        the prescribed nodes set to the true values (``batch.target``, then ``batch.future``), as a
+        rollout does, and the inputs of the step after it; no gradient flows through it."""
         future = getattr(batch, "future", None)
         if future is None or future.shape[1] < k:
             raise ValueError(f"pushforward of {k} steps needs samples with {k} future frames beyond t+1 "
                              "(MeshStepDataset(horizon=pushforward + 1))")
-        scale = self._batch_scale(batch, state)
-        keep = self.predicted_mask(batch.node_type)[:, None]
-        inputs = self._graph_inputs(batch)
+        inputs = inputs or self.step_inputs(batch)
         frames = [batch.target, *future.unbind(1)]
         for j in range(k):
-            upd = self.predict_update(state, batch.node_type, batch.edge_index, batch.edge_attr, **inputs)
-            inputs["past"] = shift_history(inputs["past"], state)
-            state = torch.where(keep, state + scale * upd, frames[j])
-        return state, inputs["past"]
+            state, inputs = self.advance(state, inputs, boundary=frames[j])
+        return state, inputs
 
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
                        edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
                        scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
-        """Physical update (N, F): a delta, or a derivative to multiply by dt (see ``config['target']``)."""
+        """Physical update (N, F) from tensors (the form ``torch.compile`` takes; see :meth:`update`)."""
         return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars,
                                                    past))
 

@@ -78,6 +78,8 @@ class MMGP:
         random_state: seed of the restarts and draws.
     """
 
+    file_format = FORMAT  # what a saved model declares (sim.load finds the family by it)
+
     def __init__(self, shape_modes: int = 12, field_modes: int = 12, pins: int = 4, morph: bool = True,
                  common_index: int | None = None, n_restarts: int = 3, n_draws: int = 100, random_state: int = 0):
         self.shape_modes, self.field_modes, self.pins, self.morph = shape_modes, field_modes, pins, morph

@@ -119,6 +119,7 @@ def _encoder(width: int, heads: int, ffn: int, layers: int, dropout: float) -> n
 @register_model("prose")
 class PROSE(nn.Module):
     __doc__ = __doc__
+    presets = PRESETS  # size presets by name (``model.preset`` of a training config)
 
     def __init__(self, max_dim: int = 3, width: int = 64, heads: int = 4, ffn: int = 256, data_layers: int = 2,
                  symbol_layers: int = 2, fusion_layers: int = 3, data_decoder_layers: int = 3,

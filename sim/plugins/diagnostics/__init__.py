@@ -4,7 +4,7 @@
   range score R (``sim diagnose range``);
 - :mod:`~sim.plugins.diagnostics.lipschitz`: sound upper and sampled lower bounds of the
   local Lipschitz constant of the one-step map (``sim diagnose lipschitz``), on the
-  bound-propagation engine of :mod:`~sim.plugins.diagnostics.bounds`.
+  bound-propagation engine of :mod:`~sim.verify`.
 """
 
 from sim.plugins.diagnostics.hop_influence import InfluenceResult, MeshInfluenceModel, hop_influence, influence_png

@@ -11,7 +11,7 @@ For a map f and the box :math:`B = \{x : |x - x_0| \le \varepsilon\}` the local
 
 and :math:`L = \max_i L_i` bounds :math:`\lVert f(x) - f(y) \rVert_\infty \le L
 \lVert x - y \rVert_\infty` for x, y in B. The upper bound runs the model on an
-:class:`~sim.plugins.diagnostics.bounds.Interval` box; two methods:
+:class:`~sim.verify.Interval` box; two methods:
 
 - ``"crown"`` (default): CROWN-tightened enclosures of every pre-activation inside the
   MLPs (ReLUs whose sign is fixed over B contribute their exact derivative), then rows of
@@ -40,7 +40,7 @@ bound is tight for MLP blocks and small boxes, and converges linearly to the exa
 Jacobian norm as the box shrinks; for a deep trained message-passing stack (6 MeshGraphNet
 blocks with LayerNorms) it is astronomically loose even for tiny boxes (measured: 1e52 at
 eps = 1e-7 against a sampled 1.02), i.e. not informative there. Supported operations are those of
-:mod:`~sim.plugins.diagnostics.bounds` (MLP and message-passing blocks; attention's
+:mod:`~sim.verify` (MLP and message-passing blocks; attention's
 softmax is not supported).
 """
 
@@ -56,9 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sim.plugins.diagnostics import bounds
-from sim.plugins.diagnostics.bounds import BoundError, Interval, jacobian_rows, unstable_fraction
 from sim.plugins.registry import PluginError, register_plugin
+from sim.verify import BoundError, Interval, jacobian_rows, unstable_fraction
 
 METHODS = ("centred", "crown", "ibp")
 
@@ -142,31 +141,26 @@ def local_lipschitz(fn: Callable[[Any], Any], x0: torch.Tensor, eps: float | tor
     rows_t = torch.arange(y0.numel()) if rows is None else torch.as_tensor(rows, dtype=torch.long).reshape(-1)
     if rows_t.numel() == 0 or int(rows_t.max()) >= y0.numel() or int(rows_t.min()) < 0:
         raise PluginError(f"local_lipschitz: rows must be indices into the {y0.numel()} outputs")
-    previous = bounds.CROWN["enabled"]
-    bounds.CROWN["enabled"] = method != "ibp"
-    try:
-        with torch.no_grad():
-            box = Interval.box(x0.detach(), radius, centred=method == "centred")
-            out = fn(box)
-            if not isinstance(out, Interval):
-                raise BoundError("the map does not depend on its input")
-            if method == "centred":
-                jlo, jhi = out.jacobian()
-                mag = torch.maximum(jlo.abs(), jhi.abs()).reshape(out.numel(), -1)[rows_t.to(x0.device)]
-                upper = mag.sum(1).cpu()
-                frac = float("nan")  # no tape to count ReLUs on
-            else:
-                mask = (radius > 0).to(x0.dtype)
-                uppers = []
-                for r0 in range(0, rows_t.numel(), rows_per_pass):
-                    glo, ghi = jacobian_rows(out, rows_t[r0:r0 + rows_per_pass].to(x0.device), box)
-                    mag = torch.maximum(glo.abs(), ghi.abs()) * mask
-                    uppers.append(mag.reshape(mag.shape[0], -1).sum(1).cpu())
-                upper = torch.cat(uppers)
-                frac = unstable_fraction(out)
-            del out, box
-    finally:
-        bounds.CROWN["enabled"] = previous
+    with torch.no_grad():
+        box = Interval.box(x0.detach(), radius, mode=method)
+        out = fn(box)
+        if not isinstance(out, Interval):
+            raise BoundError("the map does not depend on its input")
+        if method == "centred":
+            jlo, jhi = out.jacobian()
+            mag = torch.maximum(jlo.abs(), jhi.abs()).reshape(out.numel(), -1)[rows_t.to(x0.device)]
+            upper = mag.sum(1).cpu()
+            frac = float("nan")  # no tape to count ReLUs on
+        else:
+            mask = (radius > 0).to(x0.dtype)
+            uppers = []
+            for r0 in range(0, rows_t.numel(), rows_per_pass):
+                glo, ghi = jacobian_rows(out, rows_t[r0:r0 + rows_per_pass].to(x0.device), box)
+                mag = torch.maximum(glo.abs(), ghi.abs()) * mask
+                uppers.append(mag.reshape(mag.shape[0], -1).sum(1).cpu())
+            upper = torch.cat(uppers)
+            frac = unstable_fraction(out)
+        del out, box
     gen = torch.Generator().manual_seed(seed)
     lower = torch.cat([sampled_lower_bound(fn, x0, radius, rows_t[r0:r0 + rows_per_pass].to(x0.device), samples, gen)
                        for r0 in range(0, rows_t.numel(), rows_per_pass)])

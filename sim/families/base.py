@@ -1,0 +1,293 @@
+"""The model-family protocol and its registry.
+
+A family is one registered object that supplies every part the shared machinery needs:
+
+- its typed options (``model.family_args`` of a training config, a dataclass ``options``);
+- for training (:mod:`sim.train.trainer`, the one trainer): ``build_dataset``,
+  ``build_model``, ``collate``, ``loss`` and ``validate`` (a family that is fitted rather
+  than trained, MMGP, implements ``fit`` instead);
+- for use: ``surrogate`` (its :class:`Surrogate` class over a loaded model), ``case`` (an
+  entry of a store prepared for the one rollout loop, time-stepping families), ``evaluate``
+  (its metrics on a store), ``diagnose_sample`` (the graph the diagnostics run on);
+- ``commands``: the ``sim`` commands it supports; the others refuse in one line.
+
+The trainer, the CLI, the API and the benches look a family up (:func:`get_family`,
+:func:`family_of`) and never branch on it. Other packages register their own through the
+entry-point group ``sim.families`` (``name = "pkg.module:MyFamily"``).
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sim.errors import SimError
+
+COMMANDS = ("train", "rollout", "eval", "predict", "diagnose")
+
+
+class Surrogate:
+    """A loaded model. ``family`` names the model family; ``describe()`` says what it expects.
+
+    Surrogates are safe to query from several threads: each query builds its own graph and
+    state, and the shared network runs under a per-surrogate lock."""
+
+    family = "surrogate"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "path": str(self.path)}
+
+    def predict(self, query: Any, **scalars: Any) -> Any:
+        raise SimError(f"{self.family} surrogates do not answer predict()", self.path)
+
+    def rollout(self, initial: Any, steps: int, boundary: Any = None, **kwargs: Any) -> Any:
+        raise SimError(f"{self.family} surrogates are not time-stepping models: use predict()", self.path)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.family} from {self.path}>"
+
+
+class Recorder:
+    """A step writer that keeps the predicted states (and forwards each step to another writer)."""
+
+    def __init__(self, forward: Any = None, keep: bool = True):
+        self.forward, self.keep = forward, keep
+        self.times: list[float] = []
+        self.states: list[dict[str, np.ndarray]] = []
+
+    def write(self, time: float, point_fields: dict[str, Any] | None = None, **kw: Any) -> None:
+        if self.keep:
+            self.times.append(float(time))
+            self.states.append({k: np.array(v) for k, v in (point_fields or {}).items()})
+        if self.forward is not None:
+            self.forward.write(time, point_fields, **kw)
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.close()
+
+    def abort(self) -> None:
+        if self.forward is not None and hasattr(self.forward, "abort"):
+            self.forward.abort()
+
+
+def series_writer(out: Any, layout: Any) -> Any:
+    """A ``.pvd`` or ``.xdmf`` writer for ``out`` (None: no writer)."""
+    if out is None:
+        return None
+    from sim.mesh import PVDWriter, XDMFWriter
+
+    out = Path(out)
+    if out.suffix.lower() == ".pvd":
+        return PVDWriter(out, layout)
+    if out.suffix.lower() == ".xdmf":
+        return XDMFWriter(out, layout)
+    raise SimError("rollout series are written as .pvd or .xdmf", out)
+
+
+class Family:
+    """Base of the model families; subclasses set the class attributes and override the parts
+    they support (a part left alone refuses with a message naming the family)."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    model_names: ClassVar[tuple[str, ...]] = ()  # registered models whose checkpoints it serves
+    formats: ClassVar[tuple[str, ...]] = ()  # 'format' strings of the non-checkpoint files it reads
+    commands: ClassVar[frozenset[str]] = frozenset()
+    options: ClassVar[type | None] = None  # dataclass of model.family_args
+    trainable: ClassVar[bool] = True  # False: fitted (``fit``) instead of trained step by step
+
+    def refuse(self, command: str, hint: str = "") -> SimError:
+        supported = ", ".join(c for c in COMMANDS if c in self.commands) or "none"
+        return SimError(f"`sim {command}` does not apply to {self.name} models (they support: {supported})"
+                        + (f"; {hint}" if hint else ""))
+
+    def require(self, command: str) -> None:
+        if command not in self.commands:
+            raise self.refuse(command, self.hints.get(command, ""))
+
+    hints: ClassVar[dict[str, str]] = {}
+
+    # ----- configuration
+    def parse_options(self, cfg: Any, source: Any = None) -> Any:
+        """The family's typed options from ``model.family_args``."""
+        from sim.train.typed import build_section
+
+        from sim.train.config import ConfigError
+
+        if self.options is None:
+            if cfg.model.family_args:
+                raise ConfigError(f"model.family_args: the {self.name} family takes no options", source)
+            return None
+        return build_section(self.options, cfg.model.family_args, "model.family_args", source, error=ConfigError)
+
+    def check_config(self, cfg: Any, source: Any = None) -> None:
+        """Family-specific checks of a whole configuration (before anything is built)."""
+        from sim.train.config import ConfigError
+
+        self.parse_options(cfg, source)
+        if cfg.model.pushforward or cfg.model.history != 1:
+            raise ConfigError(f"model.pushforward and model.history are options of mesh models, not of the "
+                              f"{self.name} family", source)
+
+    # ----- training
+    def build_dataset(self, cfg: Any) -> Any:
+        raise self.refuse("train")
+
+    def build_model(self, cfg: Any, dataset: Any) -> Any:
+        raise self.refuse("train")
+
+    def collator(self, cfg: Any, dataset: Any, model: Any) -> Any:
+        """``collate(samples, step) -> batch`` (default: one batched graph of the samples)."""
+        from torch_geometric.data import Batch
+
+        return lambda samples, step: Batch.from_data_list(samples)
+
+    def loss(self, model: Any, batch: Any, generator: Any, cfg: Any) -> tuple[Any, dict[str, float]]:
+        """The training loss of a batch, and named parts to log beside it."""
+        return model.loss(batch, generator), {}
+
+    def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
+        return {}
+
+    def fit(self, cfg: Any, progress: bool | None = None) -> dict[str, Any]:
+        raise self.refuse("train")
+
+    # ----- use
+    def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+        raise NotImplementedError
+
+    def load(self, path: Path) -> Any:
+        """The model of a non-checkpoint file in one of ``formats``."""
+        raise NotImplementedError
+
+    def case(self, model: Any) -> Any:
+        """The rollout-case builder of :func:`sim.rollout.evaluate.evaluate_store`."""
+        raise self.refuse("rollout", self.hints.get("rollout", ""))
+
+    def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,
+                 out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
+                 compile: bool = False) -> "Evaluation":
+        """Metrics on the entries of a store (``out``: also write what was predicted there)."""
+        from sim.rollout.evaluate import evaluate_store
+
+        results = evaluate_store(model, data, self.case(model), entries, steps, out, fmt, plot, device, compile,
+                                 progress=True)
+        return rollout_evaluation(results)
+
+    def diagnose_sample(self, model: Any, data: Path, entry: str, step: int) -> Any:
+        raise self.refuse("diagnose", self.hints.get("diagnose", ""))
+
+
+class Evaluation:
+    """A family's metrics on a store: ``rows`` (per entry: name and metric -> value),
+    ``summary`` (mean metric -> value), ``columns`` to print, ``outputs`` written."""
+
+    def __init__(self, rows: list[dict[str, Any]], summary: dict[str, float], columns: list[str],
+                 outputs: list[Path] | None = None):
+        self.rows, self.summary, self.columns, self.outputs = rows, summary, columns, outputs or []
+
+    def table(self) -> str:
+        head = f"{'entry':<14}" + "".join(f"{c:>14}" for c in self.columns)
+        lines = [head]
+        for r in self.rows:
+            lines.append(f"{str(r['entry']):<14}" + "".join(_cell(r.get(c)) for c in self.columns))
+        lines.append(f"{'mean':<14}" + "".join(_cell(self.summary.get(c)) for c in self.columns))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "entries": {str(r["entry"]): {k: v for k, v in r.items() if k != "entry"}
+                                            for r in self.rows}}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return f"{'-':>14}"
+    return f"{v:>14.4g}" if isinstance(v, float) else f"{v!s:>14}"
+
+
+def rollout_evaluation(results: list[Any]) -> Evaluation:
+    """The rollout RMSE table (MeshGraphNet's definitions) of :func:`evaluate_store` results,
+    with the persistence baseline."""
+    horizons = [h for h in ("1", "10", "20", "50", "100", "200", "all") if all(h in r.rmse for r in results)]
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"entry": r.name, "steps": r.steps}
+        row.update({f"rmse_{h}": r.rmse[h] for h in horizons})
+        row["persistence_rmse_all"] = r.persistence_rmse["all"]
+        rows.append(row)
+    summary = {f"rmse_{h}": float(np.mean([r.rmse[h] for r in results])) for h in horizons}
+    summary.update({f"persistence_rmse_{h}": float(np.mean([r.persistence_rmse[h] for r in results]))
+                    for h in horizons})
+    return Evaluation(rows, summary, ["steps", *[f"rmse_{h}" for h in horizons], "persistence_rmse_all"],
+                      [r.output for r in results if r.output is not None])
+
+
+# --------------------------------------------------------------------------- registry
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: register one instance of a family under ``cls.name``."""
+    if not cls.name:
+        raise SimError(f"family class {cls.__name__} has no name")
+    if cls.name in _FAMILIES and type(_FAMILIES[cls.name]) is not cls:
+        raise SimError(f"family {cls.name!r} is registered twice ({type(_FAMILIES[cls.name]).__module__} and "
+                       f"{cls.__module__})")
+    _FAMILIES[cls.name] = cls()
+    return cls
+
+
+def _load_builtin() -> None:
+    import sim.families.mesh  # noqa: F401 - each module registers its family
+    import sim.families.mmgp  # noqa: F401
+    import sim.families.particle  # noqa: F401
+    import sim.families.prose  # noqa: F401
+    import sim.families.steady  # noqa: F401
+
+    for ep in entry_points(group="sim.families"):
+        if ep.name not in _FAMILIES:
+            register_family(ep.load())
+
+
+def available_families() -> list[Family]:
+    _load_builtin()
+    return [_FAMILIES[k] for k in sorted(_FAMILIES)]
+
+
+def get_family(name: str) -> Family:
+    """The family registered as ``name``; an unknown name lists the known ones."""
+    _load_builtin()
+    if name not in _FAMILIES:
+        raise SimError(f"unknown model family {name!r} (families: {', '.join(sorted(_FAMILIES))})")
+    return _FAMILIES[name]
+
+
+def family_of(model: Any) -> Family:
+    """The family serving a loaded model: by its registered model name, or by the ``format`` of
+    the file it came from (models that are not checkpoints, e.g. MMGP)."""
+    _load_builtin()
+    name = getattr(model, "registered_name", None)
+    fmt = getattr(model, "file_format", None)
+    for fam in _FAMILIES.values():
+        if (name is not None and name in fam.model_names) or (fmt is not None and fmt in fam.formats):
+            return fam
+    raise SimError(f"no model family serves {type(model).__name__} models (registered name {name!r})")
+
+
+def family_for_format(fmt: str, path: Any = None) -> Family:
+    _load_builtin()
+    for fam in _FAMILIES.values():
+        if fmt in fam.formats:
+            return fam
+    from sim.errors import FileFormatError
+
+    raise FileFormatError(f"no model family reads files of format {fmt!r}", path)

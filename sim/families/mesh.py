@@ -1,0 +1,347 @@
+"""The mesh time-stepping family (MeshGraphNet, the graph transformer, any registered graph
+network inside a :class:`~sim.models.mesh.simulator.MeshSimulator`): one-step dynamics of
+point fields on a fixed mesh.
+
+Parts: the mesh-step dataset, the simulator built from the configuration, its validation
+rollout, the :class:`~sim.rollout.steppers.MeshStepper` case of the one rollout loop (an
+ensemble manifest rolls its members together), the diagnostics' input graph, and the
+:class:`MeshSurrogate` / :class:`EnsembleSurrogate` of the API.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.errors import FileFormatError, SimError
+from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer
+from sim.mesh import Mesh, NodeType, Trajectory
+
+
+@register_family
+class MeshFamily(Family):
+    name = "mesh"
+    summary = "one-step dynamics of point fields on a fixed mesh (MeshGraphNet, graph transformer)"
+    model_names = ("mesh_simulator",)
+    formats = ("sim.ensemble",)
+    commands = frozenset({"train", "rollout", "eval", "predict", "diagnose"})
+
+    def check_config(self, cfg: Any, source: Any = None) -> None:
+        self.parse_options(cfg, source)
+
+    def build_dataset(self, cfg: Any) -> Any:
+        from sim.data.windows import MeshStepDataset
+
+        return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
+                               horizon=cfg.model.pushforward + 1, history=cfg.model.history)
+
+    def build_model(self, cfg: Any, dataset: Any) -> Any:
+        from sim.models.mesh import MeshSimulator
+        from sim.models.registry import preset_args
+
+        m = cfg.model
+        args = preset_args(m.network, m.preset) if m.preset else {}
+        args.update(m.network_args)
+        kwargs: dict[str, Any] = {}
+        if m.noise_types is not None:
+            kwargs["noise_types"] = m.noise_types
+        if m.predicted_types is not None:
+            kwargs["predicted_types"] = m.predicted_types
+        edge_in = int(dataset[0].edge_attr.shape[-1])
+        model = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
+                              noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward,
+                              history=m.history, **kwargs)
+        for norm in (model.node_normalizer, model.edge_normalizer, model.output_normalizer):
+            norm.max_accumulations = cfg.train.normalizer_accumulation_steps
+        model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
+        return model
+
+    def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
+        """Rollout RMSE on the first ``data.valid_entries`` trajectories (ground-truth boundaries)."""
+        from sim.mesh import Store
+        from sim.rollout.evaluate import evaluate_store, mesh_case
+
+        with Store(cfg.data.valid) as store:
+            names = store.names()[:cfg.data.valid_entries]
+        results = evaluate_store(model, cfg.data.valid, mesh_case, names, cfg.data.valid_rollout_steps,
+                                 device=device)
+        n = min(r.steps for r in results)
+        keys = [k for k in results[0].rmse if k == "all" or int(k) <= n]
+        return {f"valid_rmse_{k}": float(np.mean([r.rmse[k] for r in results])) for k in keys}
+
+    def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+        if isinstance(model, list):
+            return EnsembleSurrogate(model, path, payload)
+        return MeshSurrogate(model, path, payload)
+
+    def load(self, path: Path) -> list[Any]:
+        """The members of an ensemble manifest."""
+        from sim.train.checkpoint import load_model, read_ensemble
+
+        models = []
+        for m in read_ensemble(path):
+            model, _ = load_model(m)
+            if getattr(model, "registered_name", None) not in self.model_names:
+                raise FileFormatError(f"ensemble member {m} is a {model.registered_name!r} model; ensembles hold "
+                                      "mesh simulators", path)
+            models.append(model)
+        return models
+
+    def case(self, model: Any) -> Any:
+        from sim.rollout.evaluate import mesh_case
+
+        return mesh_case
+
+    def diagnose_sample(self, model: Any, data: Path, entry: str, step: int) -> Any:
+        """The training sample of ``entry`` at ``step`` (with the scalars and frames the model reads)."""
+        from sim.data.windows import MeshStepDataset
+
+        if isinstance(model, list):
+            raise self.refuse("diagnose", "diagnose one member checkpoint of the ensemble")
+        c = model.config
+        dataset = MeshStepDataset(data, c["fields"], entries=[entry], scalars=c.get("scalars") or [],
+                                  history=int(c.get("history", 1)))
+        first = dataset.history - 1  # a model that sees h frames starts at step h - 1
+        if not first <= step < first + len(dataset):
+            raise SimError(f"step {step} is outside entry {entry!r} (input steps {first}..{first + len(dataset) - 1})",
+                           data)
+        return dataset[step - first]
+
+
+class MeshSurrogate(Surrogate):
+    """MeshGraphNet or the graph transformer (any :class:`~sim.models.mesh.simulator.MeshSimulator`
+    checkpoint): one-step dynamics of point fields on a fixed mesh."""
+
+    family = "mesh"
+
+    def __init__(self, simulator: Any, path: Path, payload: dict[str, Any] | None = None):
+        super().__init__(path)
+        self.simulator = simulator
+        self.fields: list[str] = list(simulator.config["fields"])
+        self.dims: list[int] = list(simulator.config["field_dims"])
+        self.edge_in = int(simulator.config["edge_in"])
+        self.network = simulator.config["network"]
+        self.scalars: list[str] = list(simulator.config.get("scalars") or [])
+        self.history = int(simulator.config.get("history", 1))  # frames per input (older checkpoints: 1)
+        train_cfg = (payload or {}).get("train", {}).get("config", {})
+        self.train_data = train_cfg.get("data", {}).get("train")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
+                "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
+                "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
+                "scalars": list(self.scalars), "history": self.history}
+
+    # ----- checks: one readable error when the query does not fit the model
+    def check_mesh(self, mesh: Mesh) -> None:
+        if not isinstance(mesh, Mesh):
+            raise SimError(f"expected a sim.mesh.Mesh or Trajectory, got {type(mesh).__name__}", self.path)
+        if mesh.dim + 1 != self.edge_in:
+            raise SimError(f"the model was trained on {self.edge_in - 1}D meshes; this mesh is {mesh.dim}D",
+                           self.path)
+        if mesh.node_type is None:
+            raise SimError("the mesh has no node types; the model needs them to know which nodes it predicts "
+                           "and which the boundary conditions prescribe (set mesh.node_type)", self.path)
+        known = np.array([int(t) for t in NodeType])
+        bad = np.setdiff1d(np.unique(mesh.node_type), known)
+        if bad.size:
+            raise SimError(f"unknown node type value(s) {bad.tolist()} (known: "
+                           + ", ".join(f"{int(t)} {t.name.lower()}" for t in NodeType) + ")", self.path)
+
+    def state_from(self, arrays: dict[str, Any], n: int, what: str) -> np.ndarray:
+        """(N, F) state from named point arrays, with a clear error for a missing or misshaped field."""
+        missing = [f for f in self.fields if f not in arrays]
+        if missing:
+            raise SimError(f"{what} has no field(s) {missing} the model needs (it has {sorted(arrays)}; the model "
+                           f"uses {dict(zip(self.fields, self.dims))})", self.path)
+        parts = []
+        for f, d in zip(self.fields, self.dims):
+            a = np.asarray(arrays[f], dtype=np.float32).reshape(n, -1) if np.size(arrays[f]) == n * d else None
+            if a is None:
+                raise SimError(f"{what}: field {f!r} has shape {np.shape(arrays[f])}; the model expects ({n}, {d})"
+                               if d > 1 else f"{what}: field {f!r} has shape {np.shape(arrays[f])}; the model "
+                               f"expects ({n},)", self.path)
+            parts.append(a)
+        return np.concatenate(parts, axis=1)
+
+    def _boundary(self, boundary: Any, mesh: Mesh, x0: np.ndarray, steps: int, reference: Trajectory | None
+                  ) -> Callable[[int, float], np.ndarray]:
+        n = mesh.num_points
+        if boundary is None and reference is not None and reference.num_steps > steps:
+            boundary = reference
+        if boundary is None:
+            return lambda s, t: x0  # prescribed nodes keep their initial values
+        if isinstance(boundary, Trajectory):
+            if boundary.mesh.num_points != n or boundary.num_steps <= steps:
+                raise SimError(f"the boundary trajectory needs {steps + 1} steps on {n} points (it has "
+                               f"{boundary.num_steps} on {boundary.mesh.num_points})", self.path)
+            frames = {f: boundary.point_fields[f] for f in self.fields if f in boundary.point_fields}
+            frames_state = [self.state_from({f: a[s] for f, a in frames.items()}, n, f"boundary step {s}")
+                            for s in range(steps + 1)]
+            return lambda s, t: frames_state[s]
+        if callable(boundary):
+            def call(s: int, t: float) -> np.ndarray:
+                v = boundary(s, t)
+                return self.state_from(v, n, f"boundary({s}, {t:.6g})") if isinstance(v, dict) else \
+                    np.asarray(v, dtype=np.float32).reshape(n, -1)
+            return call
+        if isinstance(boundary, dict):
+            fixed = self.state_from(boundary, n, "boundary")
+            return lambda s, t: fixed
+        raise SimError("boundary must be None, a Trajectory, a dict of fields or a function (step, time) -> fields",
+                       self.path)
+
+    def _initial(self, initial: Any, dt: float | None) -> tuple[Mesh, np.ndarray, float, float, Trajectory | None]:
+        """Mesh, initial frames (h, N, F) for a model that sees h frames, dt, start time, and the
+        rest of the trajectory from the start on (its steps give the default boundary values)."""
+        h = self.history
+        if isinstance(initial, Trajectory):
+            mesh = initial.mesh
+            self.check_mesh(mesh)
+            if initial.num_steps < h:
+                raise SimError(f"the model sees {h} frames; the initial trajectory has {initial.num_steps} step(s)",
+                               self.path)
+            frames = np.stack([self.state_from({k: v[s] for k, v in initial.point_fields.items()}, mesh.num_points,
+                                               f"the initial trajectory's step {s}") for s in range(h)])
+            step = dt or initial.dt or (float(np.diff(initial.times[:2])[0]) if initial.num_steps > 1 else None)
+            rest = initial if h == 1 else Trajectory(
+                mesh, initial.times[h - 1:], point_fields={k: v[h - 1:] for k, v in initial.point_fields.items()},
+                dt=initial.dt, params=initial.params)
+            return mesh, frames, step, float(initial.times[h - 1]), rest
+        if isinstance(initial, Mesh):
+            self.check_mesh(initial)
+            if h > 1:
+                raise SimError(f"the model sees {h} frames (the state and the {h - 1} before it): start from a "
+                               f"Trajectory with at least {h} steps, not a Mesh", self.path)
+            x0 = self.state_from(initial.point_data, initial.num_points, "the initial mesh's point data")
+            return initial, x0[None], dt, 0.0, None
+        raise SimError(f"initial must be a Mesh with the fields in point_data or a Trajectory, not "
+                       f"{type(initial).__name__}", self.path)
+
+    def _members(self) -> list[Any]:
+        return [self.simulator]
+
+    def _run(self, mesh: Mesh, frames: np.ndarray, steps: int, dt: float, t0: float, bc: Callable,
+             writer: Any, keep: bool, params: dict[str, Any]) -> Recorder:
+        """The one rollout loop over this surrogate's stepper (an ensemble's members together)."""
+        from sim.rollout.engine import run
+        from sim.rollout.steppers import EnsembleStepper, MeshStepper
+
+        steppers = [MeshStepper(m, [mesh], [frames], [dt], [t0], boundary=[bc], params=[params])
+                    for m in self._members()]
+        stepper = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
+        rec = Recorder(writer, keep)
+        with self._lock:
+            run(stepper, steps, stepper.times, [rec])
+        return rec
+
+    def _params(self, initial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+        """The trajectory parameters of a query: ``initial.params`` (a Trajectory) updated with
+        ``params``; one error naming the missing ones when the model is conditioned on more."""
+        merged = {**(initial.params if isinstance(initial, Trajectory) else {}), **(params or {})}
+        extra = sorted(set(params or {}) - set(self.scalars))
+        if extra:
+            raise SimError(f"the model takes no parameter(s) {extra} (it is conditioned on {self.scalars or 'none'})",
+                           self.path)
+        missing = [k for k in self.scalars if k not in merged]
+        if missing:
+            raise SimError(f"the model is conditioned on {self.scalars}: give {missing} (params={{...}} or "
+                           "a Trajectory whose params hold them)", self.path)
+        return merged
+
+    def rollout(self, initial: Mesh | Trajectory, steps: int, boundary: Any = None, dt: float | None = None,
+                out: str | os.PathLike | None = None, keep: bool = True, params: dict[str, Any] | None = None
+                ) -> Trajectory:
+        """Roll the model ``steps`` steps from ``initial``.
+
+        Args:
+            initial: a Trajectory (its first step is the initial state, or its first h steps
+                for a model that sees h frames (``describe()["history"]``), the rollout
+                starting from the last; its later steps, when there are enough, give the
+                boundary values) or a Mesh with the fields in ``point_data``.
+            boundary: values of the prescribed nodes (every node type the model does not
+                predict): a Trajectory, a dict of fields, or ``fn(step, time)`` returning a dict
+                of fields or an (N, F) array; default: from ``initial`` as above, else held at
+                the initial values.
+            dt: time step (default: the trajectory's).
+            out: also stream every step to this ``.pvd`` or ``.xdmf`` series as it is computed.
+            keep: hold the predicted steps in memory and return them (False: only the last
+                step is returned, for very long rollouts of large meshes streamed to ``out``).
+            params: values of the trajectory parameters the model is conditioned on
+                (``describe()["scalars"]``, e.g. ``{"nu": 1e-3}``); default: ``initial.params``.
+        """
+        mesh, frames, dt, t0, ref = self._initial(initial, dt)
+        x0 = frames[-1]
+        if dt is None:
+            raise SimError("give dt: the initial state carries no time step", self.path)
+        if steps < 1:
+            raise SimError(f"steps must be >= 1, got {steps}", self.path)
+        bc = self._boundary(boundary, mesh, x0, steps, ref)
+        p = self._params(initial, params)
+        writer = self._series_writer(out, mesh, dt, std=len(self._members()) > 1)
+        rec = self._run(mesh, frames, steps, dt, t0, bc, writer, keep or out is None, p)
+        return self._trajectory(mesh, rec.times, rec.states, keep)
+
+    def _series_writer(self, out: Any, mesh: Mesh, dt: float, std: bool) -> Any:
+        from sim.mesh import SeriesLayout
+
+        names = self.fields + ([f"{f}_std" for f in self.fields] if std else [])
+        return series_writer(out, SeriesLayout(mesh, point_fields=names, dt=dt))
+
+    def _trajectory(self, mesh: Mesh, times: list[float], states: list[dict[str, np.ndarray]], keep: bool
+                    ) -> Trajectory:
+        if not keep:
+            times, states = times[-1:], states[-1:]
+        fields = {k: np.stack([s[k] for s in states]) for k in states[0]}
+        if any(k in mesh.point_data for k in fields):  # an initial Mesh carried the state as static data
+            mesh = Mesh(mesh.points, mesh.cells, {k: v for k, v in mesh.point_data.items() if k not in fields},
+                        mesh.cell_data, mesh.field_data, node_type=mesh.node_type)
+        return Trajectory(mesh, np.asarray(times), point_fields=fields,
+                          dt=float(np.diff(times[:2])[0]) if len(times) > 1 else None)
+
+    def predict(self, query: Mesh | Trajectory, dt: float | None = None, boundary: Any = None, **scalars: Any):
+        """One step: the fields at the next time step on ``query``'s mesh, as a pyvista grid
+        (with ``<field>_std`` for ensembles). ``query``: a Mesh with the fields in point_data, or
+        a Trajectory (its first step, or its first h for a model that sees h frames).
+        ``scalars``: the trajectory parameters the model is conditioned on (default: the
+        Trajectory's params)."""
+        if dt is None and isinstance(query, Mesh):
+            if self.simulator.config["target"] == "derivative":
+                raise SimError("give dt: the model predicts a time derivative", self.path)
+            dt = 1.0  # a delta target does not depend on dt; the output is labelled t = 1
+        traj = self.rollout(query, 1, boundary=boundary, dt=dt, params=scalars)
+        grid = Mesh(traj.mesh.points, traj.mesh.cells, node_type=traj.mesh.node_type).to_pyvista()
+        for k, v in traj.point_fields.items():
+            grid.point_data[k] = v[-1]
+        return grid
+
+
+class EnsembleSurrogate(MeshSurrogate):
+    """Deep ensemble of mesh simulators trained from different seeds on the same data: the
+    rollout of each member, then per node and step the mean (``<field>``) and the standard
+    deviation across members (``<field>_std``), an uncertainty for every prediction path."""
+
+    family = "mesh-ensemble"
+
+    def __init__(self, members: list[Any], path: Path, payload: dict[str, Any] | None = None):
+        super().__init__(members[0], path, payload)
+        for i, m in enumerate(members[1:], start=1):
+            if (list(m.config["fields"]) != self.fields or list(m.config["field_dims"]) != self.dims
+                    or int(m.config["edge_in"]) != self.edge_in
+                    or list(m.config.get("scalars") or []) != self.scalars
+                    or int(m.config.get("history", 1)) != self.history):
+                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters, history and "
+                                      "mesh as member 0", path)
+        self.members = members
+
+    def _members(self) -> list[Any]:
+        return self.members
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "members": len(self.members)}
+
+

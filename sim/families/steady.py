@@ -1,0 +1,177 @@
+"""The steady-field family: a graph network (:class:`~sim.models.steady.SteadySimulator`) from a
+mesh and input scalars to fields in one pass, the graph-model baseline of MMGP.
+
+Configuration (``model.family: steady``)::
+
+    model:
+      family: steady
+      network: meshgraphnet        # or graph_transformer
+      preset: cpu
+      fields: [u, von_mises]       # output point fields of each sample
+      scalars: [E, nu, load]       # input scalars (field data of each sample)
+    data:
+      train: datasets/elasticity_shapes/medium/train.h5
+      valid: datasets/elasticity_shapes/medium/test.h5
+
+Metrics (``sim eval``): PLAID's per-sample relative RMSE of each field (RMS error over nodes
+and components divided by the largest true magnitude), aggregated as an RMS over samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.errors import SimError
+from sim.families.base import Evaluation, Family, Surrogate, register_family
+from sim.mesh import Mesh, NodeType
+
+
+@dataclass
+class SteadyOptions:
+    """``model.family_args`` of steady graph models."""
+
+    coords: bool = True  # append node coordinates to the node inputs
+
+
+def rrmse(pred: np.ndarray, truth: np.ndarray) -> float:
+    """PLAID's per-sample relative RMSE: RMS error over nodes and components / max |truth|."""
+    return float(np.sqrt(((pred - truth) ** 2).mean()) / max(float(np.abs(truth).max()), 1e-30))
+
+
+def sample_scalars(mesh: Mesh, names: list[str], where: Any = None) -> dict[str, float]:
+    """The input scalars of one steady sample (its field data), one error naming missing ones."""
+    missing = [k for k in names if k not in mesh.field_data]
+    if missing:
+        raise SimError(f"the sample has no input scalar(s) {missing} in its field data (has "
+                       f"{sorted(mesh.field_data)})", where)
+    return {k: float(np.asarray(mesh.field_data[k]).reshape(-1)[0]) for k in names}
+
+
+def field_evaluation(predict: Any, data: Path, entries: list[str] | None, fields: list[str], scalars: list[str],
+                     stds: bool = False) -> Evaluation:
+    """Per-sample RRMSE of each field of ``predict(mesh, scalars) -> {field: array}`` on a store of
+    steady samples (and, with ``stds``, the 95 % interval coverage from ``<field>_std``)."""
+    from tqdm import tqdm
+
+    from sim.mesh import Store
+
+    rows = []
+    inside = total = 0
+    with Store(data) as store:
+        names = entries or store.names()
+        for name in tqdm(names, desc="samples", disable=len(names) < 2):
+            mesh = store.read(name)
+            if not isinstance(mesh, Mesh):
+                raise SimError(f"entry {name!r} is a trajectory; steady models evaluate on static samples", data)
+            missing = [f for f in fields if f not in mesh.point_data]
+            if missing:
+                raise SimError(f"entry {name!r} has no point field(s) {missing} to compare with", data)
+            pred = predict(mesh, sample_scalars(mesh, scalars, data))
+            row: dict[str, Any] = {"entry": name}
+            for f in fields:
+                truth = np.asarray(mesh.point_data[f], dtype=np.float64).reshape(np.shape(pred[f]))
+                row[f"rrmse_{f}"] = rrmse(np.asarray(pred[f]), truth)
+                if stds and f"{f}_std" in pred:
+                    half = 1.96 * np.asarray(pred[f"{f}_std"]).reshape(truth.shape)
+                    inside += int((np.abs(np.asarray(pred[f]) - truth) <= half).sum())
+                    total += truth.size
+            rows.append(row)
+    cols = [f"rrmse_{f}" for f in fields]
+    summary = {c: float(np.sqrt(np.mean([r[c] ** 2 for r in rows]))) for c in cols}
+    summary["rrmse_fields"] = float(np.mean([summary[c] for c in cols]))
+    if total:
+        summary["coverage95"] = inside / total
+    return Evaluation(rows, summary, cols)
+
+
+@register_family
+class SteadyFamily(Family):
+    name = "steady"
+    summary = "steady fields from a mesh and input scalars in one pass (graph-network baseline of MMGP)"
+    model_names = ("steady_simulator",)
+    commands = frozenset({"train", "eval", "predict"})
+    options = SteadyOptions
+    hints = {"rollout": "steady models are not time-stepping: use `sim predict`",
+             "diagnose": "the diagnostics apply to mesh time-stepping models"}
+
+    def build_dataset(self, cfg: Any) -> Any:
+        from sim.data.samples import MeshSampleDataset
+
+        return MeshSampleDataset(cfg.data.train, cfg.model.fields, cfg.model.scalars)
+
+    def build_model(self, cfg: Any, dataset: Any) -> Any:
+        import dataclasses
+
+        from sim.models.registry import preset_args
+        from sim.models.steady import SteadySimulator
+
+        m = cfg.model
+        args = {**(preset_args(m.network, m.preset) if m.preset else {}), **m.network_args}
+        edge_in = int(dataset[0].edge_attr.shape[-1])
+        return SteadySimulator(m.network, args, m.fields, dataset.dims, m.scalars, edge_in,
+                               **dataclasses.asdict(self.parse_options(cfg)))
+
+    def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
+        """RRMSE per field (RMS over the first ``data.valid_entries`` samples)."""
+        from sim.mesh import Store
+
+        with Store(cfg.data.valid) as store:
+            names = store.names()[:cfg.data.valid_entries]
+        model.eval()
+        try:
+            ev = self.evaluate(model.to("cpu"), cfg.data.valid, names)
+        finally:
+            model.to(device).train()
+        return {f"valid_{k}": v for k, v in ev.summary.items() if k != "rrmse_fields"}
+
+    def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,
+                 out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
+                 compile: bool = False) -> Evaluation:
+        c = model.config
+        return field_evaluation(model.predict, data, entries, c["fields"], c["scalars"])
+
+    def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
+        return SteadySurrogate(model, path)
+
+
+class SteadySurrogate(Surrogate):
+    """A graph network that maps a mesh and input scalars to steady fields
+    (:class:`~sim.models.steady.simulator.SteadySimulator`)."""
+
+    family = "steady"
+
+    def __init__(self, model: Any, path: Path):
+        super().__init__(path)
+        self.model = model
+
+    def describe(self) -> dict[str, Any]:
+        c = self.model.config
+        return {**super().describe(), "network": c["network"], "scalars_in": list(c["scalars"]),
+                "fields": dict(zip(c["fields"], c["field_dims"])), "mesh_dim": c["edge_in"] - 1}
+
+    def predict(self, query: Mesh, **scalars: Any):
+        """Fields on ``query``'s nodes as a pyvista grid."""
+        if not isinstance(query, Mesh):
+            raise SimError(f"steady models predict on a Mesh, got {type(query).__name__}", self.path)
+        c = self.model.config
+        if query.dim + 1 != c["edge_in"]:
+            raise SimError(f"the model was trained on {c['edge_in'] - 1}D meshes; this mesh is {query.dim}D", self.path)
+        missing = [k for k in c["scalars"] if k not in scalars]
+        if missing:
+            raise SimError(f"missing input scalar(s) {missing} (the model takes {c['scalars']})", self.path)
+        if query.node_type is not None:
+            bad = np.setdiff1d(np.unique(query.node_type), [int(t) for t in NodeType])
+            if bad.size:
+                raise SimError(f"unknown node type value(s) {bad.tolist()}", self.path)
+        with self._lock:
+            res = self.model.predict(query, scalars)
+        grid = Mesh(query.points, query.cells, node_type=query.node_type).to_pyvista()
+        for k, v in res.items():
+            grid.point_data[k] = v
+        return grid
+
+
