@@ -27,8 +27,8 @@ import numpy as np
 import sim
 from sim.mesh import Store
 from sim.rollout.plots import fields_png
-from sim.train import Config, train
-from sim.train.trainer import steps_for_budget
+from sim.families import steps_for_budget, train
+from sim.train import Config
 from solvers.recipes import generate, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

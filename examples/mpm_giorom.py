@@ -21,8 +21,8 @@ import numpy as np
 
 import sim
 from sim.mesh import Store
-from sim.train import Config, train
-from sim.train.trainer import steps_for_budget
+from sim.families import steps_for_budget, train
+from sim.train import Config
 from solvers.recipes import generate, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +44,9 @@ def main() -> None:
 
     ratio = 0.25
     cfg = Config.from_dict({
-        "model": {"simulator": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
-                  "simulator_args": {"sample_ratio": ratio, "sampling": "fps",
-                                     "connectivity_radius": ratio ** -0.5 / n_grid, "decoder": {"neighbors": 16}}},
+        "model": {"family": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
+                  "family_args": {"sample_ratio": ratio, "sampling": "fps",
+                                  "connectivity_radius": ratio ** -0.5 / n_grid, "decoder": {"neighbors": 16}}},
         "data": {"train": str(data["train"]), "batch_size": 1, "dense_queries": 512},
         "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5},
         "train": {"steps": 5 if args.quick else 1, "out": str(out / "run"), "log_every": 25,

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 import sim
+from sim.families import get_family, train
 from sim.mesh import Store
-from sim.models.prose import PRESETS, PROSE, ODEWindows
 from sim.symbolic import from_prefix
-from sim.train.prose import PROSETrainConfig, train_prose
+from sim.train import Config
 from solvers.recipes import generate, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,14 +44,24 @@ def main() -> None:
                                "splits": {"train": 30 if args.quick else 1500, "test": 12}}
     data = generate(recipe, "example", out=out / "data", workers=1 if args.quick else 2)
 
-    model = PROSE(max_dim=3, **PRESETS["cpu"])
-    train_set = ODEWindows(data["train"], model.vocab, systems=SYSTEMS)
-    cfg = PROSETrainConfig(batch_size=32, steps=5 if args.quick else None,
-                           max_seconds=None if args.quick else args.train_seconds, checkpoint=str(out / "prose.pt"))
-    summary = train_prose(model, train_set, cfg)
-    print(f"PROSE: {summary['steps']} training steps on {len(train_set)} trajectories")
+    # PROSE trains through the shared trainer (`sim train` with the same configuration): AdamW,
+    # warmup + inverse square root; the step count only bounds the time budget
+    cfg = Config.from_dict({
+        "model": {"family": "prose", "network": "prose", "preset": "cpu", "network_args": {"max_dim": 3},
+                  "family_args": {"systems": SYSTEMS}},
+        "data": {"train": str(data["train"]), "batch_size": 32},
+        "optim": {"name": "adamw", "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 300,
+                  "weight_decay": 1e-4, "grad_clip": 1.0},
+        "train": {"steps": 5 if args.quick else 10**9, "max_seconds": None if args.quick else args.train_seconds,
+                  "out": str(out / "prose"), "log_every": 50, "checkpoint_every": 2000},
+    })
+    ckpt = out / "prose" / "checkpoint.pt"
+    if ckpt.exists():
+        ckpt.unlink()
+    summary = train(cfg)
+    print(f"PROSE: {summary['steps']} training steps on {len(get_family('prose').build_dataset(cfg))} trajectories")
 
-    surrogate = sim.load(out / "prose.pt")
+    surrogate = sim.load(ckpt)
     lines, seen = [], set()
     with Store(data["test"]) as s:
         for name in s.names():

@@ -14,7 +14,8 @@ import sim.mesh as sm
 from sim.errors import FileFormatError, SimError
 from sim.mesh import Mesh, NodeType, Store
 from sim.rollout import rollout
-from sim.train import Config, load_model, train, train_ensemble
+from sim.families import train, train_ensemble
+from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 
 

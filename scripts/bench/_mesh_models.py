@@ -44,8 +44,8 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
     a fair budget when other jobs share the machine; ``"wall"`` for wall time), the learning-rate
     schedule spanning the whole budget; returns the trainer's summary plus ``steps_per_s``
     (steps per budget second)."""
-    from sim.train import Config, train
-    from sim.train.trainer import steps_for_budget
+    from sim.families import steps_for_budget, train
+    from sim.train import Config
 
     cfg = Config.from_dict(cfg_dict)
     cfg.train.clock = clock
@@ -61,12 +61,12 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
 
 def rollout_metrics(checkpoint: str | Path, test: str | Path, steps: int | None = None) -> dict[str, Any]:
     """Mean over the test trajectories of the rollout RMSE at 1, 50 and all steps, and persistence's."""
-    from sim.rollout.evaluate import evaluate_store
+    from sim.rollout.evaluate import evaluate_store, mesh_case
     from sim.train import load_model
 
     model, _ = load_model(checkpoint)
     t = time.perf_counter()
-    results = evaluate_store(model, test, None, steps, None)
+    results = evaluate_store(model, test, mesh_case, None, steps, None)
     seconds = time.perf_counter() - t
 
     def mean(key: str, persistence: bool = False) -> float | None:
@@ -122,7 +122,7 @@ import json, resource, time, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from sim.mesh import Store
-from sim.rollout.evaluate import evaluate_store
+from sim.rollout.evaluate import evaluate_store, mesh_case
 from sim.train import load_model
 import torch
 torch.set_num_threads({threads})
@@ -143,7 +143,7 @@ except OSError:
 base = status("VmRSS")
 t, c = time.perf_counter(), time.process_time()
 out = {str(out_dir)!r} if {out_dir is not None!r} else None
-res = evaluate_store(model, {str(data)!r}, [entry], {steps}, Path(out) if out else None, "xdmf")
+res = evaluate_store(model, {str(data)!r}, mesh_case, [entry], {steps}, Path(out) if out else None, "xdmf")
 sec, cpu = time.perf_counter() - t, time.process_time() - c
 print(json.dumps({{"peak_mem_mb": status("VmHWM"), "base_mem_mb": base, "seconds_per_step": sec / res[0].steps,
                   "cpu_seconds_per_step": cpu / res[0].steps}}))

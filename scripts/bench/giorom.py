@@ -63,11 +63,11 @@ def configure(kind: str, paths: dict[str, Path], material: str, n_grid: int, rat
     r_full = 1.0 / n_grid
     giorom = kind == "giorom"
     return Config.from_dict({
-        "model": {"simulator": "particle", "network": "giorom" if giorom else "meshgraphnet", "preset": "cpu",
+        "model": {"family": "particle", "network": "giorom" if giorom else "meshgraphnet", "preset": "cpu",
                   "noise_std": NOISE[material],
-                  "simulator_args": ({"sample_ratio": ratio, "sampling": "fps", "connectivity_radius":
-                                      r_full * ratio ** -0.5, "decoder": {"neighbors": 16}} if giorom else
-                                     {"connectivity_radius": r_full})},
+                  "family_args": ({"sample_ratio": ratio, "sampling": "fps", "connectivity_radius":
+                                   r_full * ratio ** -0.5, "decoder": {"neighbors": 16}} if giorom else
+                                  {"connectivity_radius": r_full})},
         "data": {"train": str(paths["train"]), "batch_size": 1, "dense_queries": 512 if giorom else 0},
         "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
         "train": {"steps": 1, "out": str(out / f"{material}_{kind}"), "log_every": 50,
@@ -78,19 +78,21 @@ def cpu_seconds_per_step(cfg, probe_steps: int, warmup: int = 3) -> float:
     """CPU seconds of one training step (the trainer's loop body: batch, loss, backward, Adam),
     measured with ``time.process_time`` after a warm-up, so other jobs on the machine do not
     change the budget."""
-    from torch_geometric.data import Batch
+    from sim.families import configure
+    from sim.train.trainer import StepBatchSampler
 
-    from sim.train.trainer import StepBatchSampler, build_dataset, build_simulator
-
-    dataset = build_dataset(cfg)
-    simulator = build_simulator(cfg, dataset)
+    family = configure(cfg)
+    dataset = family.build_dataset(cfg)
+    simulator = family.build_model(cfg, dataset)
+    collate = family.collator(cfg, dataset, simulator)
     simulator.train()
     opt = torch.optim.Adam(simulator.parameters(), lr=cfg.optim.lr)
     sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, 0, warmup + probe_steps)
     for i, idx in enumerate(sampler):
         if i == warmup:
             t = time.process_time()
-        loss = simulator.loss(Batch.from_data_list([dataset[j] for j in idx]), torch.Generator().manual_seed(i))
+        batch = collate([dataset[j] for _, j in idx], i)
+        loss, _ = family.loss(simulator, batch, torch.Generator().manual_seed(i), cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -100,7 +102,7 @@ def cpu_seconds_per_step(cfg, probe_steps: int, warmup: int = 3) -> float:
 def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, dict]:
     """Train for ``budget`` CPU seconds (one thread): the steps a probe says fit, the learning-rate
     schedule spanning them. Wall time depends on what else runs on the machine; CPU time does not."""
-    from sim.train import train
+    from sim.families import train
 
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if ckpt.exists():

@@ -9,7 +9,7 @@ error over nodes divided by the sample's max |value|, then the RMS over samples.
 
 JSON keys: rrmse_<field>, rrmse_fields, rrmse_<scalar>, q2_<scalar>, coverage95, fit_s,
 predict_s, ood_std_ratio, and graph_rrmse_fields with graph_rrmse_<field>: MeshGraphNet
-(CPU preset, `model.simulator: steady`: node type, E, nu, load and coordinates in, the fields
+(CPU preset, `model.family: steady`: node type, E, nu, load and coordinates in, the fields
 out in one pass, as PLAID trains it on Tensile2d) trained on the same split through the shared
 trainer for a CPU-time budget (`--graph-seconds`, default 1200, quick 60) and scored the same way.
 """
@@ -41,11 +41,11 @@ def graph_model(paths: dict, test: list, seconds: float, out: str) -> dict:
     from _mesh_models import train_for_budget
 
     from sim.train import load_model
-    from sim.train.steady import rrmse
+    from sim.families.steady import rrmse
 
     torch.set_num_threads(1)
     summary = train_for_budget({
-        "model": {"simulator": "steady", "network": "meshgraphnet", "preset": "cpu", "fields": list(FIELDS),
+        "model": {"family": "steady", "network": "meshgraphnet", "preset": "cpu", "fields": list(FIELDS),
                   "scalars": list(INPUTS)},
         "data": {"train": str(paths["train"]), "batch_size": 2},
         "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5},

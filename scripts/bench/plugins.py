@@ -70,14 +70,15 @@ def step_time_ratios(names: list[str], train_path: Path, rounds: int) -> dict[st
     from torch_geometric.data import Batch
 
     from sim.data.windows import MeshStepDataset
-    from sim.train.trainer import build_simulator
+    from sim.families import get_family
 
+    mesh = get_family("mesh")
     ds = MeshStepDataset(train_path, ["velocity"])
     batch = Batch.from_data_list([ds[0]])
     models = {}
     for n in names:
         torch.manual_seed(0)
-        models[n] = build_simulator(config(n, train_path, Path("/tmp"), 1.0), ds).train()
+        models[n] = mesh.build_model(config(n, train_path, Path("/tmp"), 1.0), ds).train()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds + 1):
         for n in names:
@@ -108,9 +109,9 @@ def main() -> None:
     from sim.data.windows import MeshStepDataset
     from sim.mesh import Store
     from sim.plugins.diagnostics.hop_influence import hop_influence, influence_png
-    from sim.rollout.evaluate import evaluate_store
-    from sim.train import load_model, train
-    from sim.train.trainer import steps_for_budget
+    from sim.families import steps_for_budget, train
+    from sim.rollout.evaluate import evaluate_store, mesh_case
+    from sim.train import load_model
 
     torch.set_num_threads(1)
     budget = args.train_seconds or (12.0 if args.quick else 600.0)
@@ -153,7 +154,7 @@ def main() -> None:
         model, _ = load_model(run / "checkpoint.pt")
         models[name] = model
         t0 = time.perf_counter()
-        evals = evaluate_store(model, paths["test"], test_entries, None, None)
+        evals = evaluate_store(model, paths["test"], mesh_case, test_entries, None, None)
         roll_s = time.perf_counter() - t0
         results[f"train_steps_{name}"] = summary["steps"]
         results[f"train_step_ms_{name}"] = 1e3 * summary["seconds"] / max(1, summary["steps"])

@@ -77,10 +77,11 @@ def main() -> None:
 
     import torch
 
-    from sim.models.prose import PRESETS, PROSE, ODEWindows, PROSECollator
+    from sim.families import train
+    from sim.models.prose import PROSE, ODEWindows, PROSECollator
     from sim.models.prose.evaluate import evaluate
+    from sim.train import Config
     from sim.train.checkpoint import load_model
-    from sim.train.prose import PROSETrainConfig, train_prose
     from solvers.recipes import generate, load_recipe
 
     if "OMP_NUM_THREADS" in os.environ:
@@ -92,7 +93,7 @@ def main() -> None:
     preset = args.preset or ("paper" if args.full else "cpu")
     batch_size = args.batch_size or (128 if args.full else 32)
     lr = args.lr or (2e-4 if preset == "paper" else 1e-3)
-    clock = "wall" if args.full else "cpu"
+    clock = "wall" if args.full else "process"  # process: this process's CPU time
 
     recipe = load_recipe(ROOT / "datasets" / "ode_systems.yaml")
     t0 = time.perf_counter()
@@ -111,10 +112,21 @@ def main() -> None:
     print(f"{len(train_set)} train / {len(test_set)} test trajectories of {', '.join(names)} (max dim {max_dim}); "
           f"loaded in {load_s:.1f} s")
 
-    def train_cfg(seconds: float, checkpoint: str | None) -> PROSETrainConfig:
-        return PROSETrainConfig(batch_size=batch_size, lr=lr, warmup_steps=300 if preset == "cpu" else 4000,
-                                steps=None, max_seconds=seconds, clock=clock, seed=args.seed, checkpoint=checkpoint,
-                                checkpoint_every=1000, log_every=100, data_noise=args.data_noise, p_drop=args.p_drop)
+    def train_cfg(seconds: float, run: Path, checkpoint_every: int = 1000, **network_args: object) -> Config:
+        """PROSE through the shared trainer: AdamW, warmup + inverse square root, until ``seconds``
+        on ``clock`` (the step count is only a bound: the schedule does not depend on it)."""
+        ckpt = run / "checkpoint.pt"
+        if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
+            ckpt.unlink()
+        return Config.from_dict({
+            "model": {"family": "prose", "network": "prose", "preset": preset,
+                      "network_args": {"max_dim": max_dim, **network_args},
+                      "family_args": {"data_noise": args.data_noise, "p_drop": args.p_drop, "systems": systems}},
+            "data": {"train": str(paths["train"]), "batch_size": batch_size},
+            "optim": {"name": "adamw", "lr": lr, "schedule": "inverse_sqrt",
+                      "warmup_steps": 300 if preset == "cpu" else 4000, "weight_decay": 1e-4, "grad_clip": 1.0},
+            "train": {"steps": 10**9, "max_seconds": seconds, "clock": clock, "out": str(run), "log_every": 100,
+                      "checkpoint_every": checkpoint_every, "seed": args.seed}})
 
     results: dict[str, object] = {"size": size, "systems": ",".join(names), "train_trajectories": len(train_set),
                                   "test_trajectories": len(test_set), "preset": preset, "batch_size": batch_size,
@@ -127,17 +139,16 @@ def main() -> None:
         model, payload = load_model(args.checkpoint)
         results.update(train_s=float("nan"), train_steps=int(payload.get("train", {}).get("step", 0)))
     else:
-        torch.manual_seed(args.seed)
-        model = PROSE(max_dim=max_dim, **PRESETS[preset])
-        ckpt = out / f"prose_{size}_{preset}.pt"
-
-        def keep(step: int, seconds: float) -> None:
+        def keep(step: int, seconds: float, training: torch.nn.Module) -> None:
             if not snapshot and seconds >= ablation:
-                snapshot.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+                snapshot.update({k: v.detach().clone() for k, v in training.state_dict().items()})
                 results["multimodal_same_budget_steps"] = step
 
-        summary = train_prose(model, train_set, train_cfg(budget, str(ckpt)), on_step=keep)
-        results.update(train_s=summary["seconds"], train_wall_s=summary["wall_seconds"], train_steps=summary["steps"],
+        t0 = time.perf_counter()
+        summary = train(train_cfg(budget, out / f"prose_{size}_{preset}"), on_step=keep)
+        wall = time.perf_counter() - t0  # includes reading the data and building the model
+        ckpt = Path(summary["checkpoint"])
+        results.update(train_s=summary["seconds"], train_wall_s=wall, train_steps=summary["steps"],
                        first_loss=summary["first_loss"], final_loss=summary["final_loss"], checkpoint=str(ckpt))
         model, _ = load_model(ckpt)  # evaluate what the checkpoint holds
     results["params"] = model.num_parameters()
@@ -163,9 +174,9 @@ def main() -> None:
 
     # 2. the data-only ablation at a shorter budget, against the main run's snapshot at that budget
     if not args.no_ablation and not args.checkpoint:
-        torch.manual_seed(args.seed)
-        data_only = PROSE(max_dim=max_dim, symbol_input=False, symbol_output=False, **PRESETS[preset])
-        summary = train_prose(data_only, train_set, train_cfg(ablation, None))
+        summary = train(train_cfg(ablation, out / f"prose_{size}_{preset}_data_only", checkpoint_every=10**9,
+                                  symbol_input=False, symbol_output=False))
+        data_only, _ = load_model(summary["checkpoint"])
         collator = PROSECollator(data_only.vocab, max_dim, train_set.input_points, symbols="off",
                                  data_noise=args.data_noise, seed=12345)
         ev = evaluate(data_only.to(device), test_set, collator)

@@ -34,12 +34,12 @@ def train_flops_per_step(cfg_dict: dict) -> tuple[int, int]:
 
     from sim.data.windows import MeshStepDataset
     from sim.models.cost import model_cost
+    from sim.families import get_family
     from sim.train import Config
-    from sim.train.trainer import build_simulator
 
     cfg = Config.from_dict(cfg_dict)
     ds = MeshStepDataset(cfg.data.train, cfg.model.fields)
-    simulator = build_simulator(cfg, ds)
+    simulator = get_family("mesh").build_model(cfg, ds)
     batch = Batch.from_data_list([ds[0]])
     simulator.train()
     cost = model_cost(simulator, (batch.state, batch.node_type, batch.edge_index, batch.edge_attr, batch.mesh_pos,

@@ -93,9 +93,9 @@ def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
         "data": {"train": str(cf["train"])}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
         "train": {"steps": 1, "out": str(out / "cfd"), "checkpoint_every": 10**9}}, steps_budget)
     particle = train_for_budget({
-        "model": {"simulator": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
-                  "simulator_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
-                                     "decoder": {"neighbors": 16}}},
+        "model": {"family": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
+                  "family_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
+                                  "decoder": {"neighbors": 16}}},
         "data": {"train": str(mpm["train"]), "dense_queries": 512}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
         "train": {"steps": 1, "out": str(out / "mpm"), "checkpoint_every": 10**9}}, steps_budget)
     return {"cfd": Path(cfd["checkpoint"]), "cfd_data": cf["test"], "mpm": Path(particle["checkpoint"]),

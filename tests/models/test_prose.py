@@ -17,8 +17,9 @@ from sim.models.prose.data import corrupt_terms, sample_from_trajectory
 from sim.models.prose.symbols import as_expressions
 from sim.models.prose.evaluate import evaluate, skeleton_match, vector_field_error
 from sim.symbolic import split_components
-from sim.train.checkpoint import load_model, save_checkpoint
-from sim.train.prose import PROSETrainConfig, train_prose
+from sim.families import get_family, load_model_file, train
+from sim.train import Config
+from sim.train.checkpoint import load_model, read_checkpoint, save_checkpoint
 from solvers import Rejected
 from solvers.odes import SYSTEMS, generate
 
@@ -202,34 +203,66 @@ def test_embedding_init_std_and_tied_output():
     assert [n for n, p in model.named_parameters() if len(VOCAB) in p.shape] == ["embedding.weight"]
 
 
-def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
-    """6 trajectories, 300 steps: the loss falls by more than 10x, greedy decoding then writes the
-    training equations exactly, and the checkpoint rebuilds the same model."""
-    torch.manual_seed(0)
-    samples = ode_samples(["lorenz", "thomas", "rossler"], 6)
-    path = tmp_path / "train.h5"
+def ode_store(path, n=6):
+    """A store of ``n`` generated Lorenz / Thomas / Rossler trajectories (the samples of ``ode_samples``)."""
     with StoreWriter(path) as w:
         seed = 0
-        while len(w.names()) < 6:
+        while len(w.names()) < n:
             try:
                 w.append(generate({"systems": ["lorenz", "thomas", "rossler"], "num_points": 48, "t_end": 1.5}, seed))
             except Rejected:
                 pass
             seed += 1
+    return path
+
+
+def prose_config(tmp_path, data, steps=300, family_args=None, **train_args) -> Config:
+    """PROSE through the one trainer: the tiny model, AdamW with warmup + inverse square root decay."""
+    return Config.from_dict({
+        "model": {"family": "prose", "network": "prose", "network_args": TINY,
+                  "family_args": {"p_delete": 0.0, "p_insert": 0.0, "input_points": 16, **(family_args or {})}},
+        "data": {"train": str(data), "batch_size": 6},
+        "optim": {"name": "adamw", "lr": 3e-3, "schedule": "inverse_sqrt", "warmup_steps": 20, "weight_decay": 1e-4},
+        "train": {"steps": steps, "out": str(tmp_path / "run"), "log_every": 10, "checkpoint_every": 1000,
+                  "clock": "process", "max_seconds": 900, **train_args}})
+
+
+def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
+    """6 trajectories, 300 steps: the loss falls by more than 10x, greedy decoding then writes the
+    training equations exactly, and the checkpoint rebuilds the same model."""
+    samples = ode_samples(["lorenz", "thomas", "rossler"], 6)
+    path = ode_store(tmp_path / "train.h5")
     ds = ODEWindows(path, VOCAB, input_points=16)
     assert [s.tokens for s in ds] == [s.tokens for s in samples]
-    model = PROSE(**TINY)
-    cfg = PROSETrainConfig(batch_size=6, lr=3e-3, warmup_steps=20, steps=300, p_delete=0.0, p_insert=0.0,
-                           log_every=10, checkpoint=str(tmp_path / "prose.pt"))
-    summary = train_prose(model, ds, cfg, progress=False)
-    first, last = summary["history"][0]["loss"], summary["history"][-1]["loss"]
+    cfg = prose_config(tmp_path, path)
+    trained = {}
+
+    def keep(step, seconds, model):
+        if step == cfg.train.steps:
+            import copy
+
+            trained["model"] = copy.deepcopy(model).eval()
+
+    summary = train(cfg, progress=False, on_step=keep)
+    assert summary["steps"] == 300 and summary["clock"] == "process"
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,seconds,data_rel_l2_sq,symbol_ce" and len(log) == 1 + 30  # PROSE logs its parts
+    rows = np.array([[float(v) for v in r.split(",")] for r in log[1:]])
+    np.testing.assert_allclose(rows[:, 1], 6.0 * rows[:, 4] + rows[:, 5], rtol=1e-4)  # loss = 6 data + symbol CE
+    # warmup to the peak at step 20, then lr * sqrt(20 / step)
+    np.testing.assert_allclose(rows[:, 2], [3e-3 * min((s + 1) / 20, np.sqrt(20 / (s + 1))) for s in rows[:, 0]],
+                               rtol=1e-6)
+    first, last = rows[0, 1], rows[-1, 1]
     assert last < first / 10, (first, last)
-    res = evaluate(model, ds, PROSECollator(VOCAB, 3, input_points=16, symbols="clean"))
+
+    loaded, payload = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert isinstance(loaded, PROSE) and payload["train"]["step"] == 300
+    assert payload["train"]["config"]["model"]["family"] == "prose"
+    res = evaluate(loaded, ds, PROSECollator(VOCAB, 3, input_points=16, symbols="clean"))
     assert res["valid_fraction"] == 1.0 and res["skeleton_match"] == 1.0
     assert res["expr_rel_l2_median"] < 1e-6  # the constants too: exact tokens
 
-    loaded, payload = load_model(tmp_path / "prose.pt")
-    assert isinstance(loaded, PROSE) and payload["train"]["step"] == 300
+    model = trained["model"]
     s = ds[0]
     pred_a, eq_a = model.query(s.times[:16], s.state[:16], s.times[16:], symbols=s.exprs)
     pred_b, eq_b = loaded.query(s.times[:16], s.state[:16], s.times[16:], symbols=s.exprs)
@@ -239,6 +272,44 @@ def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
     # beam search finds the same (memorised) equations
     _, eq_beam = loaded.query(s.times[:16], s.state[:16], s.times[16:], symbols=s.exprs, beam_size=3)
     assert eq_beam == eq_a
+
+    # `sim eval` of the family reads the options the model was trained with (16 observed points)
+    family, again, _ = load_model_file(tmp_path / "run" / "checkpoint.pt")
+    assert family is get_family("prose")
+    ev = family.evaluate(again, path, None)
+    assert [r["entry"] for r in ev.rows] == [x.name for x in ds]
+    assert ev.summary["data_rel_l2_mean"] < ev.summary["baseline_rel_l2"]
+
+
+def test_interrupted_and_resumed_prose_run_equals_uninterrupted(tmp_path):
+    """Like the mesh models: a run stopped after step 13 and resumed from its checkpoint ends with
+    exactly the weights of an uninterrupted run, symbol and data noise of every step included."""
+    from sim.errors import SimError
+
+    path = ode_store(tmp_path / "train.h5")
+    noisy = {"p_delete": 0.3, "p_insert": 0.3, "p_drop": 0.2, "data_noise": 0.05}
+    full = prose_config(tmp_path / "a", path, steps=30, family_args=noisy)
+    train(full, progress=False)
+    part = prose_config(tmp_path / "b", path, steps=30, family_args=noisy)
+    train(part, stop_after=13, progress=False)  # "killed" after step 13 (its last checkpoint)
+    assert read_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["train"]["step"] == 13
+    with pytest.raises(SimError, match="pass --resume"):
+        train(part, progress=False)
+    train(part, resume=True, progress=False)
+    a = read_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    assert a["train"]["step"] == b["train"]["step"] == 30
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    # the resumed log continues the first one: the same rows as the uninterrupted run's
+    log_a = (tmp_path / "a" / "run" / "metrics.csv").read_text().splitlines()
+    log_b = (tmp_path / "b" / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log_b] == ["step", "10", "13", "20", "30"]
+    assert [r.split(",")[0] for r in log_a] == ["step", "10", "20", "30"]
+    for ra, rb in ((log_a[1], log_b[1]), (log_a[3], log_b[4])):  # steps 1-10 and 21-30: the same losses
+        ra, rb = ra.split(","), rb.split(",")
+        assert ra[0] == rb[0] and float(ra[1]) == pytest.approx(float(rb[1]), rel=1e-6)
 
 
 def test_query_checks_its_inputs():
@@ -303,14 +374,18 @@ def test_cpu_preset_learns_lorenz_thomas_rossler_in_minutes(tmp_path):
     from solvers.recipes import generate as generate_recipe
     from solvers.recipes import load_recipe
 
-    torch.manual_seed(0)
     recipe = load_recipe("datasets/ode_systems.yaml")
     recipe.sizes["test_lts"] = {"params": {"systems": ["lorenz", "thomas", "rossler"]},
                                 "splits": {"train": 1500, "test": 60}}
     paths = generate_recipe(recipe, "test_lts", out=tmp_path, progress=False)
-    model = PROSE(max_dim=3)
+    cfg = Config.from_dict({
+        "model": {"family": "prose", "network": "prose", "network_args": {"max_dim": 3}},
+        "data": {"train": str(paths["train"]), "batch_size": 32},
+        "optim": {"name": "adamw", "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 300, "weight_decay": 1e-4},
+        "train": {"steps": 10**9, "max_seconds": 200, "clock": "process", "out": str(tmp_path / "run")}})
+    train(cfg, progress=False)
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
     train_set = ODEWindows(paths["train"], model.vocab)
-    train_prose(model, train_set, PROSETrainConfig(steps=None, max_seconds=200, clock="cpu"), progress=False)
     res = evaluate(model, ODEWindows(paths["test"], model.vocab),
                    PROSECollator(model.vocab, 3, symbols="noisy", pool=train_set.term_pool(), seed=1))
     assert res["data_rel_l2_mean"] < 0.5 * res["baseline_rel_l2"]

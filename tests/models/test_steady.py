@@ -9,7 +9,9 @@ import pytest
 import sim
 from sim.errors import SimError
 from sim.mesh import Mesh, StoreWriter
-from sim.train import Config, train
+from sim.families import train
+from sim.families.steady import rrmse
+from sim.train import Config
 from tests.train.diffusion_data import square_mesh
 
 
@@ -35,7 +37,7 @@ def stores(tmp_path_factory):
 
 def test_steady_model_learns_fields_from_mesh_and_scalars(stores, tmp_path):
     cfg = Config.from_dict({
-        "model": {"simulator": "steady", "network": "meshgraphnet", "network_args": {"latent": 24, "steps": 3},
+        "model": {"family": "steady", "network": "meshgraphnet", "network_args": {"latent": 24, "steps": 3},
                   "fields": ["u", "s"], "scalars": ["a", "b"]},
         "data": {"train": str(stores / "train.h5"), "valid": str(stores / "test.h5"), "batch_size": 4,
                  "valid_entries": 3},
@@ -44,7 +46,9 @@ def test_steady_model_learns_fields_from_mesh_and_scalars(stores, tmp_path):
                   "normalizer_accumulation_steps": 20},
     })
     summary = train(cfg, progress=False)
-    losses = [float(r.split(",")[1]) for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,seconds"
+    losses = [float(r.split(",")[1]) for r in log[1:]]
     assert np.mean(losses[-2:]) < 0.1 * np.mean(losses[:2])
     assert summary["valid_rrmse_u"] < 0.15 and summary["valid_rrmse_s"] < 0.15
     surrogate = sim.load(tmp_path / "run" / "checkpoint.pt")
@@ -53,6 +57,7 @@ def test_steady_model_learns_fields_from_mesh_and_scalars(stores, tmp_path):
     bare = Mesh(query.points, query.cells, node_type=query.node_type)  # the caller's mesh, no answers on it
     grid = surrogate.predict(bare, a=float(query.field_data["a"][0]), b=float(query.field_data["b"][0]))
     err = np.sqrt(((grid.point_data["u"] - query.point_data["u"]) ** 2).mean()) / np.abs(query.point_data["u"]).max()
+    assert rrmse(grid.point_data["u"], query.point_data["u"]) == pytest.approx(err, rel=1e-6)  # PLAID's RRMSE
     assert grid.point_data["u"].shape == (query.num_points, 2) and err < 0.15
     with pytest.raises(SimError, match=r"missing input scalar\(s\) \['b'\]"):
         surrogate.predict(query, a=1.0)

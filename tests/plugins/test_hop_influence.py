@@ -38,9 +38,9 @@ def test_curve_of_a_k_step_model_is_exactly_zero_beyond_hop_k(k):
 def test_subgraph_wrapper_equals_the_whole_graph_jacobian():
     g = delaunay_graph(150, 2)
     sim = _simulator(3)
-    wrapped = MeshInfluenceModel(sim, 2, 2)
+    wrapped = MeshInfluenceModel(sim, sim.step_inputs(g), 2)
     with torch.no_grad():  # the rebuilt edge features are the mesh graph's own
-        torch.testing.assert_close(wrapped(MeshInfluenceModel.pack(g.state, g.mesh_pos, g.node_type), g.edge_index),
+        torch.testing.assert_close(wrapped(wrapped.pack(g.state), g.edge_index),
                                    sim(g.state, g.node_type, g.edge_index, g.edge_attr))
     a = hop_influence(sim, g, max_hops=6, num_seeds=5, mode="subgraph")
     b = hop_influence(sim, g, max_hops=6, num_seeds=5, mode="full")

@@ -112,8 +112,11 @@ class _NoHops(torch.nn.Module):
     def predicted_mask(self, node_type):
         return self.sim.predicted_mask(node_type)
 
-    def forward(self, *args, **kwargs):
-        return self.sim(*args, **kwargs)
+    def step_inputs(self, sample):
+        return self.sim.step_inputs(sample)
+
+    def update(self, state, inputs, normalised=False):
+        return self.sim.update(state, inputs, normalised)
 
 
 def test_unsupported_operations_are_named():

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from sim.plugins import PluginError
-from sim.train import Config, load_model, train
+from sim.families import train
+from sim.train import Config, load_model
 from sim.train.checkpoint import read_checkpoint
 from tests.train.diffusion_data import diffusion_store
 
@@ -62,14 +63,15 @@ def test_model_with_plugins_trains_and_its_checkpoint_reloads(tmp_path, data, ne
 
 def test_virgo_changes_the_initial_weights_and_nothing_else(tmp_path, data):
     """The init option re-draws linear weights at the start; without it training is bit-identical to before."""
-    from sim.data.windows import MeshStepDataset
-    from sim.train.trainer import build_simulator
+    from sim.families import get_family
 
-    ds = MeshStepDataset(data, ["u"])
+    mesh = get_family("mesh")
+    plain_cfg, virgo_cfg = _config(tmp_path, data), _config(tmp_path, data, init="virgo")
+    ds = mesh.build_dataset(plain_cfg)
     torch.manual_seed(0)
-    plain = build_simulator(_config(tmp_path, data), ds)
+    plain = mesh.build_model(plain_cfg, ds)
     torch.manual_seed(0)
-    virgo = build_simulator(_config(tmp_path, data, init="virgo"), ds)
+    virgo = mesh.build_model(virgo_cfg, ds)
     p, v = plain.state_dict(), virgo.state_dict()
     changed = [k for k in p if not torch.equal(p[k], v[k])]
     assert changed and all(k.endswith(("weight", "bias")) and "norm" not in k.split(".")[-2] for k in changed)

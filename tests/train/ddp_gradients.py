@@ -6,23 +6,26 @@ import sys
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 
-from sim.train.trainer import StepBatchSampler, _LossModule, build_simulator
-from sim.data.windows import MeshStepDataset
+from sim.families import get_family
 from sim.train.config import Config
+from sim.train.trainer import StepBatchSampler, _LossModule
 
 
 def gradients(cfg: Config, rank: int, world: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(cfg.train.seed)
-    ds = MeshStepDataset(cfg.data.train, cfg.model.fields)
-    simulator = build_simulator(cfg, ds)
-    module: nn.Module = _LossModule(simulator)
+    family = get_family(cfg.model.family)
+    ds = family.build_dataset(cfg)
+    simulator = family.build_model(cfg, ds)
+    module: nn.Module = _LossModule(simulator, family, cfg)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
-    idx = StepBatchSampler(len(ds), cfg.data.batch_size, cfg.train.seed, 0, 1, rank, world).global_batch(0)
-    batch = Batch.from_data_list([ds[i] for i in idx[rank::world]])
-    loss = module(batch, torch.Generator().manual_seed(0))
+    sampler = StepBatchSampler(len(ds), cfg.data.batch_size, cfg.train.seed, 0, 1, rank, world)
+    [pairs] = list(sampler)  # this rank's share of step 0: (step, index) pairs
+    assert [i for _, i in pairs] == sampler.global_batch(0)[rank::world] and {s for s, _ in pairs} == {0}
+    batch = family.collator(cfg, ds, simulator)([ds[i] for _, i in pairs], 0)
+    loss, parts = module(batch, torch.Generator().manual_seed(0))
+    assert isinstance(parts, dict)
     loss.backward()
     return {k: p.grad.clone() for k, p in simulator.named_parameters()}
 

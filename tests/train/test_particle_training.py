@@ -9,7 +9,8 @@ import torch
 from sim.cli import main
 from sim.mesh import read
 from sim.models.particle.simulator import ParticleSimulator
-from sim.train import Config, load_model, train
+from sim.families import configure, train
+from sim.train import Config, ConfigError, load_model
 from sim.train.checkpoint import read_checkpoint
 from tests.data.mpm_store import mpm_store
 
@@ -24,9 +25,9 @@ def data(tmp_path_factory):
 def _config(tmp_path, data, network="giorom", steps=120, **train_args) -> Config:
     giorom = network == "giorom"
     return Config.from_dict({
-        "model": {"simulator": "particle", "network": network, "noise_std": 1e-6,
+        "model": {"family": "particle", "network": network, "noise_std": 1e-6,
                   "network_args": TINY if giorom else {"latent": 16, "steps": 2},
-                  "simulator_args": {"sample_ratio": 0.25, "decoder": {"neighbors": 8}} if giorom else {}},
+                  "family_args": {"sample_ratio": 0.25, "decoder": {"neighbors": 8}} if giorom else {}},
         "data": {"train": str(data), "valid": str(data), "batch_size": 2, "dense_queries": 64 if giorom else 0,
                  "valid_entries": 1, "valid_rollout_steps": 4},
         "optim": {"lr": 1e-2, "lr_final": 1e-3},
@@ -43,7 +44,7 @@ def test_trains_and_sim_rollout_writes_the_dense_point_cloud(tmp_path, data, net
     ckpt = tmp_path / "run" / "checkpoint.pt"
     model, payload = load_model(ckpt)
     assert isinstance(model, ParticleSimulator) and (model.decoder is not None) == (network == "giorom")
-    assert payload["train"]["config"]["model"]["simulator"] == "particle"
+    assert payload["train"]["config"]["model"]["family"] == "particle"
     out = tmp_path / "series"
     assert main(["rollout", str(ckpt), str(data), "--out", str(out), "--steps", "4", "--plot"]) == 0
     series = read(out / "000000.pvd")
@@ -74,5 +75,15 @@ def test_particle_config_errors_are_readable(tmp_path, data):
     cfg.model.preset = "huge"
     with pytest.raises(SimError, match=r"model 'giorom' has no preset 'huge' \(presets: "):
         train(cfg, progress=False)
-    with pytest.raises(SimError, match="model.simulator must be 'mesh', 'particle' or 'steady'"):
-        Config.from_dict({"model": {"simulator": "particles"}, "data": {"train": "x.h5"}})
+    with pytest.raises(ConfigError, match=r"model\.simulator is now model\.family"):
+        Config.from_dict({"model": {"simulator": "particle"}, "data": {"train": str(data)}})
+    wrong = Config.from_dict({"model": {"family": "particles"}, "data": {"train": str(data)}})
+    with pytest.raises(ConfigError, match=r"model\.family: unknown model family 'particles' \(families: .*particle"):
+        configure(wrong)
+    with pytest.raises(ConfigError, match=r"model\.family: unknown model family 'particles'"):
+        train(wrong, progress=False)
+    bad = _config(tmp_path / "c", data)
+    bad.model.family_args = {**bad.model.family_args, "sample_ratio": 1.5}
+    with pytest.raises(ConfigError, match=r"sample_ratio must be in \(0, 1\]"):
+        train(bad, progress=False)
+    assert not (tmp_path / "c" / "run").exists()  # refused before anything was built or written

@@ -12,7 +12,8 @@ from sim.data.windows import MeshStepDataset
 from sim.mesh import Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.train import Config, load_model, train
+from sim.families import train
+from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 
 

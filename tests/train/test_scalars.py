@@ -15,7 +15,8 @@ from sim.errors import SimError
 from sim.mesh import Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.train import Config, load_model, train
+from sim.families import train
+from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 
 KAPPAS = [0.02, 0.14]

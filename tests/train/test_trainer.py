@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from sim.errors import FileFormatError, SimError
-from sim.train import Config, load_model, train
+from sim.families import train
+from sim.train import Config, load_model
 from sim.train.checkpoint import read_checkpoint
 from tests.train.ddp_gradients import gradients
 from tests.train.diffusion_data import diffusion_store
@@ -97,10 +98,28 @@ def test_checkpoint_refuses_pickled_objects_and_foreign_files(tmp_path):
 def test_config_errors_name_the_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("model: {fields: [u], latnet: 3}\ndata: {train: x.h5}\n")
-    from sim.train import ConfigError, load_config
+    from sim.families import load_config
+    from sim.train import ConfigError
 
-    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['latnet'\] in 'model'"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'latnet' in 'model' \(known: "):
         load_config(p)
+    # the renamed keys say what they are now; a family's own options are checked by the family
+    from sim.families import configure
+
+    (tmp_path / "x.h5").write_bytes(b"")
+    base = {"data": {"train": str(tmp_path / "x.h5")}}
+    with pytest.raises(ConfigError, match=r"model\.simulator is now model\.family"):
+        Config.from_dict({**base, "model": {"simulator": "mesh"}})
+    with pytest.raises(ConfigError, match=r"model\.simulator_args is now model\.family_args"):
+        Config.from_dict({**base, "model": {"family": "particle", "simulator_args": {}}})
+    cfg = Config.from_dict({**base, "model": {"family": "particle", "family_args": {"sample_ratoi": 0.5}}})
+    with pytest.raises(ConfigError, match=r"unknown key 'sample_ratoi' in 'model\.family_args' \(known: "):
+        configure(cfg)
+    cfg.model.family_args = {"sample_ratio": "half"}
+    with pytest.raises(ConfigError, match=r"model\.family_args\.sample_ratio must be a number, got the string 'half'"):
+        configure(cfg)
+    cfg.model.family_args = {"sample_ratio": 0.5}
+    assert configure(cfg).name == "particle"
 
 
 def test_cli_train_rollout_eval(tmp_path, data, capsys):

@@ -71,6 +71,34 @@ class StepInputs:
         return replace(self, edge_attr=cast(self.edge_attr), scale=cast(self.scale), pos=cast(self.pos),
                        scalars=cast(self.scalars), past=cast(self.past))
 
+    def node_columns(self, num_features: int) -> torch.Tensor:
+        """Every node-aligned input as columns (N, K): ``[pos | node type | past frames | scalars]``,
+        for tools that slice a graph by nodes (torch_geometric's influence utilities); rebuilt
+        with :meth:`from_node_columns`."""
+        n = self.node_type.shape[0]
+        like = self.edge_attr
+        parts = [self.pos.to(like.dtype) if self.pos is not None else like.new_zeros((n, 0)),
+                 self.node_type.to(like.dtype)[:, None],
+                 self.past.reshape(n, -1) if self.past is not None else like.new_zeros((n, 0))]
+        if self.scalars is not None:
+            s = self.scalars.reshape(-1, self.scalars.shape[-1]).to(like.dtype)
+            parts.append(s[self.batch] if self.batch is not None else s.expand(n, -1))
+        self._widths = (parts[0].shape[1], parts[2].shape[1], num_features)
+        return torch.cat(parts, dim=-1)
+
+    def from_node_columns(self, cols: torch.Tensor, edge_index: torch.Tensor) -> "StepInputs":
+        """The inputs of the nodes whose :meth:`node_columns` are ``cols``, on ``edge_index``
+        (edge features rebuilt from the positions: mesh-space features only)."""
+        from sim.graph import edge_features
+
+        d, p, f = self._widths
+        pos = cols[:, :d]
+        return replace(self, node_type=cols[:, d].round().long(), edge_index=edge_index,
+                       edge_attr=edge_features(pos, edge_index).to(self.edge_attr.dtype),
+                       scale=self.scale[:1].expand(cols.shape[0], 1), pos=pos if self.pos is not None else None,
+                       batch=None, past=cols[:, d + 1:d + 1 + p].reshape(cols.shape[0], -1, f) if p else None,
+                       scalars=cols[:, d + 1 + p:] if self.scalars is not None else None)
+
     def shifted(self, state: torch.Tensor) -> "StepInputs":
         """The inputs of the next step: ``state`` joins the frames before it."""
         return self if self.past is None else replace(self, past=shift_history(self.past, state))
@@ -166,6 +194,8 @@ class MeshSimulator(nn.Module):
             raise ValueError(f"the model is conditioned on {self.config['scalars']}; pass their values")
         s = torch.as_tensor(scalars, dtype=like.dtype, device=like.device).reshape(-1, n_s)
         if batch is None:
+            if s.shape[0] == like.shape[0]:  # already one row per node
+                return s
             if s.shape[0] != 1:
                 raise ValueError(f"{s.shape[0]} rows of scalars for one graph")
             return s.expand(like.shape[0], n_s)
@@ -189,8 +219,9 @@ class MeshSimulator(nn.Module):
                 got = "none" if past is None else tuple(past.shape[1:])
                 raise ValueError(f"the model sees {h + 1} frames: pass the {h} before the state as past "
                                  f"(N, {h}, {self.num_features}), got {got}")
-            frames = torch.cat([past, state[:, None]], dim=1)
-            parts.append((frames[:, 1:] - frames[:, :-1]).flip(1).reshape(state.shape[0], -1))
+            # newest change first; elementwise so that bound propagation (sim.verify) runs through it
+            frames = [*past.unbind(1), state]
+            parts += [frames[i] - frames[i - 1] for i in range(h, 0, -1)]
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
         return torch.cat([*parts, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)], dim=-1)
 

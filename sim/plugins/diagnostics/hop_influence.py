@@ -51,31 +51,30 @@ from sim.plugins.registry import PluginError, register_plugin
 class MeshInfluenceModel(nn.Module):
     """``model(x, edge_index)`` view of a mesh simulator for torch_geometric's influence tools.
 
-    ``x`` = ``[state (F) | mesh position (d) | node type (1)]``; positions and node types are
-    detached (the Jacobian is taken with respect to the state only) and the edge features
-    ``[p_j - p_i, |p_j - p_i|]`` are rebuilt for the edges given, so the model sees the same
-    inputs on a k-hop subgraph as on the whole mesh.
+    ``x`` = ``[state (F) | the simulator's node-aligned inputs]``: positions, node types, the
+    frames before the state and the conditioning scalars (``StepInputs.node_columns``). They
+    are detached (the Jacobian is taken with respect to the state only), and the simulator's
+    one-step map is called on the inputs rebuilt for whatever nodes and edges it is given
+    (edge features from the positions), so the model sees the same inputs on a k-hop subgraph
+    as on the whole mesh.
 
     Args:
-        simulator: a module ``simulator(state, node_type, edge_index, edge_attr, pos=, batch=)``.
+        simulator: a mesh simulator (``step_inputs``, ``update``).
+        inputs: its ``step_inputs`` on the whole graph.
         num_state: state features F.
-        dim: mesh dimension d.
     """
 
-    def __init__(self, simulator: nn.Module, num_state: int, dim: int):
+    def __init__(self, simulator: nn.Module, inputs: Any, num_state: int):
         super().__init__()
-        self.simulator, self.num_state, self.dim = simulator, num_state, dim
+        self.simulator, self.inputs, self.num_state = simulator, inputs, num_state
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        f, d = self.num_state, self.dim
-        state = x[:, :f]
-        pos = x[:, f:f + d].detach()
-        node_type = x[:, f + d].detach().round().long()
-        return self.simulator(state, node_type, edge_index, edge_features(pos, edge_index), pos=pos)
+        f = self.num_state
+        ctx = self.inputs.from_node_columns(x[:, f:].detach(), edge_index)
+        return self.simulator.update(x[:, :f], ctx, normalised=True)
 
-    @staticmethod
-    def pack(state: torch.Tensor, pos: torch.Tensor, node_type: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state, pos.to(state.dtype), node_type.to(state.dtype)[:, None]], dim=-1)
+    def pack(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state, self.inputs.node_columns(self.num_state).to(state.dtype)], dim=-1)
 
 
 @dataclass
@@ -137,9 +136,10 @@ def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_see
     """Hop influence of ``simulator`` around sampled seeds of one graph.
 
     Args:
-        simulator: ``simulator(state, node_type, edge_index, edge_attr, pos=, batch=)`` (e.g. a
-            :class:`~sim.models.mesh.simulator.MeshSimulator` in eval mode).
-        graph: ``Data`` with ``state`` (N, F), ``node_type`` (N,), ``edge_index``, ``mesh_pos`` (N, d).
+        simulator: a mesh simulator in eval mode (its one-step map: ``step_inputs`` and ``update``,
+            e.g. :class:`~sim.models.mesh.simulator.MeshSimulator`).
+        graph: a training sample: ``Data`` with ``state`` (N, F), ``node_type`` (N,), ``edge_index``,
+            ``edge_attr``, ``mesh_pos`` (N, d), and the ``scalars`` / ``past`` the model reads.
         max_hops: largest hop distance k of the curve.
         num_seeds: seeds sampled (without replacement) among the nodes of ``seed_types``.
         seed: sampling seed.
@@ -163,8 +163,8 @@ def hop_influence(simulator: nn.Module, graph: Data, max_hops: int = 10, num_see
     if edge_in is not None and edge_in != pos.shape[-1] + 1:
         raise PluginError(f"hop_influence rebuilds mesh-space edge features ({pos.shape[-1] + 1} wide); this model "
                           f"takes {edge_in} (world-space features of a moving mesh are not supported)")
-    wrapped = MeshInfluenceModel(simulator, f, int(pos.shape[-1])).eval()
-    x = MeshInfluenceModel.pack(graph.state, pos, node_type)
+    wrapped = MeshInfluenceModel(simulator, simulator.step_inputs(graph), f).eval()
+    x = wrapped.pack(graph.state)
     if seed_types is None:
         seed_types = getattr(simulator, "config", {}).get("predicted_types")
     candidates = np.arange(n) if seed_types is None else np.flatnonzero(

@@ -187,11 +187,10 @@ def mesh_lipschitz(simulator: nn.Module, graph: Any, eps: float = 1e-3, nodes: i
     the centred form.
 
     Args:
-        simulator: a :class:`~sim.models.mesh.simulator.MeshSimulator` (or any module with its
-            forward signature, ``output_normalizer``, ``node_normalizer``, ``predicted_mask``
-            and ``config``).
-        graph: ``Data`` with ``state``, ``node_type``, ``edge_index``, ``edge_attr``, ``mesh_pos``
-            and optionally ``dt``.
+        simulator: a mesh simulator: its one-step map (``step_inputs``, ``update``), ``node_normalizer``,
+            ``predicted_mask`` and ``config`` (e.g. :class:`~sim.models.mesh.simulator.MeshSimulator`).
+        graph: a training sample: ``Data`` with ``state``, ``node_type``, ``edge_index``, ``edge_attr``,
+            ``mesh_pos``, and the ``dt``, ``scalars`` and ``past`` the model reads.
     """
     from torch_geometric.utils import k_hop_subgraph
     from tqdm import tqdm
@@ -201,11 +200,7 @@ def mesh_lipschitz(simulator: nn.Module, graph: Any, eps: float = 1e-3, nodes: i
     model = copy.deepcopy(simulator).double().eval()
     state = graph.state.double()
     n, f = state.shape
-    scale = 1.0
-    if model.config.get("target") == "derivative":
-        scale = float(getattr(graph, "dt", torch.tensor([1.0])).reshape(-1)[0])
-    edge_attr = graph.edge_attr.double()
-    pos = graph.mesh_pos.double() if getattr(graph, "mesh_pos", None) is not None else None
+    inputs = model.step_inputs(graph).to(torch.float64)  # the simulator's own one-step inputs
     hops = getattr(model, "receptive_hops", None)
     predicted = torch.nonzero(model.predicted_mask(graph.node_type)).squeeze(-1).numpy()
     if len(predicted) == 0:
@@ -213,11 +208,10 @@ def mesh_lipschitz(simulator: nn.Module, graph: Any, eps: float = 1e-3, nodes: i
     chosen = np.sort(np.random.default_rng(seed).choice(predicted, size=min(nodes, len(predicted)), replace=False))
     std = model.node_normalizer.std[:f].to(torch.float64)
 
-    def one_step(node_type: torch.Tensor, edge_index: torch.Tensor, attr: torch.Tensor, p: torch.Tensor | None
-                 ) -> Callable[[Any], Any]:
+    def one_step(ctx: Any) -> Callable[[Any], Any]:
         def fn(s: Any) -> Any:
-            update = model.output_normalizer.inverse(model(s, node_type, edge_index, attr, pos=p))
-            return s + scale * update if map == "step" else scale * update
+            change = ctx.scale * model.update(s, ctx)
+            return s + change if map == "step" else change
         return fn
 
     groups: list[tuple[np.ndarray, Any, torch.Tensor, torch.Tensor]] = []
@@ -225,14 +219,14 @@ def mesh_lipschitz(simulator: nn.Module, graph: Any, eps: float = 1e-3, nodes: i
         if method == "centred" and n * f > max_symbols:
             raise PluginError(f"mesh_lipschitz: the model reaches the whole graph and the centred form would need "
                               f"{n * f} Jacobian columns (max_symbols {max_symbols}); use method 'crown'")
-        fn = one_step(graph.node_type, graph.edge_index, edge_attr, pos)
+        fn = one_step(inputs)
         rows = torch.as_tensor((chosen[:, None] * f + np.arange(f)[None, :]).reshape(-1))
         groups.append((chosen, fn, state, rows))
     else:
         for v in chosen:
             subset, sub_ei, mapping, edge_mask = k_hop_subgraph(int(v), hops, graph.edge_index, relabel_nodes=True,
                                                                 num_nodes=n)
-            fn = one_step(graph.node_type[subset], sub_ei, edge_attr[edge_mask], None if pos is None else pos[subset])
+            fn = one_step(inputs.subgraph(subset, sub_ei, edge_mask))
             rows = torch.as_tensor(int(mapping[0]) * f + np.arange(f))
             groups.append((np.array([v]), fn, state[subset], rows))
     parts = []

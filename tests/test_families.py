@@ -1,0 +1,225 @@
+"""Every model family through every `sim` command, on tiny generated data.
+
+Each family trains (or fits) with `sim train` from a YAML file, and then runs each command it
+supports; the commands it does not support refuse in one line with exit code 2. The mesh
+model is conditioned on a trajectory parameter and sees two frames, the configuration on which
+the diagnostics used to rebuild the network's inputs by hand and fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sim.cli import main
+from sim.families import COMMANDS, available_families, get_family
+from sim.mesh import Mesh, Store, StoreWriter, read, write
+from tests.data.mpm_store import mpm_store
+from tests.train.diffusion_data import diffusion_store, square_mesh
+
+STEPS = 6
+
+
+def _config(tmp: Path, name: str, model: dict, data: dict, optim: dict | None = None) -> Path:
+    cfg = {"model": model, "data": data, "optim": optim or {"lr": 1e-3},
+           "train": {"steps": STEPS, "out": str(tmp / name), "log_every": 2, "checkpoint_every": 1000,
+                     "normalizer_accumulation_steps": 3}}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _steady_samples(path: Path, count: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    mesh = square_mesh(6)
+    x, y = mesh.points[:, 0], mesh.points[:, 1]
+    with StoreWriter(path) as w:
+        for _ in range(count):
+            a = rng.uniform(0.5, 2.0)
+            w.append(Mesh(mesh.points, mesh.cells, point_data={"u": np.stack([a * x * y, a * y], 1)},
+                          field_data={"a": np.array([a])}, node_type=mesh.node_type))
+    return path
+
+
+def _ode_store(path: Path, count: int, seed: int) -> Path:
+    from solvers import Rejected
+    from solvers.odes.generate import generate
+
+    with StoreWriter(path) as w:
+        s = seed
+        while len(w.names()) < count:
+            try:
+                w.append(generate({"systems": ["lorenz", "thomas"], "num_points": 48, "t_end": 1.5}, s))
+            except Rejected:
+                pass
+            s += 1
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One trained model per family: name -> (checkpoint, data store)."""
+    tmp = tmp_path_factory.mktemp("families")
+    mesh_data = diffusion_store(tmp / "diff.h5", trajectories=3, steps=8, kappas=[0.02, 0.1, 0.05])
+    particles = mpm_store(tmp / "water.h5", trajectories=2, frames=12)
+    steady = _steady_samples(tmp / "steady.h5", 6, 0)
+    odes = _ode_store(tmp / "ode.h5", 6, 0)
+    tiny_net = {"latent": 16, "steps": 2}
+    configs = {
+        "mesh": _config(tmp, "mesh", {"family": "mesh", "network_args": tiny_net, "fields": ["u"],
+                                      "scalars": ["kappa"], "history": 2},
+                        {"train": str(mesh_data), "valid": str(mesh_data), "valid_rollout_steps": 3}),
+        "particle": _config(tmp, "particle", {"family": "particle", "network": "giorom", "noise_std": 1e-6,
+                                              "network_args": {"latent": 16, "mp_before": 1, "mp_after": 1, "grid": 8,
+                                                               "grid_channels": 8, "modes": 3,
+                                                               "processor_layers": 1},
+                                              "family_args": {"sample_ratio": 0.5, "decoder": {"neighbors": 4}}},
+                            {"train": str(particles), "dense_queries": 32}),
+        "steady": _config(tmp, "steady", {"family": "steady", "network_args": tiny_net, "fields": ["u"],
+                                          "scalars": ["a"]}, {"train": str(steady)}),
+        "mmgp": _config(tmp, "mmgp", {"family": "mmgp", "fields": ["u"], "scalars": ["a"],
+                                      "family_args": {"shape_modes": 2, "field_modes": 2, "morph": False,
+                                                      "n_restarts": 0, "n_draws": 10}},
+                        {"train": str(steady)}),
+        "prose": _config(tmp, "prose", {"family": "prose", "network": "prose",
+                                        "network_args": {"width": 32, "heads": 2, "ffn": 64, "data_layers": 1,
+                                                         "symbol_layers": 1, "fusion_layers": 1,
+                                                         "data_decoder_layers": 1, "symbol_decoder_layers": 1,
+                                                         "time_frequencies": 4},
+                                        "family_args": {"input_points": 24}},
+                         {"train": str(odes), "batch_size": 3},
+                         {"name": "adamw", "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 3}),
+    }
+    data = {"mesh": mesh_data, "particle": particles, "steady": steady, "mmgp": steady, "prose": odes}
+    out = {}
+    for name, cfg in configs.items():
+        assert main(["train", str(cfg)]) == 0, name
+        ckpt = tmp / name / ("model.npz" if name == "mmgp" else "checkpoint.pt")
+        assert ckpt.exists(), name
+        out[name] = (ckpt, data[name])
+    return out
+
+
+def test_every_family_is_registered_with_its_commands():
+    fams = {f.name: f for f in available_families()}
+    assert set(fams) == {"mesh", "particle", "steady", "prose", "mmgp"}
+    assert all(f.commands <= set(COMMANDS) and "train" in f.commands for f in fams.values())
+    assert fams["mesh"].commands == set(COMMANDS)
+
+
+@pytest.mark.parametrize("family", ["mesh", "particle", "prose"])
+def test_rollout_and_eval_of_time_stepping_families(trained, family, tmp_path, capsys):
+    ckpt, data = trained[family]
+    out = tmp_path / "out"
+    assert main(["rollout", str(ckpt), str(data), "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    written = [Path(line.split(" ", 1)[1]) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("wrote ") and not line.endswith(".json")]
+    assert written and all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert main(["eval", str(ckpt), str(data), "--json", str(tmp_path / "e.json")]) == 0
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    with Store(data) as s:
+        assert set(metrics["entries"]) == set(s.names())  # every entry evaluated
+    key = "data_rel_l2" if family == "prose" else "rmse_all"
+    values = [e[key] for e in metrics["entries"].values()]
+    assert all(np.isfinite(v) and v >= 0 for v in values)
+
+
+def test_mesh_rollout_series_carry_prediction_truth_and_error(trained, tmp_path):
+    ckpt, data = trained["mesh"]
+    assert main(["rollout", str(ckpt), str(data), "--out", str(tmp_path), "--steps", "4"]) == 0
+    series = read(tmp_path / "000000.pvd")
+    assert series.num_steps == 5  # the start (step 1 of a two-frame model) and 4 predicted
+    u, truth, err = (series.point_fields[k] for k in ("u", "u_truth", "u_error"))
+    np.testing.assert_allclose(err, u - truth, atol=1e-6)
+    np.testing.assert_allclose(u[0], truth[0])  # the rollout starts from the truth
+
+
+@pytest.mark.parametrize("family", ["steady", "mmgp"])
+def test_eval_and_predict_of_steady_families(trained, family, tmp_path):
+    ckpt, data = trained[family]
+    assert main(["eval", str(ckpt), str(data), "--json", str(tmp_path / "e.json")]) == 0
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    assert 0 <= metrics["rrmse_u"] < 10 and len(metrics["entries"]) == 6
+    with Store(data) as s:
+        sample = s.read(s.names()[0])
+    write(Mesh(sample.points, sample.cells, node_type=sample.node_type), tmp_path / "query.vtu")
+    assert main(["predict", str(ckpt), str(tmp_path / "query.vtu"), "--param", "a=1.5",
+                 "--out", str(tmp_path / "pred.vtu")]) == 0
+    pred = read(tmp_path / "pred.vtu")
+    assert pred.point_data["u"].shape == (sample.num_points, 2) and np.isfinite(pred.point_data["u"]).all()
+    assert ("u_std" in pred.point_data) == (family == "mmgp")  # MMGP has uncertainty
+
+
+def test_mesh_predict_on_a_mesh_file(tmp_path):
+    """A one-frame mesh model gives the next step on a mesh file that holds the state."""
+    data = diffusion_store(tmp_path / "d.h5", trajectories=2, steps=6, kappas=[0.02, 0.1])
+    cfg = _config(tmp_path, "m1", {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"],
+                                   "scalars": ["kappa"]}, {"train": str(data)})
+    assert main(["train", str(cfg)]) == 0
+    with Store(data) as s:
+        traj = s.read(s.names()[0])
+    m = traj.mesh
+    write(Mesh(m.points, m.cells, point_data={"u": traj.point_fields["u"][0]}, node_type=m.node_type),
+          tmp_path / "state.vtu")
+    args = ["predict", str(tmp_path / "m1" / "checkpoint.pt"), str(tmp_path / "state.vtu"), "--out",
+            str(tmp_path / "next.vtu")]
+    assert main(args) == 2  # the model is conditioned on kappa: one error naming it
+    assert main(args + ["--param", "kappa=0.05"]) == 0
+    nxt = read(tmp_path / "next.vtu")
+    assert nxt.point_data["u"].shape == (m.num_points,)
+
+
+@pytest.mark.parametrize("what", ["range", "lipschitz"])
+def test_diagnostics_on_a_mesh_model_with_scalars_and_history(trained, what, tmp_path, capsys):
+    ckpt, data = trained["mesh"]
+    extra = ["--max-hops", "4", "--seeds", "4", "--out", str(tmp_path)] if what == "range" else \
+        ["--nodes", "2", "--samples", "4", "--json", str(tmp_path / "lip.json")]
+    assert main(["diagnose", what, str(ckpt), str(data), "--step", "1", *extra]) == 0
+    if what == "range":
+        res = json.loads((tmp_path / "range.json").read_text())
+        assert res["curve"][0] == pytest.approx(1.0) and (tmp_path / "range.png").exists()
+    else:
+        res = json.loads((tmp_path / "lip.json").read_text())
+        assert res["upper"] >= res["lower"] > 0
+    assert main(["diagnose", what, str(ckpt), str(data), "--step", "0", *extra]) == 2  # step 0 has no frame before
+    assert "outside entry" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family, command", [(f, c) for f in ("particle", "steady", "mmgp", "prose")
+                                             for c in ("rollout", "predict", "diagnose")
+                                             if c not in get_family(f).commands])
+def test_unsupported_commands_refuse_in_one_line(trained, family, command, tmp_path, capsys):
+    ckpt, data = trained[family]
+    args = {"rollout": ["rollout", str(ckpt), str(data), "--out", str(tmp_path / "o")],
+            "predict": ["predict", str(ckpt), str(tmp_path / "x.vtu"), "--out", str(tmp_path / "y.vtu")],
+            "diagnose": ["diagnose", "range", str(ckpt), str(data)]}[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"does not apply to {family} models" in err[0]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "y.vtu").exists()
+
+
+def test_training_config_errors_are_one_line_before_training(tmp_path, capsys):
+    data = _steady_samples(tmp_path / "s.h5", 2, 0)
+    bad = {"optim": {"lr": "1e-3"}, "model": {"family": "nope"}, "train": {"device": "gpu"}}
+    for section, value in bad.items():
+        cfg = {"model": {"family": "steady", "fields": ["u"], "scalars": ["a"]}, "data": {"train": str(data)},
+               "train": {"steps": 2, "out": str(tmp_path / "run")}}
+        cfg[section] = {**cfg.get(section, {}), **value}
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        assert main(["train", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0], err
+        assert not (tmp_path / "run").exists()
+    path.write_text(yaml.safe_dump({"model": {"family": "particle", "family_args": {"sampling": "grid"}},
+                                    "data": {"train": str(data)}, "train": {"out": str(tmp_path / "run")}}))
+    assert main(["train", str(path)]) == 2
+    assert "model.family_args.sampling must be one of 'fps', 'random'" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({"data": {"train": str(tmp_path / "missing.h5")}}))
+    assert main(["train", str(path)]) == 2
+    assert "no such file" in capsys.readouterr().err
