@@ -61,9 +61,13 @@ def test_metrics_are_zero_for_the_exact_update_and_match_persistence():
     ref = np.cumsum(rng.normal(size=(8, 6, 3)), axis=0).astype(np.float32)
 
     class Exact:
+        """The true update behind the simulator's own one-step map (step_inputs, advance)."""
+
         num_features = 3
-        config = {"fields": ["a"], "field_dims": [3], "target": "delta"}
+        config = {"fields": ["a"], "field_dims": [3], "target": "delta", "scalars": [], "history": 1}
         step = 0
+        step_inputs = MeshSimulator.step_inputs
+        advance = MeshSimulator.advance
 
         def predicted_mask(self, node_type):
             return torch.ones_like(node_type, dtype=torch.bool)

@@ -6,7 +6,7 @@
 - :mod:`~sim.models.prose.loss`: ``w * relative L2^2 + cross-entropy``;
 - :mod:`~sim.models.prose.evaluate`: data and expression metrics.
 
-Training lives in :mod:`sim.train.prose` (it writes checkpoints, a layer above the models).
+Training: the one trainer, through the ``prose`` family (:mod:`sim.families.prose`).
 """
 
 from sim.models.prose.data import ODESample, ODEWindows, PROSEBatch, PROSECollator
