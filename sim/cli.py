@@ -261,6 +261,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({fields})")
 
 
+def cmd_families(args: argparse.Namespace) -> None:
+    from sim.families import COMMANDS, available_families
+
+    for fam in available_families():
+        print(f"{fam.name:<10} {fam.summary}")
+        print(f"{'':<10} commands: {', '.join(c for c in COMMANDS if c in fam.commands)}")
+
+
 def cmd_plugins_list(args: argparse.Namespace) -> None:
     from sim.plugins import KINDS, available_plugins
 
@@ -405,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an input scalar of the model (repeat for each), e.g. --param E=100")
     pr.add_argument("--out", required=True, help="output mesh file with the fields (and <field>_std)")
     pr.set_defaults(func=cmd_predict)
+
+    fa = sub.add_parser("families", help="the model families (model.family of a config) and their commands")
+    fa.set_defaults(func=cmd_families)
 
     pl = sub.add_parser("plugins", help="graph-learning plugins (layers, init, diagnostics, ...)")
     plsub = pl.add_subparsers(dest="plugins_command", required=True)

@@ -140,6 +140,19 @@ def test_ensemble_gives_mean_and_std_of_its_members(trained, tmp_path):
     assert sm.read(tmp_path / "e.xdmf").point_fields.keys() == {"u", "u_std"}
     grid = ens.predict(_with(traj.mesh, u=traj.point_fields["u"][0]))
     assert {"u", "u_std"} <= set(grid.point_data)
+    # the CLI rolls the manifest's members together through the one loop (a composite stepper)
+    from sim.cli import main
+
+    with sm.Store(data) as store:
+        name = store.names()[0]
+        first = store.read(name)
+    assert main(["rollout", summary["checkpoint"], str(data), "--entry", name, "--steps", "3",
+                 "--out", str(tmp_path / "cli")]) == 0
+    series = sm.read(tmp_path / "cli" / f"{name}.pvd")
+    assert {"u", "u_std", "u_truth", "u_error"} <= set(series.point_fields)
+    api = ens.rollout(first, 3)
+    np.testing.assert_allclose(series.point_fields["u"], api.point_fields["u"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(series.point_fields["u_std"], api.point_fields["u_std"], rtol=1e-5, atol=1e-6)
 
 
 def test_mmgp_file_loads_as_a_surrogate_with_std(tmp_path):

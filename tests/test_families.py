@@ -104,8 +104,11 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_every_family_is_registered_with_its_commands():
+def test_every_family_is_registered_with_its_commands(capsys):
     fams = {f.name: f for f in available_families()}
+    assert main(["families"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{name} " in listed for name in fams) and "commands: train, eval, predict" in listed
     assert set(fams) == {"mesh", "particle", "steady", "prose", "mmgp"}
     assert all(f.commands <= set(COMMANDS) and "train" in f.commands for f in fams.values())
     assert fams["mesh"].commands == set(COMMANDS)
