@@ -60,6 +60,7 @@ class ParticleFamily(Family):
     def check_config(self, cfg: Any, source: Any = None) -> None:
         from sim.train.config import ConfigError
 
+        super().check_config(cfg, source)
         opts = self.parse_options(cfg, source)
         if not 0 < opts.sample_ratio <= 1 or opts.history < 2:
             raise ConfigError("model.family_args: sample_ratio must be in (0, 1] and history >= 2", source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import sympy as sp
 import torch
 
 from sim.errors import SimError
+from sim.families import get_family, load_model_file, train
 from sim.mesh import StoreWriter
 from sim.models import build_model
 from sim.models.prose import PROSE, ODEWindows, PROSECollator, SymbolError, SymbolVocabulary, prose_loss
@@ -17,7 +19,6 @@ from sim.models.prose.data import corrupt_terms, sample_from_trajectory
 from sim.models.prose.symbols import as_expressions
 from sim.models.prose.evaluate import evaluate, skeleton_match, vector_field_error
 from sim.symbolic import split_components
-from sim.families import get_family, load_model_file, train
 from sim.train import Config
 from sim.train.checkpoint import load_model, read_checkpoint, save_checkpoint
 from solvers import Rejected
@@ -239,8 +240,6 @@ def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
 
     def keep(step, seconds, model):
         if step == cfg.train.steps:
-            import copy
-
             trained["model"] = copy.deepcopy(model).eval()
 
     summary = train(cfg, progress=False, on_step=keep)
@@ -284,8 +283,6 @@ def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
 def test_interrupted_and_resumed_prose_run_equals_uninterrupted(tmp_path):
     """Like the mesh models: a run stopped after step 13 and resumed from its checkpoint ends with
     exactly the weights of an uninterrupted run, symbol and data noise of every step included."""
-    from sim.errors import SimError
-
     path = ode_store(tmp_path / "train.h5")
     noisy = {"p_delete": 0.3, "p_insert": 0.3, "p_drop": 0.2, "data_noise": 0.05}
     full = prose_config(tmp_path / "a", path, steps=30, family_args=noisy)
@@ -302,7 +299,7 @@ def test_interrupted_and_resumed_prose_run_equals_uninterrupted(tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    # the resumed log continues the first one: the same rows as the uninterrupted run's
+    # the resumed run appends to the log (a row at the interruption, then the same steps as the other)
     log_a = (tmp_path / "a" / "run" / "metrics.csv").read_text().splitlines()
     log_b = (tmp_path / "b" / "run" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in log_b] == ["step", "10", "13", "20", "30"]

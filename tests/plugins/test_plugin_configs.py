@@ -86,22 +86,35 @@ def test_unknown_plugin_in_a_config_lists_the_known_ones(tmp_path, data):
         train(cfg, progress=False)
 
 
-def test_cli_diagnose_range_and_lipschitz(tmp_path, data, capsys):
+def _trained_checkpoint(tmp_path, data):
     from sim.cli import main
 
     cfg = _config(tmp_path, data, plugins=[{"name": "dagnn", "hops": 2}]).to_dict()
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 0
-    ckpt = tmp_path / "run" / "checkpoint.pt"
+    return tmp_path / "run" / "checkpoint.pt"
+
+
+def test_cli_diagnose_range(tmp_path, data, capsys):
+    from sim.cli import main
+
+    ckpt = _trained_checkpoint(tmp_path, data)
     assert main(["diagnose", "range", str(ckpt), str(data), "--max-hops", "6", "--seeds", "4",
                  "--out", str(tmp_path / "d")]) == 0
     rng = json.loads((tmp_path / "d" / "range.json").read_text())
     assert rng["curve"][0] == 1.0 and len(rng["curve"]) == 7 and rng["max_hops"] == 6
     assert 0 < rng["range_score"] < 6 and (tmp_path / "d" / "range.png").stat().st_size > 5000
+    capsys.readouterr()
+    assert main(["diagnose", "range", str(ckpt), str(data), "--entry", "nope"]) == 2
+    assert "no entry 'nope'" in capsys.readouterr().err
+
+
+def test_cli_diagnose_lipschitz(tmp_path, data, capsys):
+    from sim.cli import main
+
+    ckpt = _trained_checkpoint(tmp_path, data)
     assert main(["diagnose", "lipschitz", str(ckpt), str(data), "--nodes", "2", "--samples", "4", "--eps", "1e-4",
                  "--json", str(tmp_path / "l.json")]) == 0
     lip = json.loads((tmp_path / "l.json").read_text())
     assert lip["upper"] >= lip["lower"] > 0 and len(lip["nodes"]) == 2
     assert "upper bound" in capsys.readouterr().out
-    assert main(["diagnose", "range", str(ckpt), str(data), "--entry", "nope"]) == 2
-    assert "no entry 'nope'" in capsys.readouterr().err

@@ -11,7 +11,8 @@ from sim.data.particles import ParticleStatistics
 from sim.mesh import Mesh, PVDWriter, SeriesLayout, Store, read
 from sim.models.particle.simulator import ParticleSimulator
 from sim.rollout import RolloutDiverged
-from sim.rollout.particles import particle_rollout
+from sim.rollout.evaluate import evaluate_store
+from sim.rollout.particles import particle_case, particle_rollout
 from tests.data.mpm_store import mpm_store
 
 
@@ -100,3 +101,26 @@ def test_batched_rollout_equals_separate_rollouts(store):
     np.testing.assert_array_equal(both.sparse_index[1], two.sparse_index[0])
     assert len(both.sparse_index[0]) == int(np.ceil(0.25 * a.shape[1]))
     np.testing.assert_allclose(both.mse[1], two.mse[0], rtol=1e-3)
+
+
+def test_store_evaluation_is_the_rollout_of_each_entry(store, tmp_path):
+    """``evaluate_store`` with the particle case: the engine's rollout of the entry from its first
+    frames, compared with every particle, and a series with prediction, truth and error."""
+    sim_ = _giorom(store, seed=2)
+    with Store(store) as s:
+        traj = s.read("000001")
+    pos = np.asarray(traj.positions, dtype=np.float32)
+    [res] = evaluate_store(sim_, store, particle_case, ["000001"], steps=4, out=tmp_path / "eval")
+    types = traj.mesh.point_data.get("particle_type")
+    direct = particle_rollout(sim_, [pos[:6]], 4, names=["000001"], reference=[pos[5:]],
+                              particle_types=None if types is None else [types])
+    assert res.name == "000001" and res.steps == 4 and len(res.mse) == 4
+    np.testing.assert_allclose(res.mse, direct.mse[0], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(res.persistence_rmse["1"], np.sqrt(((pos[6] - pos[5]) ** 2).mean()), rtol=1e-5)
+    series = read(tmp_path / "eval" / "000001.pvd")
+    assert series.positions.shape == (5, pos.shape[1], 2)
+    np.testing.assert_allclose(series.positions[-1], direct.final[0], atol=1e-5)
+    np.testing.assert_allclose(series.point_fields["displacement_truth"][-1], pos[9] - pos[0], atol=1e-6)
+    np.testing.assert_allclose(series.point_fields["displacement_error"],
+                               series.point_fields["displacement"] - series.point_fields["displacement_truth"],
+                               atol=1e-6)

@@ -13,10 +13,10 @@ from torch_geometric.data import Batch
 import sim
 from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
+from sim.families import configure, train
 from sim.mesh import Mesh, Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.families import configure, train
 from sim.rollout.evaluate import evaluate_store, mesh_case
 from sim.train import Config, load_model
 from sim.train.config import ConfigError
@@ -186,11 +186,6 @@ def test_history_is_an_option_of_mesh_simulators(data):
             configure(cfg)
 
 
-# sim/ bug (reported): ParticleFamily.check_config overrides Family.check_config without its
-# pushforward/history check, so a particle configuration with model.history or
-# model.pushforward is accepted and the value silently ignored (before the family protocol,
-# Config.from_dict refused it: "particle simulators take their history in simulator_args").
-@pytest.mark.xfail(strict=True, reason="sim bug: the particle family accepts model.history/pushforward")
 @pytest.mark.parametrize("key", ["history", "pushforward"])
 def test_particle_models_refuse_the_mesh_history_and_pushforward(data, key):
     cfg = Config.from_dict({"data": {"train": str(data)}, "model": {"family": "particle", key: 2}})

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from sim.cli import main
+from sim.families import configure, train
 from sim.mesh import read
 from sim.models.particle.simulator import ParticleSimulator
-from sim.families import configure, train
 from sim.train import Config, ConfigError, load_model
 from sim.train.checkpoint import read_checkpoint
 from tests.data.mpm_store import mpm_store

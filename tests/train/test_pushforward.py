@@ -9,10 +9,10 @@ import torch
 from torch_geometric.data import Batch
 
 from sim.data.windows import MeshStepDataset
+from sim.families import train
 from sim.mesh import Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.families import train
 from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 

@@ -12,10 +12,10 @@ from torch_geometric.data import Batch
 import sim
 from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
+from sim.families import train
 from sim.mesh import Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.families import train
 from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 

@@ -81,7 +81,7 @@ class StepInputs:
                  self.node_type.to(like.dtype)[:, None],
                  self.past.reshape(n, -1) if self.past is not None else like.new_zeros((n, 0))]
         if self.scalars is not None:
-            s = self.scalars.reshape(-1, self.scalars.shape[-1]).to(like.dtype)
+            s = (self.scalars if self.scalars.dim() == 2 else self.scalars.reshape(1, -1)).to(like.dtype)
             parts.append(s[self.batch] if self.batch is not None else s.expand(n, -1))
         self._widths = (parts[0].shape[1], parts[2].shape[1], num_features)
         return torch.cat(parts, dim=-1)
