@@ -241,13 +241,10 @@ def _parse_params(items: list[str]) -> dict[str, float]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from sim.families import load
     from sim.mesh import Mesh, read, write
 
-    surrogate = load(args.checkpoint)
-    from sim.families import get_family
-
-    get_family(surrogate.family.split("-")[0]).require("predict")
+    family, model = _load(args, "predict")
+    surrogate = family.surrogate(model, {}, Path(args.checkpoint))
     mesh = read(args.mesh)
     if not isinstance(mesh, Mesh):
         raise SimError("give one mesh (a static mesh file), not a series or a store", args.mesh)

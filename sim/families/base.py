@@ -104,6 +104,7 @@ class Family:
     commands: ClassVar[frozenset[str]] = frozenset()
     options: ClassVar[type | None] = None  # dataclass of model.family_args
     trainable: ClassVar[bool] = True  # False: fitted (``fit``) instead of trained step by step
+    ensembles: ClassVar[bool] = False  # `sim train --ensemble N` trains N members served as one surrogate
 
     def refuse(self, command: str, hint: str = "") -> SimError:
         supported = ", ".join(c for c in COMMANDS if c in self.commands) or "none"

@@ -29,6 +29,7 @@ class MeshFamily(Family):
     model_names = ("mesh_simulator",)
     formats = ("sim.ensemble",)
     commands = frozenset({"train", "rollout", "eval", "predict", "diagnose"})
+    ensembles = True
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         self.parse_options(cfg, source)

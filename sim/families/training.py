@@ -38,8 +38,8 @@ def train(cfg: Config, resume: bool = False, stop_after: int | None = None, prog
 
 def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
     family = configure(cfg)
-    if family.name != "mesh":
-        raise ConfigError(f"ensembles hold mesh models; this configuration trains a {family.name} model")
+    if not family.ensembles:
+        raise ConfigError(f"the {family.name} family has no ensembles (`sim families` lists them)")
     return trainer.train_ensemble(cfg, family, members, resume=resume, progress=progress)
 
 

@@ -66,7 +66,7 @@ def particle_rollout(simulator: Any, histories: Sequence[np.ndarray], steps: int
     t0s = [float(t0)] * k if np.isscalar(t0) else [float(x) for x in t0]
     stepper = ParticleStepper(simulator, histories, rest, particle_types, names, queries, t0s, device,
                               sparse_reference=reference if queries is None else None, compile=compile)
-    res = run(stepper, steps, stepper.times, writers, reference, blowup_factor=None)
+    res = run(stepper, steps, stepper.times, writers, reference)
     return ParticleRolloutResult(final=res.final, mse=res.mse,
                                  sparse_mse=[np.array(m) for m in stepper.sparse_mse] if reference is not None and
                                  queries is None else [], sparse_index=stepper.sparse)

@@ -156,8 +156,8 @@ class ParticleStepper:
                           simulator.decode_plan(self.sparse_rest[i], self.query_pos[i]) for i in range(k)]
         self.sparse_reference = sparse_reference
         self.sparse_mse: list[list[float]] = [[] for _ in range(k)]
-        fn = simulator.predict_acceleration
-        self.acceleration = torch.compile(fn, dynamic=True) if compile else fn
+        # compile the network only: the radius graph is rebuilt eagerly (KD-tree) every frame
+        self.network = torch.compile(simulator.network, dynamic=True) if compile else None
 
     def _to(self, a: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
@@ -177,7 +177,8 @@ class ParticleStepper:
         return out
 
     def advance(self, step: int) -> None:
-        acc = self.acceleration(self.state, self.ptype, self.batch)
+        kw = {} if self.network is None else {"network": self.network}
+        acc = self.simulator.predict_acceleration(self.state, self.ptype, self.batch, **kw)
         nxt = torch.minimum(torch.maximum(semi_implicit_euler(self.state, acc, self.simulator.dt), self.lo), self.hi)
         self.state = torch.cat([self.state[:, 1:], nxt[:, None]], dim=1)
         if self.sparse_reference is not None:

@@ -125,6 +125,7 @@ class GIOROM(nn.Module):
         self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
         self.register_buffer("grid_nodes", regular_grid(grid, dim), persistent=False)
 
+    @torch.compiler.disable  # host-side neighbour search (KD-tree): compiled models run it eagerly
     def grid_edges(self, pos: torch.Tensor, batch: torch.Tensor | None, samples: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample grid positions (samples * M, dim) and the particle -> grid and grid ->

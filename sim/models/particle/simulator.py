@@ -64,7 +64,6 @@ class ParticleSimulator(nn.Module):
         history (N, H, d), particle_type (N,), batch (N,) -> normalised acceleration (N, d).
     """
 
-    kind = "particle"
 
     def __init__(self, network: str, network_args: dict[str, Any], statistics: dict[str, Any], history: int = 6,
                  connectivity_radius: float | None = None, sample_ratio: float = 1.0, sampling: str = "fps",
@@ -110,9 +109,10 @@ class ParticleSimulator(nn.Module):
         emb = self.type_embedding(particle_type.long().clamp(0, NUM_PARTICLE_TYPES - 1))
         return torch.cat([vel.flatten(1), walls, emb.to(history.dtype)], dim=-1)
 
-    def forward(self, history: torch.Tensor, particle_type: torch.Tensor, batch: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """Normalised acceleration (N, d) of the last frame of ``history`` (N, H, d)."""
+    def forward(self, history: torch.Tensor, particle_type: torch.Tensor, batch: torch.Tensor | None = None,
+                network: Any = None) -> torch.Tensor:
+        """Normalised acceleration (N, d) of the last frame of ``history`` (N, H, d); ``network``:
+        a stand-in for the graph network (e.g. its ``torch.compile``; the graph is built eagerly)."""
         if history.dim() != 3 or history.shape[1] != self.config["history"] or history.shape[2] != self.dim:
             raise ValueError(f"history must be (N, {self.config['history']}, {self.dim}), got {tuple(history.shape)}")
         pos = history[:, -1]
@@ -120,7 +120,7 @@ class ParticleSimulator(nn.Module):
         edge_index = g.edge_index.to(pos.device)
         edge_attr = g.edge_attr.to(pos.device, pos.dtype)
         x = self.node_features(history, particle_type)
-        return self.network(x, edge_index, edge_attr, pos=self.unit_positions(pos), batch=batch)
+        return (self.network if network is None else network)(x, edge_index, edge_attr, pos=self.unit_positions(pos), batch=batch)
 
     # -- training -------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -148,9 +148,9 @@ class ParticleSimulator(nn.Module):
     # -- inference ------------------------------------------------------------------------
     @torch.no_grad()
     def predict_acceleration(self, history: torch.Tensor, particle_type: torch.Tensor,
-                             batch: torch.Tensor | None = None) -> torch.Tensor:
+                             batch: torch.Tensor | None = None, network: Any = None) -> torch.Tensor:
         """Physical acceleration (N, d) of the last frame."""
-        return self.acceleration_normalizer.inverse(self(history, particle_type, batch))
+        return self.acceleration_normalizer.inverse(self(history, particle_type, batch, network))
 
     @torch.no_grad()
     def decode_plan(self, sparse_reference: torch.Tensor, query: torch.Tensor) -> DecodePlan:

@@ -36,7 +36,6 @@ class SteadySimulator(nn.Module):
         node_type (N,), scalars (N, S), pos (N, d), edge_index (2, E), edge_attr (E, d + 1) -> (N, F)
     """
 
-    kind = "steady"
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
                  scalars: Sequence[str], edge_in: int, coords: bool = True):
