@@ -28,6 +28,9 @@ import numpy as np
 from sim.errors import SimError
 
 COMMANDS = ("train", "rollout", "eval", "predict", "diagnose")
+HINTS = {"rollout": "they are not time-stepping models: use `sim predict`",
+         "predict": "they predict from an observed trajectory or particle history: use `sim rollout` or the Python API",
+         "diagnose": "the diagnostics apply to mesh time-stepping models"}
 
 
 class Surrogate:
@@ -113,9 +116,7 @@ class Family:
 
     def require(self, command: str) -> None:
         if command not in self.commands:
-            raise self.refuse(command, self.hints.get(command, ""))
-
-    hints: ClassVar[dict[str, str]] = {}
+            raise self.refuse(command, HINTS.get(command, ""))
 
     # ----- configuration
     def parse_options(self, cfg: Any, source: Any = None) -> Any:
@@ -172,7 +173,7 @@ class Family:
 
     def case(self, model: Any) -> Any:
         """The rollout-case builder of :func:`sim.rollout.evaluate.evaluate_store`."""
-        raise self.refuse("rollout", self.hints.get("rollout", ""))
+        raise self.refuse("rollout", HINTS["rollout"])
 
     def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,
                  out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
@@ -185,7 +186,7 @@ class Family:
         return rollout_evaluation(results)
 
     def diagnose_sample(self, model: Any, data: Path, entry: str, step: int) -> Any:
-        raise self.refuse("diagnose", self.hints.get("diagnose", ""))
+        raise self.refuse("diagnose", HINTS["diagnose"])
 
 
 class Evaluation:

@@ -326,8 +326,6 @@ class EnsembleSurrogate(MeshSurrogate):
     rollout of each member, then per node and step the mean (``<field>``) and the standard
     deviation across members (``<field>_std``), an uncertainty for every prediction path."""
 
-    family = "mesh-ensemble"
-
     def __init__(self, members: list[Any], path: Path, payload: dict[str, Any] | None = None):
         super().__init__(members[0], path, payload)
         for i, m in enumerate(members[1:], start=1):

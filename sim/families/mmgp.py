@@ -54,8 +54,6 @@ class MMGPFamily(Family):
     commands = frozenset({"train", "eval", "predict"})
     options = MMGPOptions
     trainable = False
-    hints = {"rollout": "MMGP models are steady: use `sim predict`",
-             "diagnose": "the diagnostics apply to mesh time-stepping models"}
 
     def load(self, path: Path) -> Any:
         from sim.models.mmgp import MMGP

@@ -54,8 +54,6 @@ class ParticleFamily(Family):
     model_names = ("particle_simulator",)
     commands = frozenset({"train", "rollout", "eval"})
     options = ParticleOptions
-    hints = {"predict": "roll particles out with `sim rollout`",
-             "diagnose": "the diagnostics apply to mesh models on a fixed graph"}
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         from sim.train.config import ConfigError

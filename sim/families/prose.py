@@ -65,8 +65,6 @@ class ProseFamily(Family):
     model_names = ("prose",)
     commands = frozenset({"train", "rollout", "eval"})
     options = ProseOptions
-    hints = {"predict": "PROSE predicts from an observed trajectory: use `sim rollout` or the Python API",
-             "diagnose": "the diagnostics apply to mesh time-stepping models"}
 
     def build_dataset(self, cfg: Any) -> Any:
         from sim.models.prose import ODEWindows

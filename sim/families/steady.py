@@ -95,8 +95,6 @@ class SteadyFamily(Family):
     model_names = ("steady_simulator",)
     commands = frozenset({"train", "eval", "predict"})
     options = SteadyOptions
-    hints = {"rollout": "steady models are not time-stepping: use `sim predict`",
-             "diagnose": "the diagnostics apply to mesh time-stepping models"}
 
     def build_dataset(self, cfg: Any) -> Any:
         from sim.data.samples import MeshSampleDataset

@@ -148,13 +148,22 @@ def test_scalar_where_a_list_belongs():
     assert message(Model, "{fields: {a: 1}}", "model") == "model.fields must be a list, got a mapping"
 
 
-def test_list_and_dict_items_are_checked_with_their_path():
-    assert message(Model, "{fields: [a, 1]}", "model") == "model.fields[1] must be a string, got 1 (put it in quotes)"
-    assert message(Model, "{types: [1, 2.5]}", "model") == "model.types[1] must be an integer, got 2.5"
-    assert message(Optim, "{betas: [0.9, x]}", "optim") == "optim.betas[1] must be a number, got the string 'x'"
-    assert message(Model, "{widths: {a: x}}", "model") == "model.widths.a must be an integer, got the string 'x'"
-    assert message(Model, "{args: {1: x}}", "model") == "a key of model.args must be a string, got 1 (put it in quotes)"
-    assert message(Model, "{args: [1]}", "model") == "model.args must be a mapping, got a list"
+@pytest.mark.parametrize("cls, text, section, expected", [
+    ("Model", "{fields: [a, 1]}", "model", "model.fields[1] must be a string, got 1 (put it in quotes)"),
+    ("Model", "{types: [1, 2.5]}", "model", "model.types[1] must be an integer, got 2.5"),
+    ("Optim", "{betas: [0.9, x]}", "optim", "optim.betas[1] must be a number, got the string 'x'"),
+    ("Model", "{widths: {a: x}}", "model", "model.widths.a must be an integer, got the string 'x'"),
+    ("Model", "{args: {1: x}}", "model", "a key of model.args must be a string, got 1 (put it in quotes)"),
+    ("Model", "{args: [1]}", "model", "model.args must be a mapping, got a list"),
+    # field checks run after the type checks
+    ("Optim", "{lr: 0}", "optim", "optim.lr must be > 0, got 0.0"),
+    ("Optim", "{lr: x}", "optim", "optim.lr must be a number, got the string 'x'"),
+    ("Train", "{steps: 0}", "train", "train.steps must be >= 1, got 0"),
+    ("Train", "{ratio: 1.5}", "train", "train.ratio must be between 0 and 1, got 1.5"),
+    ("Model", "{noise_std: [0.1, -0.2]}", "model", "model.noise_std must be >= 0, got -0.2 at index 1"),
+])
+def test_items_are_checked_with_their_path_then_field_checks_run(cls, text, section, expected):
+    assert message(globals()[cls], text, section) == expected
 
 
 def test_unions():
@@ -173,12 +182,7 @@ def test_literal_lists_the_allowed_values():
     assert message(Optim, "{name: sgd}", "optim") == "optim.name must be one of 'adam', 'adamw', got the string 'sgd'"
 
 
-def test_field_checks_run_after_the_type_checks():
-    assert message(Optim, "{lr: 0}", "optim") == "optim.lr must be > 0, got 0.0"
-    assert message(Optim, "{lr: x}", "optim") == "optim.lr must be a number, got the string 'x'"
-    assert message(Train, "{steps: 0}", "train") == "train.steps must be >= 1, got 0"
-    assert message(Train, "{ratio: 1.5}", "train") == "train.ratio must be between 0 and 1, got 1.5"
-    assert message(Model, "{noise_std: [0.1, -0.2]}", "model") == "model.noise_std must be >= 0, got -0.2 at index 1"
+def test_field_checks_skip_none_and_take_converted_values():
     assert build(Train, "{ratio: null, steps: 1}", "train").ratio is None
     assert build(Train, "{ratio: 1}", "train").ratio == 1.0
 
