@@ -35,8 +35,16 @@ def peak_mem_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def report(name: str, results: dict[str, Any], json_path: str | None) -> None:
-    results = {**results, **machine(), "benchmark": name}
+def report(name: str, results: dict[str, Any], json_path: str | None, seeds: list[int] | None = None,
+           train_cpu_hours: float | None = None) -> None:
+    """Print the results and write them as JSON with what was measured and where: ``commit``
+    (the code), ``date``, ``machine``, the training ``seeds`` and ``train_cpu_hours``."""
+    import datetime
+
+    info = machine()
+    results = {**results, **info, "benchmark": name, "commit": info["git_commit"],
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "seeds": seeds, "train_cpu_hours": train_cpu_hours}
     width = max(len(k) for k in results)
     print(f"\n{name}")
     for k, v in results.items():

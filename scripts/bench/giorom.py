@@ -258,7 +258,8 @@ def main() -> None:
     results["decode_growth_10k_to_100k"] = results["decode_s_100k"] / results["decode_s_10k"]
     results["dense_frame_growth_10k_to_100k"] = results["dense_frame_s_100k"] / results["dense_frame_s_10k"]
     results["peak_mem_mb"] = peak_mem_mb()
-    report("giorom", results, args.json)
+    cpu = sum(v for k, v in results.items() if k.endswith("_train_cpu_s"))
+    report("giorom", results, args.json, seeds=[0], train_cpu_hours=cpu / 3600)
 
 
 if __name__ == "__main__":

@@ -271,6 +271,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                 if board:
                     board.add_scalar("train/loss", mean, step)
                     board.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                    for k, v in extra.items():
+                        board.add_scalar(f"train/{k}", v, step)
             if cfg.data.valid and cfg.train.valid_every and step % cfg.train.valid_every == 0 and rank == 0:
                 simulator.eval()
                 try:
