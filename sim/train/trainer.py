@@ -41,9 +41,13 @@ class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
                  rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.start, self.steps, self.rank, self.world = start_step, steps, rank, world
+        self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        if epoch not in self._perms:  # a batch spans at most two epochs: keep the latest two
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return self._perms[epoch]
 
     def global_batch(self, step: int) -> list[int]:
         g = self.batch_size * self.world
