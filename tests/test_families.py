@@ -118,10 +118,12 @@ def test_every_family_is_registered_with_its_commands(capsys):
 def test_rollout_and_eval_of_time_stepping_families(trained, family, tmp_path, capsys):
     ckpt, data = trained[family]
     out = tmp_path / "out"
-    assert main(["rollout", str(ckpt), str(data), "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert main(["rollout", str(ckpt), str(data), "--out", str(out), "--json", str(tmp_path / "r.json"),
+                 "--plot"]) == 0
     written = [Path(line.split(" ", 1)[1]) for line in capsys.readouterr().out.splitlines()
                if line.startswith("wrote ") and not line.endswith(".json")]
     assert written and all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert any(p.suffix == ".png" for p in written)  # --plot: the pictures a person looks at
     assert main(["eval", str(ckpt), str(data), "--json", str(tmp_path / "e.json")]) == 0
     metrics = json.loads((tmp_path / "e.json").read_text())
     with Store(data) as s:

@@ -112,7 +112,7 @@ class ProseFamily(Family):
                 if k in ("data_rel_l2_mean", "valid_fraction", "expr_rel_l2_median")}
 
     def _evaluate(self, model: Any, data: Path, opts: ProseOptions, entries: list[str] | None = None,
-                  limit: int | None = None, out: Path | None = None) -> Evaluation:
+                  limit: int | None = None, out: Path | None = None, plot: bool = False) -> Evaluation:
         from sim.models.prose import ODEWindows, PROSECollator
         from sim.models.prose.evaluate import evaluate
 
@@ -134,15 +134,15 @@ class ProseFamily(Family):
                 for i, s in enumerate(samples)]
         summary = {k: v for k, v in res.items() if isinstance(v, float)}
         if out is not None:
-            self._write(model, samples, rows, opts, out)
+            self._write(model, samples, rows, opts, out, plot)
         cols = ["data_rel_l2", "baseline_rel_l2"] + (["expr_rel_l2"] if model.symbol_output else [])
         summary.update({c: float(np.mean([r[c] for r in rows])) for c in cols if c not in summary})
         return Evaluation(rows, summary, cols, [out / f"{s.name}.csv" for s in samples] if out is not None else [])
 
     def _write(self, model: Any, samples: list[Any], rows: list[dict[str, Any]], opts: ProseOptions,
-               out: Path) -> None:
-        """Per entry ``<entry>.csv``: time, predicted and true state of the future, and
-        ``equations.json``: the generated equations next to the true ones."""
+               out: Path, plot: bool = False) -> None:
+        """Per entry ``<entry>.csv``: time, predicted and true state of the future (and with
+        ``plot`` ``<entry>.png``), and ``equations.json``: the generated equations next to the true ones."""
         from sim.mesh.atomic import atomic_path
 
         out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +156,11 @@ class ProseFamily(Family):
                 np.savetxt(tmp, table, delimiter=",", header=",".join(head), comments="")
             eqs[s.name] = {"true": [str(e) for e in s.exprs],
                            "predicted": None if exprs is None else [str(e) for e in exprs]}
+            if plot:
+                from sim.rollout.plots import trajectory_png
+
+                trajectory_png(out / f"{s.name}.png", s.times[:n], s.state[:n], s.times[n:s.state.shape[0]],
+                               s.state[n:], pred, f"{s.system} {s.name}", eqs[s.name]["predicted"])
         with atomic_path(out / "equations.json") as tmp:
             Path(tmp).write_text(json.dumps(eqs, indent=2))
 
@@ -165,7 +170,7 @@ class ProseFamily(Family):
         if steps is not None:
             raise SimError("PROSE predicts the whole future of each trajectory after its observed window; "
                            "--steps does not apply")
-        return self._evaluate(model.to(device), Path(data), _options_of(model), entries, out=out)
+        return self._evaluate(model.to(device), Path(data), _options_of(model), entries, out=out, plot=plot)
 
     def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
         return ProseSurrogate(model, path)

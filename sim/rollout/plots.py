@@ -81,3 +81,29 @@ def snapshot_png(path: Path, traj: Trajectory, ref: np.ndarray, res: Any, fields
         (f"truth: magnitude of {fields[0]}", tm, "viridis", (lo, hi)),
         (f"error: magnitude of the {fields[0]} error", em, "magma", (0.0, float(em.max()) or 1.0)),
     ])
+
+
+def trajectory_png(path: Path, times: np.ndarray, observed: np.ndarray, future_times: np.ndarray,
+                   truth: np.ndarray, pred: np.ndarray, title: str, equations: list[str] | None = None) -> None:
+    """Each component of an ODE trajectory: the observed window, then truth and prediction;
+    the generated equations (when any) in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = observed.shape[1]
+    fig, axes = plt.subplots(d, 1, figsize=(7, 1.8 * d + 0.8), sharex=True, constrained_layout=True, squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
+        ax.plot(times, observed[:, i], color="0.3", label="observed")
+        ax.plot(future_times, truth[:, i], color="C0", label="truth")
+        ax.plot(future_times, pred[:, i], "--", color="C1", label="prediction")
+        ax.set_ylabel(f"x{i}")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    axes[-1, 0].set_xlabel("t")
+    eq = "" if not equations else "\n" + ",  ".join(f"dx{i}/dt = {e}" for i, e in enumerate(equations))
+    fig.suptitle(f"{title}{eq}", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
