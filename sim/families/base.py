@@ -206,8 +206,13 @@ class Evaluation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "entries": {str(r["entry"]): {k: v for k, v in r.items() if k != "entry"}
-                                            for r in self.rows}}
+        """Summary and per-entry metrics for JSON (a metric that is not finite, e.g. the error of an
+        equation that does not parse, is null)."""
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and not np.isfinite(v) else v
+
+        return {**{k: clean(v) for k, v in self.summary.items()},
+                "entries": {str(r["entry"]): {k: clean(v) for k, v in r.items() if k != "entry"} for r in self.rows}}
 
 
 def _cell(v: Any) -> str:
