@@ -238,3 +238,17 @@ def test_compiled_particle_rollout_equals_the_eager_one(trained, tmp_path):
                      "--json", str(tmp_path / f"{out}.json"), *flag]) == 0
     eager, compiled = (json.loads((tmp_path / f"{o}.json").read_text()) for o in ("eager", "compiled"))
     assert compiled["rmse_all"] == pytest.approx(eager["rmse_all"], rel=1e-4)
+
+
+def test_a_mesh_of_another_dimension_is_one_error(trained, tmp_path, capsys):
+    from sim.mesh import Trajectory
+
+    ckpt, data = trained["mesh"]
+    with Store(data) as s:
+        traj = s.read(s.names()[0])
+    pts3 = np.column_stack([traj.mesh.points, np.zeros(traj.mesh.num_points)])
+    with StoreWriter(tmp_path / "3d.h5") as w:
+        w.append(Trajectory(Mesh(pts3, traj.mesh.cells, node_type=traj.mesh.node_type), traj.times,
+                            point_fields=traj.point_fields, dt=traj.dt, params=traj.params))
+    assert main(["eval", str(ckpt), str(tmp_path / "3d.h5")]) == 2
+    assert "on a 3D mesh; the model was trained on 2D meshes" in capsys.readouterr().err

@@ -104,6 +104,9 @@ def mesh_case(model: Any, traj: Trajectory, name: str, steps: int | None, data: 
     if not isinstance(traj, Trajectory):
         raise SimError(f"entry {name!r} is a static mesh; rollouts need trajectories", data)
     fields, dims = first.config["fields"], first.config["field_dims"]
+    if traj.mesh.dim + 1 != int(first.config["edge_in"]):
+        raise SimError(f"entry {name!r} is on a {traj.mesh.dim}D mesh; the model was trained on "
+                       f"{int(first.config['edge_in']) - 1}D meshes", data)
     initial, ref, n = rollout_window(first, state_of(traj, fields, data), steps, data, f"entry {name!r}")
     t0 = float(traj.times[len(initial) - 1])
     dt = traj.dt or float(np.diff(traj.times[:2])[0])
