@@ -101,13 +101,18 @@ class Family:
     they support (a part left alone refuses with a message naming the family)."""
 
     name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
     model_names: ClassVar[tuple[str, ...]] = ()  # registered models whose checkpoints it serves
     formats: ClassVar[tuple[str, ...]] = ()  # 'format' strings of the non-checkpoint files it reads
     commands: ClassVar[frozenset[str]] = frozenset()
     options: ClassVar[type | None] = None  # dataclass of model.family_args
     trainable: ClassVar[bool] = True  # False: fitted (``fit``) instead of trained step by step
     ensembles: ClassVar[bool] = False  # `sim train --ensemble N` trains N members served as one surrogate
+
+    @property
+    def summary(self) -> str:
+        """The first sentence of the family's docstring, on one line."""
+        text = " ".join((type(self).__doc__ or "").split())
+        return text.split(". ")[0].rstrip(".")
 
     def refuse(self, command: str, hint: str = "") -> SimError:
         supported = ", ".join(c for c in COMMANDS if c in self.commands) or "none"

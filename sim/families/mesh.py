@@ -24,8 +24,11 @@ from sim.mesh import Mesh, NodeType, Trajectory
 
 @register_family
 class MeshFamily(Family):
+    """Mesh time stepping: one-step dynamics of point fields on a fixed mesh (MeshGraphNet, graph
+    transformer). The model predicts the nodes it owns; boundary values come from the data or the
+    caller. Deep ensembles of it roll out together with a per-node spread."""
+
     name = "mesh"
-    summary = "one-step dynamics of point fields on a fixed mesh (MeshGraphNet, graph transformer)"
     model_names = ("mesh_simulator",)
     formats = ("sim.ensemble",)
     commands = frozenset({"train", "rollout", "eval", "predict", "diagnose"})

@@ -48,8 +48,10 @@ class MMGPOptions:
 
 @register_family
 class MMGPFamily(Family):
+    """MMGP: steady fields under geometry change with uncertainty (mesh morphing + POD + Gaussian
+    processes), fitted rather than trained."""
+
     name = "mmgp"
-    summary = "steady fields under geometry change with uncertainty (mesh morphing + POD + Gaussian processes)"
     formats = ("sim.mmgp",)
     commands = frozenset({"train", "eval", "predict"})
     options = MMGPOptions

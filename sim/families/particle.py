@@ -49,8 +49,10 @@ class ParticleOptions:
 
 @register_family
 class ParticleFamily(Family):
+    """Particles: Lagrangian dynamics from a history of positions (GIOROM on a sparse subset with
+    a dense decoder at any query point; the full-resolution GNS baseline)."""
+
     name = "particle"
-    summary = "Lagrangian particle dynamics (GIOROM on a sparse subset with a dense decoder; GNS baseline)"
     model_names = ("particle_simulator",)
     commands = frozenset({"train", "rollout", "eval"})
     options = ParticleOptions

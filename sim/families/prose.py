@@ -60,8 +60,9 @@ def _options_of(model: Any) -> ProseOptions:
 
 @register_family
 class ProseFamily(Family):
+    """PROSE: ODE trajectories and their governing equations as symbols (multimodal transformer)."""
+
     name = "prose"
-    summary = "ODE trajectories and their governing equations as symbols (multimodal transformer)"
     model_names = ("prose",)
     commands = frozenset({"train", "rollout", "eval"})
     options = ProseOptions

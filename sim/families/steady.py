@@ -90,8 +90,11 @@ def field_evaluation(predict: Any, data: Path, entries: list[str] | None, fields
 
 @register_family
 class SteadyFamily(Family):
+    """Steady fields: a graph network from a mesh and input scalars to fields in one pass (the
+    graph-network baseline of MMGP, as PLAID trains it), without uncertainty of its own. Its
+    inputs are the node types, the scalars and optionally the coordinates."""
+
     name = "steady"
-    summary = "steady fields from a mesh and input scalars in one pass (graph-network baseline of MMGP)"
     model_names = ("steady_simulator",)
     commands = frozenset({"train", "eval", "predict"})
     options = SteadyOptions
