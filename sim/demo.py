@@ -66,11 +66,16 @@ def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, worke
     summary_path = out / "summary.txt"
     text = (f"rollout of {r.steps} steps on {r.name}: all-rollout RMSE {r.rmse['all']:.4g} "
             f"(persistence baseline {r.persistence_rmse['all']:.4g})\n")
+    if "shedding_freq_true" in r.extra:
+        text += (f"vortex shedding frequency {r.extra['shedding_freq_pred']:.3g} predicted, "
+                 f"{r.extra['shedding_freq_true']:.3g} true; time-mean velocity relative RMSE "
+                 f"{r.extra['mean_field_rrmse']:.3g}\n")
     with atomic_path(summary_path) as tmp:
         Path(tmp).write_text(text)
-    print("      " + text.strip())
+    print("      " + "\n      ".join(text.strip().splitlines()))
     paths = {"pvd": r.output, "error_png": rollout_dir / f"{r.name}_error.png",
-             "step_png": rollout_dir / f"{r.name}_step.png", "checkpoint": ckpt, "summary": summary_path}
+             "step_png": rollout_dir / f"{r.name}_step.png", "probe_png": rollout_dir / f"{r.name}_probe.png",
+             "checkpoint": ckpt, "summary": summary_path}
     for kind, p in paths.items():
         print(f"wrote {p}" + ("   <- open this in ParaView (prediction, truth and error per step)"
                               if kind == "pvd" else ""))

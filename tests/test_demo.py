@@ -26,6 +26,7 @@ def test_quick_demo_writes_a_pvd_series_vtk_opens(tmp_path):
     series = sm.read(pvd)
     np.testing.assert_allclose(series.point_fields["velocity_error"],
                                series.point_fields["velocity"] - series.point_fields["velocity_truth"], atol=1e-6)
-    for png in ("000000_error.png", "000000_step.png"):
+    for png in ("000000_error.png", "000000_step.png", "000000_probe.png"):
         assert (tmp_path / "rollout" / png).stat().st_size > 10_000
-    assert "all-rollout RMSE" in (tmp_path / "summary.txt").read_text()
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "all-rollout RMSE" in summary and "shedding frequency" in summary

@@ -228,19 +228,34 @@ def _cell(v: Any) -> str:
 
 def rollout_evaluation(results: list[Any]) -> Evaluation:
     """The rollout RMSE table (MeshGraphNet's definitions) of :func:`evaluate_store` results,
-    with the persistence baseline."""
+    with the persistence baseline and, for flows past an obstacle, the physics-level metrics
+    (:mod:`sim.rollout.flow`): per entry, and over entries the median shedding-frequency error
+    and the mean of the others."""
     horizons = [h for h in ("1", "10", "20", "50", "100", "200", "all") if all(h in r.rmse for r in results)]
+    physics = [k for k in PHYSICS if all(k in r.extra for r in results)]
     rows = []
     for r in results:
         row: dict[str, Any] = {"entry": r.name, "steps": r.steps}
         row.update({f"rmse_{h}": r.rmse[h] for h in horizons})
         row["persistence_rmse_all"] = r.persistence_rmse["all"]
+        row.update(r.extra)
         rows.append(row)
     summary = {f"rmse_{h}": float(np.mean([r.rmse[h] for r in results])) for h in horizons}
     summary.update({f"persistence_rmse_{h}": float(np.mean([r.persistence_rmse[h] for r in results]))
                     for h in horizons})
-    return Evaluation(rows, summary, ["steps", *[f"rmse_{h}" for h in horizons], "persistence_rmse_all"],
+    for k in physics:
+        values = [r.extra[k] for r in results]
+        if k == "shedding_freq_err":
+            summary["shedding_freq_err_median"] = float(np.median(values))
+        summary[k] = float(np.mean(values))
+    return Evaluation(rows, summary, ["steps", *[f"rmse_{h}" for h in horizons], "persistence_rmse_all",
+                                      *[k for k in physics if k in SHOWN]],
                       [r.output for r in results if r.output is not None])
+
+
+PHYSICS = ("shedding_freq_err", "mean_field_rrmse", "fluct_rrmse", "spread_error_spearman", "strouhal_pred",
+           "strouhal_true")
+SHOWN = ("shedding_freq_err", "mean_field_rrmse", "fluct_rrmse", "spread_error_spearman")
 
 
 # --------------------------------------------------------------------------- registry

@@ -4,7 +4,7 @@ evaluator for every time-stepping family; each family prepares an entry as a :cl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class EntryResult:
     mse: np.ndarray
     persistence_rmse: dict[str, float]
     output: Path | None
+    extra: dict[str, float] = field(default_factory=dict)  # physics-level metrics (sim.rollout.flow)
 
 
 @dataclass
@@ -88,6 +89,43 @@ class Case:
     dt: float
     layout: SeriesLayout
     mesh_snapshot: Trajectory | None = None  # a fixed-mesh trajectory: --plot adds the step picture
+    flow: Any = None  # FlowStatistics of a flow past an obstacle, fed every step
+
+
+class Tee:
+    """A step writer that writes each step to several (None entries are skipped)."""
+
+    def __init__(self, *writers: Any):
+        self.writers = [w for w in writers if w is not None]
+
+    def write(self, time: float, point_fields: dict[str, Any] | None = None, positions: Any = None, **kw: Any
+              ) -> None:
+        for w in self.writers:
+            w.write(time, point_fields, positions=positions, **kw)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+    def abort(self) -> None:
+        for w in self.writers:
+            w.abort()
+
+
+def flow_statistics(traj: Trajectory, fields: list[str], dims: list[int], ref: np.ndarray, t0: float, dt: float
+                    ) -> Any:
+    """Flow statistics of a rollout when the state has a 2D ``velocity`` on a 2D mesh with an
+    obstacle to shed behind (None otherwise)."""
+    from sim.rollout.flow import FlowStatistics
+
+    if "velocity" not in fields or traj.mesh.dim != 2:
+        return None
+    i = fields.index("velocity")
+    if dims[i] != 2:
+        return None
+    start = int(sum(dims[:i]))
+    stats = FlowStatistics(traj.mesh, traj.params, "velocity", ref[..., start:start + 2], t0, dt)
+    return stats if stats.obstacle is not None else None
 
 
 CaseBuilder = Callable[..., Case]
@@ -117,7 +155,8 @@ def mesh_case(model: Any, traj: Trajectory, name: str, steps: int | None, data: 
     if len(steppers) > 1:
         series += [f"{f}_std" for f in fields]
     layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)
-    return Case(stepper, ref, ref, n, t0, dt, layout, mesh_snapshot=traj)
+    return Case(stepper, ref, ref, n, t0, dt, layout, mesh_snapshot=traj,
+                flow=flow_statistics(traj, fields, dims, ref, t0, dt))
 
 
 def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: list[str] | None = None,
@@ -146,15 +185,18 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
                 path = out / f"{name}.{fmt}"
                 base = PVDWriter(path, c.layout) if fmt == "pvd" else XDMFWriter(path, c.layout)
                 writer = ComparisonWriter(base, c.field_reference, c.stepper.fields, c.stepper.dims, c.t0, c.dt)
-            res = run(c.stepper, c.steps, c.stepper.times, [writer], [c.reference])
+            res = run(c.stepper, c.steps, c.stepper.times, [Tee(writer, c.flow)], [c.reference])
             ref = c.reference
             persistence = np.array([((ref[s] - ref[0]) ** 2).mean() for s in range(1, c.steps + 1)])
             pres = RolloutResult(final=[], mse=[persistence])
-            results.append(EntryResult(name, c.steps, res.rmse(0), res.mse[0], pres.rmse(0), path))
+            extra = c.flow.metrics() if c.flow is not None else {}
+            results.append(EntryResult(name, c.steps, res.rmse(0), res.mse[0], pres.rmse(0), path, extra))
             if plot and out is not None:
                 from sim.rollout.plots import error_curve_png, snapshot_png
 
                 error_curve_png(out / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
+                if c.flow is not None:
+                    c.flow.probe_png(out / f"{name}_probe.png", name)
                 if c.mesh_snapshot is not None:
                     snapshot_png(out / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
                                  c.stepper.dims, None, c.steps)
