@@ -59,23 +59,29 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
     return summary
 
 
-def rollout_metrics(checkpoint: str | Path, test: str | Path, steps: int | None = None) -> dict[str, Any]:
-    """Mean over the test trajectories of the rollout RMSE at 1, 50 and all steps, and persistence's."""
-    from sim.rollout.evaluate import evaluate_store, mesh_case
+PHYSICS_KEYS = ("shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse", "spread_error_spearman")
+
+
+def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path, steps: int | None = None
+                    ) -> dict[str, Any]:
+    """Means over the test trajectories of the rollout RMSE at 1, 50 and all steps and
+    persistence's, and the flow metrics of ``sim eval`` (median shedding-frequency error, mean-
+    and fluctuation-field relative RMSE; with several checkpoints, rolled out as an ensemble, the
+    spread-error rank correlation)."""
+    from sim.families import get_family
     from sim.train import load_model
 
-    model, _ = load_model(checkpoint)
+    ckpts = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    models = [load_model(c)[0] for c in ckpts]
     t = time.perf_counter()
-    results = evaluate_store(model, test, mesh_case, None, steps, None)
+    ev = get_family("mesh").evaluate(models if len(models) > 1 else models[0], Path(test), None, steps)
     seconds = time.perf_counter() - t
-
-    def mean(key: str, persistence: bool = False) -> float | None:
-        vals = [(r.persistence_rmse if persistence else r.rmse)[key] for r in results if key in r.rmse]
-        return float(np.mean(vals)) if vals else None  # None: no test trajectory is that long
-
-    return {"rmse_1": mean("1"), "rmse_50": mean("50"), "rmse_all": mean("all"),
-            "persistence_rmse_50": mean("50", True), "persistence_rmse_all": mean("all", True),
-            "rollout_s": seconds, "rollout_steps": int(sum(r.steps for r in results)), "test_trajectories": len(results)}
+    s = ev.summary
+    return {"rmse_1": s.get("rmse_1"), "rmse_50": s.get("rmse_50"), "rmse_all": s.get("rmse_all"),
+            "persistence_rmse_50": s.get("persistence_rmse_50"), "persistence_rmse_all": s.get("persistence_rmse_all"),
+            **{k: s.get(k) for k in PHYSICS_KEYS},
+            "rollout_s": seconds, "rollout_steps": int(sum(r["steps"] for r in ev.rows)),
+            "test_trajectories": len(ev.rows)}
 
 
 def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray, repeats: int = 20,

@@ -3,6 +3,7 @@
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
                                          [--scalars [NAME ...]] [--pushforward K] [--history H] [--seed S]
+                                         [--seeds N]
                                          [--checkpoint CKPT] [--workers N]
 
 Generates the dataset with our solver if it is missing (datasets/cylinder_flow/<size>),
@@ -33,8 +34,11 @@ start, so the 6000 CPU-s runs stopped at their planned steps after about 4,500 C
 The spread between runs at one budget is about as large as the differences between options;
 the default is the setting with the best measured rollout-50 (half the persistence error).
 
-JSON keys: rmse_1, rmse_50, rmse_all, persistence_rmse_50, persistence_rmse_all,
-train_steps_per_s, rollout_node_steps_per_s, peak_mem_mb (+ sizes, preset, machine).
+JSON keys: rmse_1, rmse_50, rmse_all, persistence_rmse_50, persistence_rmse_all, the flow metrics of
+`sim eval` (shedding_freq_err_median, mean_field_rrmse, fluct_rrmse), each the mean over `--seeds`
+with `<key>_std` their spread and `per_seed`; with two or more seeds their ensemble's
+spread_error_spearman and ensemble_*; train_steps_per_s, rollout_node_steps_per_s, peak_mem_mb,
+seeds, train_cpu_hours, commit (+ sizes, preset, machine).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 from _common import ROOT, peak_mem_mb, report
 from _mesh_models import cylinder_data, rollout_metrics, set_threads, train_for_budget
 
@@ -64,7 +69,10 @@ def main() -> None:
                          "0.05 gave 0.89, same 3000 CPU-s budget)")
     ap.add_argument("--scalars", nargs="*", default=["nu"],
                     help="trajectory parameters the model is conditioned on (e.g. nu)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first training seed")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="train this many seeds (seed, seed + 1, ...): metrics are their mean with *_std the "
+                         "spread, and with 2 or more their ensemble adds spread_error_spearman and ensemble_*")
     ap.add_argument("--pushforward", type=int, default=2,
                     help="most no-gradient model steps before the trained one (pushforward loss; 0: one-step)")
     ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
@@ -82,12 +90,14 @@ def main() -> None:
     paths = cylinder_data(size, args.data, args.workers)
     gen_s = time.perf_counter() - t0
     out = Path(args.out)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    runs = []  # (checkpoint, training summary or None) per seed
     if args.checkpoint:
-        ckpt, train_rate, steps, seconds = Path(args.checkpoint), None, None, None
-    else:
+        runs.append((Path(args.checkpoint), None))
+    for seed in ([] if args.checkpoint else seeds):
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
         tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
-            (f"_seed{args.seed}" if args.seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
+            (f"_seed{seed}" if seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
             (f"_h{args.history}" if args.history > 1 else "")
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
@@ -97,28 +107,46 @@ def main() -> None:
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "seed": args.seed, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
+            "train": {"steps": 1, "seed": seed, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
         }, budget)
-        ckpt, train_rate, steps, seconds = Path(summary["checkpoint"]), summary["steps_per_s"], summary["steps"], \
-            summary["seconds"]
+        runs.append((Path(summary["checkpoint"]), summary))
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
-    m = rollout_metrics(ckpt, paths["test"])
+    per_seed = [rollout_metrics(ckpt, paths["test"]) for ckpt, _ in runs]
+    keys = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all", "shedding_freq_err_median",
+            "mean_field_rrmse", "fluct_rrmse")
+
+    def stat(k: str, fn) -> float | None:
+        vals = [m[k] for m in per_seed if m[k] is not None]
+        return float(fn(vals)) if vals else None
+
+    results = {k: stat(k, np.mean) for k in keys}
+    results.update({f"{k}_std": stat(k, np.std) for k in keys if not k.startswith("persistence")})
+    results["per_seed"] = {str(seed): {k: m[k] for k in keys} for seed, m in zip(seeds, per_seed)}
+    if len(runs) > 1:  # the seeds as a deep ensemble: mean and spread per node and step
+        ens = rollout_metrics([c for c, _ in runs], paths["test"])
+        results["spread_error_spearman"] = ens["spread_error_spearman"]
+        results.update({f"ensemble_{k}": ens[k] for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
+                                                             "mean_field_rrmse", "fluct_rrmse")})
+    trained = [t for _, t in runs if t is not None]
+    steps = [t["steps"] for t in trained]
+    m0 = per_seed[0]
     report("mgn_cylinder", {
         "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
-        "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars, "seed": args.seed,
+        "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars,
         "pushforward": args.pushforward, "history": args.history,
-        "train_steps": steps,
-        "train_budget_s": budget, "train_s": seconds, "generation_s": gen_s,
-        **{k: m[k] for k in ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")},
-        "train_steps_per_s": train_rate,
-        "rollout_node_steps_per_s": m["rollout_steps"] * (sum(n_nodes) / len(n_nodes)) / m["rollout_s"],
+        "train_steps": float(np.mean(steps)) if steps else None,
+        "train_budget_s": budget, "generation_s": gen_s,
+        **results,
+        "train_steps_per_s": float(np.mean([t["steps_per_s"] for t in trained])) if trained else None,
+        "rollout_node_steps_per_s": m0["rollout_steps"] * (sum(n_nodes) / len(n_nodes)) / m0["rollout_s"],
         "peak_mem_mb": peak_mem_mb(),
-        "test_trajectories": m["test_trajectories"],
-    }, args.json)
+        "test_trajectories": m0["test_trajectories"],
+    }, args.json, seeds=seeds if trained else None,
+        train_cpu_hours=sum(t["seconds"] for t in trained) / 3600 if trained else None)
 
 
 if __name__ == "__main__":

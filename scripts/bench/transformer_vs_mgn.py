@@ -104,7 +104,7 @@ def main() -> None:
         results[f"{name}_final_loss"] = summary["final_loss"]
     for name, ckpt in ckpts.items():
         m = rollout_metrics(ckpt, paths["test"])
-        for k in ("rmse_1", "rmse_50", "rmse_all"):
+        for k in ("rmse_1", "rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse"):
             results[f"{name}_{k}"] = m[k]
         results["persistence_rmse_50"], results["persistence_rmse_all"] = m["persistence_rmse_50"], \
             m["persistence_rmse_all"]
