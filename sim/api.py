@@ -21,7 +21,11 @@ state, and the shared network runs under a per-surrogate lock.
 
 from __future__ import annotations
 
-from sim.families import Surrogate, load
+import os
+from pathlib import Path
+from typing import Any
+
+from sim.families import Surrogate, load, load_model_file
 from sim.families.mesh import EnsembleSurrogate, MeshSurrogate
 from sim.families.mmgp import MMGPSurrogate
 from sim.families.particle import ParticleSurrogate
@@ -29,4 +33,17 @@ from sim.families.prose import ProseSurrogate
 from sim.families.steady import SteadySurrogate
 
 __all__ = ["EnsembleSurrogate", "MMGPSurrogate", "MeshSurrogate", "ParticleSurrogate", "ProseSurrogate",
-           "SteadySurrogate", "Surrogate", "load"]
+           "SteadySurrogate", "Surrogate", "evaluate", "load"]
+
+
+def evaluate(model: str | os.PathLike, data: str | os.PathLike, entries: list[str] | None = None,
+             steps: int | None = None, out: str | os.PathLike | None = None, plot: bool = False) -> dict[str, Any]:
+    """What ``sim eval`` reports, as a dict: the model family's metrics on the entries of a store
+    (all by default), their means and, per entry, ``entries[name]``. Time-stepping families roll
+    out from each entry's start with the true boundary values (rollout RMSE against persistence;
+    for flows past an obstacle the shedding frequency, mean-flow and fluctuation errors, and an
+    ensemble's spread-error rank correlation). ``out``: also write the series (and with ``plot``
+    the pictures) there."""
+    family, m, _ = load_model_file(model)
+    family.require("eval")
+    return family.evaluate(m, Path(data), entries, steps, None if out is None else Path(out), plot=plot).to_dict()

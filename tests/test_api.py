@@ -240,3 +240,16 @@ def test_prose_surrogate_predicts_the_future_and_equations(tmp_path):
     assert exprs is None or len(exprs) == 3  # an untrained model may not produce a parsable system
     with pytest.raises(SimError, match="the equation guess has 2 components; the window has 3"):
         surrogate.predict((t, window), symbols=["x1", "x0"])
+
+
+def test_evaluate_reports_what_sim_eval_does(trained, tmp_path, capsys):
+    from sim.cli import main
+
+    ckpt, _, data = trained
+    res = sim.evaluate(ckpt, data, steps=5)
+    with Store(data) as s:
+        assert set(res["entries"]) == set(s.names())
+    assert main(["eval", str(ckpt), str(data), "--steps", "5", "--json", str(tmp_path / "e.json")]) == 0
+    import json
+
+    assert json.loads((tmp_path / "e.json").read_text()) == res  # the same rollouts, the same numbers
