@@ -252,3 +252,25 @@ def test_a_mesh_of_another_dimension_is_one_error(trained, tmp_path, capsys):
                             point_fields=traj.point_fields, dt=traj.dt, params=traj.params))
     assert main(["eval", str(ckpt), str(tmp_path / "3d.h5")]) == 2
     assert "on a 3D mesh; the model was trained on 2D meshes" in capsys.readouterr().err
+
+
+def test_another_package_registers_a_family(monkeypatch, capsys, tmp_path):
+    """A family registered from outside (as the `sim.families` entry points do) is looked up like
+    the built-in ones: the CLI lists it and refuses the commands it does not declare."""
+    from sim.families import Family, base, configure
+    from sim.train import Config
+
+    class Echo(Family):
+        """Echo: a test family that supports training only."""
+
+        name = "echo"
+        commands = frozenset({"train"})
+
+    monkeypatch.setattr(base, "_FAMILIES", dict(base._FAMILIES))
+    base.register_family(Echo)
+    assert get_family("echo").summary == "Echo: a test family that supports training only"
+    assert main(["families"]) == 0 and "echo" in capsys.readouterr().out
+    data = _steady_samples(tmp_path / "s.h5", 2, 0)
+    assert configure(Config.from_dict({"model": {"family": "echo"}, "data": {"train": str(data)}})).name == "echo"
+    with pytest.raises(Exception, match="does not apply to echo models"):
+        get_family("echo").require("rollout")
