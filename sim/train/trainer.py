@@ -228,7 +228,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     clock = budget_clock(cfg)
     t0 = clock()
     last = stop_after if stop_after is not None else cfg.train.steps
-    step, losses, parts = start, [], []
+    recent = (payload["train"].get("recent") or {}) if start else {}
+    step, losses, parts = start, list(recent.get("losses", [])), list(recent.get("parts", []))
     summary: dict[str, Any] = {}
     simulator.train()
 
@@ -236,7 +237,9 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         if rank == 0:
             save_checkpoint(ckpt_path, simulator, {
                 "config": cfg.to_dict(), "step": at, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": _rng_state()})
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                # the losses of the current log window, so a resumed run logs the same means
+                "recent": {"losses": losses[-cfg.train.log_every:], "parts": parts[-cfg.train.log_every:]}})
 
     try:
         for batch in loader:
