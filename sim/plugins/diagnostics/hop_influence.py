@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from sim.graph import adjacency, edge_features
+from sim.graph import adjacency
 from sim.plugins.registry import PluginError, register_plugin
 
 
