@@ -3,7 +3,7 @@
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
                                          [--scalars [NAME ...]] [--pushforward K] [--history H] [--seed S]
-                                         [--seeds N]
+                                         [--seeds N] [--resume]
                                          [--checkpoint CKPT] [--workers N]
 
 Generates the dataset with our solver if it is missing (datasets/cylinder_flow/<size>),
@@ -77,6 +77,8 @@ def main() -> None:
                     help="most no-gradient model steps before the trained one (pushforward loss; 0: one-step)")
     ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue interrupted training runs (same settings) instead of starting them again")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
     args = ap.parse_args()
@@ -111,7 +113,7 @@ def main() -> None:
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
-        }, budget)
+        }, budget, resume=args.resume)
         runs.append((Path(summary["checkpoint"]), summary))
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]

@@ -226,7 +226,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                disable=(rank != 0) or ((not progress) if progress is not None else None))
     use_amp = cfg.train.amp and device.type == "cuda"
     clock = budget_clock(cfg)
-    t0 = clock()
+    # a resumed run continues the clock of the one it resumes: budgets and logged seconds are totals
+    t0 = clock() - (float(payload["train"].get("seconds", 0.0)) if start else 0.0)
     last = stop_after if stop_after is not None else cfg.train.steps
     recent = (payload["train"].get("recent") or {}) if start else {}
     step, losses, parts = start, list(recent.get("losses", [])), list(recent.get("parts", []))
@@ -237,7 +238,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         if rank == 0:
             save_checkpoint(ckpt_path, simulator, {
                 "config": cfg.to_dict(), "step": at, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(), "seconds": clock() - t0,
                 # the losses of the current log window, so a resumed run logs the same means
                 "recent": {"losses": losses[-cfg.train.log_every:], "parts": parts[-cfg.train.log_every:]}})
 

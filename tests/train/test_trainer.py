@@ -54,7 +54,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, data):
     train(part, stop_after=13, progress=False)  # "killed" after step 13 (its last checkpoint)
     with pytest.raises(SimError, match="pass --resume"):
         train(part, progress=False)
-    train(part, resume=True, progress=False)
+    before = read_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["train"]["seconds"]
+    summary = train(part, resume=True, progress=False)
+    assert before > 0 and summary["seconds"] > before  # the clock (and a budget) runs on across the resume
     a = read_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")["state_dict"]
     b = read_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["state_dict"]
     assert a.keys() == b.keys()
