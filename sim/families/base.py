@@ -125,16 +125,21 @@ class Family:
 
     # ----- configuration
     def parse_options(self, cfg: Any, source: Any = None) -> Any:
-        """The family's typed options from ``model.family_args``."""
-        from sim.train.typed import build_section
-
+        """The family's typed options from ``model.family_args`` (checked once per distinct value:
+        the loss of every training step may ask for them; read them, do not change them)."""
         from sim.train.config import ConfigError
+        from sim.train.typed import build_section
 
         if self.options is None:
             if cfg.model.family_args:
                 raise ConfigError(f"model.family_args: the {self.name} family takes no options", source)
             return None
-        return build_section(self.options, cfg.model.family_args, "model.family_args", source, error=ConfigError)
+        parsed = self.__dict__.setdefault("_parsed", {})
+        key = repr(cfg.model.family_args)
+        if key not in parsed:
+            parsed[key] = build_section(self.options, cfg.model.family_args, "model.family_args", source,
+                                        error=ConfigError)
+        return parsed[key]
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         """Family-specific checks of a whole configuration (before anything is built)."""

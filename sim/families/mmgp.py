@@ -27,7 +27,7 @@ import numpy as np
 
 from sim.errors import SimError
 from sim.families.base import Evaluation, Family, Surrogate, register_family
-from sim.families.steady import field_evaluation
+from sim.families.steady import field_evaluation, sample_scalars
 from sim.mesh import Mesh
 
 
@@ -80,8 +80,6 @@ class MMGPFamily(Family):
                 if not isinstance(m, Mesh):
                     raise SimError(f"entry {name!r} is a trajectory; MMGP fits static samples", cfg.data.train)
                 meshes.append(m)
-        from sim.families.steady import sample_scalars
-
         inputs = [sample_scalars(m, cfg.model.scalars, cfg.data.train) for m in meshes]
         outs = [sample_scalars(m, outputs, cfg.data.train) for m in meshes]
         for f in cfg.model.fields:
@@ -113,9 +111,7 @@ class MMGPFamily(Family):
             return {**p["fields"], **{f"{k}_std": v for k, v in p["fields_std"].items()}}
 
         fields = list(model.field_components_)
-        ev = field_evaluation(predict, data, entries, fields, list(model.scalar_names_), stds=True)
-        ev.columns = [*ev.columns]
-        return ev
+        return field_evaluation(predict, data, entries, fields, list(model.scalar_names_), stds=True)
 
     def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:
         return MMGPSurrogate(model, path)

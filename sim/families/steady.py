@@ -122,11 +122,10 @@ class SteadyFamily(Family):
 
         with Store(cfg.data.valid) as store:
             names = store.names()[:cfg.data.valid_entries]
-        model.eval()
-        try:
+        try:  # the trainer has put the model in eval mode; its predict builds graphs on the CPU
             ev = self.evaluate(model.to("cpu"), cfg.data.valid, names)
         finally:
-            model.to(device).train()
+            model.to(device)
         return {f"valid_{k}": v for k, v in ev.summary.items() if k != "rrmse_fields"}
 
     def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,

@@ -151,6 +151,7 @@ class ParticleStepper:
         self.lo, self.hi = simulator.bounds[:, 0].to(device), simulator.bounds[:, 1].to(device)
         self.sparse_rest = [self._to(rest[i][self.sparse[i]]) for i in range(k)]
         self.query_pos = [self._to(rest[i] if queries is None else queries[i]) for i in range(k)]
+        self.query_host = [q.cpu().numpy() for q in self.query_pos]  # displacements are written every frame
         with torch.inference_mode():
             self.plans = [None if queries is None and full[i] else
                           simulator.decode_plan(self.sparse_rest[i], self.query_pos[i]) for i in range(k)]
@@ -173,7 +174,7 @@ class ParticleStepper:
         out = []
         for i in range(self.size):
             pos = self._dense(i)
-            out.append(Frame(pos, {DISPLACEMENT: pos - self.query_pos[i].cpu().numpy()}, positions=pos))
+            out.append(Frame(pos, {DISPLACEMENT: pos - self.query_host[i]}, positions=pos))
         return out
 
     def advance(self, step: int) -> None:

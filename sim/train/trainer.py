@@ -264,8 +264,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == last:
                 mean = float(np.mean(losses[-cfg.train.log_every:]))
-                recent = parts[-cfg.train.log_every:]
-                extra = {k: float(np.mean([p[k] for p in recent])) for k in recent[-1]}
+                window = parts[-cfg.train.log_every:]
+                extra = {k: float(np.mean([p[k] for p in window])) for k in window[-1]}
                 bar.set_postfix(loss=f"{mean:.4g}")
                 if writer:
                     if columns is None:

@@ -71,7 +71,7 @@ class StepInputs:
         return replace(self, edge_attr=cast(self.edge_attr), scale=cast(self.scale), pos=cast(self.pos),
                        scalars=cast(self.scalars), past=cast(self.past))
 
-    def node_columns(self, num_features: int) -> torch.Tensor:
+    def node_columns(self) -> torch.Tensor:
         """Every node-aligned input as columns (N, K): ``[pos | node type | past frames | scalars]``,
         for tools that slice a graph by nodes (torch_geometric's influence utilities); rebuilt
         with :meth:`from_node_columns`."""
@@ -83,21 +83,21 @@ class StepInputs:
         if self.scalars is not None:
             s = (self.scalars if self.scalars.dim() == 2 else self.scalars.reshape(1, -1)).to(like.dtype)
             parts.append(s[self.batch] if self.batch is not None else s.expand(n, -1))
-        self._widths = (parts[0].shape[1], parts[2].shape[1], num_features)
         return torch.cat(parts, dim=-1)
 
     def from_node_columns(self, cols: torch.Tensor, edge_index: torch.Tensor) -> "StepInputs":
-        """The inputs of the nodes whose :meth:`node_columns` are ``cols``, on ``edge_index``
-        (edge features rebuilt from the positions: mesh-space features only)."""
+        """The inputs of the nodes whose :meth:`node_columns` (of these inputs) are ``cols``, on
+        ``edge_index`` (edge features rebuilt from the positions: mesh-space features only)."""
         from sim.graph import edge_features
 
-        d, p, f = self._widths
+        d = 0 if self.pos is None else self.pos.shape[1]
+        p = 0 if self.past is None else self.past.shape[1] * self.past.shape[2]
         pos = cols[:, :d]
+        past = None if self.past is None else cols[:, d + 1:d + 1 + p].reshape(cols.shape[0], *self.past.shape[1:])
         return replace(self, node_type=cols[:, d].round().long(), edge_index=edge_index,
                        edge_attr=edge_features(pos, edge_index).to(self.edge_attr.dtype),
                        scale=self.scale[:1].expand(cols.shape[0], 1), pos=pos if self.pos is not None else None,
-                       batch=None, past=cols[:, d + 1:d + 1 + p].reshape(cols.shape[0], -1, f) if p else None,
-                       scalars=cols[:, d + 1 + p:] if self.scalars is not None else None)
+                       batch=None, past=past, scalars=cols[:, d + 1 + p:] if self.scalars is not None else None)
 
     def shifted(self, state: torch.Tensor) -> "StepInputs":
         """The inputs of the next step: ``state`` joins the frames before it."""

@@ -74,7 +74,7 @@ class MeshInfluenceModel(nn.Module):
         return self.simulator.update(x[:, :f], ctx, normalised=True)
 
     def pack(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state, self.inputs.node_columns(self.num_state).to(state.dtype)], dim=-1)
+        return torch.cat([state, self.inputs.node_columns().to(state.dtype)], dim=-1)
 
 
 @dataclass
