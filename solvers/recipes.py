@@ -24,18 +24,44 @@ Guarantees:
   ``<split>.shard-i-of-n.h5``; ``sim data merge DIR`` joins complete shard sets into
   ``<split>.h5`` (in index order) and then computes the statistics.
 - Parallel: ``--workers N`` runs generators in N processes; the main process alone writes.
+  The workers die with the process that started them: a ``sim data generate`` that is killed
+  (even with SIGKILL) leaves no solver running on.
+
+Recipes are data, not code: ``generator`` and ``statistics`` name a function from an
+allow-list, checked before anything is imported, so a recipe file cannot run an arbitrary
+callable (``generator: subprocess:call``). The list is
+
+- the generators of our own solvers (:data:`GENERATORS`) and their statistics functions
+  (:data:`STATISTICS`);
+- functions an installed package registers on purpose in the entry-point group
+  ``sim.generators`` (generators) or ``sim.dataset_statistics`` (statistics functions)::
+
+      [project.entry-points."sim.generators"]
+      my_solver = "my_pkg.solver:generate"
+
+  A recipe names such a function by its reference (``my_pkg.solver:generate``) or by the
+  entry point's name (``my_solver``).
+
+Anything else is refused with a :class:`RecipeError` naming the recipe file.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
+import os
 import re
+import signal
+import sys
+import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +74,21 @@ from solvers import Rejected
 
 MAX_ATTEMPTS = 50
 
+# What a recipe may name (``datasets/*.yaml``); installed packages add theirs through ENTRY_POINT_GROUPS.
+GENERATORS = frozenset({
+    "solvers.cfd.cylinder:generate",
+    "solvers.diffusion3d:generate",
+    "solvers.elasticity:generate",
+    "solvers.mpm:generate",
+    "solvers.odes:generate",
+})
+STATISTICS = frozenset({"solvers.mpm:dataset_statistics"})
+ENTRY_POINT_GROUPS = {"generator": "sim.generators", "statistics": "sim.dataset_statistics"}
+_BUILTIN = {"generator": GENERATORS, "statistics": STATISTICS}
+
 
 class RecipeError(SimError):
-    """A recipe file is invalid or asks for something that does not exist."""
+    """A recipe file is invalid, asks for something that does not exist or names a function off the allow-list."""
 
 
 @dataclass
@@ -110,28 +148,55 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(f"missing key {key!r}", path)
     if not isinstance(data["sizes"], dict) or not data["sizes"]:
         raise RecipeError("'sizes' must map size names to {params, splits}", path)
+    statistics = data.get("statistics")
     recipe = Recipe(
         name=str(data["name"]), generator=str(data["generator"]), seed=int(data.get("seed", 0)),
-        params=dict(data.get("params") or {}), sizes=dict(data["sizes"]), statistics=data.get("statistics"),
+        params=dict(data.get("params") or {}), sizes=dict(data["sizes"]),
+        statistics=None if statistics is None else str(statistics),
         description=str(data.get("description", "")), path=path,
     )
     resolve(recipe.generator, path)
     if recipe.statistics:
-        resolve(recipe.statistics, path)
+        resolve(recipe.statistics, path, "statistics")
     return recipe
 
 
-def resolve(ref: str, path: Path | None = None) -> Callable[..., Any]:
-    """The function named ``"package.module:function"``."""
-    module_name, _, attr = ref.partition(":")
-    if not attr:
-        raise RecipeError(f"{ref!r} must look like 'package.module:function'", path)
+def _allowed_target(ref: str, kind: str) -> str | None:
+    """The ``module:function`` that ``ref`` may stand for as a recipe's ``kind``, or None.
+
+    Reads only package metadata (entry points), never imports a module: a refused name must
+    not get to run the import-time code of whatever it names."""
+    if ref in _BUILTIN[kind]:
+        return ref
+    for ep in entry_points(group=ENTRY_POINT_GROUPS[kind]):
+        target = f"{ep.module}:{ep.attr}"
+        if ref in (ep.name, target):
+            return target
+    return None
+
+
+def allowed(kind: str = "generator") -> list[str]:
+    """Every function a recipe may name as its ``kind`` (``generator`` or ``statistics``): ours,
+    then the entry points of installed packages as ``name (module:function)``."""
+    registered = [f"{ep.name} ({ep.module}:{ep.attr})" for ep in entry_points(group=ENTRY_POINT_GROUPS[kind])]
+    return sorted(_BUILTIN[kind]) + sorted(registered)
+
+
+def resolve(ref: str, path: Path | None = None, kind: str = "generator") -> Callable[..., Any]:
+    """The function a recipe names as its ``kind`` (``generator`` or ``statistics``), after
+    checking it is on the allow-list (see the module docstring)."""
+    target = _allowed_target(ref, kind)
+    if target is None:
+        raise RecipeError(f"{kind} {ref!r} is not allowed: a recipe names one of {', '.join(allowed(kind))}, or a "
+                          f"function an installed package registers in the entry-point group "
+                          f"{ENTRY_POINT_GROUPS[kind]!r}", path)
+    module_name, _, attr = target.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"cannot find {ref!r} ({exc})", path) from None
+        fn = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
+    except Exception as exc:  # a broken installed package must be one readable error
+        raise RecipeError(f"cannot load {kind} {ref!r} ({type(exc).__name__}: {exc})", path) from None
     if not callable(fn):
-        raise RecipeError(f"{ref!r} is not callable", path)
+        raise RecipeError(f"{kind} {ref!r} is not callable", path)
     return fn
 
 
@@ -228,7 +293,8 @@ def _run(recipe: Recipe, todo: list[tuple[Split, int]], workers: int) -> Iterato
         return
     import multiprocessing
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending: deque[tuple[tuple[Split, int], Future]] = deque()
         items = iter(todo)
         for key in items:
@@ -246,11 +312,47 @@ def _run(recipe: Recipe, todo: list[tuple[Split, int]], workers: int) -> Iterato
             yield key, result
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of a generation worker: end it when ``parent``, the process that started it,
+    dies. A killed ``sim data generate`` (SIGKILL included, which runs no clean-up) would
+    otherwise leave its workers computing entries nobody writes, for hours on large sizes.
+
+    On Linux the kernel kills the worker (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, immediate even
+    while a solver is deep in native code); elsewhere a daemon thread notices the parent has
+    changed (:func:`watch_parent`)."""
+    if not _kill_on_parent_death():
+        threading.Thread(target=watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    if os.getppid() != parent:  # it died before the above was armed
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_parent(parent: int, interval: float = 0.5) -> None:
+    """Exit this process as soon as its parent is no longer ``parent`` (the portable fallback of
+    :func:`die_with_parent`: an orphan is adopted by another process, so its parent pid changes)."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
 def write_statistics(recipe: Recipe, paths: dict[str, Path], splits: list[Split]) -> None:
     """Run the recipe's statistics hook over the finished stores and record it in their metadata."""
     if not recipe.statistics:
         return
-    fn = resolve(recipe.statistics, recipe.path)
+    fn = resolve(recipe.statistics, recipe.path, "statistics")
     stats = fn(dict(paths), splits[0].params)
     for p in paths.values():
         with StoreWriter(p, append=True, metadata={"statistics": stats}):

@@ -9,6 +9,8 @@ from sim.cli import main
 from sim.mesh import Store
 from solvers.recipes import RecipeError, generate, load_recipe, merge_shards
 
+pytestmark = pytest.mark.usefixtures("test_generators")  # the toy generator, allowed through an entry point
+
 RECIPE = """
 name: toy
 generator: tests.solvers.toy_generator:generate
@@ -88,7 +90,7 @@ def test_recipe_errors_name_the_file(tmp_path, recipe_path):
         load_recipe(recipe_path).splits("huge")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ngenerator: solvers.nothing:here\nsizes: {small: {splits: {train: 1}}}\n")
-    with pytest.raises(RecipeError, match=r"bad\.yaml: cannot find 'solvers.nothing:here'"):
+    with pytest.raises(RecipeError, match=r"bad\.yaml: generator 'solvers.nothing:here' is not allowed"):
         load_recipe(bad)
     bad.write_text("name: x\nsizes: {}\n")
     with pytest.raises(RecipeError, match="missing key 'generator'"):
