@@ -201,13 +201,27 @@ def _entries(args: argparse.Namespace, every_entry: bool) -> list[str] | None:
     return names if every_entry else names[:1]
 
 
+def _blowup_factor(text: str | None) -> dict[str, float]:
+    """``--blowup-factor X`` as the keyword of ``Family.evaluate`` (none when not given, so the
+    engine's default holds; ``0`` or ``none``: only NaN/inf stop a rollout)."""
+    from sim.rollout.engine import check_blowup_factor
+
+    if text is None:
+        return {}
+    return {"blowup_factor": 0.0 if text.strip().lower() == "none" else check_blowup_factor(text)}
+
+
 def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_entry: bool):
+    blowup = _blowup_factor(args.blowup_factor)
     family, model = _load(args, command)
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise SimError(f"--steps must be >= 1, got {args.steps}")
+    if blowup and "rollout" not in family.commands:
+        raise SimError(f"--blowup-factor limits the rollouts of time-stepping models; {family.name} models do not "
+                       "roll out")
     ev = family.evaluate(model, Path(args.data), _entries(args, every_entry), getattr(args, "steps", None), out,
                          getattr(args, "format", "pvd"), getattr(args, "plot", False),
-                         compile=getattr(args, "compile", False))
+                         compile=getattr(args, "compile", False), **blowup)
     print(ev.table())
     if getattr(args, "json", None):
         _write_json(Path(args.json), ev.to_dict())
@@ -393,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
     r.add_argument("--json", help="write the metrics as JSON")
     r.add_argument("--compile", action="store_true", help="torch.compile the one-step map (long rollouts)")
+    blowup_help = ("stop a rollout as diverged beyond X times the data's largest magnitude (default 10; 0 or none: "
+                   "only on NaN/inf)")
+    r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
     r.set_defaults(func=cmd_rollout)
 
     e = sub.add_parser("eval", help="rollout metrics of a trained model on every trajectory of a store")
@@ -401,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int)
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
+    e.add_argument("--blowup-factor", metavar="X", help=blowup_help)
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", help="fields of a steady model (graph network, MMGP) on a mesh file")

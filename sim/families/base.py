@@ -187,12 +187,21 @@ class Family:
 
     def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,
                  out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
-                 compile: bool = False) -> "Evaluation":
-        """Metrics on the entries of a store (``out``: also write what was predicted there)."""
+                 compile: bool = False, blowup_factor: float | None = None) -> "Evaluation":
+        """Metrics on the entries of a store (``out``: also write what was predicted there).
+
+        ``blowup_factor``: a rollout that grows beyond this many times the data's largest
+        magnitude stops as diverged (0: only NaN/inf; None: the engine's default,
+        :data:`sim.rollout.engine.BLOWUP_FACTOR`)."""
+        from contextlib import nullcontext
+
+        from sim.rollout.engine import blowup_guard
         from sim.rollout.evaluate import evaluate_store
 
-        results = evaluate_store(model, data, self.case(model), entries, steps, out, fmt, plot, device, compile,
-                                 progress=True)
+        # the store evaluator's rollouts take the factor of the enclosing guard
+        with nullcontext() if blowup_factor is None else blowup_guard(blowup_factor):
+            results = evaluate_store(model, data, self.case(model), entries, steps, out, fmt, plot, device, compile,
+                                     progress=True)
         return rollout_evaluation(results)
 
     def diagnose_sample(self, model: Any, data: Path, entry: str, step: int) -> Any:

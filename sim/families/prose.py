@@ -167,10 +167,11 @@ class ProseFamily(Family):
 
     def evaluate(self, model: Any, data: Path, entries: list[str] | None, steps: int | None = None,
                  out: Path | None = None, fmt: str = "pvd", plot: bool = False, device: str = "cpu",
-                 compile: bool = False) -> Evaluation:
-        if steps is not None:
-            raise SimError("PROSE predicts the whole future of each trajectory after its observed window; "
-                           "--steps does not apply")
+                 compile: bool = False, blowup_factor: float | None = None) -> Evaluation:
+        for flag, value in (("--steps", steps), ("--blowup-factor", blowup_factor)):
+            if value is not None:
+                raise SimError("PROSE predicts the whole future of each trajectory after its observed window at "
+                               f"once, without stepping; {flag} does not apply")
         return self._evaluate(model.to(device), Path(data), _options_of(model), entries, out=out, plot=plot)
 
     def surrogate(self, model: Any, payload: dict[str, Any], path: Path) -> Surrogate:

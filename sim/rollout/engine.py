@@ -6,8 +6,9 @@ nodes they do not predict, particle simulators integrate accelerations and decod
 motion, an ensemble advances its members together. The loop owns everything else, the same
 for all: it writes step 0 and every step to streaming writers (aborted, so nothing is left
 under the final names, when the rollout diverges or is interrupted), stops with
-:class:`RolloutDiverged` on NaN/inf or a runaway state, and records the per-step error
-against a reference. Nothing but the current state (and the frames a model sees) is held,
+:class:`RolloutDiverged` on NaN/inf or a runaway state (beyond :data:`BLOWUP_FACTOR` times
+the data's largest magnitude, see :func:`run`), and records the per-step error against a
+reference. Nothing but the current state (and the frames a model sees) is held,
 so long rollouts of large meshes run in bounded memory. Runs under ``torch.inference_mode``.
 
 Metrics follow MeshGraphNet: per-step MSE over all nodes and features; the rollout RMSE
@@ -17,8 +18,10 @@ rollout.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +32,10 @@ from sim.errors import SimError
 from sim.mesh import Mesh, SeriesLayout
 
 HORIZONS = (1, 10, 20, 50, 100, 200)
+
+# The default divergence limit of run(), in multiples of the data's largest magnitude (why 10: see run).
+BLOWUP_FACTOR = 10.0
+_blowup_factor: ContextVar[float] = ContextVar("blowup_factor", default=BLOWUP_FACTOR)
 
 
 class RolloutDiverged(SimError):
@@ -76,13 +83,39 @@ def streaming(writers: Sequence[StepWriter | None]) -> Iterator[None]:
             w.close()
 
 
-def check_diverged(state: np.ndarray, step: int, limit: float | None = None) -> None:
-    """Raise :class:`RolloutDiverged` on NaN/inf, or when ``|state|`` exceeds ``limit``."""
+def check_blowup_factor(factor: float) -> float:
+    """``factor`` as a float, refused unless it is a positive number or 0 (only NaN/inf checked)."""
+    try:
+        value = float(factor)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not value >= 0:
+        raise SimError(f"the blow-up factor (--blowup-factor) must be a positive number, or 0 to check only for "
+                       f"NaN/inf, got {factor!r}")
+    return value
+
+
+@contextmanager
+def blowup_guard(factor: float) -> Iterator[None]:
+    """Rollouts run inside the block that do not pass their own ``blowup_factor`` use ``factor``
+    (0: only NaN/inf). This is how ``sim rollout/eval --blowup-factor`` reaches the rollouts of
+    a family's store evaluator, and how API users set it around ``Surrogate.rollout``."""
+    token = _blowup_factor.set(check_blowup_factor(factor))
+    try:
+        yield
+    finally:
+        _blowup_factor.reset(token)
+
+
+def check_diverged(state: np.ndarray, step: int, limit: float | None = None, what: str = "") -> None:
+    """Raise :class:`RolloutDiverged` on NaN/inf, or when ``|state|`` exceeds ``limit``
+    (``what`` says where the limit comes from)."""
     if not np.isfinite(state).all():
         raise RolloutDiverged(f"the rollout diverged at step {step}: NaN or infinite values")
     if limit is not None and np.abs(state).max() > limit:
-        raise RolloutDiverged(f"the rollout diverged at step {step}: a state of magnitude "
-                              f"{np.abs(state).max():.3g} (limit {limit:.3g})")
+        raise RolloutDiverged(f"the rollout diverged at step {step}: a state of magnitude {np.abs(state).max():.3g} "
+                              f"exceeds the limit {limit:.3g}{what}; if such growth is physical, raise "
+                              f"--blowup-factor (0 checks only for NaN/inf)")
 
 
 def split_fields(state: np.ndarray, fields: Sequence[str], dims: Sequence[int]) -> dict[str, np.ndarray]:
@@ -122,7 +155,7 @@ class Frame:
 
 def run(stepper: Stepper, steps: int, times: Sequence[Callable[[int], float]],
         writers: Sequence[StepWriter | None] | None = None, reference: Sequence[np.ndarray] | None = None,
-        blowup_factor: float | None = 1e3) -> RolloutResult:
+        blowup_factor: float | None = None) -> RolloutResult:
     """Advance ``stepper`` ``steps`` steps; the one rollout loop.
 
     Args:
@@ -131,21 +164,34 @@ def run(stepper: Stepper, steps: int, times: Sequence[Callable[[int], float]],
         reference: per trajectory (>= steps + 1, N, F) true values including step 0, for the
             per-step MSE (over nodes and features) of :class:`RolloutResult`.
         blowup_factor: diverged when the values' max norm exceeds this factor times the largest
-            of the initial and reference values' max norm (None: only NaN/inf).
+            of the initial and reference values' max norm; 0: only NaN/inf. None: the factor of
+            the enclosing :func:`blowup_guard`, else :data:`BLOWUP_FACTOR`.
+
+    Why 10 by default: the truth over the rolled steps bounds what the physics reaches (a flow
+    past an obstacle peaks at a small multiple of its inflow, diffusion stays within its data,
+    particles in their box), so a state 10x beyond all of it is no longer an inaccurate
+    prediction but a blow-up whose metrics mean nothing. Runaways grow geometrically, so the
+    limit stops them (and the series of garbage being written) a few steps after they leave the
+    physical range, where 1000x let one reach 100x the data and still succeed. Without a
+    reference the initial state alone sets the scale, so a rollout that legitimately grows from
+    a small start (a flow from rest) needs a larger factor.
     """
     if steps < 1:
         raise SimError(f"steps must be >= 1, got {steps}")
+    factor = _blowup_factor.get() if blowup_factor is None else check_blowup_factor(blowup_factor)
     k = stepper.size
     writers = list(writers) if writers is not None else [None] * k
     mse: list[list[float]] = [[] for _ in range(k)]
     with streaming(writers), torch.inference_mode():
         out = stepper.outputs()
-        limit = None
-        if blowup_factor is not None:
+        limit, what = None, ""
+        if factor:
             scale = max(float(np.abs(o.values).max()) for o in out)
             if reference is not None:
                 scale = max(scale, max(float(np.abs(r[: steps + 1]).max()) for r in reference))
-            limit = blowup_factor * max(scale, 1e-12)
+            limit = factor * max(scale, 1e-12)
+            source = "initial state" if reference is None else "data"
+            what = f" ({factor:g} x {scale:.3g}, the largest magnitude of the {source})"
         for i, w in enumerate(writers):
             if w is not None:
                 w.write(times[i](0), out[i].fields, positions=out[i].positions)
@@ -153,7 +199,7 @@ def run(stepper: Stepper, steps: int, times: Sequence[Callable[[int], float]],
             stepper.advance(s)
             out = stepper.outputs()
             for o in out:
-                check_diverged(o.values, s, limit)
+                check_diverged(o.values, s, limit, what)
             for i in range(k):
                 if writers[i] is not None:
                     writers[i].write(times[i](s), out[i].fields, positions=out[i].positions)
@@ -165,7 +211,7 @@ def run(stepper: Stepper, steps: int, times: Sequence[Callable[[int], float]],
 def rollout(simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray], steps: int,
             dt: Sequence[float] | float, boundary: Sequence[Boundary] | None = None,
             reference: Sequence[np.ndarray] | None = None, writers: Sequence[StepWriter | None] | None = None,
-            t0: Sequence[float] | float = 0.0, blowup_factor: float = 1e3, device: str | torch.device = "cpu",
+            t0: Sequence[float] | float = 0.0, blowup_factor: float | None = None, device: str | torch.device = "cpu",
             compile: bool = False, params: Sequence[dict[str, Any] | None] | None = None) -> RolloutResult:
     """Roll a mesh simulator forward ``steps`` steps from ``initial`` on each mesh (several
     trajectories run as one batched graph).
