@@ -166,11 +166,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.out:
         cfg.train.out = args.out
     configure(cfg, args.config).require("train")
+    allow = [k.strip() for item in args.allow_change or [] for k in item.split(",") if k.strip()]
+    if allow and not args.resume:
+        raise SimError("--allow-change accepts configuration changes when resuming: pass --resume too")
     if args.ensemble:
-        summary = train_ensemble(cfg, args.ensemble, resume=args.resume)
+        summary = train_ensemble(cfg, args.ensemble, resume=args.resume, allow_change=allow)
         print(f"ensemble of {args.ensemble} members: {summary['checkpoint']}")
         return
-    summary = train(cfg, resume=args.resume)
+    summary = train(cfg, resume=args.resume, allow_change=allow)
     keys = ["steps", "final_loss", "seconds", "checkpoint"] + sorted(k for k in summary if k.startswith("valid_"))
     for k in keys:
         v = summary.get(k)
@@ -390,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or fit) a model of any family from a YAML configuration")
     t.add_argument("config")
     t.add_argument("--resume", action="store_true", help="continue from train.out/checkpoint.pt")
+    t.add_argument("--allow-change", action="append", metavar="KEY[,KEY]",
+                   help="with --resume: accept these configuration keys differing from the checkpoint's (e.g. "
+                        "optim.lr); train.steps, train.max_seconds, train.out, the log/valid/checkpoint frequencies, "
+                        "train.tensorboard and data.num_workers may always change")
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--out", help="override train.out")
     t.add_argument("--ensemble", type=int, metavar="N",

@@ -4,6 +4,7 @@ and handed to the one trainer (:mod:`sim.train.trainer`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from sim.families.base import Family, get_family
@@ -30,17 +31,18 @@ def load_config(path: str | os.PathLike) -> Config:
 
 
 def train(cfg: Config, resume: bool = False, stop_after: int | None = None, progress: bool | None = None,
-          on_step: Any = None) -> dict[str, Any]:
+          on_step: Any = None, allow_change: Sequence[str] = ()) -> dict[str, Any]:
     """Train (or fit) the configured family's model; see :func:`sim.train.trainer.train`."""
     return trainer.train(cfg, configure(cfg), resume=resume, stop_after=stop_after, progress=progress,
-                         on_step=on_step)
+                         on_step=on_step, allow_change=allow_change)
 
 
-def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bool | None = None,
+                   allow_change: Sequence[str] = ()) -> dict[str, Any]:
     family = configure(cfg)
     if not family.ensembles:
         raise ConfigError(f"the {family.name} family has no ensembles (`sim families` lists them)")
-    return trainer.train_ensemble(cfg, family, members, resume=resume, progress=progress)
+    return trainer.train_ensemble(cfg, family, members, resume=resume, progress=progress, allow_change=allow_change)
 
 
 def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:

@@ -11,6 +11,18 @@ Determinism: the batch at step ``s`` and the noise drawn for it depend only on
 weights of an uninterrupted run (on a deterministic CPU run), whatever the number of
 DataLoader workers. Under DDP the global batch at step ``s`` is the same as a single
 process with ``batch_size * world_size``; rank r takes every world_size-th sample of it.
+
+Resume continues the run in ``train.out`` from its checkpoint at step k: with the same
+configuration (the checkpoint holds it; :data:`RESUMABLE` lists the keys that may change, and
+``allow_change`` accepts others on purpose), and with ``metrics.csv`` cut back to step k
+before the resumed run appends, so no step is logged twice.
+
+A loss that turns NaN/inf stops the run with its cause: when the samples of that batch hold
+NaN/inf, the error names the training file, the entry and the field (no learning rate fixes
+broken data); only when they are finite does it say the model diverged. The samples are
+checked then rather than the stores up front: that costs nothing until the loss breaks and
+looks only at what the model reads, where a scan would read every store in full at each
+start (and each probe of :func:`steps_for_budget`) and refuse fields no model uses.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,8 +41,16 @@ import torch
 from torch import nn
 
 from sim.errors import SimError
+from sim.mesh.atomic import atomic_path
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
 from sim.train.config import Config
+
+# Configuration keys a resumed run may change without --allow-change: how long it runs, where
+# it writes, how often it logs, validates and checkpoints, how it loads batches (the batches do
+# not depend on it). None changes what a step computes; a longer train.steps stretches the
+# learning-rate schedule over the longer run, which is what continuing for longer means.
+RESUMABLE = ("train.steps", "train.max_seconds", "train.out", "train.log_every", "train.checkpoint_every",
+             "train.valid_every", "train.tensorboard", "data.num_workers")
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -163,11 +183,130 @@ def _tensorboard(out: Path) -> Any:
     return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}`` (nested mappings such as
+    ``model.family_args`` too, so a change names the innermost key)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+_UNSET = object()
+
+
+def _covers(key: str, changed: str) -> bool:
+    return changed == key or changed.startswith(key + ".")
+
+
+def config_changes(stored: Mapping[str, Any], cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """Key -> (value in the checkpoint, value now) for every key that differs. A key the
+    checkpoint lacks (written before the key existed) counts as its default."""
+    before = {**_flat(Config().to_dict()), **_flat(stored)}
+    now = _flat(cfg.to_dict())
+    return {k: (before.get(k, _UNSET), now.get(k, _UNSET)) for k in sorted(before.keys() | now.keys())
+            if before.get(k, _UNSET) != now.get(k, _UNSET)}
+
+
+def check_resume_config(stored: Mapping[str, Any], cfg: Config, allow_change: Sequence[str] = (),
+                        path: Any = None) -> None:
+    """Refuse to resume a run whose configuration changed (a resumed run must continue the one
+    it resumes, not silently become another), except the keys of :data:`RESUMABLE` and those
+    in ``allow_change`` (a key, or a section such as ``model.family_args``)."""
+    keys = _flat(Config().to_dict()).keys() | _flat(stored).keys() | _flat(cfg.to_dict()).keys()
+    unknown = [a for a in allow_change if not any(_covers(a, k) for k in keys)]
+    if unknown:
+        raise SimError(f"--allow-change: no configuration key {', '.join(map(repr, unknown))} (keys look like "
+                       "optim.lr or model.network_args)")
+    refused = {k: v for k, v in config_changes(stored, cfg).items()
+               if not any(_covers(a, k) for a in (*RESUMABLE, *allow_change))}
+    if refused:
+        def show(v: Any) -> str:
+            return "unset" if v is _UNSET else repr(v)
+
+        listed = "; ".join(f"{k}: {show(a)} -> {show(b)}" for k, (a, b) in refused.items())
+        raise SimError(f"the configuration differs from the one this run was trained with ({listed}); resume with "
+                       f"the same configuration, or accept the change with --allow-change {','.join(refused)}", path)
+
+
+def resume_payload(path: Path, cfg: Config, allow_change: Sequence[str] = ()) -> dict[str, Any]:
+    """The checkpoint a run resumes from, after :func:`check_resume_config`."""
+    payload = read_checkpoint(path)
+    if "train" not in payload:
+        raise SimError(f"{path} holds no training state (an inference export?)")
+    check_resume_config(payload["train"].get("config") or {}, cfg, allow_change, path)
+    return payload
+
+
+def _cut_log(path: Path, step: int) -> bool:
+    """Drop the rows of ``metrics.csv`` logged after ``step`` (a run stopped after its last
+    checkpoint logged steps the resumed run logs again) and a row cut short by the stop;
+    rewritten atomically. False when the file has no header to append under."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or not rows[0] or rows[0][0] != "step":
+        return False
+    header, body = rows[0], rows[1:]
+
+    def kept(row: list[str]) -> bool:
+        try:
+            return len(row) == len(header) and int(row[0]) <= step
+        except ValueError:
+            return False
+
+    keep = [r for r in body if kept(r)]
+    if keep != body:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([header, *keep])
+    return True
+
+
+def _sample_fields(sample: Any) -> dict[str, Any]:
+    """The named values of one dataset sample (a graph ``Data``, a mapping or a dataclass)."""
+    if hasattr(sample, "to_dict"):
+        return dict(sample.to_dict())
+    if isinstance(sample, Mapping):
+        return dict(sample)
+    return dict(getattr(sample, "__dict__", {}))
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not (value.is_floating_point() or value.is_complex()) or bool(torch.isfinite(value).all())
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind not in "fc" or bool(np.isfinite(value).all())
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def non_finite_loss(loss: float, step: int, dataset: Any, indices: Sequence[int], cfg: Config) -> SimError:
+    """Why the loss of ``step`` (its batch: samples ``indices``) is not finite: a sample holding
+    NaN/inf, named by entry and field in the training file, or else a model that diverged."""
+    for i in indices:
+        fields = _sample_fields(dataset[i])
+        bad = next((k for k, v in fields.items() if not _finite(v)), None)
+        if bad is None:
+            continue
+        entry, frame = fields.get("entry", fields.get("name")), fields.get("step")
+        where = f"training sample {i}" if entry is None else f"entry {str(entry)!r}"
+        where += "" if frame is None else f" (frame {int(frame)})"
+        return SimError(f"{where}: field {bad!r} of the training sample holds NaN or infinite values, so the training "
+                        f"loss became {loss} at step {step}; fix or remove the entry (no learning rate fixes the "
+                        "data)", cfg.data.train)
+    return SimError(f"the training loss became {loss} at step {step} while the {len(indices)} samples of its batch are "
+                    f"finite: the model diverged; lower optim.lr (now {cfg.optim.lr:g})")
+
+
 def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None = None, progress: bool | None = None,
-          on_step: Callable[[int, float, nn.Module], None] | None = None) -> dict[str, Any]:
+          on_step: Callable[[int, float, nn.Module], None] | None = None, allow_change: Sequence[str] = ()
+          ) -> dict[str, Any]:
     """Train the model of ``task`` (the configured family); returns a summary. ``stop_after``
     ends the run early at that step (with a checkpoint), as an interruption would;
-    ``on_step(step, seconds, model)`` is called after every step (e.g. to keep a snapshot)."""
+    ``on_step(step, seconds, model)`` is called after every step (e.g. to keep a snapshot).
+    ``resume`` continues the checkpoint in ``train.out`` (if any) when its configuration is
+    ``cfg`` but for :data:`RESUMABLE` keys and those in ``allow_change``."""
     if not task.trainable:
         return task.fit(cfg, progress=progress)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -186,6 +325,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         out.mkdir(parents=True, exist_ok=True)
     if ckpt_path.exists() and not resume:
         raise SimError(f"{ckpt_path} exists; pass --resume to continue it or choose another train.out")
+    payload = resume_payload(ckpt_path, cfg, allow_change) if resume and ckpt_path.exists() else None
 
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
@@ -197,10 +337,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                         weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     start = 0
-    if resume and ckpt_path.exists():
-        payload = read_checkpoint(ckpt_path)
-        if "train" not in payload:
-            raise SimError(f"{ckpt_path} holds no training state (an inference export?)")
+    if payload is not None:
         simulator.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["train"]["optimizer"])
         scheduler.load_state_dict(payload["train"]["scheduler"])
@@ -217,7 +354,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     from tqdm import tqdm
 
     log_path = out / "metrics.csv"
-    new_log = rank == 0 and (start == 0 or not log_path.exists())
+    new_log = rank == 0 and (start == 0 or not log_path.exists() or not _cut_log(log_path, start))
     log_file = open(log_path, "w" if new_log else "a", newline="") if rank == 0 else None
     writer = csv.writer(log_file) if log_file else None
     columns: list[str] | None = None  # the loss parts a family logs beside the loss
@@ -260,7 +397,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             losses.append(float(loss.detach()))
             parts.append(part)
             if not math.isfinite(losses[-1]):
-                raise SimError(f"the training loss became {losses[-1]} at step {step}; lower optim.lr")
+                raise non_finite_loss(losses[-1], step, dataset, sampler.global_batch(step - 1)[rank::world], cfg)
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == last:
                 mean = float(np.mean(losses[-cfg.train.log_every:]))
@@ -328,11 +465,13 @@ def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int =
     return max(1, int(0.9 * seconds / per_step))
 
 
-def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, progress: bool | None = None
-                   ) -> dict[str, Any]:
+def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, progress: bool | None = None,
+                   allow_change: Sequence[str] = ()) -> dict[str, Any]:
     """A deep ensemble: ``members`` runs of the same configuration with seeds ``seed + i`` (other
     initial weights, batch orders and noise) into ``train.out/member_<i>``, and the manifest
-    ``train.out/ensemble.json`` that ``sim.load`` opens as one surrogate with mean and std."""
+    ``train.out/ensemble.json`` that ``sim.load`` opens as one surrogate with mean and std.
+    ``resume``: as :func:`train`, member by member (a finished member's configuration is
+    checked too, so the ensemble stays one configuration)."""
     import copy
 
     if members < 2:
@@ -344,10 +483,11 @@ def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, 
         member.train.seed = cfg.train.seed + i
         member.train.out = str(out / f"member_{i}")
         done = Path(member.train.out) / "checkpoint.pt"
-        if resume and done.exists() and int(read_checkpoint(done)["train"]["step"]) >= member.train.steps:
+        if resume and done.exists() and int(resume_payload(done, member, allow_change)["train"]["step"]) >= \
+                member.train.steps:
             summaries.append({"steps": member.train.steps, "checkpoint": str(done)})  # finished before
         else:
-            summaries.append(train(member, task, resume=resume, progress=progress))
+            summaries.append(train(member, task, resume=resume, progress=progress, allow_change=allow_change))
         ckpts.append(summaries[-1]["checkpoint"])
     manifest = save_ensemble(out / "ensemble.json", ckpts)
     return {"members": summaries, "checkpoint": str(manifest), "steps": sum(s["steps"] for s in summaries)}
