@@ -124,8 +124,11 @@ class Recipe:
             else:
                 raise RecipeError(f"size {size!r} split {name!r}: expected a count or {{count: N, params: ...}}",
                                   self.path)
-            if count < 0 or not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
-                raise RecipeError(f"size {size!r} split {name!r}: bad name or negative count", self.path)
+            if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+                raise RecipeError(f"size {size!r} split {name!r}: a split name is letters, digits, '_' and '-' "
+                                  "(it names a file)", self.path)
+            if count < 0:
+                raise RecipeError(f"size {size!r} split {name!r}: negative count {count}", self.path)
             out.append(Split(str(name), count, {**base, **extra}))
         if not out:
             raise RecipeError(f"size {size!r} has no splits", self.path)
@@ -248,13 +251,16 @@ def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 
     """Generate every missing entry of ``size``; returns split -> store path."""
     from tqdm import tqdm
 
+    # everything that can be refused is, before the output folder exists
+    if workers < 1:
+        raise RecipeError(f"--workers must be >= 1, got {workers}")
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise RecipeError(f"shard {shard[0]}/{shard[1]} is out of range (use i/n with 0 <= i < n)")
+    splits = recipe.splits(size)
     if out is None:  # beside the recipe: datasets/<name>/<size>/ (git-ignored)
         out = (recipe.path.parent if recipe.path else Path("datasets")) / recipe.name / size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if shard is not None and not (0 <= shard[0] < shard[1]):
-        raise RecipeError(f"shard {shard[0]}/{shard[1]} is out of range (use i/n with 0 <= i < n)")
-    splits = recipe.splits(size)
     metadata = {"recipe": recipe.name, "size": size, "seed": recipe.seed}
     todo: list[tuple[Split, int]] = []
     writers: dict[str, StoreWriter] = {}

@@ -264,6 +264,26 @@ def _cut_log(path: Path, step: int) -> bool:
     return True
 
 
+class _CsvLog:
+    """``metrics.csv``, created (with its folder) at the first row, so a run that fails before
+    it has logged anything leaves nothing behind; ``append`` continues a resumed run's log."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path, self.append = path, append
+        self._file: Any = None
+
+    def row(self, values: list[Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a" if self.append else "w", newline="")
+        csv.writer(self._file).writerow(values)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 def _sample_fields(sample: Any) -> dict[str, Any]:
     """The named values of one dataset sample (a graph ``Data``, a mapping or a dataclass)."""
     if hasattr(sample, "to_dict"):
@@ -305,8 +325,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     """Train the model of ``task`` (the configured family); returns a summary. ``stop_after``
     ends the run early at that step (with a checkpoint), as an interruption would;
     ``on_step(step, seconds, model)`` is called after every step (e.g. to keep a snapshot).
-    ``resume`` continues the checkpoint in ``train.out`` (if any) when its configuration is
-    ``cfg`` but for :data:`RESUMABLE` keys and those in ``allow_change``."""
+    ``resume`` continues the checkpoint in ``train.out`` when its configuration is ``cfg`` but
+    for :data:`RESUMABLE` keys and those in ``allow_change``."""
     if not task.trainable:
         return task.fit(cfg, progress=progress)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -321,11 +341,11 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             torch.cuda.set_device(device)
     out = Path(cfg.train.out)
     ckpt_path = out / "checkpoint.pt"
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     if ckpt_path.exists() and not resume:
         raise SimError(f"{ckpt_path} exists; pass --resume to continue it or choose another train.out")
-    payload = resume_payload(ckpt_path, cfg, allow_change) if resume and ckpt_path.exists() else None
+    if resume and not ckpt_path.exists():  # a typo in train.out must not silently start over
+        raise SimError("no checkpoint to resume; start the run without --resume", ckpt_path)
+    payload = resume_payload(ckpt_path, cfg, allow_change) if resume else None
 
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
@@ -354,9 +374,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     from tqdm import tqdm
 
     log_path = out / "metrics.csv"
-    new_log = rank == 0 and (start == 0 or not log_path.exists() or not _cut_log(log_path, start))
-    log_file = open(log_path, "w" if new_log else "a", newline="") if rank == 0 else None
-    writer = csv.writer(log_file) if log_file else None
+    append = start > 0 and log_path.exists() and _cut_log(log_path, start)
+    log = _CsvLog(log_path, append) if rank == 0 else None
     columns: list[str] | None = None  # the loss parts a family logs beside the loss
     board = _tensorboard(out) if rank == 0 and cfg.train.tensorboard else None
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
@@ -373,6 +392,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
 
     def checkpoint(at: int) -> None:
         if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt_path, simulator, {
                 "config": cfg.to_dict(), "step": at, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": _rng_state(), "seconds": clock() - t0,
@@ -404,14 +424,12 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                 window = parts[-cfg.train.log_every:]
                 extra = {k: float(np.mean([p[k] for p in window])) for k in window[-1]}
                 bar.set_postfix(loss=f"{mean:.4g}")
-                if writer:
+                if log is not None:
                     if columns is None:
                         columns = sorted(extra)
-                        if new_log:
-                            writer.writerow(["step", "loss", "lr", "seconds", *columns])
-                    writer.writerow([step, mean, scheduler.get_last_lr()[0], clock() - t0,
-                                     *[extra.get(k) for k in columns]])
-                    log_file.flush()
+                        if not append:
+                            log.row(["step", "loss", "lr", "seconds", *columns])
+                    log.row([step, mean, scheduler.get_last_lr()[0], clock() - t0, *[extra.get(k) for k in columns]])
                 del parts[:-cfg.train.log_every]
                 if board:
                     board.add_scalar("train/loss", mean, step)
@@ -438,8 +456,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         checkpoint(step)
     finally:
         bar.close()
-        if log_file:
-            log_file.close()
+        if log is not None:
+            log.close()
         if board:
             board.close()
     summary.update({"steps": step, "final_loss": float(np.mean(losses[-10:])) if losses else None,
@@ -487,7 +505,8 @@ def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, 
                 member.train.steps:
             summaries.append({"steps": member.train.steps, "checkpoint": str(done)})  # finished before
         else:
-            summaries.append(train(member, task, resume=resume, progress=progress, allow_change=allow_change))
+            summaries.append(train(member, task, resume=resume and done.exists(), progress=progress,
+                                   allow_change=allow_change))  # members not started yet start now
         ckpts.append(summaries[-1]["checkpoint"])
     manifest = save_ensemble(out / "ensemble.json", ckpts)
     return {"members": summaries, "checkpoint": str(manifest), "steps": sum(s["steps"] for s in summaries)}

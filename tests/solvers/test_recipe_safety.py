@@ -16,7 +16,7 @@ import yaml
 
 from sim.cli import main
 from solvers import recipes
-from solvers.recipes import GENERATORS, STATISTICS, RecipeError, load_recipe
+from solvers.recipes import GENERATORS, STATISTICS, RecipeError, generate, load_recipe
 from tests.solvers.registered import entry_point_site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,3 +192,19 @@ def test_the_portable_watchdog_ends_an_orphan(tmp_path):
         parent.stdout.close()
         parent.stderr.close()
         _kill_leftovers(orphan)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"size": "huge"}, "no size 'huge'"), ({"shard": (3, 2)}, "shard 3/2"),
+                                             ({"workers": 0}, "--workers must be >= 1")])
+def test_refused_generations_create_no_folder(tmp_path, kwargs, message):
+    recipe = load_recipe(_recipe(tmp_path / "r.yaml", "solvers.odes:generate"))
+    with pytest.raises(RecipeError, match=message):
+        generate(recipe, kwargs.pop("size", "small"), progress=False, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+def test_a_negative_count_is_named(tmp_path):
+    path = _recipe(tmp_path / "r.yaml", "solvers.odes:generate")
+    path.write_text(path.read_text().replace("train: 4", "train: -3"))
+    with pytest.raises(RecipeError, match=r"r\.yaml: size 'small' split 'train': negative count -3"):
+        load_recipe(path).splits("small")

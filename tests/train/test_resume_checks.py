@@ -137,3 +137,14 @@ def test_cli_allow_change(tmp_path, data, capsys):
     assert main(["train", str(path), "--resume", "--steps", "6", "--allow-change", "optim.lr,train.seed"]) == 0
     payload = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert payload["train"]["step"] == 6 and payload["train"]["config"]["optim"]["lr"] == 1e-2
+
+
+def test_resume_without_a_checkpoint_is_refused_but_an_ensemble_starts_missing_members(tmp_path, data):
+    cfg = _config(tmp_path, data, steps=4)
+    with pytest.raises(SimError, match=r"run/checkpoint\.pt: no checkpoint to resume"):
+        train(cfg, resume=True, progress=False)
+    assert not (tmp_path / "run").exists()
+    train_ensemble(cfg, 2, progress=False)
+    (tmp_path / "run" / "member_1" / "checkpoint.pt").unlink()
+    summary = train_ensemble(cfg, 2, resume=True, progress=False)
+    assert summary["steps"] == 8 and (tmp_path / "run" / "member_1" / "checkpoint.pt").exists()
