@@ -42,6 +42,8 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
     path = Path(path)
     if not path.exists():
         raise FileFormatError("no such file", path)
+    if path.is_file() and path.stat().st_size == 0:  # some readers would return an empty mesh
+        raise FileFormatError("is empty (0 bytes; a write that did not finish?)", path)
     suffix = path.suffix.lower()
     if suffix in STORE_SUFFIXES:
         return Store(path)
@@ -67,20 +69,28 @@ def read_meshio(path: str | os.PathLike) -> Mesh:
     path = Path(path)
     if not _meshio_formats(path):
         raise FileFormatError(f"unknown mesh format {path.suffix!r}", path)
-    said = io.StringIO()
+    said, printed = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stderr(said):  # meshio prints its warnings to stderr
+        # meshio prints its warnings to stderr, and why no reader took the file to stdout
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(printed):
             m = meshio.read(path)
+    except SystemExit:  # meshio exits when no reader of the extension accepts the file
+        text = " ".join(printed.getvalue().split()) or "no reader accepted it"
+        raise FileFormatError(f"cannot be read ({text})", path) from None
     except Exception as exc:  # meshio raises many types for bad input; report one line
         raise FileFormatError(f"cannot be read ({type(exc).__name__}: {exc})", path) from None
     if "Warning" in said.getvalue():
         # meshio warns when it skips part of a file; we refuse rather than lose data silently.
         text = " ".join(said.getvalue().split())
         raise FileFormatError(f"meshio could not read all of it: {text}", path)
+    if len(m.points) == 0:
+        raise FileFormatError("holds no points (an empty or cut file?)", path)
     try:
         return Mesh.from_meshio(m).validate(path)
     except SimError as exc:
         raise exc.with_path(path) from None
+    except Exception as exc:  # what meshio read of a cut file need not hold together
+        raise FileFormatError(f"cannot be read ({type(exc).__name__}: {exc})", path) from None
 
 
 def write(obj: Mesh | Trajectory, path: str | os.PathLike, progress: bool = False) -> Path:

@@ -11,10 +11,12 @@ Layout written by :class:`XDMFWriter` for ``out/flow.xdmf``::
                     shapes, which arrays are time-dependent, dt, params
 
 Static arrays are stored once and referenced from every step. Both files are staged in a
-private folder and renamed into place when the writer closes (the ``.h5`` first), so a
-failed run leaves neither under its final name. The reader follows the XML, so it also
-reads series of the same shape written by other programs (meshio, FEniCS); inline XML
-data is read too.
+private folder beside them and swapped in as a pair when the writer closes
+(:func:`sim.mesh.atomic.swap_in`: the previous ``.xdmf`` goes aside before its ``.h5``, the
+new ``.h5`` comes in before its ``.xdmf``), so a failed or killed run leaves a previous
+series of the same name as it was and an index never names another run's data. The reader
+follows the XML, so it also reads series of the same shape written by other programs
+(meshio, FEniCS); inline XML data is read too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import h5py
 import numpy as np
 
 from sim.errors import FileFormatError, SimError
+from sim.mesh.atomic import clean_stale, staging_dir, swap_in, write_error, write_xml
 from sim.mesh.cells import BY_XDMF_ID, BY_XDMF_NAME, cell_type
 from sim.mesh.core import NODE_TYPE_ARRAY, Mesh, Trajectory
 from sim.mesh.series import REFERENCE_POINTS, SeriesLayout, series_meta, step_arrays, trajectory_from_frames
@@ -61,6 +63,10 @@ def _mixed_topology(cells: dict[str, np.ndarray]) -> np.ndarray:
 class XDMFWriter:
     """Stream a trajectory to ``.xdmf`` + ``.h5``.
 
+    Both files are staged in a private folder beside ``path``; :meth:`close` swaps them in as a
+    pair (replacing a previous series of the same name), :meth:`abort` removes the staging
+    folder and leaves a previous series untouched.
+
     Args:
         path: the ``.xdmf`` file; the data goes to the ``.h5`` of the same stem.
         layout: the static mesh and the names of the arrays each step carries.
@@ -74,13 +80,23 @@ class XDMFWriter:
         self.layout = layout
         mesh = layout.mesh
         mesh.validate(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent))
-        self._h5 = h5py.File(self._tmpdir / self.h5_path.name, "w")
         self._times: list[float] = []
         self._shapes: dict[str, list[int]] = {}
         self._dtypes: dict[str, str] = {}
         self._static_refs: list[tuple[str, str, str]] = []  # (array name, center, h5 path)
+        clean_stale(self.path.parent)
+        self._tmpdir = staging_dir(self.path)
+        try:
+            self._h5 = h5py.File(self._tmpdir / self.h5_path.name, "w")
+            self._write_mesh(mesh)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise write_error(self.h5_path, exc) from None
+            raise
+
+    def _write_mesh(self, mesh: Mesh) -> None:
+        """The static part, stored once: points, topology, static arrays, field data."""
         g = self._h5.create_group("mesh")
         g.create_dataset("points", data=self._pad(mesh.points))
         if len(mesh.cells) == 1:
@@ -95,7 +111,7 @@ class XDMFWriter:
             g.create_dataset("topology", data=np.arange(mesh.num_points, dtype=np.int64))
             self._topology = ("Polyvertex", mesh.num_points, (mesh.num_points,))
         static = dict(mesh.point_data)
-        if layout.moving:
+        if self.layout.moving:
             static[REFERENCE_POINTS] = mesh.points
         for k, a in static.items():
             self._static_refs.append((k, "Node", self._store(g, f"point_data/{k}", a, f"point:{k}")))
@@ -109,7 +125,7 @@ class XDMFWriter:
                 self._dtypes[f"field:{k}"] = "str" if isinstance(v, str) else "str_array"
             else:
                 g.create_dataset(f"field_data/{k}", data=v)
-        self._meta = {**series_meta(layout), "point_dim": mesh.dim, "points_dtype": str(mesh.points.dtype),
+        self._meta = {**series_meta(self.layout), "point_dim": mesh.dim, "points_dtype": str(mesh.points.dtype),
                       "cell_types": list(mesh.cells), "node_type": mesh.node_type is not None}
 
     @staticmethod
@@ -134,14 +150,17 @@ class XDMFWriter:
         point_fields, cell_fields = point_fields or {}, cell_fields or {}
         prev = self._times[-1] if self._times else None
         self.layout.check_step(float(time), point_fields, cell_fields, positions, prev, str(self.path))
-        g = self._h5.create_group(f"steps/{len(self._times)}")
-        for k, a in point_fields.items():
-            self._store(g, f"point/{k}", a, f"point:{k}")
-        for k, a in cell_fields.items():
-            self._store(g, f"cell/{k}", a, f"cell:{k}")
-        if positions is not None:
-            g.create_dataset("points", data=self._pad(np.asarray(positions)))
-            self._meta["positions_dtype"] = str(np.asarray(positions).dtype)
+        try:
+            g = self._h5.create_group(f"steps/{len(self._times)}")
+            for k, a in point_fields.items():
+                self._store(g, f"point/{k}", a, f"point:{k}")
+            for k, a in cell_fields.items():
+                self._store(g, f"cell/{k}", a, f"cell:{k}")
+            if positions is not None:
+                g.create_dataset("points", data=self._pad(np.asarray(positions)))
+                self._meta["positions_dtype"] = str(np.asarray(positions).dtype)
+        except OSError as exc:
+            raise write_error(self.h5_path, exc) from None
         self._times.append(float(time))
 
     def _data_item(self, parent: ET.Element, h5_path: str) -> None:
@@ -157,8 +176,16 @@ class XDMFWriter:
         self._data_item(a, h5_path)
 
     def close(self) -> Path:
-        """Write the XML index and move both files into place; returns the ``.xdmf`` path."""
-        self._h5.attrs["sim_meta"] = json.dumps({**self._meta, "shapes": self._shapes, "dtypes": self._dtypes})
+        """Write the XML index and swap both files into place; returns the ``.xdmf`` path."""
+        try:
+            self._finish()
+            swap_in([(self._tmpdir / self.h5_path.name, self.h5_path), (self._tmpdir / self.path.name, self.path)])
+        finally:
+            self.abort()  # the staging folder goes either way (empty after the swap)
+        return self.path
+
+    def _finish(self) -> None:
+        """Close the staged ``.h5`` (checking it opens again) and write the staged index."""
         root = ET.Element("Xdmf", Version="3.0")
         domain = ET.SubElement(root, "Domain")
         coll = ET.SubElement(domain, "Grid", Name="TimeSeries", GridType="Collection", CollectionType="Temporal")
@@ -178,17 +205,23 @@ class XDMFWriter:
                 self._attribute(grid, k, "Node", f"/steps/{i}/point/{k}")
             for k in self.layout.cell_fields:
                 self._attribute(grid, k, "Cell", f"/steps/{i}/cell/{k}")
-        self._h5.close()
+        staged_h5 = self._tmpdir / self.h5_path.name
+        try:
+            self._h5.attrs["sim_meta"] = json.dumps({**self._meta, "shapes": self._shapes, "dtypes": self._dtypes})
+            self._h5.close()
+            with h5py.File(staged_h5, "r") as back:  # HDF5 may only log a failed flush (a full disk)
+                if "sim_meta" not in back.attrs:
+                    raise FileFormatError("the data file written was not complete", self.h5_path)
+        except OSError as exc:
+            raise write_error(self.h5_path, exc) from None
         ET.indent(root)
-        ET.ElementTree(root).write(self._tmpdir / self.path.name, encoding="utf-8", xml_declaration=True)
-        os.replace(self._tmpdir / self.h5_path.name, self.h5_path)
-        os.replace(self._tmpdir / self.path.name, self.path)
-        shutil.rmtree(self._tmpdir, ignore_errors=True)
-        return self.path
+        write_xml(root, self._tmpdir / self.path.name, self.path)
 
     def abort(self) -> None:
-        if self._h5.id.valid:
-            self._h5.close()
+        """Remove what this writer staged (used when the producer fails); a previous series stays."""
+        h5 = getattr(self, "_h5", None)  # absent when the staged file could not be created
+        if h5 is not None and h5.id.valid:
+            h5.close()
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def __enter__(self) -> "XDMFWriter":

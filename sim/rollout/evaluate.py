@@ -3,6 +3,7 @@ evaluator for every time-stepping family; each family prepares an entry as a :cl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from sim.errors import SimError
 from sim.mesh import PVDWriter, SeriesLayout, Store, Trajectory, XDMFWriter
+from sim.mesh.atomic import staged_dir
 from sim.rollout.engine import RolloutResult, split_fields
 
 
@@ -168,22 +170,25 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
 
     Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step when
     ``out`` is given, and PNGs (error vs step; for meshes one step's prediction/truth/error)
-    with ``plot``.
+    with ``plot``. All of it is written to a staging folder inside ``out`` and swapped in
+    only when every entry is done (:func:`sim.mesh.atomic.staged_dir`): a rollout that fails
+    or is killed leaves a previous rollout in ``out`` as it was, and files in ``out`` that
+    this rollout does not write are never touched.
     """
     from tqdm import tqdm
 
     from sim.rollout.engine import run
 
     results = []
-    with Store(data) as store:
+    with (staged_dir(out) if out is not None else contextlib.nullcontext()) as stage, Store(data) as store:
         names = entries or store.names()
         for name in tqdm(names, desc="entries", unit="entry", disable=not progress or len(names) < 2):
             c = case(model, store.read(name), name, steps, data, device=device, compile=compile)
             writer, path = None, None
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-                path = out / f"{name}.{fmt}"
-                base = PVDWriter(path, c.layout) if fmt == "pvd" else XDMFWriter(path, c.layout)
+            if stage is not None:
+                path = out / f"{name}.{fmt}"  # where it will be; written in the staging folder
+                staged = stage / path.name
+                base = PVDWriter(staged, c.layout) if fmt == "pvd" else XDMFWriter(staged, c.layout)
                 writer = ComparisonWriter(base, c.field_reference, c.stepper.fields, c.stepper.dims, c.t0, c.dt)
             res = run(c.stepper, c.steps, c.stepper.times, [Tee(writer, c.flow)], [c.reference])
             ref = c.reference
@@ -191,13 +196,13 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
             pres = RolloutResult(final=[], mse=[persistence])
             extra = c.flow.metrics() if c.flow is not None else {}
             results.append(EntryResult(name, c.steps, res.rmse(0), res.mse[0], pres.rmse(0), path, extra))
-            if plot and out is not None:
+            if plot and stage is not None:
                 from sim.rollout.plots import error_curve_png, snapshot_png
 
-                error_curve_png(out / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
+                error_curve_png(stage / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
                 if c.flow is not None:
-                    c.flow.probe_png(out / f"{name}_probe.png", name)
+                    c.flow.probe_png(stage / f"{name}_probe.png", name)
                 if c.mesh_snapshot is not None:
-                    snapshot_png(out / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
+                    snapshot_png(stage / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
                                  c.stepper.dims, None, c.steps)
     return results
