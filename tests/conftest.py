@@ -75,3 +75,11 @@ def mesh3d() -> Mesh:
 @pytest.fixture
 def traj2d() -> Trajectory:
     return trajectory_2d()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One tiny trained model per family: name -> (checkpoint, data store) (tests/families_data.py)."""
+    from tests.families_data import train_every_family
+
+    return train_every_family(tmp_path_factory.mktemp("families"))
