@@ -16,6 +16,39 @@ from sim.errors import SimError
 EXIT_USER_ERROR = 2
 
 
+class UsageError(SimError):
+    """A command line argparse refuses (unknown command or option, a value of the wrong type)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``sim: error:`` line like every other error (argparse
+    prints the usage block and exits from inside ``parse_args``)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _number(kind: type, low: float, strict: bool = True):
+    """An argparse ``type``: a number of ``kind`` above ``low`` (or at least it, ``strict=False``),
+    so a bad count or budget is refused before any work starts."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not (value > low if strict else value >= low) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE_INT, NON_NEGATIVE_INT, POSITIVE_FLOAT = _number(int, 0), _number(int, 0, strict=False), _number(float, 0.0)
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -34,11 +67,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
     if src.resolve() == dst.resolve():
         raise SimError("input and output are the same file", dst)
     obj = read(src)
+    if args.all and not isinstance(obj, Store):
+        raise SimError("--all writes one file per store entry; this input is not a store", src)
     if isinstance(obj, Store):
         with obj:
-            names = [args.entry] if args.entry else obj.names()
-            if not names:
-                raise SimError("the store has no entries", src)
+            names = _select_entries(obj, args.entry, src)
             if dst.suffix.lower() in STORE_SUFFIXES:
                 with StoreWriter(dst, metadata=obj.metadata) as out:
                     for name in tqdm(names, desc="entries", disable=len(names) < 2):
@@ -189,19 +222,31 @@ def _load(args: argparse.Namespace, command: str):
     return family, model
 
 
+def _select_entries(store, entry: str | None, path) -> list[str]:
+    """``[entry]`` or every entry of an open store, each name checked as the file name it becomes;
+    one error for an empty store or an entry it does not hold."""
+    from sim.mesh import check_entry_name
+
+    names = store.names()
+    if not names:
+        raise SimError("the store has no entries", path)
+    if entry is not None:
+        check_entry_name(entry, path)
+        if entry not in names:
+            raise SimError(f"no entry {entry!r} in the store (entries: {', '.join(names[:8])}"
+                           f"{' ...' if len(names) > 8 else ''})", path)
+        return [entry]
+    for name in names:
+        check_entry_name(name, path)
+    return names
+
+
 def _entries(args: argparse.Namespace, every_entry: bool) -> list[str] | None:
     from sim.mesh import Store
 
     with Store(args.data) as store:
-        names = store.names()
-    if not names:
-        raise SimError("the store has no entries", args.data)
-    if args.entry:
-        if args.entry not in names:
-            raise SimError(f"no entry {args.entry!r} in the store (entries: {', '.join(names[:8])}"
-                           f"{' ...' if len(names) > 8 else ''})", args.data)
-        return [args.entry]
-    return names if every_entry else names[:1]
+        names = _select_entries(store, args.entry, args.data)
+    return names if every_entry or args.entry is not None else names[:1]
 
 
 def _blowup_factor(text: str | None) -> dict[str, float]:
@@ -300,10 +345,7 @@ def _diagnose_inputs(args: argparse.Namespace):
 
     family, model = _load(args, "diagnose")
     with Store(args.data) as store:
-        names = store.names()
-    entry = args.entry or (names[0] if names else None)
-    if entry not in names:
-        raise SimError(f"no entry {entry!r} in the store (entries: {', '.join(names[:8])})", args.data)
+        entry = _select_entries(store, args.entry, args.data)[0]
     return model, family.diagnose_sample(model, Path(args.data), entry, args.step), entry
 
 
@@ -357,7 +399,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sim", description="Learned surrogates of physics simulations.")
+    p = _Parser(prog="sim", description="Learned surrogates of physics simulations.")
     from sim._version import __version__
 
     p.add_argument("--version", action="version", version=f"sim {__version__}")
@@ -382,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("recipe")
     g.add_argument("--size", default="small", help="recipe size: small (CI), medium, large")
     g.add_argument("--out", help="output folder (default: datasets/<name>/<size>/ beside the recipe)")
-    g.add_argument("--workers", type=int, default=1, help="generator processes (default 1)")
+    g.add_argument("--workers", type=POSITIVE_INT, default=1, help="generator processes (default 1)")
     g.add_argument("--shard", help="i/n: generate only entries with index %% n == i (merge with `sim data merge`)")
     g.set_defaults(func=cmd_generate)
     mg = dsub.add_parser("merge", help="join the shard files of a generated dataset")
@@ -397,9 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: accept these configuration keys differing from the checkpoint's (e.g. "
                         "optim.lr); train.steps, train.max_seconds, train.out, the log/valid/checkpoint frequencies, "
                         "train.tensorboard and data.num_workers may always change")
-    t.add_argument("--steps", type=int, help="override train.steps")
+    t.add_argument("--steps", type=POSITIVE_INT, help="override train.steps")
     t.add_argument("--out", help="override train.out")
-    t.add_argument("--ensemble", type=int, metavar="N",
+    t.add_argument("--ensemble", type=POSITIVE_INT, metavar="N",
                    help="train N members with seeds seed..seed+N-1 and write train.out/ensemble.json")
     t.set_defaults(func=cmd_train)
 
@@ -408,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("data", help="store with the trajectories to start from (and compare with)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--format", choices=["pvd", "xdmf"], default="pvd")
-    r.add_argument("--steps", type=int, help="steps to predict (default: the trajectory's length)")
+    r.add_argument("--steps", type=POSITIVE_INT, help="steps to predict (default: the trajectory's length)")
     r.add_argument("--entry", help="entry to roll out (default: the first)")
     r.add_argument("--all", action="store_true", help="roll out every entry")
     r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
@@ -422,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="rollout metrics of a trained model on every trajectory of a store")
     e.add_argument("checkpoint")
     e.add_argument("data")
-    e.add_argument("--steps", type=int)
+    e.add_argument("--steps", type=POSITIVE_INT)
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
     e.add_argument("--blowup-factor", metavar="X", help=blowup_help)
@@ -453,21 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("checkpoint")
         q.add_argument("data", help="store with the trajectory to evaluate on")
         q.add_argument("--entry", help="store entry (default: the first)")
-        q.add_argument("--step", type=int, default=0, help="time step of the input state (default 0)")
+        q.add_argument("--step", type=NON_NEGATIVE_INT, default=0, help="time step of the input state (default 0)")
         q.add_argument("--seed", type=int, default=0, help="seed of the node sampling")
         q.set_defaults(func=func)
         if name == "range":
-            q.add_argument("--max-hops", type=int, default=20, help="largest hop distance (default 20)")
-            q.add_argument("--seeds", type=int, default=32, help="seed nodes sampled (default 32)")
+            q.add_argument("--max-hops", type=POSITIVE_INT, default=20, help="largest hop distance (default 20)")
+            q.add_argument("--seeds", type=POSITIVE_INT, default=32, help="seed nodes sampled (default 32)")
             q.add_argument("--mode", choices=["auto", "subgraph", "full"], default="auto",
                            help="k-hop subgraphs (torch_geometric), the whole graph, or auto: subgraphs when the "
                                 "model's receptive field is within --max-hops (then they are exact)")
             q.add_argument("--out", help="folder for range.json and range.png (default: the checkpoint's)")
         else:
-            q.add_argument("--eps", type=float, default=1e-3,
+            q.add_argument("--eps", type=POSITIVE_FLOAT, default=1e-3,
                            help="box radius in training standard deviations of each state feature (default 1e-3)")
-            q.add_argument("--nodes", type=int, default=8, help="output nodes sampled (default 8)")
-            q.add_argument("--samples", type=int, default=16, help="sampled points for the lower bound")
+            q.add_argument("--nodes", type=POSITIVE_INT, default=8, help="output nodes sampled (default 8)")
+            q.add_argument("--samples", type=POSITIVE_INT, default=16, help="sampled points for the lower bound")
             q.add_argument("--method", choices=["crown", "centred", "ibp"], default="crown",
                            help="crown: backward Jacobian pass (default); centred: forward-mode centred form, "
                                 "tighter for smooth activations, costlier on large receptive fields")
@@ -477,16 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="generate cylinder-flow data, train MeshGraphNet, roll it out for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    m.add_argument("--train-seconds", type=float, default=180.0, help="training time budget (default 180)")
-    m.add_argument("--workers", type=int, default=2, help="data generation processes")
+    m.add_argument("--train-seconds", type=POSITIVE_FLOAT, default=180.0, help="training time budget (default 180)")
+    m.add_argument("--workers", type=POSITIVE_INT, default=2, help="data generation processes")
     m.add_argument("--quick", action="store_true", help="tiny data and a few training steps (a smoke test)")
     m.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
     except SimError as exc:
         print(f"sim: error: {exc}", file=sys.stderr)
@@ -499,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the system refused a read or write (full disk, permissions, a file as folder)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -4,12 +4,12 @@ ParaView (PVD/VTU) and XDMF series, and every format meshio reads."""
 from sim.mesh.core import NODE_TYPE_ARRAY, NUM_NODE_TYPES, Mesh, NodeType, Trajectory
 from sim.mesh.io import read, write
 from sim.mesh.series import SeriesLayout
-from sim.mesh.store import SCHEMA_VERSION, Store, StoreEntry, StoreWriter
+from sim.mesh.store import SCHEMA_VERSION, Store, StoreEntry, StoreWriter, check_entry_name
 from sim.mesh.vtk import PVDWriter, read_pvd, read_vtk, write_pvd, write_vtu
 from sim.mesh.xdmf import XDMFWriter, read_xdmf, write_xdmf
 
 __all__ = [
     "Mesh", "Trajectory", "NodeType", "NUM_NODE_TYPES", "NODE_TYPE_ARRAY", "read", "write", "SeriesLayout",
-    "Store", "StoreEntry", "StoreWriter", "SCHEMA_VERSION", "PVDWriter", "read_pvd", "read_vtk", "write_pvd",
-    "write_vtu", "XDMFWriter", "read_xdmf", "write_xdmf",
+    "Store", "StoreEntry", "StoreWriter", "check_entry_name", "SCHEMA_VERSION", "PVDWriter", "read_pvd",
+    "read_vtk", "write_pvd", "write_vtu", "XDMFWriter", "read_xdmf", "write_xdmf",
 ]

@@ -37,6 +37,31 @@ from sim.mesh.core import Mesh, Trajectory
 FORMAT_NAME = "sim.store"
 SCHEMA_VERSION = 1
 ENTRIES = "entries"
+MAX_NAME = 200
+
+
+def check_entry_name(name: Any, where: Any = None) -> str:
+    """``name`` if it can name a store entry *and* a file: rollouts write ``<out>/<entry>.pvd`` and
+    ``convert --all`` writes ``<stem>_<entry>.<ext>``, so a name that is empty, hidden (leading
+    ``.``, which covers ``.`` and ``..``), holds a path separator or a control character, or is
+    too long is refused here, in one place (HDF5 would also read ``a/b`` as a nested group)."""
+    problem = None
+    if not isinstance(name, str):
+        problem = f"must be text, got {type(name).__name__}"
+    elif not name:
+        problem = "is empty"
+    elif name.startswith("."):
+        problem = "starts with '.'"
+    elif "/" in name or "\\" in name:
+        problem = "holds a path separator"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = "holds a control character"
+    elif len(name) > MAX_NAME:
+        problem = f"is longer than {MAX_NAME} characters"
+    if problem:
+        raise SimError(f"entry name {name!r} {problem} (entry names are also file names: letters, digits, "
+                       "'_', '-', '.' not first)", where)
+    return name
 
 _CHUNK_BYTES = 1 << 18  # target chunk size for time-dependent arrays (a few steps of a large mesh)
 _COMPRESS_MIN = 1024  # arrays smaller than this many elements are stored contiguous
@@ -382,7 +407,7 @@ class StoreWriter:
     def append(self, obj: Mesh | Trajectory, name: str | None = None) -> str:
         """Write one trajectory or mesh sample; returns its entry name."""
         entries = self._file[ENTRIES]
-        name = name if name is not None else f"{len(entries):06d}"
+        name = check_entry_name(name, self.path) if name is not None else f"{len(entries):06d}"
         if name in entries:
             raise FileFormatError(f"entry {name!r} exists already", self.path)
         obj.validate(self.path)
