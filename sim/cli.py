@@ -66,6 +66,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
     src, dst = Path(args.input), Path(args.output)
     if src.resolve() == dst.resolve():
         raise SimError("input and output are the same file", dst)
+    if _convert_foreign(args, src, dst):
+        return
     obj = read(src)
     if args.all and not isinstance(obj, Store):
         raise SimError("--all writes one file per store entry; this input is not a store", src)
@@ -92,6 +94,22 @@ def cmd_convert(args: argparse.Namespace) -> None:
     else:
         write(obj, dst)
         print(f"wrote {dst}")
+
+
+def _convert_foreign(args: argparse.Namespace, src: Path, dst: Path) -> bool:
+    """Another project's dataset (``--from`` or found from the file) streamed into a store; False
+    when ``src`` is none."""
+    from sim.mesh.io import convert_foreign, detect_foreign
+
+    fmt = args.source_format or detect_foreign(src)
+    if fmt is None:
+        return False
+    if args.entry is not None or args.all:
+        raise SimError(f"--entry and --all choose entries of a sim store; a {fmt} dataset converts whole into a "
+                       "store (then convert an entry of that store)", src)
+    count = convert_foreign(src, dst, fmt, progress=True)
+    print(f"wrote {dst} ({count} {'entry' if count == 1 else 'entries'} from the {fmt} dataset {src.name})")
+    return True
 
 
 def _write_one(obj, dst: Path) -> None:
@@ -410,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="format from the extension: .h5 (store), .pvd, .xdmf, .vtu, .msh, .vtk, ...")
     c.add_argument("--entry", help="store entry to convert (default: the only one)")
     c.add_argument("--all", action="store_true", help="one output file per store entry (OUTPUT_<entry>.ext)")
+    c.add_argument("--from", dest="source_format", choices=["deepmind", "lagrangebench"],
+                   help="read INPUT as another project's dataset (default: found from the file): a DeepMind "
+                        "MeshGraphNets <split>.tfrecord with meta.json, or a LagrangeBench <split>.h5 with "
+                        "metadata.json; OUTPUT is then a store (.h5)")
     c.set_defaults(func=cmd_convert)
 
     d = sub.add_parser("data", help="dataset commands")

@@ -5,6 +5,12 @@
 - ``.xdmf`` / ``.xmf``: XDMF time series or mesh (:mod:`sim.mesh.xdmf`)
 - anything else meshio knows (``.msh``, ``.med``, ``.inp``, ``.stl``, ``.obj``, ``.ply``,
   ``.off``, ``.mesh``, ``.su2``, ...): a static mesh through meshio
+
+Datasets of other projects (DeepMind's MeshGraphNets TFRecords, LagrangeBench's HDF5
+files; :mod:`sim.mesh.foreign`) hold many trajectories and can be many GB, so :func:`read`
+does not load them whole: it recognises them and says how to convert them
+(:func:`convert_foreign`, ``sim convert IN OUT.h5``), and ``sim.mesh.foreign.open_dataset``
+streams them trajectory by trajectory.
 """
 
 from __future__ import annotations
@@ -46,7 +52,11 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
         raise FileFormatError("is empty (0 bytes; a write that did not finish?)", path)
     suffix = path.suffix.lower()
     if suffix in STORE_SUFFIXES:
-        return Store(path)
+        try:
+            return Store(path)
+        except FileFormatError:
+            _refuse_foreign(path)
+            raise
     if suffix == ".pvd":
         from sim.mesh.vtk import read_pvd
 
@@ -59,7 +69,36 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
         from sim.mesh.xdmf import read_xdmf
 
         return read_xdmf(path)
+    if not _meshio_formats(path):
+        _refuse_foreign(path)
     return read_meshio(path)
+
+
+def detect_foreign(path: str | os.PathLike) -> str | None:
+    """The format of another project's dataset at ``path`` (``"deepmind"``, ``"lagrangebench"``) or None."""
+    from sim.mesh.foreign import detect
+
+    return detect(path)
+
+
+def convert_foreign(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = None,
+                    progress: bool = False) -> int:
+    """Convert another project's dataset into the store ``dst`` trajectory by trajectory (see
+    :func:`sim.mesh.foreign.convert`); returns the number of entries written."""
+    from sim.mesh.foreign import convert
+
+    return convert(src, dst, fmt, progress)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """One error that names the foreign dataset at ``path`` and how to convert it."""
+    from sim.mesh.foreign import FORMATS
+
+    fmt = detect_foreign(path)
+    if fmt is not None:
+        raise FileFormatError(
+            f"a {FORMATS[fmt]}: many trajectories, read one at a time; convert it into a sim store with "
+            f"`sim convert {path.name} OUT.h5` (or stream it with sim.mesh.foreign.open_dataset)", path)
 
 
 def read_meshio(path: str | os.PathLike) -> Mesh:
