@@ -66,6 +66,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     src, dst = Path(args.input), Path(args.output)
     if src.resolve() == dst.resolve():
         raise SimError("input and output are the same file", dst)
+    _check_output(dst)
     if _convert_foreign(args, src, dst):
         return
     obj = read(src)
@@ -240,6 +241,21 @@ def _load(args: argparse.Namespace, command: str):
     return family, model
 
 
+def _check_output(path: str | Path | None, folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: one of its parents is a
+    file (or, for a ``folder`` output, the path itself is)."""
+    if path is None:
+        return
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise SimError("is a file; the output must be a folder", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SimError(f"cannot be written: {parent} is a file, not a folder", path)
+            return
+
+
 def _select_entries(store, entry: str | None, path) -> list[str]:
     """``[entry]`` or every entry of an open store, each name checked as the file name it becomes;
     one error for an empty store or an entry it does not hold."""
@@ -278,6 +294,8 @@ def _blowup_factor(text: str | None) -> dict[str, float]:
 
 
 def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_entry: bool):
+    _check_output(out, folder=True)
+    _check_output(getattr(args, "json", None))
     blowup = _blowup_factor(args.blowup_factor)
     family, model = _load(args, command)
     if getattr(args, "steps", None) is not None and args.steps < 1:
@@ -323,6 +341,7 @@ def _parse_params(items: list[str]) -> dict[str, float]:
 def cmd_predict(args: argparse.Namespace) -> None:
     from sim.mesh import Mesh, read, write
 
+    _check_output(args.out)
     family, model = _load(args, "predict")
     surrogate = family.surrogate(model, {}, Path(args.checkpoint))
     mesh = read(args.mesh)
@@ -361,6 +380,8 @@ def cmd_plugins_list(args: argparse.Namespace) -> None:
 def _diagnose_inputs(args: argparse.Namespace):
     from sim.mesh import Store
 
+    _check_output(getattr(args, "out", None), folder=True)
+    _check_output(getattr(args, "json", None))
     family, model = _load(args, "diagnose")
     with Store(args.data) as store:
         entry = _select_entries(store, args.entry, args.data)[0]

@@ -254,11 +254,11 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ("rollout-format", None, ["rollout", M, MD, "--out", "{d}/o", "--format", "vtk"], "--format"),
     ("rollout-out-is-file", None, ["rollout", M, MD, "--out", "{d}/a_file"], "a_file"),
     ("rollout-no-out", None, ["rollout", M, MD], "--out"),
-    ("rollout-mesh-model-on-particles", None, ["rollout", M, "{particle_data}", "--out", "{d}/o"], "particle"),
-    ("rollout-particle-model-on-mesh", None, ["rollout", "{particle}", MD, "--out", "{d}/o"], "mesh"),
+    ("rollout-mesh-model-on-particles", None, ["rollout", M, "{particle_data}", "--out", "{d}/o"], "no point field(s) ['u']"),
+    ("rollout-particle-model-on-mesh", None, ["rollout", "{particle}", MD, "--out", "{d}/o"], "particle trajectories"),
     ("rollout-steady-model", None, ["rollout", "{steady}", MD, "--out", "{d}/o"], "steady"),
     ("rollout-mmgp-model", None, ["rollout", "{mmgp}", MD, "--out", "{d}/o"], "mmgp"),
-    ("rollout-prose-on-mesh", None, ["rollout", "{prose}", MD, "--out", "{d}/o"], "prose_data"),
+    ("rollout-prose-on-mesh", None, ["rollout", "{prose}", MD, "--out", "{d}/o"], "not an ODE trajectory"),
     ("rollout-blowup-negative", None, ["rollout", M, MD, "--out", "{d}/o", "--blowup-factor", "-1"],
      "--blowup-factor"),
     ("rollout-over-finished-fails", finished_rollout, ["rollout", M, "{d}/nokappa.h5", "--out", "{d}/out"],
@@ -269,7 +269,7 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ("eval-json-under-file", None, ["eval", M, MD, "--json", "{d}/a_file/m.json"], "a_file"),
     ("eval-steady-on-trajectories", None, ["eval", "{steady}", MD], "diff.h5"),
     ("eval-mmgp-on-trajectories", None, ["eval", "{mmgp}", MD], "diff.h5"),
-    ("eval-mesh-on-3d", None, ["eval", M, "{d}/two.h5"], "kappa"),
+    ("eval-mesh-without-its-scalar", None, ["eval", M, "{d}/two.h5"], "kappa"),
     # sim predict
     ("predict-missing-mesh", None, ["predict", "{steady}", "{d}/none.vtu", "--out", "{d}/p.vtu"], "none.vtu"),
     ("predict-garbage-mesh", None, ["predict", "{steady}", "{d}/text.vtu", "--out", "{d}/p.vtu"], "text.vtu"),
@@ -288,7 +288,7 @@ CASES: list[tuple[str, Any, Any, str]] = [
      ["predict", "{steady}", "{d}/square.vtu", "--param", "a=1", "--out", "{d}/p.nope"], "p.nope"),
     ("predict-particle-model", None, ["predict", "{particle}", "{d}/square.vtu", "--out", "{d}/p.vtu"], "particle"),
     ("predict-mesh-model-no-state", None,
-     ["predict", M, "{d}/square.vtu", "--param", "kappa=0.1", "--out", "{d}/p.vtu"], "'u'"),
+     ["predict", M, "{d}/square.vtu", "--param", "kappa=0.1", "--out", "{d}/p.vtu"], "2 frames"),
     # sim diagnose
     ("diagnose-step-out-of-range", None, ["diagnose", "range", M, MD, "--step", "99"], "outside entry"),
     ("diagnose-missing-entry", None, ["diagnose", "range", M, MD, "--entry", "zz"], "no entry 'zz'"),
@@ -340,10 +340,10 @@ def _api_cases() -> list[tuple[str, Any, Any, str]]:
         ("api-read-unknown", None, lambda c: __import__("sim.mesh").mesh.read(c["d"] / "a_file"), "a_file"),
         ("api-write-unknown", None, lambda c: write(Mesh(np.eye(3)[:, :2]), c["d"] / "x.nope"), "x.nope"),
         ("api-mesh-bad-cells", None, lambda c: write(Mesh(np.eye(3)[:, :2], {"triangle": [[0, 1, 7]]}),
-                                                       c["d"] / "x.vtu"), "x.vtu"),
+                                                       c["d"] / "x.vtu"), "refer to point 7"),
         ("api-trajectory-times", None, lambda c: write(Trajectory(
             Mesh(np.eye(3)[:, :2]), np.array([0.0, 0.0]), point_fields={"u": np.zeros((2, 3))}),
-            c["d"] / "x.pvd"), "x.pvd"),
+            c["d"] / "x.pvd"), "times must increase strictly (step 1: 0.0 after 0.0)"),
         ("api-pvd-suffix", None, lambda c: __import__("sim.mesh").mesh.PVDWriter(
             c["d"] / "x.vtu", __import__("sim.mesh").mesh.SeriesLayout(Mesh(np.eye(3)[:, :2]))), "x.vtu"),
     ]

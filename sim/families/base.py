@@ -51,6 +51,16 @@ class Surrogate:
     def predict(self, query: Any, **scalars: Any) -> Any:
         raise SimError(f"{self.family} surrogates do not answer predict()", self.path)
 
+    def check_scalars(self, scalars: dict[str, Any], expected: list[str], required: bool = True) -> None:
+        """Refuse input scalars the model does not take (a misspelt ``--param``), and with
+        ``required`` those it takes but was not given."""
+        unknown = sorted(set(scalars) - set(expected))
+        if unknown:
+            raise SimError(f"the model takes no input scalar(s) {unknown} (it takes {expected or 'none'})", self.path)
+        missing = [k for k in expected if k not in scalars] if required else []
+        if missing:
+            raise SimError(f"missing input scalar(s) {missing} (the model takes {expected})", self.path)
+
     def rollout(self, initial: Any, steps: int, boundary: Any = None, **kwargs: Any) -> Any:
         raise SimError(f"{self.family} surrogates are not time-stepping models: use predict()", self.path)
 

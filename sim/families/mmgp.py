@@ -139,6 +139,7 @@ class MMGPSurrogate(Surrogate):
         if query.dim != 2 or "triangle" not in query.cells:
             raise SimError(f"MMGP was fitted on 2D triangle meshes; this mesh is {query.dim}D with cells "
                            f"{list(query.cells)}", self.path)
+        self.check_scalars(scalars, list(self.model.scalar_names_))
         return self.model.predict_pyvista(query, scalars)  # no shared mutable state: safe without the lock
 
 

@@ -57,16 +57,17 @@ def field_evaluation(predict: Any, data: Path, entries: list[str] | None, fields
     steady samples (and, with ``stds``, the 95 % interval coverage from ``<field>_std``)."""
     from tqdm import tqdm
 
-    from sim.mesh import Store
+    from sim.mesh import Store, check_entry_name
 
     rows = []
     inside = total = 0
     with Store(data) as store:
-        names = entries or store.names()
+        names = [check_entry_name(n, data) for n in (entries or store.names())]
+        for name in names:  # refused before any work: a store of trajectories is the usual mistake
+            if store.entry(name).kind != "mesh":
+                raise SimError(f"entry {name!r} is a trajectory; steady models evaluate on static samples", data)
         for name in tqdm(names, desc="samples", disable=len(names) < 2):
             mesh = store.read(name)
-            if not isinstance(mesh, Mesh):
-                raise SimError(f"entry {name!r} is a trajectory; steady models evaluate on static samples", data)
             missing = [f for f in fields if f not in mesh.point_data]
             if missing:
                 raise SimError(f"entry {name!r} has no point field(s) {missing} to compare with", data)
@@ -160,9 +161,7 @@ class SteadySurrogate(Surrogate):
         c = self.model.config
         if query.dim + 1 != c["edge_in"]:
             raise SimError(f"the model was trained on {c['edge_in'] - 1}D meshes; this mesh is {query.dim}D", self.path)
-        missing = [k for k in c["scalars"] if k not in scalars]
-        if missing:
-            raise SimError(f"missing input scalar(s) {missing} (the model takes {c['scalars']})", self.path)
+        self.check_scalars(scalars, list(c["scalars"]))
         if query.node_type is not None:
             bad = np.setdiff1d(np.unique(query.node_type), [int(t) for t in NodeType])
             if bad.size:

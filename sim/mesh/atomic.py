@@ -235,20 +235,27 @@ def staged_dir(folder: str | os.PathLike) -> Iterator[Path]:
     is as it was; the staging folder is removed (or, after a kill, by the next writer there).
     """
     folder = Path(folder)
+    made = [d for d in (folder, *folder.parents) if not d.exists()]  # what a failure must not leave
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(folder, exc) from None
     clean_stale(folder)
     stage = staging_dir(folder / (folder.resolve().name or "out"))
+    done = False
     try:
         yield stage
         items = sorted((p for p in stage.iterdir() if not _DEBRIS.match(p.name)), key=_staged_order)
         swap_in([(p, folder / p.name) for p in items])
+        done = True
     except SimError as exc:
         raise _attributed(exc, stage, folder) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not done:  # a failed first run into a new folder leaves no empty folder behind
+            for d in made:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
 
 def _attributed(exc: SimError, stage: Path, folder: Path) -> SimError:

@@ -207,7 +207,7 @@ class Trajectory:
             raise MeshError("times contain NaN or infinite values")
         if len(times) > 1 and not (np.diff(times) > 0).all():
             i = int(np.flatnonzero(np.diff(times) <= 0)[0])
-            raise MeshError(f"times must increase strictly (step {i + 1}: {times[i + 1]!r} after {times[i]!r})")
+            raise MeshError(f"times must increase strictly (step {i + 1}: {float(times[i + 1])!r} after {float(times[i])!r})")
         self.times = times
         T, m = len(times), self.mesh
         self.point_fields = {

@@ -48,6 +48,8 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
     path = Path(path)
     if not path.exists():
         raise FileFormatError("no such file", path)
+    if path.is_dir():
+        raise FileFormatError("is a folder; give a mesh, series or store file", path)
     if path.is_file() and path.stat().st_size == 0:  # some readers would return an empty mesh
         raise FileFormatError("is empty (0 bytes; a write that did not finish?)", path)
     suffix = path.suffix.lower()

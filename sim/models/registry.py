@@ -6,6 +6,7 @@ Third-party packages add models through the entry-point group ``sim.models``
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -55,5 +56,15 @@ def preset_args(name: str, preset: str) -> dict[str, Any]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate the model registered as ``name``; an unknown name lists the known ones."""
-    return model_class(name)(**kwargs)
+    """Instantiate the model registered as ``name``; an unknown name lists the known ones, and an
+    argument its constructor does not take (a misspelt ``network_args`` key) lists the ones it
+    takes, instead of a TypeError from deep inside the build."""
+    cls = model_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        known = [k for k, p in params.items() if k != "self" and p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise SimError(f"model {name!r} has no argument(s) {unknown} (it takes: {', '.join(known)})")
+    return cls(**kwargs)

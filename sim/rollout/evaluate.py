@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sim.errors import SimError
-from sim.mesh import PVDWriter, SeriesLayout, Store, Trajectory, XDMFWriter
+from sim.mesh import PVDWriter, SeriesLayout, Store, Trajectory, XDMFWriter, check_entry_name
 from sim.mesh.atomic import staged_dir
 from sim.rollout.engine import RolloutResult, split_fields
 
@@ -181,9 +181,12 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
 
     results = []
     with (staged_dir(out) if out is not None else contextlib.nullcontext()) as stage, Store(data) as store:
-        names = entries or store.names()
-        for name in tqdm(names, desc="entries", unit="entry", disable=not progress or len(names) < 2):
+        names = [check_entry_name(n, data) for n in (entries or store.names())]
+        bar = None  # shown once the first entry is accepted: a refused model/data pair is one error line
+        for name in names:
             c = case(model, store.read(name), name, steps, data, device=device, compile=compile)
+            if bar is None:
+                bar = tqdm(total=len(names), desc="entries", unit="entry", disable=not progress or len(names) < 2)
             writer, path = None, None
             if stage is not None:
                 path = out / f"{name}.{fmt}"  # where it will be; written in the staging folder
@@ -205,4 +208,7 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
                 if c.mesh_snapshot is not None:
                     snapshot_png(stage / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
                                  c.stepper.dims, None, c.steps)
+            bar.update(1)
+        if bar is not None:
+            bar.close()
     return results
