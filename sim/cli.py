@@ -431,6 +431,16 @@ def cmd_diagnose_lipschitz(args: argparse.Namespace) -> None:
                                       "step": args.step, **res.to_dict()})
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from sim.export import export
+
+    result = export(args.checkpoint, args.out)
+    print(f"wrote {result.path} (one step of the {result.network} {result.family} model; any node and edge count)")
+    print(f"wrote {result.card} (model card: the inputs, their shapes, units and how to build them)")
+    sizes = " and ".join(str(next(iter(c["sizes"].values()))) for c in result.checks)
+    print(f"checked on graphs of {sizes} nodes: largest relative difference to the model {result.max_difference:.2g}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
 
@@ -559,6 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--map", choices=["step", "update"], default="step",
                            help="next state (what a rollout iterates) or the update alone")
             q.add_argument("--json", help="write the bounds as JSON")
+
+    x = sub.add_parser("export", help="the one-step map of a mesh or particle model as ONNX or torch.export, "
+                                      "with a model card")
+    x.add_argument("checkpoint")
+    x.add_argument("out", help="OUT.onnx (ONNX; needs the 'export' extra) or OUT.pt2 (torch.export); the model card "
+                               "is written to OUT.json beside it (e.g. model.onnx.json)")
+    x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("demo", help="generate cylinder-flow data, train MeshGraphNet, roll it out for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")

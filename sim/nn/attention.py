@@ -86,5 +86,6 @@ class MaskedAttention(nn.Module):
         scores = torch.linalg.vecdot(q.index_select(0, recv), k.index_select(0, send)) / math.sqrt(self.head_dim)
         alpha = segment_softmax(scores, recv, n)  # (M, H)
         msg = v.index_select(0, send) * alpha.unsqueeze(-1)  # (M, H, Dh)
-        agg = x.new_zeros((n, self.heads * self.head_dim)).index_add_(0, recv, msg.reshape(len(send), -1))
+        # flatten, not reshape(len(send), -1): a tracer (sim.export) keeps the pair count dynamic
+        agg = x.new_zeros((n, self.heads * self.head_dim)).index_add_(0, recv, msg.flatten(1))
         return self.out(agg)

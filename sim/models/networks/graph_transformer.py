@@ -226,7 +226,10 @@ class GraphTransformer(nn.Module):
 
     # ----- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor | None = None,
-                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
+                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``masks``: the per-layer mask indices of :meth:`masks`, when the caller has them (they are
+        built on the host, so a traced export, :mod:`sim.export`, takes them as inputs)."""
         n = x.shape[0]
         if x.shape[-1] != self.config["node_in"]:
             raise ValueError(f"graph transformer expects node features of width {self.config['node_in']}, "
@@ -236,7 +239,7 @@ class GraphTransformer(nn.Module):
                 raise ValueError(f"the model takes {self.config['coord_dim']}D coordinates as inputs (pos)")
             x = torch.cat([x, pos.to(x.dtype)], dim=-1)
         h = self.encoder(x)
-        masks = self.masks(edge_index, n, batch)
+        masks = self.masks(edge_index, n, batch) if masks is None else masks
         p = pos * self.config["rope_scale"] if (pos is not None and self.config["rope"]) else pos
         if self.tokens is not None:
             num_graphs = 1 if batch is None or n == 0 else int(batch.max()) + 1

@@ -141,10 +141,16 @@ class GIOROM(nn.Module):
         g2p = torch.from_numpy(bipartite_radius_graph(p, g, r, pb, gb)).to(pos.device)
         return grid_pos, p2g, g2p
 
-    def operator(self, h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-        """The neural-operator stage: particles -> per-sample grids -> processor -> particles."""
+    def operator(self, h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None,
+                 grid_edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The neural-operator stage: particles -> per-sample grids -> processor -> particles
+        (``grid_edges``: the particle -> grid and grid -> particle edges of :meth:`grid_edges`, when
+        the caller has them: a traced export, :mod:`sim.export`, takes them as inputs)."""
         samples = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
-        grid_pos, p2g, g2p = self.grid_edges(pos, batch, samples)
+        if grid_edges is None:
+            grid_pos, p2g, g2p = self.grid_edges(pos, batch, samples)
+        else:
+            grid_pos, (p2g, g2p) = self.grid_nodes.to(pos.dtype).repeat(samples, 1), grid_edges
         c, n, dim = self.config["grid_channels"], self.config["grid"], self.config["dim"]
         g = self.to_grid(h, pos, grid_pos, p2g)
         g = self.lift(torch.cat([g, grid_pos], dim=-1))  # (samples * M, C)
@@ -154,7 +160,8 @@ class GIOROM(nn.Module):
         return h + self.from_grid(g, grid_pos, pos, g2p)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
+                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                grid_edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if pos is None:
             raise ValueError("GIOROM needs particle positions (pos) for its grid stage")
         if x.shape[-1] != self.config["node_in"] or edge_attr.shape[-1] != self.config["edge_in"]:
@@ -164,7 +171,7 @@ class GIOROM(nn.Module):
         e = self.edge_encoder(edge_attr)
         for block in self.before:
             h, e = block(h, edge_index, e)
-        h = self.operator(h, pos, batch)
+        h = self.operator(h, pos, batch, grid_edges)
         for block in self.after:
             h, e = block(h, edge_index, e)
         return self.decoder(h)
