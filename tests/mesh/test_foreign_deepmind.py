@@ -19,6 +19,7 @@ import yaml
 
 from sim.cli import main
 from sim.mesh import NodeType, Store, read
+from tests.mesh.arrays import assert_same
 
 DT = 0.01
 
@@ -175,11 +176,6 @@ def plate_dataset(folder: Path, steps: int = 5, flip_first: bool = False) -> tup
     return path, {**a, "cells": tets[None]}
 
 
-def _same(a, b) -> None:
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (a.dtype, b.dtype, a.shape, b.shape)
-
-
 # ----- conversions
 def test_cylinder_flow_layout_converts_exactly(tmp_path, capsys):
     src, arrays = cylinder_dataset(tmp_path / "cylinder_flow")
@@ -192,14 +188,14 @@ def test_cylinder_flow_layout_converts_exactly(tmp_path, capsys):
         assert store.metadata["source"] == {"format": "deepmind", "file": "train.tfrecord"}
         for name, a in zip(store.names(), arrays):
             traj = store.read(name)
-            _same(traj.mesh.points, a["mesh_pos"][0])
+            assert_same(traj.mesh.points, a["mesh_pos"][0])
             assert list(traj.mesh.cells) == ["triangle"]
-            _same(traj.mesh.cells["triangle"], a["cells"][0].astype(np.int64))
-            _same(traj.mesh.node_type, a["node_type"][0, :, 0])
+            assert_same(traj.mesh.cells["triangle"], a["cells"][0].astype(np.int64))
+            assert_same(traj.mesh.node_type, a["node_type"][0, :, 0])
             assert set(traj.point_fields) == {"velocity", "pressure"} and not traj.cell_fields
-            _same(traj.point_fields["velocity"], a["velocity"])
-            _same(traj.point_fields["pressure"], a["pressure"][..., 0])  # (T, N, 1) -> (T, N)
-            _same(traj.times, np.arange(6) * DT)
+            assert_same(traj.point_fields["velocity"], a["velocity"])
+            assert_same(traj.point_fields["pressure"], a["pressure"][..., 0])  # (T, N, 1) -> (T, N)
+            assert_same(traj.times, np.arange(6) * DT)
             assert traj.dt == DT and traj.positions is None and traj.params == {}
             assert not traj.mesh.point_data and not traj.mesh.cell_data and not traj.mesh.field_data
 
@@ -220,13 +216,13 @@ def test_deforming_plate_layout_gives_a_moving_tetra_mesh(tmp_path):
     with Store(out) as store:
         traj = store.read("000000")
         assert "times" in store.metadata  # no dt in meta.json: the times are step numbers, and it says so
-    _same(traj.mesh.points, a["mesh_pos"][0])
-    _same(traj.mesh.cells["tetra"], a["cells"][0].astype(np.int64))
-    _same(traj.mesh.node_type, a["node_type"][0, :, 0])
-    _same(traj.positions, a["world_pos"])  # world_pos of the mesh's dimension: the moving points
+    assert_same(traj.mesh.points, a["mesh_pos"][0])
+    assert_same(traj.mesh.cells["tetra"], a["cells"][0].astype(np.int64))
+    assert_same(traj.mesh.node_type, a["node_type"][0, :, 0])
+    assert_same(traj.positions, a["world_pos"])  # world_pos of the mesh's dimension: the moving points
     assert set(traj.point_fields) == {"stress"}
-    _same(traj.point_fields["stress"], a["stress"][..., 0])
-    _same(traj.times, np.arange(5, dtype=np.float64))
+    assert_same(traj.point_fields["stress"], a["stress"][..., 0])
+    assert_same(traj.times, np.arange(5, dtype=np.float64))
     assert traj.dt == 1.0
 
 
@@ -235,7 +231,7 @@ def test_tetrahedra_of_the_other_orientation_are_reordered_and_counted(tmp_path)
     out = tmp_path / "plate.h5"
     assert main(["convert", str(src), str(out)]) == 0
     traj = Store(out).read("000000")
-    _same(traj.mesh.cells["tetra"], a["cells"][0].astype(np.int64))  # the VTK-positive order
+    assert_same(traj.mesh.cells["tetra"], a["cells"][0].astype(np.int64))  # the VTK-positive order
     assert traj.params == {"reoriented_cells": 1}
 
 
@@ -258,7 +254,7 @@ def test_flag_layout_keeps_3d_world_pos_of_a_2d_mesh_as_a_field(tmp_path):
     assert main(["convert", str(folder / "train.tfrecord"), str(tmp_path / "flag.h5")]) == 0
     traj = Store(tmp_path / "flag.h5").read("000000")
     assert traj.positions is None and traj.mesh.dim == 2
-    _same(traj.point_fields["world_pos"], world)
+    assert_same(traj.point_fields["world_pos"], world)
 
 
 def test_detected_from_the_file_without_its_suffix_and_streamed_in_python(tmp_path):
@@ -272,7 +268,7 @@ def test_detected_from_the_file_without_its_suffix_and_streamed_in_python(tmp_pa
     with open_dataset(renamed) as data:
         (name, traj), = list(data)
     assert name == "000000"
-    _same(traj.point_fields["velocity"], arrays[0]["velocity"])
+    assert_same(traj.point_fields["velocity"], arrays[0]["velocity"])
 
 
 def test_read_names_the_dataset_and_the_command(tmp_path):

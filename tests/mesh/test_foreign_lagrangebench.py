@@ -17,6 +17,7 @@ import yaml
 
 from sim.cli import main
 from sim.mesh import Store, read
+from tests.mesh.arrays import assert_same
 
 STEPS, PARTICLES = 10, 40
 
@@ -51,11 +52,6 @@ def lb_dataset(folder: Path, trajectories: int = 2, seed: int = 0) -> tuple[Path
     return folder / "train.h5", arrays
 
 
-def _same(a, b) -> None:
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (a.dtype, b.dtype, a.shape, b.shape)
-
-
 def test_lagrangebench_split_converts_exactly(tmp_path, capsys):
     src, arrays = lb_dataset(tmp_path / "2D_TGV")
     out = tmp_path / "tgv.h5"
@@ -75,11 +71,11 @@ def test_lagrangebench_split_converts_exactly(tmp_path, capsys):
         assert stats["bounds"] == meta["bounds"] and stats["default_connectivity_radius"] == 0.15
         for name, a in arrays.items():
             traj = store.read(name)
-            _same(traj.positions, a["position"])
-            _same(traj.mesh.points, a["position"][0])
-            _same(traj.mesh.point_data["particle_type"], a["particle_type"])
+            assert_same(traj.positions, a["position"])
+            assert_same(traj.mesh.points, a["position"][0])
+            assert_same(traj.mesh.point_data["particle_type"], a["particle_type"])
             assert set(traj.mesh.point_data) == {"particle_type"} and not traj.point_fields and not traj.mesh.cells
-            _same(traj.times, np.arange(STEPS) * dt)
+            assert_same(traj.times, np.arange(STEPS) * dt)
             assert traj.dt == dt
             assert traj.params == {"dim": 2, "bounds": meta["bounds"],
                                    "periodic_boundary_conditions": meta["periodic_boundary_conditions"],
@@ -99,8 +95,8 @@ def test_extra_arrays_and_attributes_are_kept(tmp_path):
     with Store(tmp_path / "o.h5") as store:
         traj = store.read("00000")
         assert store.metadata["lagrangebench_file_attrs"] == {"version": "1.0"}
-    _same(traj.point_fields["u"], u)
-    _same(traj.mesh.point_data["mass"], mass)
+    assert_same(traj.point_fields["u"], u)
+    assert_same(traj.mesh.point_data["mass"], mass)
     assert traj.params["attrs"] == {"seed": 7}
 
 
@@ -114,8 +110,8 @@ def test_converted_store_feeds_and_trains_our_particle_family(tmp_path, capsys):
     assert stats.dim == 2 and stats.dt == pytest.approx(0.04) and stats.connectivity_radius == 0.15
     ds = ParticleWindowDataset(out)
     item = ds[0]
-    _same(item.history.numpy(), arrays["00000"]["position"][:6].transpose(1, 0, 2))
-    _same(item.particle_type.numpy(), arrays["00000"]["particle_type"].astype(np.int64))
+    assert_same(item.history.numpy(), arrays["00000"]["position"][:6].transpose(1, 0, 2))
+    assert_same(item.particle_type.numpy(), arrays["00000"]["particle_type"].astype(np.int64))
     cfg = {"model": {"family": "particle", "network": "giorom", "noise_std": 1e-6,
                      "network_args": {"latent": 16, "mp_before": 1, "mp_after": 1, "grid": 8, "grid_channels": 8,
                                       "modes": 3, "processor_layers": 1},
