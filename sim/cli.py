@@ -98,10 +98,18 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def _convert_foreign(args: argparse.Namespace, src: Path, dst: Path) -> bool:
-    """Another project's dataset (``--from`` or found from the file) streamed into a store; False
-    when ``src`` is none."""
-    from sim.mesh.io import convert_foreign, detect_foreign
+    """Another project's dataset (``--from`` or found from the file) streamed into a store, or a
+    store written out as one (``--to``, or an output named ``NAME.plaid``); False when neither."""
+    from sim.mesh.io import convert_foreign, detect_foreign, detect_foreign_target, export_foreign
 
+    target = args.target_format or detect_foreign_target(dst)
+    if target is not None:
+        if args.source_format is not None or args.entry is not None or args.all:
+            raise SimError(f"--to {target} writes every entry of a sim store; --from, --entry and --all do not "
+                           "apply", src)
+        count = export_foreign(src, dst, target, progress=True)
+        print(f"wrote {dst} ({count} {'sample' if count == 1 else 'samples'} as a {target} dataset)")
+        return True
     fmt = args.source_format or detect_foreign(src)
     if fmt is None:
         return False
@@ -459,10 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="format from the extension: .h5 (store), .pvd, .xdmf, .vtu, .msh, .vtk, ...")
     c.add_argument("--entry", help="store entry to convert (default: the only one)")
     c.add_argument("--all", action="store_true", help="one output file per store entry (OUTPUT_<entry>.ext)")
-    c.add_argument("--from", dest="source_format", choices=["deepmind", "lagrangebench"],
+    c.add_argument("--from", dest="source_format", choices=["deepmind", "lagrangebench", "plaid"],
                    help="read INPUT as another project's dataset (default: found from the file): a DeepMind "
-                        "MeshGraphNets <split>.tfrecord with meta.json, or a LagrangeBench <split>.h5 with "
-                        "metadata.json; OUTPUT is then a store (.h5)")
+                        "MeshGraphNets <split>.tfrecord with meta.json, a LagrangeBench <split>.h5 with "
+                        "metadata.json, or a PLAID dataset folder; OUTPUT is then a store (.h5)")
+    c.add_argument("--to", dest="target_format", choices=["plaid"],
+                   help="write the steady samples of the store INPUT as a PLAID dataset in the folder OUTPUT "
+                        "(default for an OUTPUT named NAME.plaid)")
     c.set_defaults(func=cmd_convert)
 
     d = sub.add_parser("data", help="dataset commands")

@@ -49,6 +49,7 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
     if not path.exists():
         raise FileFormatError("no such file", path)
     if path.is_dir():
+        _refuse_foreign(path)  # a PLAID dataset is a folder
         raise FileFormatError("is a folder; give a mesh, series or store file", path)
     if path.is_file() and path.stat().st_size == 0:  # some readers would return an empty mesh
         raise FileFormatError("is empty (0 bytes; a write that did not finish?)", path)
@@ -92,6 +93,21 @@ def convert_foreign(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | N
     return convert(src, dst, fmt, progress)
 
 
+def detect_foreign_target(path: str | os.PathLike) -> str | None:
+    """The dataset format an output path asks for by its name (``NAME.plaid``), or None."""
+    from sim.mesh.foreign import detect_target
+
+    return detect_target(path)
+
+
+def export_foreign(src: str | os.PathLike, dst: str | os.PathLike, fmt: str, progress: bool = False) -> int:
+    """Write a store of steady samples out as another project's dataset (see
+    :func:`sim.mesh.foreign.export`); returns the number of samples written."""
+    from sim.mesh.foreign import export
+
+    return export(src, dst, fmt, progress)
+
+
 def _refuse_foreign(path: Path) -> None:
     """One error that names the foreign dataset at ``path`` and how to convert it."""
     from sim.mesh.foreign import FORMATS
@@ -99,7 +115,7 @@ def _refuse_foreign(path: Path) -> None:
     fmt = detect_foreign(path)
     if fmt is not None:
         raise FileFormatError(
-            f"a {FORMATS[fmt]}: many trajectories, read one at a time; convert it into a sim store with "
+            f"a {FORMATS[fmt]}: many trajectories or samples, read one at a time; convert it into a sim store with "
             f"`sim convert {path.name} OUT.h5` (or stream it with sim.mesh.foreign.open_dataset)", path)
 
 

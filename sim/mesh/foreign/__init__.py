@@ -3,7 +3,9 @@
 - ``deepmind``: DeepMind's MeshGraphNets datasets, ``<split>.tfrecord`` + ``meta.json``
   (:mod:`sim.mesh.foreign.deepmind`);
 - ``lagrangebench``: LagrangeBench's particle datasets, ``<split>.h5`` + ``metadata.json``
-  (:mod:`sim.mesh.foreign.lagrangebench`).
+  (:mod:`sim.mesh.foreign.lagrangebench`);
+- ``plaid``: PLAID datasets (``pyplaid``'s per-sample CGNS layout), a folder of steady samples
+  (:mod:`sim.mesh.foreign.plaid`); :func:`export` writes steady samples back out as one.
 
 ``sim convert IN OUT.h5`` finds the format from the file (and ``--from`` names it);
 :func:`convert` writes the store one trajectory at a time through
@@ -25,12 +27,20 @@ from typing import Any
 
 from sim.errors import FileFormatError
 
-FORMATS = {"deepmind": "DeepMind MeshGraphNets dataset", "lagrangebench": "LagrangeBench dataset"}
+FORMATS = {"deepmind": "DeepMind MeshGraphNets dataset", "lagrangebench": "LagrangeBench dataset",
+           "plaid": "PLAID dataset"}
+#: Formats sim writes steady samples out to (``sim convert STORE.h5 OUT --to FORMAT``).
+TARGETS = {"plaid": "PLAID dataset"}
 
 
 def detect(path: str | os.PathLike) -> str | None:
-    """``"deepmind"``, ``"lagrangebench"`` or None, from the file itself (cheap: a header)."""
+    """``"deepmind"``, ``"lagrangebench"``, ``"plaid"`` (a folder) or None, from the file itself
+    (cheap: a header, or a folder's layout)."""
     path = Path(path)
+    if path.is_dir():
+        from sim.mesh.foreign.plaid import looks_like_plaid
+
+        return "plaid" if looks_like_plaid(path) else None
     if not path.is_file():
         return None
     suffix = path.suffix.lower()
@@ -83,6 +93,10 @@ def open_dataset(path: str | os.PathLike, fmt: str | None = None) -> _Dataset:
         from sim.mesh.foreign.lagrangebench import LagrangeBenchDataset
 
         return _Dataset(LagrangeBenchDataset(path))
+    if fmt == "plaid":
+        from sim.mesh.foreign.plaid import PlaidDataset
+
+        return _Dataset(PlaidDataset(path))
     if fmt is None:
         raise FileFormatError(f"is not a dataset of another project sim reads ({', '.join(FORMATS.values())})", path)
     raise FileFormatError(f"unknown dataset format {fmt!r} (known: {', '.join(FORMATS)})", path)
@@ -110,3 +124,20 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fmt: str | None = No
                 out.append(obj, name=name)
                 count += 1
     return count
+
+
+def detect_target(path: str | os.PathLike) -> str | None:
+    """The format an output path asks for by its name (a folder ``NAME.plaid``), or None."""
+    from sim.mesh.foreign.plaid import PLAID_SUFFIX
+
+    return "plaid" if Path(path).suffix.lower() == PLAID_SUFFIX else None
+
+
+def export(src: str | os.PathLike, dst: str | os.PathLike, fmt: str, progress: bool = False) -> int:
+    """Write the steady samples of the store ``src`` as a dataset of format ``fmt`` at ``dst``;
+    returns the number of samples. Nothing appears under ``dst`` unless every one is written."""
+    if fmt == "plaid":
+        from sim.mesh.foreign.plaid import write_plaid
+
+        return write_plaid(src, dst, progress)
+    raise FileFormatError(f"unknown output format {fmt!r} (known: {', '.join(TARGETS)})", dst)
