@@ -67,9 +67,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
     if src.resolve() == dst.resolve():
         raise SimError("input and output are the same file", dst)
     _check_output(dst)
+    typed = _node_typer(args, src, dst)
     if _convert_foreign(args, src, dst):
         return
     obj = read(src)
+    if not isinstance(obj, Store):
+        obj = typed(obj)
     if args.all and not isinstance(obj, Store):
         raise SimError("--all writes one file per store entry; this input is not a store", src)
     if isinstance(obj, Store):
@@ -78,7 +81,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
             if dst.suffix.lower() in STORE_SUFFIXES:
                 with StoreWriter(dst, metadata=obj.metadata) as out:
                     for name in tqdm(names, desc="entries", disable=len(names) < 2):
-                        out.append(obj.read(name), name=name)
+                        out.append(typed(obj.read(name)), name=name)
                 print(f"wrote {dst} ({len(names)} entries)")
                 return
             if len(names) > 1 and not args.all:
@@ -88,13 +91,29 @@ def cmd_convert(args: argparse.Namespace) -> None:
                     f"or write one file per entry with --all", src)
             for name in tqdm(names, desc="entries", disable=len(names) < 2):
                 target = dst if len(names) == 1 else dst.with_name(f"{dst.stem}_{name}{dst.suffix}")
-                _write_one(obj.read(name), target)
+                _write_one(typed(obj.read(name)), target)
         return
     if isinstance(obj, Trajectory) or dst.suffix.lower() in STORE_SUFFIXES:
         _write_one(obj, dst)
     else:
         write(obj, dst)
         print(f"wrote {dst}")
+
+
+def _node_typer(args: argparse.Namespace, src: Path, dst: Path):
+    """``--node-types NAME=TYPE,...``: a function that gives a mesh or series its node types from
+    its named groups (identity without the option), checked against the first mesh it meets."""
+    if not args.node_types:
+        return lambda obj: obj
+    from sim.mesh import io as mesh_io
+    from sim.mesh.groups import parse_node_types, with_node_types
+
+    mapping = parse_node_types(args.node_types)
+    target = getattr(mesh_io, "detect_foreign_target", lambda path: None)(dst)
+    if args.source_format or getattr(args, "target_format", None) or target or mesh_io.detect_foreign(src):
+        raise SimError("--node-types gives a mesh or series its node types from its groups; it does not apply "
+                       "to another project's dataset", src)
+    return lambda obj: with_node_types(obj, mapping, where=src)
 
 
 def _convert_foreign(args: argparse.Namespace, src: Path, dst: Path) -> bool:
@@ -467,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="format from the extension: .h5 (store), .pvd, .xdmf, .vtu, .msh, .vtk, ...")
     c.add_argument("--entry", help="store entry to convert (default: the only one)")
     c.add_argument("--all", action="store_true", help="one output file per store entry (OUTPUT_<entry>.ext)")
+    c.add_argument("--node-types", action="append", metavar="GROUP=TYPE[,GROUP=TYPE...]",
+                   help="set node types from named groups (gmsh physical groups, meshio sets, multi-block names, "
+                        "or ARRAY=VALUE of an integer tag array), e.g. inlet=inflow,outlet=outflow,walls=wall; "
+                        "types: interior, obstacle, airfoil, handle, inflow, outflow, wall, fixed; other nodes are "
+                        "interior, and a node in several groups takes the last one's type")
     c.add_argument("--from", dest="source_format", choices=["deepmind", "lagrangebench", "plaid"],
                    help="read INPUT as another project's dataset (default: found from the file): a DeepMind "
                         "MeshGraphNets <split>.tfrecord with meta.json, a LagrangeBench <split>.h5 with "
@@ -484,10 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--all", action="store_true", help="list every entry of a large store")
     i.set_defaults(func=cmd_info)
 
-    g = dsub.add_parser("generate", help="generate a dataset from a recipe (datasets/*.yaml)")
-    g.add_argument("recipe")
+    g = dsub.add_parser("generate", help="generate a dataset from a recipe (cylinder_flow, ... or a YAML file)")
+    g.add_argument("recipe", help="a recipe that ships with sim, by name (cylinder_flow, elasticity_shapes, "
+                                  "diffusion3d, mpm_water_2d, ode_systems, ...), or a recipe file")
     g.add_argument("--size", default="small", help="recipe size: small (CI), medium, large")
-    g.add_argument("--out", help="output folder (default: datasets/<name>/<size>/ beside the recipe)")
+    g.add_argument("--out", help="output folder (default: ./datasets/<name>/<size>/ for a recipe by name, "
+                                 "<name>/<size>/ beside a recipe file)")
     g.add_argument("--workers", type=POSITIVE_INT, default=1, help="generator processes (default 1)")
     g.add_argument("--shard", help="i/n: generate only entries with index %% n == i (merge with `sim data merge`)")
     g.set_defaults(func=cmd_generate)

@@ -1,5 +1,14 @@
 """Run dataset recipes: ``sim data generate RECIPE --size small|medium|large``.
 
+``RECIPE`` is the name of a recipe that ships with sim (``cylinder_flow``, ...: package data in
+``sim/recipes/``, found from any folder; :func:`recipe_names`) or the path of a recipe file.
+Output goes to ``<out>/<split>.h5``; ``out`` defaults to ``./datasets/<name>/<size>/`` for a
+recipe given by name and to ``<name>/<size>/`` beside a recipe file (so
+``datasets/cylinder_flow.yaml``, a link to the packaged file in the source tree, still writes
+``datasets/cylinder_flow/<size>/``). A path ``.../datasets/<name>.yaml`` that does not exist
+(an installed package has no ``datasets/`` folder) means the packaged recipe ``<name>``, writing
+beside that path as before.
+
 A recipe (YAML, read with ``yaml.safe_load``)::
 
     name: cylinder_flow
@@ -68,13 +77,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+import sim.recipes as sim_recipes
 from sim.errors import FileFormatError, SimError
 from sim.mesh import Mesh, Store, StoreWriter, Trajectory
 from solvers import Rejected
 
 MAX_ATTEMPTS = 50
 
-# What a recipe may name (``datasets/*.yaml``); installed packages add theirs through ENTRY_POINT_GROUPS.
+# What a recipe may name (``sim/recipes/*.yaml``); installed packages add theirs through ENTRY_POINT_GROUPS.
 GENERATORS = frozenset({
     "solvers.cfd.cylinder:generate",
     "solvers.diffusion3d:generate",
@@ -108,6 +118,7 @@ class Recipe:
     statistics: str | None = None
     description: str = ""
     path: Path | None = None
+    home: Path | None = None  # where generate() writes <name>/<size>/ by default (None: beside `path`)
 
     def splits(self, size: str) -> list[Split]:
         """The splits of ``size`` with their fully merged generator parameters."""
@@ -135,11 +146,48 @@ class Recipe:
         return out
 
 
+def packaged_recipes() -> dict[str, Path]:
+    """Name -> file of every recipe that ships with sim (package data of :mod:`sim.recipes`, so an
+    installed package has them too)."""
+    from importlib.resources import files
+
+    folder = files(sim_recipes)  # the module, not its name: looking the recipes up imports nothing
+    return {item.name[: -len(".yaml")]: Path(str(item)) for item in sorted(folder.iterdir(), key=lambda i: i.name)
+            if item.name.endswith(".yaml")}
+
+
+def recipe_names() -> list[str]:
+    """The names ``sim data generate NAME`` accepts."""
+    return list(packaged_recipes())
+
+
+def find_recipe(ref: str | Path) -> tuple[Path, Path | None]:
+    """The recipe file ``ref`` means, and the folder its data goes to by default (None: beside
+    the file). See the module docstring: an existing file, a packaged recipe's name, or a
+    ``datasets/<name>.yaml`` path of the source tree."""
+    path = Path(ref)
+    packaged = packaged_recipes()
+    if path.is_file():
+        if path.stem in packaged and path.resolve() == packaged[path.stem].resolve() and \
+                path.parent.resolve() == packaged[path.stem].parent.resolve():
+            return path, Path("datasets")  # the installed file itself: write under the current folder
+        return path, None
+    if path.exists():
+        raise RecipeError("is a folder, not a recipe file", path)
+    name = path.name[: -len(path.suffix)] if path.suffix.lower() in (".yaml", ".yml") else path.name
+    if name in packaged:
+        if len(path.parts) == 1:  # a bare name
+            return packaged[name], Path("datasets")
+        if path.parent.name == "datasets":  # the old source-tree path, absent from an installed package
+            return packaged[name], path.parent
+    raise RecipeError(f"no such recipe file or name (recipes that ship with sim: {', '.join(packaged) or 'none'}; "
+                      "or give the path of a recipe file)", ref)
+
+
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and check a recipe file; errors name the file and the key."""
-    path = Path(path)
-    if not path.exists():
-        raise RecipeError("no such recipe file", path)
+    """Read and check a recipe, given by name (``cylinder_flow``) or file; errors name the file
+    and the key."""
+    path, home = find_recipe(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -156,7 +204,7 @@ def load_recipe(path: str | Path) -> Recipe:
         name=str(data["name"]), generator=str(data["generator"]), seed=int(data.get("seed", 0)),
         params=dict(data.get("params") or {}), sizes=dict(data["sizes"]),
         statistics=None if statistics is None else str(statistics),
-        description=str(data.get("description", "")), path=path,
+        description=str(data.get("description", "")), path=path, home=home,
     )
     resolve(recipe.generator, path)
     if recipe.statistics:
@@ -246,6 +294,13 @@ def _open_for_append(path: Path, metadata: dict[str, Any]) -> StoreWriter:
     return StoreWriter(path, append=True)
 
 
+def default_out(recipe: Recipe, size: str) -> Path:
+    """Where :func:`generate` writes ``size`` without ``out``: ``./datasets/<name>/<size>/`` for a
+    recipe given by name, ``<name>/<size>/`` beside a recipe file."""
+    home = recipe.home or (recipe.path.parent if recipe.path else Path("datasets"))
+    return home / recipe.name / size
+
+
 def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 1,
              shard: tuple[int, int] | None = None, progress: bool | None = None) -> dict[str, Path]:
     """Generate every missing entry of ``size``; returns split -> store path."""
@@ -257,9 +312,7 @@ def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 
     if shard is not None and not (0 <= shard[0] < shard[1]):
         raise RecipeError(f"shard {shard[0]}/{shard[1]} is out of range (use i/n with 0 <= i < n)")
     splits = recipe.splits(size)
-    if out is None:  # beside the recipe: datasets/<name>/<size>/ (git-ignored)
-        out = (recipe.path.parent if recipe.path else Path("datasets")) / recipe.name / size
-    out = Path(out)
+    out = default_out(recipe, size) if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metadata = {"recipe": recipe.name, "size": size, "seed": recipe.seed}
     todo: list[tuple[Split, int]] = []

@@ -51,6 +51,18 @@ class Surrogate:
     def predict(self, query: Any, **scalars: Any) -> Any:
         raise SimError(f"{self.family} surrogates do not answer predict()", self.path)
 
+    @staticmethod
+    def mesh_query(query: Any, what: str = "the mesh") -> tuple[Any, str | None]:
+        """The caller's mesh or series as ours, and the file it came from (None for an object).
+
+        A :class:`~sim.mesh.Mesh` or :class:`~sim.mesh.Trajectory` is taken as it is; a pyvista
+        or VTK dataset, a ``meshio.Mesh`` or a mesh file is converted
+        (:func:`sim.mesh.adapters.as_sim`; at ``z`` exactly 0 it is 2D). Errors about the query
+        name that file, not the model's."""
+        from sim.mesh.adapters import as_sim
+
+        return as_sim(query, what)
+
     def check_scalars(self, scalars: dict[str, Any], expected: list[str], required: bool = True) -> None:
         """Refuse input scalars the model does not take (a misspelt ``--param``), and with
         ``required`` those it takes but was not given."""

@@ -140,35 +140,36 @@ class MeshSurrogate(Surrogate):
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
                 "scalars": list(self.scalars), "history": self.history}
 
-    # ----- checks: one readable error when the query does not fit the model
-    def check_mesh(self, mesh: Mesh) -> None:
+    # ----- checks: one readable error when the query does not fit the model; it names the
+    # query's file (``where``, None for an object), not the model's
+    def check_mesh(self, mesh: Mesh, where: Any = None) -> None:
         if not isinstance(mesh, Mesh):
-            raise SimError(f"expected a sim.mesh.Mesh or Trajectory, got {type(mesh).__name__}", self.path)
+            raise SimError(f"expected a sim.mesh.Mesh or Trajectory, got {type(mesh).__name__}", where)
         if mesh.dim + 1 != self.edge_in:
-            raise SimError(f"the model was trained on {self.edge_in - 1}D meshes; this mesh is {mesh.dim}D",
-                           self.path)
+            raise SimError(f"the model was trained on {self.edge_in - 1}D meshes; this mesh is {mesh.dim}D", where)
         if mesh.node_type is None:
             raise SimError("the mesh has no node types; the model needs them to know which nodes it predicts "
-                           "and which the boundary conditions prescribe (set mesh.node_type)", self.path)
+                           "and which the boundary conditions prescribe (set mesh.node_type, or give them by "
+                           "group name: sim.mesh.node_types_from_groups)", where)
         known = np.array([int(t) for t in NodeType])
         bad = np.setdiff1d(np.unique(mesh.node_type), known)
         if bad.size:
             raise SimError(f"unknown node type value(s) {bad.tolist()} (known: "
-                           + ", ".join(f"{int(t)} {t.name.lower()}" for t in NodeType) + ")", self.path)
+                           + ", ".join(f"{int(t)} {t.name.lower()}" for t in NodeType) + ")", where)
 
-    def state_from(self, arrays: dict[str, Any], n: int, what: str) -> np.ndarray:
+    def state_from(self, arrays: dict[str, Any], n: int, what: str, where: Any = None) -> np.ndarray:
         """(N, F) state from named point arrays, with a clear error for a missing or misshaped field."""
         missing = [f for f in self.fields if f not in arrays]
         if missing:
             raise SimError(f"{what} has no field(s) {missing} the model needs (it has {sorted(arrays)}; the model "
-                           f"uses {dict(zip(self.fields, self.dims))})", self.path)
+                           f"uses {dict(zip(self.fields, self.dims))})", where)
         parts = []
         for f, d in zip(self.fields, self.dims):
             a = np.asarray(arrays[f], dtype=np.float32).reshape(n, -1) if np.size(arrays[f]) == n * d else None
             if a is None:
                 raise SimError(f"{what}: field {f!r} has shape {np.shape(arrays[f])}; the model expects ({n}, {d})"
                                if d > 1 else f"{what}: field {f!r} has shape {np.shape(arrays[f])}; the model "
-                               f"expects ({n},)", self.path)
+                               f"expects ({n},)", where)
             parts.append(a)
         return np.concatenate(parts, axis=1)
 
@@ -182,7 +183,7 @@ class MeshSurrogate(Surrogate):
         if isinstance(boundary, Trajectory):
             if boundary.mesh.num_points != n or boundary.num_steps <= steps:
                 raise SimError(f"the boundary trajectory needs {steps + 1} steps on {n} points (it has "
-                               f"{boundary.num_steps} on {boundary.mesh.num_points})", self.path)
+                               f"{boundary.num_steps} on {boundary.mesh.num_points})")
             frames = {f: boundary.point_fields[f] for f in self.fields if f in boundary.point_fields}
             frames_state = [self.state_from({f: a[s] for f, a in frames.items()}, n, f"boundary step {s}")
                             for s in range(steps + 1)]
@@ -196,35 +197,36 @@ class MeshSurrogate(Surrogate):
         if isinstance(boundary, dict):
             fixed = self.state_from(boundary, n, "boundary")
             return lambda s, t: fixed
-        raise SimError("boundary must be None, a Trajectory, a dict of fields or a function (step, time) -> fields",
-                       self.path)
+        raise SimError("boundary must be None, a Trajectory, a dict of fields or a function (step, time) -> fields")
 
-    def _initial(self, initial: Any, dt: float | None) -> tuple[Mesh, np.ndarray, float, float, Trajectory | None]:
+    def _initial(self, initial: Any, dt: float | None, where: Any = None
+                 ) -> tuple[Mesh, np.ndarray, float, float, Trajectory | None]:
         """Mesh, initial frames (h, N, F) for a model that sees h frames, dt, start time, and the
-        rest of the trajectory from the start on (its steps give the default boundary values)."""
+        rest of the trajectory from the start on (its steps give the default boundary values).
+        ``where``: the file ``initial`` came from, named by errors about it."""
         h = self.history
         if isinstance(initial, Trajectory):
             mesh = initial.mesh
-            self.check_mesh(mesh)
+            self.check_mesh(mesh, where)
             if initial.num_steps < h:
                 raise SimError(f"the model sees {h} frames; the initial trajectory has {initial.num_steps} step(s)",
-                               self.path)
+                               where)
             frames = np.stack([self.state_from({k: v[s] for k, v in initial.point_fields.items()}, mesh.num_points,
-                                               f"the initial trajectory's step {s}") for s in range(h)])
+                                               f"the initial trajectory's step {s}", where) for s in range(h)])
             step = dt or initial.dt or (float(np.diff(initial.times[:2])[0]) if initial.num_steps > 1 else None)
             rest = initial if h == 1 else Trajectory(
                 mesh, initial.times[h - 1:], point_fields={k: v[h - 1:] for k, v in initial.point_fields.items()},
                 dt=initial.dt, params=initial.params)
             return mesh, frames, step, float(initial.times[h - 1]), rest
         if isinstance(initial, Mesh):
-            self.check_mesh(initial)
+            self.check_mesh(initial, where)
             if h > 1:
                 raise SimError(f"the model sees {h} frames (the state and the {h - 1} before it): start from a "
-                               f"Trajectory with at least {h} steps, not a Mesh", self.path)
-            x0 = self.state_from(initial.point_data, initial.num_points, "the initial mesh's point data")
+                               f"Trajectory with at least {h} steps, not a Mesh", where)
+            x0 = self.state_from(initial.point_data, initial.num_points, "the initial mesh's point data", where)
             return initial, x0[None], dt, 0.0, None
         raise SimError(f"initial must be a Mesh with the fields in point_data or a Trajectory, not "
-                       f"{type(initial).__name__}", self.path)
+                       f"{type(initial).__name__}", where)
 
     def _members(self) -> list[Any]:
         return [self.simulator]
@@ -257,7 +259,7 @@ class MeshSurrogate(Surrogate):
                            "a Trajectory whose params hold them)", self.path)
         return merged
 
-    def rollout(self, initial: Mesh | Trajectory, steps: int, boundary: Any = None, dt: float | None = None,
+    def rollout(self, initial: Any, steps: int, boundary: Any = None, dt: float | None = None,
                 out: str | os.PathLike | None = None, keep: bool = True, params: dict[str, Any] | None = None
                 ) -> Trajectory:
         """Roll the model ``steps`` steps from ``initial``.
@@ -266,7 +268,9 @@ class MeshSurrogate(Surrogate):
             initial: a Trajectory (its first step is the initial state, or its first h steps
                 for a model that sees h frames (``describe()["history"]``), the rollout
                 starting from the last; its later steps, when there are enough, give the
-                boundary values) or a Mesh with the fields in ``point_data``.
+                boundary values) or a Mesh with the fields in ``point_data``; a pyvista or
+                meshio mesh, or a mesh or series file, is converted first
+                (:meth:`~sim.families.base.Surrogate.mesh_query`).
             boundary: values of the prescribed nodes (every node type the model does not
                 predict): a Trajectory, a dict of fields, or ``fn(step, time)`` returning a dict
                 of fields or an (N, F) array; default: from ``initial`` as above, else held at
@@ -278,10 +282,15 @@ class MeshSurrogate(Surrogate):
             params: values of the trajectory parameters the model is conditioned on
                 (``describe()["scalars"]``, e.g. ``{"nu": 1e-3}``); default: ``initial.params``.
         """
-        mesh, frames, dt, t0, ref = self._initial(initial, dt)
+        initial, where = self.mesh_query(initial, "initial")
+        return self._rollout(initial, where, steps, boundary, dt, out, keep, params)
+
+    def _rollout(self, initial: Mesh | Trajectory, where: Any, steps: int, boundary: Any, dt: float | None,
+                 out: str | os.PathLike | None, keep: bool, params: dict[str, Any] | None) -> Trajectory:
+        mesh, frames, dt, t0, ref = self._initial(initial, dt, where)
         x0 = frames[-1]
         if dt is None:
-            raise SimError("give dt: the initial state carries no time step", self.path)
+            raise SimError("give dt: the initial state carries no time step", where)
         if steps < 1:
             raise SimError(f"steps must be >= 1, got {steps}", self.path)
         bc = self._boundary(boundary, mesh, x0, steps, ref)
@@ -307,17 +316,19 @@ class MeshSurrogate(Surrogate):
         return Trajectory(mesh, np.asarray(times), point_fields=fields,
                           dt=float(np.diff(times[:2])[0]) if len(times) > 1 else None)
 
-    def predict(self, query: Mesh | Trajectory, dt: float | None = None, boundary: Any = None, **scalars: Any):
+    def predict(self, query: Any, dt: float | None = None, boundary: Any = None, **scalars: Any):
         """One step: the fields at the next time step on ``query``'s mesh, as a pyvista grid
         (with ``<field>_std`` for ensembles). ``query``: a Mesh with the fields in point_data, or
-        a Trajectory (its first step, or its first h for a model that sees h frames).
+        a Trajectory (its first step, or its first h for a model that sees h frames); a pyvista
+        or meshio mesh, or a mesh or series file, is converted first.
         ``scalars``: the trajectory parameters the model is conditioned on (default: the
         Trajectory's params)."""
+        query, where = self.mesh_query(query, "query")
         if dt is None and isinstance(query, Mesh):
             if self.simulator.config["target"] == "derivative":
                 raise SimError("give dt: the model predicts a time derivative", self.path)
             dt = 1.0  # a delta target does not depend on dt; the output is labelled t = 1
-        traj = self.rollout(query, 1, boundary=boundary, dt=dt, params=scalars)
+        traj = self._rollout(query, where, 1, boundary, dt, None, True, scalars)
         grid = Mesh(traj.mesh.points, traj.mesh.cells, node_type=traj.mesh.node_type).to_pyvista()
         for k, v in traj.point_fields.items():
             grid.point_data[k] = v[-1]

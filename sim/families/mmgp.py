@@ -131,15 +131,20 @@ class MMGPSurrogate(Surrogate):
         return {**super().describe(), "scalars_in": list(m.scalar_names_), "fields": dict(m.field_components_),
                 "scalars_out": list(m.output_gps_)}
 
-    def predict(self, query: Mesh, **scalars: Any):
+    def predict(self, query: Any, **scalars: Any):
         """Fields (``<field>``, ``<field>_std``) on ``query``'s nodes as a pyvista grid, output
-        scalars (and ``<name>_std``) in its field data."""
+        scalars (and ``<name>_std``) in its field data. ``query``: a Mesh, a pyvista or meshio
+        mesh, or a mesh file (a 2D gmsh mesh at z = 0 is 2D); errors about it name its file."""
+        query, where = self.mesh_query(query, "query")
         if not isinstance(query, Mesh):
-            raise SimError(f"MMGP predicts on a Mesh (2D triangles), got {type(query).__name__}", self.path)
+            raise SimError(f"MMGP predicts on a Mesh (2D triangles), got {type(query).__name__}", where)
         if query.dim != 2 or "triangle" not in query.cells:
             raise SimError(f"MMGP was fitted on 2D triangle meshes; this mesh is {query.dim}D with cells "
-                           f"{list(query.cells)}", self.path)
+                           f"{list(query.cells)}", where)
         self.check_scalars(scalars, list(self.model.scalar_names_))
-        return self.model.predict_pyvista(query, scalars)  # no shared mutable state: safe without the lock
+        try:
+            return self.model.predict_pyvista(query, scalars)  # no shared mutable state: safe without the lock
+        except SimError as exc:  # the mesh cannot be morphed (no single boundary loop, ...)
+            raise exc.with_path(where) if where is not None else exc from None
 
 

@@ -154,20 +154,25 @@ class SteadySurrogate(Surrogate):
         return {**super().describe(), "network": c["network"], "scalars_in": list(c["scalars"]),
                 "fields": dict(zip(c["fields"], c["field_dims"])), "mesh_dim": c["edge_in"] - 1}
 
-    def predict(self, query: Mesh, **scalars: Any):
-        """Fields on ``query``'s nodes as a pyvista grid."""
+    def predict(self, query: Any, **scalars: Any):
+        """Fields on ``query``'s nodes as a pyvista grid. ``query``: a Mesh, a pyvista or meshio
+        mesh, or a mesh file; errors about it name its file (not the model's)."""
+        query, where = self.mesh_query(query, "query")
         if not isinstance(query, Mesh):
-            raise SimError(f"steady models predict on a Mesh, got {type(query).__name__}", self.path)
+            raise SimError(f"steady models predict on a Mesh, got {type(query).__name__}", where)
         c = self.model.config
         if query.dim + 1 != c["edge_in"]:
-            raise SimError(f"the model was trained on {c['edge_in'] - 1}D meshes; this mesh is {query.dim}D", self.path)
+            raise SimError(f"the model was trained on {c['edge_in'] - 1}D meshes; this mesh is {query.dim}D", where)
         self.check_scalars(scalars, list(c["scalars"]))
         if query.node_type is not None:
             bad = np.setdiff1d(np.unique(query.node_type), [int(t) for t in NodeType])
             if bad.size:
-                raise SimError(f"unknown node type value(s) {bad.tolist()}", self.path)
+                raise SimError(f"unknown node type value(s) {bad.tolist()}", where)
         with self._lock:
-            res = self.model.predict(query, scalars)
+            try:
+                res = self.model.predict(query, scalars)
+            except SimError as exc:  # a problem of the mesh found while building its graph
+                raise exc.with_path(where) if where is not None else exc from None
         grid = Mesh(query.points, query.cells, node_type=query.node_type).to_pyvista()
         for k, v in res.items():
             grid.point_data[k] = v

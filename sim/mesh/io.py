@@ -1,10 +1,18 @@
 """Read and write any supported file by its extension.
 
-- ``.h5`` / ``.hdf5``: the sim store (:mod:`sim.mesh.store`)
-- ``.pvd``: ParaView series (:mod:`sim.mesh.vtk`); ``.vtu``/``.vtk``/``.vtp``: one mesh
+- ``.h5`` / ``.hdf5``: the sim store (:mod:`sim.mesh.store`), or a VTKHDF file
+- ``.pvd`` and ParaView's ``.series``: series (:mod:`sim.mesh.vtk`; a step may have several
+  parts, joined into one mesh)
+- every VTK mesh format: ``.vtu``/``.vtp``/``.vts``/``.vtr``/``.vti``/``.vtk``, partitioned
+  ``.pvtu``/``.pvtp``/``.pvts``/``.pvtr``/``.pvti``/``.pvtk``, multi-block
+  ``.vtm``/``.vtmb``/``.vtpd``/``.vtpc`` (parts joined into one mesh), ``.vtkhdf`` (a mesh
+  or a series)
 - ``.xdmf`` / ``.xmf``: XDMF time series or mesh (:mod:`sim.mesh.xdmf`)
 - anything else meshio knows (``.msh``, ``.med``, ``.inp``, ``.stl``, ``.obj``, ``.ply``,
   ``.off``, ``.mesh``, ``.su2``, ...): a static mesh through meshio
+
+A file that does not state its dimension (anything but our own) whose points all have
+``z`` exactly 0 is read as a 2D mesh (:func:`sim.mesh.adapters.drop_zero_z`).
 
 Datasets of other projects (DeepMind's MeshGraphNets TFRecords, LagrangeBench's HDF5
 files; :mod:`sim.mesh.foreign`) hold many trajectories and can be many GB, so :func:`read`
@@ -26,9 +34,10 @@ from sim.errors import FileFormatError, SimError
 from sim.mesh.atomic import atomic_path
 from sim.mesh.core import Mesh, Trajectory
 from sim.mesh.store import Store, StoreWriter
+from sim.mesh.vtk import READ_SUFFIXES
 
 STORE_SUFFIXES = (".h5", ".hdf5")
-VTK_SUFFIXES = (".vtu", ".vtk", ".vtp")
+VTK_SUFFIXES = READ_SUFFIXES
 XDMF_SUFFIXES = (".xdmf", ".xmf")
 
 
@@ -58,23 +67,61 @@ def read(path: str | os.PathLike) -> Mesh | Trajectory | Store:
         try:
             return Store(path)
         except FileFormatError:
+            from sim.mesh.vtk import is_vtkhdf, read_vtkhdf
+
+            if is_vtkhdf(path):
+                return read_vtkhdf(path)
             _refuse_foreign(path)
             raise
     if suffix == ".pvd":
         from sim.mesh.vtk import read_pvd
 
         return read_pvd(path)
+    if suffix == ".series":
+        from sim.mesh.vtk import read_file_series
+
+        return read_file_series(path)
     if suffix in VTK_SUFFIXES:
         from sim.mesh.vtk import read_vtk
 
         return read_vtk(path)
     if suffix in XDMF_SUFFIXES:
-        from sim.mesh.xdmf import read_xdmf
+        return _read_xdmf(path)
+    if suffix == ".hdf":
+        from sim.mesh.vtk import is_vtkhdf, read_vtkhdf
 
-        return read_xdmf(path)
+        if is_vtkhdf(path):
+            return read_vtkhdf(path)
     if not _meshio_formats(path):
         _refuse_foreign(path)
     return read_meshio(path)
+
+
+def _read_xdmf(path: Path) -> Mesh | Trajectory:
+    """An XDMF file; one of another program's (meshio, FEniCS, ParaView) at ``z`` exactly 0 is 2D."""
+    from sim.mesh.adapters import drop_zero_z, drop_zero_z_trajectory
+    from sim.mesh.xdmf import read_xdmf
+
+    obj = read_xdmf(path)
+    if _xdmf_states_dim(path):
+        return obj
+    return drop_zero_z_trajectory(obj) if isinstance(obj, Trajectory) else drop_zero_z(obj)
+
+
+def _xdmf_states_dim(path: Path) -> bool:
+    """Our XDMF writer records the point dimension in ``<name>.h5`` beside the index."""
+    import json
+
+    import h5py
+
+    data = path.with_name(path.name + ".h5")
+    if not data.is_file():
+        return False
+    try:
+        with h5py.File(data, "r") as f:
+            return "point_dim" in json.loads(f.attrs.get("sim_meta", "{}"))
+    except (OSError, ValueError):
+        return False
 
 
 def detect_foreign(path: str | os.PathLike) -> str | None:
@@ -203,8 +250,9 @@ def _check_nothing_lost(mesh: Mesh, back: Mesh, fmt: str, path: Path) -> None:
     lost += [f"field_data {k!r}" for k in mesh.field_data if k not in back.field_data]
     if mesh.node_type is not None and back.node_type is None:
         lost.append("node_type")
-    if back.points.shape[0] != mesh.num_points or not np.allclose(
-            back.points[:, : mesh.dim], mesh.points, rtol=1e-6, atol=0.0):
+    # a 3D mesh at z = 0 comes back 2D from formats that do not state the dimension
+    back_points = np.pad(back.points, ((0, 0), (0, max(0, mesh.dim - back.dim))))[:, : mesh.dim]
+    if back.points.shape[0] != mesh.num_points or not np.allclose(back_points, mesh.points, rtol=1e-6, atol=0.0):
         lost.append("point coordinates (precision or count)")
     if lost:
         raise FileFormatError(
