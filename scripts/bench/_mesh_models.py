@@ -1,5 +1,6 @@
-"""Shared pieces of the mesh-model benchmarks: data, training for a wall-time budget, rollout
-metrics, per-step timing and peak memory of a rollout in a fresh process."""
+"""Shared pieces of the mesh-model benchmarks: data, training for a CPU-time budget, rollout
+metrics (one model, over seeds, as an ensemble), per-step timing and peak memory of a rollout
+in a fresh process."""
 
 from __future__ import annotations
 
@@ -88,6 +89,35 @@ def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path,
             **{k: s.get(k) for k in PHYSICS_KEYS},
             "rollout_s": seconds, "rollout_steps": int(sum(r["steps"] for r in ev.rows)),
             "test_trajectories": len(ev.rows)}
+
+
+SEED_KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all",
+             "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse")
+
+
+def over_seeds(per_seed: list[dict[str, Any]], seeds: list[int], keys: tuple[str, ...] = SEED_KEYS
+               ) -> dict[str, Any]:
+    """Each key's mean over the seeds' metrics, ``<key>_std`` their spread (not for persistence,
+    which does not depend on the model), and ``per_seed`` (seed -> metrics); None where no seed
+    has a value."""
+
+    def stat(k: str, fn: Any) -> float | None:
+        vals = [m[k] for m in per_seed if m.get(k) is not None]
+        return float(fn(vals)) if vals else None
+
+    out: dict[str, Any] = {k: stat(k, np.mean) for k in keys}
+    out.update({f"{k}_std": stat(k, np.std) for k in keys if not k.startswith("persistence")})
+    out["per_seed"] = {str(seed): {k: m.get(k) for k in keys} for seed, m in zip(seeds, per_seed)}
+    return out
+
+
+def ensemble_metrics(checkpoints: list[Path], test: Path) -> dict[str, Any]:
+    """The seeds' models rolled out as one deep ensemble (mean and spread per node and step):
+    ``spread_error_spearman`` and the ensemble mean's metrics as ``ensemble_<key>``."""
+    ens = rollout_metrics(list(checkpoints), test)
+    return {"spread_error_spearman": ens["spread_error_spearman"],
+            **{f"ensemble_{k}": ens[k] for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
+                                                  "mean_field_rrmse", "fluct_rrmse")}}
 
 
 def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray, repeats: int = 20,

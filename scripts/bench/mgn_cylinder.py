@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, peak_mem_mb, report
-from _mesh_models import cylinder_data, rollout_metrics, set_threads, train_for_budget
+from _mesh_models import cylinder_data, ensemble_metrics, over_seeds, rollout_metrics, set_threads, train_for_budget
 
 
 def main() -> None:
@@ -118,21 +118,9 @@ def main() -> None:
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
     per_seed = [rollout_metrics(ckpt, paths["test"]) for ckpt, _ in runs]
-    keys = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all", "shedding_freq_err_median",
-            "mean_field_rrmse", "fluct_rrmse")
-
-    def stat(k: str, fn) -> float | None:
-        vals = [m[k] for m in per_seed if m[k] is not None]
-        return float(fn(vals)) if vals else None
-
-    results = {k: stat(k, np.mean) for k in keys}
-    results.update({f"{k}_std": stat(k, np.std) for k in keys if not k.startswith("persistence")})
-    results["per_seed"] = {str(seed): {k: m[k] for k in keys} for seed, m in zip(seeds, per_seed)}
+    results = over_seeds(per_seed, seeds)
     if len(runs) > 1:  # the seeds as a deep ensemble: mean and spread per node and step
-        ens = rollout_metrics([c for c, _ in runs], paths["test"])
-        results["spread_error_spearman"] = ens["spread_error_spearman"]
-        results.update({f"ensemble_{k}": ens[k] for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
-                                                             "mean_field_rrmse", "fluct_rrmse")})
+        results.update(ensemble_metrics([c for c, _ in runs], paths["test"]))
     trained = [t for _, t in runs if t is not None]
     steps = [t["steps"] for t in trained]
     m0 = per_seed[0]

@@ -2,9 +2,10 @@
 
     python scripts/bench/transformer_vs_mgn.py [--quick] [--json PATH] [--data DIR] [--size medium]
         [--train-seconds S] [--mgn-preset paper|cpu] [--gt-preset tiny|small|base|large] [--gt-args JSON]
+        [--seed S] [--seeds N]
 
 Both models train on the same split, with the same input noise (0.02 on interior velocities),
-target (normalised velocity delta), loss nodes and wall-time budget, each with its paper's
+target (normalised velocity delta), loss nodes and CPU-time budget, each with its paper's
 optimiser (MeshGraphNet: Adam, exponential decay; transformer: AdamW (0.9, 0.95), warm-up
 and cosine decay), learning rates raised for CPU-length runs. They are then rolled out on
 the test split from the first stored step with ground-truth boundary values (MeshGraphNet's
@@ -20,9 +21,15 @@ steps, 2.33M parameters) against the small transformer (width 64, 6 layers) with
 sliding windows (hops 1, 2, 4 cycled over layers), coordinates as inputs and rotary
 encoding of Q/K by coordinates. `--quick`: small set, 90 s per model, MeshGraphNet CPU preset.
 
-JSON keys: mgn_params, gt_params, mgn_rmse_all, gt_rmse_all, mgn_rmse_50, gt_rmse_50, mgn_step_s,
-gt_step_s, speedup (= mgn_step_s / gt_step_s), mgn_peak_mem_mb, gt_peak_mem_mb, and the
-training steps, throughput and FLOPs per step of each.
+Each model trains `--seeds` seeds (seed, seed + 1, ...); its metrics are their mean, with
+`<key>_std` the spread and `<model>_per_seed` each seed's, and with two or more seeds the
+seeds rolled out as an ensemble give `<model>_spread_error_spearman` and `<model>_ensemble_*`.
+
+JSON keys, per model (`mgn_`, `gt_`): rmse_1, rmse_50, rmse_all, the flow metrics of `sim eval`
+(shedding_freq_err_median, mean_field_rrmse, fluct_rrmse) with their `_std`, per_seed,
+spread_error_spearman; persistence_rmse_50 and persistence_rmse_all; mgn_params, gt_params,
+mgn_step_s, gt_step_s, speedup (= mgn_step_s / gt_step_s), mgn_peak_mem_mb, gt_peak_mem_mb,
+the training steps, throughput and FLOPs per step of each; seeds, train_cpu_hours, commit.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import json
 from pathlib import Path
 
 from _common import ROOT, report
-from _mesh_models import cylinder_data, rollout_metrics, rollout_peak_mem_mb, set_threads, step_times, train_for_budget
+from _mesh_models import (cylinder_data, ensemble_metrics, over_seeds, rollout_metrics,
+                          rollout_peak_mem_mb, set_threads, step_times, train_for_budget)
 
 GT_DEFAULT_ARGS = {"dilation": [1, 2, 4], "coord_dim": 2, "rope": True, "rope_scale": 50.0}
 
@@ -78,6 +86,8 @@ def main() -> None:
     ap.add_argument("--mgn-preset", help="default: paper (quick: cpu)")
     ap.add_argument("--gt-preset", default="small")
     ap.add_argument("--gt-args", default=json.dumps(GT_DEFAULT_ARGS), help="JSON network_args of the transformer")
+    ap.add_argument("--seed", type=int, default=0, help="first training seed")
+    ap.add_argument("--seeds", type=int, default=1, help="train this many seeds of each model (mean and spread)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "transformer_vs_mgn"))
     args = ap.parse_args()
@@ -94,20 +104,28 @@ def main() -> None:
     cfgs = configs(paths, out, mgn_preset, args.gt_preset, json.loads(args.gt_args))
     results: dict[str, object] = {"size": size, "train_budget_s": budget, "mgn_preset": mgn_preset,
                                   "gt_preset": args.gt_preset, "gt_args": args.gt_args}
-    ckpts = {}
+    seeds = [args.seed + i for i in range(args.seeds)]
+    runs: dict[str, list[tuple[Path, dict]]] = {}
     for name, cfg in cfgs.items():
-        print(f"training {name} for {budget:.0f} s")
-        summary = train_for_budget(cfg, budget)
-        ckpts[name] = Path(summary["checkpoint"])
-        results[f"{name}_train_steps"] = summary["steps"]
-        results[f"{name}_train_steps_per_s"] = summary["steps_per_s"]
-        results[f"{name}_final_loss"] = summary["final_loss"]
-    for name, ckpt in ckpts.items():
-        m = rollout_metrics(ckpt, paths["test"])
-        for k in ("rmse_1", "rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse"):
-            results[f"{name}_{k}"] = m[k]
-        results["persistence_rmse_50"], results["persistence_rmse_all"] = m["persistence_rmse_50"], \
-            m["persistence_rmse_all"]
+        for seed in seeds:
+            print(f"training {name} (seed {seed}) for {budget:.0f} s")
+            run_cfg = {**cfg, "train": {**cfg["train"], "seed": seed,
+                                        "out": cfg["train"]["out"] + (f"_seed{seed}" if seed else "")}}
+            summary = train_for_budget(run_cfg, budget)
+            runs.setdefault(name, []).append((Path(summary["checkpoint"]), summary))
+        trained = [t for _, t in runs[name]]
+        results[f"{name}_train_steps"] = float(sum(t["steps"] for t in trained) / len(trained))
+        results[f"{name}_train_steps_per_s"] = float(sum(t["steps_per_s"] for t in trained) / len(trained))
+        results[f"{name}_final_loss"] = float(sum(t["final_loss"] for t in trained) / len(trained))
+    for name, model_runs in runs.items():
+        stats = over_seeds([rollout_metrics(c, paths["test"]) for c, _ in model_runs], seeds)
+        for k in ("persistence_rmse_50", "persistence_rmse_all"):
+            results[k] = stats.pop(k)
+        results.update({f"{name}_{k}": v for k, v in stats.items()})
+        if len(model_runs) > 1:
+            results.update({f"{name}_{k}": v for k, v in ensemble_metrics([c for c, _ in model_runs],
+                                                                          paths["test"]).items()})
+    ckpts = {name: model_runs[0][0] for name, model_runs in runs.items()}  # cost, speed, memory: the first seed
     with Store(paths["test"]) as s:
         traj = s.read(s.names()[0])
     state = state_of(traj, ["velocity"])[0]
@@ -123,7 +141,8 @@ def main() -> None:
         results[f"{name}_peak_mem_mb"] = mem["peak_mem_mb"]
         results[f"{name}_rollout_mem_mb"] = mem["peak_mem_mb"] - mem["base_mem_mb"]
     results["param_ratio"] = results["mgn_params"] / results["gt_params"]
-    report("transformer_vs_mgn", results, args.json)
+    cpu_s = sum(t["seconds"] for model_runs in runs.values() for _, t in model_runs)
+    report("transformer_vs_mgn", results, args.json, seeds=seeds, train_cpu_hours=cpu_s / 3600)
 
 
 if __name__ == "__main__":
