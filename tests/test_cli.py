@@ -11,6 +11,7 @@ import pytest
 import sim.mesh as sm
 from sim.cli import main
 from tests.conftest import trajectory_2d
+from tests.gmsh_shapes import plate_with_hole
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -20,22 +21,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def _gmsh_msh(path):
     """A mesh written by gmsh itself: a square with a hole, physical groups for the boundary."""
-    import gmsh
-
-    gmsh.initialize(["-noenv"], readConfigFiles=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        occ = gmsh.model.occ
-        occ.cut([(2, occ.addRectangle(0, 0, 0, 1, 1))], [(2, occ.addDisk(0.5, 0.5, 0, 0.2, 0.2))])
-        occ.synchronize()
+    with plate_with_hole(1.0, 1.0, 0.5, 0.5, 0.2) as gmsh:
         curves = [c for _, c in gmsh.model.getEntities(1)]
         gmsh.model.addPhysicalGroup(2, [s for _, s in gmsh.model.getEntities(2)], name="domain")
         gmsh.model.addPhysicalGroup(1, curves, name="boundary")
         gmsh.option.setNumber("Mesh.MeshSizeMax", 0.1)
         gmsh.model.mesh.generate(2)
         gmsh.write(str(path))
-    finally:
-        gmsh.finalize()
 
 
 def test_convert_gmsh_msh_keeps_cells_and_data(tmp_path):

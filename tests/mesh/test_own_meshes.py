@@ -20,6 +20,7 @@ from sim.cli import main
 from sim.errors import FileFormatError, SimError
 from sim.mesh import Mesh, NodeType, Store, Trajectory
 from sim.mesh.adapters import drop_zero_z
+from tests.gmsh_shapes import plate_with_hole
 
 # --------------------------------------------------------------------------- meshes to write
 
@@ -474,17 +475,10 @@ def test_only_an_exactly_zero_z_makes_a_foreign_mesh_2d(tmp_path):
 
 def _gmsh_channel(path: Path) -> Path:
     """A 2D channel with a cylinder, meshed by gmsh with named physical groups."""
-    import gmsh
-
-    gmsh.initialize(["-noenv"], readConfigFiles=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        occ = gmsh.model.occ
-        occ.cut([(2, occ.addRectangle(0, 0, 0, 2.0, 1.0))], [(2, occ.addDisk(0.5, 0.5, 0, 0.15, 0.15))])
-        occ.synchronize()
+    with plate_with_hole(2.0, 1.0, 0.5, 0.5, 0.15) as gmsh:
         by_place = {}
         for _, tag in gmsh.model.getEntities(1):
-            x, y, _ = occ.getCenterOfMass(1, tag)
+            x, y, _ = gmsh.model.occ.getCenterOfMass(1, tag)
             place = "inlet" if x < 1e-9 else "outlet" if x > 2 - 1e-9 else "walls" if y < 1e-9 or y > 1 - 1e-9 \
                 else "cylinder"
             by_place.setdefault(place, []).append(tag)
@@ -494,8 +488,6 @@ def _gmsh_channel(path: Path) -> Path:
         gmsh.option.setNumber("Mesh.MeshSizeMax", 0.15)
         gmsh.model.mesh.generate(2)
         gmsh.write(str(path))
-    finally:
-        gmsh.finalize()
     return path
 
 
