@@ -60,6 +60,7 @@ import numpy as np
 
 from sim.errors import FileFormatError, SimError
 from sim.mesh.core import Mesh, NodeType, Trajectory
+from sim.mesh.foreign.splits import split_file
 from sim.mesh.foreign.tfrecord import iter_records, parse_example
 from sim.mesh.validate import signed_measures
 
@@ -201,10 +202,7 @@ class DeepMindDataset:
     format = "deepmind"
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileFormatError("no such file" if not self.path.exists() else
-                                  "is a folder: give one split, e.g. train.tfrecord", self.path)
+        self.path = split_file(path, "train.tfrecord")
         self.meta, self.specs = read_meta(self.path)
         self.dt = float(self.meta["dt"]) if self.meta.get("dt") is not None else None
         self.metadata: dict[str, Any] = {"source": {"format": "deepmind", "file": self.path.name},

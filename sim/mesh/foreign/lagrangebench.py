@@ -51,6 +51,7 @@ import numpy as np
 
 from sim.errors import FileFormatError, SimError
 from sim.mesh.core import Mesh, Trajectory
+from sim.mesh.foreign.splits import split_file
 from sim.mesh.store import FORMAT_NAME, check_entry_name
 
 META = "metadata.json"
@@ -99,10 +100,7 @@ class LagrangeBenchDataset:
     format = "lagrangebench"
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileFormatError("no such file" if not self.path.exists() else
-                                  "is a folder: give one split, e.g. train.h5", self.path)
+        self.path = split_file(path, "train.h5")
         meta_path = self.path.parent / META
         if not meta_path.is_file():
             raise FileFormatError(f"no {META} beside it: a LagrangeBench dataset keeps {META} (dt, bounds, "
