@@ -40,19 +40,21 @@ def cylinder_data(size: str, data_dir: str | None = None, workers: int = 2) -> d
     return generate(load_recipe(CYLINDER_RECIPE), size, workers=workers)
 
 
-def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "process", resume: bool = False
-                     ) -> dict[str, Any]:
+def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "process", resume: bool = False,
+                     steps: int | None = None) -> dict[str, Any]:
     """Train a configuration for about ``seconds`` of this process's CPU time (``clock="process"``,
     a fair budget when other jobs share the machine; ``"wall"`` for wall time), the learning-rate
     schedule spanning the whole budget; returns the trainer's summary plus ``steps_per_s``
     (steps per budget second). ``resume``: continue the run in ``train.out`` with the steps it
-    planned (its clock, and so the budget, runs on); otherwise a run there is replaced."""
+    planned (its clock, and so the budget, runs on); otherwise a run there is replaced. ``steps``:
+    train exactly this many steps instead (no time limit), so that runs on machines of different
+    speed or load are comparable."""
     from sim.families import steps_for_budget, train
     from sim.train import Config, read_checkpoint
 
     cfg = Config.from_dict(cfg_dict)
     cfg.train.clock = clock
-    cfg.train.max_seconds = seconds
+    cfg.train.max_seconds = None if steps else seconds
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if resume and ckpt.exists():
         cfg.train.steps = int(read_checkpoint(ckpt)["train"]["config"]["train"]["steps"])
@@ -60,7 +62,7 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
     else:
         if ckpt.exists():
             ckpt.unlink()
-        cfg.train.steps = steps_for_budget(cfg, seconds)
+        cfg.train.steps = steps or steps_for_budget(cfg, seconds)
         summary = train(cfg)
     summary["steps_per_s"] = summary["steps"] / summary["seconds"]
     return summary

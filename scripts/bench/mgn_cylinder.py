@@ -1,6 +1,6 @@
 """MeshGraphNet on cylinder flow: accuracy against the persistence baseline, and speed.
 
-    python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
+    python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S] [--train-steps N]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
                                          [--scalars [NAME ...]] [--pushforward K] [--history H] [--seed S]
                                          [--seeds N] [--resume]
@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
     ap.add_argument("--train-seconds", type=float)
+    ap.add_argument("--train-steps", type=int,
+                    help="train exactly this many steps per seed instead of a CPU-time budget (comparable runs "
+                         "on machines of different speed or load)")
     ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
     ap.add_argument("--mp-steps", type=int, help="message-passing steps instead of the preset's")
     ap.add_argument("--latent", type=int, help="latent width instead of the preset's")
@@ -100,7 +103,7 @@ def main() -> None:
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
         tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
             (f"_seed{seed}" if seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
-            (f"_h{args.history}" if args.history > 1 else "")
+            (f"_h{args.history}" if args.history > 1 else "") + (f"_n{args.train_steps}" if args.train_steps else "")
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
                       "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std,
@@ -113,7 +116,7 @@ def main() -> None:
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
-        }, budget, resume=args.resume)
+        }, budget, resume=args.resume, steps=args.train_steps)
         runs.append((Path(summary["checkpoint"]), summary))
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
@@ -129,7 +132,7 @@ def main() -> None:
         "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars,
         "pushforward": args.pushforward, "history": args.history,
         "train_steps": float(np.mean(steps)) if steps else None,
-        "train_budget_s": budget, "generation_s": gen_s,
+        "train_budget_s": None if args.train_steps else budget, "generation_s": gen_s,
         **results,
         "train_steps_per_s": float(np.mean([t["steps_per_s"] for t in trained])) if trained else None,
         "rollout_node_steps_per_s": m0["rollout_steps"] * (sum(n_nodes) / len(n_nodes)) / m0["rollout_s"],
