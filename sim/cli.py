@@ -49,6 +49,13 @@ def _number(kind: type, low: float, strict: bool = True):
 POSITIVE_INT, NON_NEGATIVE_INT, POSITIVE_FLOAT = _number(int, 0), _number(int, 0, strict=False), _number(float, 0.0)
 
 
+def PORT(text: str) -> int:  # noqa: N802 (an argparse type, named like the others)
+    value = NON_NEGATIVE_INT(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535; 0: any free port)")
+    return value
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -346,6 +353,27 @@ def cmd_rollout(args: argparse.Namespace) -> None:
         print(f"wrote {p}")
     for p in sorted(out.glob("*.png")):
         print(f"wrote {p}")
+    if args.view:
+        series = [Path(p) for p in ev.outputs if Path(p).suffix in (".pvd", ".xdmf")]
+        if not series:
+            raise SimError("--view: the rollout wrote no series to show")
+        if len(series) > 1:
+            print(f"showing {series[0].name}; the others: sim view {out}/<entry>{series[0].suffix}")
+        _serve(series[0], None, args)
+
+
+def _serve(path: Path, entry: str | None, args: argparse.Namespace) -> None:
+    from sim.view.app import Viewer
+
+    viewer = Viewer(path, entry, local=getattr(args, "local", False), fps=getattr(args, "fps", 8.0))
+    try:
+        viewer.start(port=args.port, host=args.host, open_browser=getattr(args, "open", False))
+    finally:
+        viewer.close()
+
+
+def cmd_view(args: argparse.Namespace) -> None:
+    _serve(Path(args.path), args.entry, args)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -474,6 +502,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), quick=args.quick, train_seconds=args.train_seconds, workers=args.workers)
 
 
+def _view_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=PORT, default=8080, help="viewer port (default 8080; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the viewer listens on (default 127.0.0.1, this machine only; another address "
+                        "lets others see the data, with a warning)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sim", description="Learned surrogates of physics simulations.")
     from sim._version import __version__
@@ -549,7 +584,19 @@ def build_parser() -> argparse.ArgumentParser:
     blowup_help = ("stop a rollout as diverged beyond X times the data's largest magnitude (default 10; 0 or none: "
                    "only on NaN/inf)")
     r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
+    r.add_argument("--view", action="store_true", help="then open the viewer on the series written (as sim view)")
+    _view_options(r)
     r.set_defaults(func=cmd_rollout)
+
+    v = sub.add_parser("view", help="inspect a series, store entry or mesh in the browser (no display needed)")
+    v.add_argument("path", help="a series (.pvd, .series, .xdmf), a store (.h5) or any mesh file sim reads")
+    v.add_argument("--entry", help="the store entry to show (default: the store's only entry)")
+    _view_options(v)
+    v.add_argument("--local", action="store_true",
+                   help="render in the browser (vtk.js: the mesh is sent to it) instead of on this machine")
+    v.add_argument("--fps", type=POSITIVE_FLOAT, default=8.0, help="frames per second when playing (default 8)")
+    v.add_argument("--open", action="store_true", help="open a browser on this machine too")
+    v.set_defaults(func=cmd_view)
 
     e = sub.add_parser("eval", help="rollout metrics of a trained model on every trajectory of a store")
     e.add_argument("checkpoint")

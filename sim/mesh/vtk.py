@@ -367,17 +367,27 @@ def _series(frames: list[Mesh], times: np.ndarray, meta: dict[str, Any], path: P
         raise exc.with_path(path) from None
 
 
-def _read_steps(steps: list[tuple[float, list[tuple[str | None, Path]]]], path: Path) -> Trajectory:
+Step = tuple[float, list[tuple[str | None, Path]]]  # a series step: its time and its parts' (name, file)
+
+
+def read_step(step: Step, path: Path) -> tuple[Mesh, dict[str, Any], bool]:
+    """One step of a series as one mesh (its files are the parts of it), with the meta our
+    writers store in a one-part step and whether a part states its dimension; 3D as read."""
+    parts = [p for name, f in step[1] for p in read_parts(f, name)]
+    frame = _join(parts, step[1][0][1] if len(step[1]) == 1 else path, planar=False)
+    frame.field_data.pop("TimeValue", None)  # the step's time, already in the index
+    return frame, parts[0].meta if len(parts) == 1 else {}, any(p.stated for p in parts)
+
+
+def _read_steps(steps: list[Step], path: Path) -> Trajectory:
     """A series from (time, [(part name, file), ...]) per step: each step's files are the parts
     of one mesh; our writers' ``sim_meta`` (one part per step) restores the trajectory exactly."""
     frames, meta, stated = [], None, False
-    for _, files in steps:
-        parts = [p for name, f in files for p in read_parts(f, name)]
+    for step in steps:
+        frame, step_meta, step_stated = read_step(step, path)
         if meta is None:
-            meta = parts[0].meta if len(parts) == 1 else {}
-        stated = stated or any(p.stated for p in parts)
-        frame = _join(parts, files[0][1] if len(files) == 1 else path, planar=False)
-        frame.field_data.pop("TimeValue", None)  # the step's time, already in `times`
+            meta = step_meta
+        stated = stated or step_stated
         frames.append(frame)
     return _series(frames, np.array([t for t, _ in steps], dtype=np.float64), meta or {}, path, stated)
 
@@ -477,10 +487,9 @@ def write_pvd(traj: Trajectory, path: str | os.PathLike, progress: bool = False)
     return Path(path)
 
 
-def read_pvd(path: str | os.PathLike) -> Trajectory:
-    """Read a ``.pvd`` series (ours or another program's) as a Trajectory. A time with several
-    ``<DataSet>`` parts (ParaView's parallel or multi-block output) is one mesh: its parts are
-    joined (:func:`sim.mesh.adapters.merge_parts`; distinct ``group`` names become groups)."""
+def pvd_steps(path: str | os.PathLike) -> list[Step]:
+    """The steps a ``.pvd`` index names, in time order (several ``<DataSet>`` parts at one time
+    are the parts of one mesh), without reading them."""
     path = Path(path)
     _check_file(path)
     root = _xml_root(path, "PVD")
@@ -498,12 +507,19 @@ def read_pvd(path: str | os.PathLike) -> Trajectory:
         by_time.setdefault(t, []).append((ds.get("group") or None, path.parent / ds.get("file")))
     if not by_time:
         raise FileFormatError("the series has no time steps", path)
-    return _read_steps(sorted(by_time.items()), path)
+    return sorted(by_time.items())
 
 
-def read_file_series(path: str | os.PathLike) -> Trajectory:
-    """Read ParaView's JSON file series (``<name>.<ext>.series``: ``{"file-series-version":
-    "1.0", "files": [{"name": ..., "time": ...}, ...]}``) as a Trajectory."""
+def read_pvd(path: str | os.PathLike) -> Trajectory:
+    """Read a ``.pvd`` series (ours or another program's) as a Trajectory. A time with several
+    ``<DataSet>`` parts (ParaView's parallel or multi-block output) is one mesh: its parts are
+    joined (:func:`sim.mesh.adapters.merge_parts`; distinct ``group`` names become groups)."""
+    return _read_steps(pvd_steps(path), Path(path))
+
+
+def file_series_steps(path: str | os.PathLike) -> list[Step]:
+    """The steps ParaView's JSON file series (``<name>.<ext>.series``: ``{"file-series-version":
+    "1.0", "files": [{"name": ..., "time": ...}, ...]}``) names, in time order, without reading them."""
     path = Path(path)
     _check_file(path)
     try:
@@ -522,4 +538,9 @@ def read_file_series(path: str | os.PathLike) -> Trajectory:
         if t in by_time:
             raise FileFormatError(f"time {t!r} appears twice ({by_time[t].name} and {item['name']})", path)
         by_time[t] = path.parent / item["name"]
-    return _read_steps([(t, [(None, f)]) for t, f in sorted(by_time.items())], path)
+    return [(t, [(None, f)]) for t, f in sorted(by_time.items())]
+
+
+def read_file_series(path: str | os.PathLike) -> Trajectory:
+    """Read ParaView's JSON file series (:func:`file_series_steps`) as a Trajectory."""
+    return _read_steps(file_series_steps(path), Path(path))

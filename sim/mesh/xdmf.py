@@ -388,6 +388,26 @@ class _XdmfReader:
         return group_cells(np.array(codes), np.array(starts), np.array(sizes), flat, resolve)
 
 
+def temporal_grids(reader: "_XdmfReader") -> tuple[np.ndarray, list[ET.Element]] | None:
+    """The times and grids of the document's temporal collection; None for a single uniform grid."""
+    path = reader.path
+    top = reader.root.find("Domain").find("Grid")
+    if top is None:
+        raise FileFormatError("the XDMF domain has no <Grid>", path)
+    if top.get("GridType") == "Collection" and top.get("CollectionType", "").lower() == "temporal":
+        grids = top.findall("Grid")
+        times = []
+        for i, g in enumerate(grids):
+            t = g.find("Time")
+            if t is None or t.get("Value") is None:
+                raise FileFormatError(f"step {i} of the temporal collection has no <Time Value=...>", path)
+            times.append(float(t.get("Value")))
+        return np.array(times), grids
+    if top.get("GridType", "Uniform") == "Uniform":
+        return None
+    raise FileFormatError(f"grid type {top.get('GridType')!r} is not supported (temporal collection or uniform)", path)
+
+
 def read_xdmf(path: str | os.PathLike) -> Trajectory | Mesh:
     """Read an XDMF file: a temporal collection becomes a Trajectory, a single grid a Mesh."""
     path = Path(path)
@@ -395,24 +415,13 @@ def read_xdmf(path: str | os.PathLike) -> Trajectory | Mesh:
         raise FileFormatError("no such file", path)
     reader = _XdmfReader(path)
     try:
-        top = reader.root.find("Domain").find("Grid")
-        if top is None:
-            raise FileFormatError("the XDMF domain has no <Grid>", path)
-        if top.get("GridType") == "Collection" and top.get("CollectionType", "").lower() == "temporal":
-            grids = top.findall("Grid")
-            times = []
-            for i, g in enumerate(grids):
-                t = g.find("Time")
-                if t is None or t.get("Value") is None:
-                    raise FileFormatError(f"step {i} of the temporal collection has no <Time Value=...>", path)
-                times.append(float(t.get("Value")))
-            frames = [reader.grid_mesh(g) for g in grids]
-            meta = {k: v for k, v in reader.meta.items() if k != "_h5"}
-            return trajectory_from_frames(frames, np.array(times), meta, str(path)).validate(path)
-        if top.get("GridType", "Uniform") == "Uniform":
-            return reader.grid_mesh(top).validate(path)
-        raise FileFormatError(f"grid type {top.get('GridType')!r} is not supported (temporal collection or uniform)",
-                              path)
+        temporal = temporal_grids(reader)
+        if temporal is None:
+            return reader.grid_mesh(reader.root.find("Domain").find("Grid")).validate(path)
+        times, grids = temporal
+        frames = [reader.grid_mesh(g) for g in grids]
+        meta = {k: v for k, v in reader.meta.items() if k != "_h5"}
+        return trajectory_from_frames(frames, times, meta, str(path)).validate(path)
     except SimError as exc:
         raise exc.with_path(path) from None
     finally:
