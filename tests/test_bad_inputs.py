@@ -299,6 +299,18 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ("diagnose-hops-zero", None, ["diagnose", "range", M, MD, "--step", "1", "--max-hops", "0"], "--max-hops"),
     ("diagnose-seeds-zero", None, ["diagnose", "range", M, MD, "--step", "1", "--seeds", "0"], "--seeds"),
     ("diagnose-unknown", None, ["diagnose", "spectrum", M, MD], "spectrum"),
+    # sim view (refused before it serves anything)
+    ("view-missing", None, ["view", "{d}/none.pvd"], "no such file"),
+    ("view-folder", None, ["view", "{d}"], "is a folder"),
+    ("view-text-vtu", None, ["view", "{d}/text.vtu"], "text.vtu"),
+    ("view-bad-pvd", None, ["view", "{d}/bad.pvd"], "bad.pvd"),
+    ("view-missing-step", None, ["view", "{d}/missing_step.pvd"], "s0.vtu"),
+    ("view-empty-store", None, ["view", "{d}/nothing.h5"], "no entries"),
+    ("view-two-entries", None, ["view", "{d}/two.h5"], "--entry"),
+    ("view-entry-missing", None, ["view", "{d}/two.h5", "--entry", "zz"], "no entry 'zz'"),
+    ("view-entry-not-store", None, ["view", "{d}/square.vtu", "--entry", "a"], "not one"),
+    ("view-port", None, ["view", "{d}/square.vtu", "--port", "70000"], "--port"),
+    ("view-fps", None, ["view", "{d}/square.vtu", "--fps", "0"], "--fps"),
     # the rest of the command line
     ("demo-negative-budget", None, ["demo", "--train-seconds", "-5", "--out", "{d}/demo"], "--train-seconds"),
     ("demo-zero-workers", None, ["demo", "--workers", "0", "--out", "{d}/demo"], "--workers"),

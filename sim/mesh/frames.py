@@ -95,6 +95,8 @@ class StoreFrames(Frames):
         self.store = Store(path)
         try:
             names = self.store.names()
+            if not names:
+                raise SimError("the store has no entries", path)
             if entry is None:
                 if len(names) != 1:
                     listed = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")

@@ -56,9 +56,9 @@ class Viewer:
         frames = open_frames(path, entry)
         try:
             self.scene = Scene(frames)
-        except ValueError as exc:
+        except BaseException:
             frames.close()
-            raise SimError(str(exc)) from None
+            raise
         self.local, self.fps = local, fps
         self.server = get_server(name, client_type="vue3")
         self._setup_state()
@@ -193,7 +193,7 @@ class Viewer:
                              style="max-width: 140px", id="fixed-range")
                 with html.Div(v_if="is3d", classes="d-flex align-center"):
                     v3.VSelect(v_model=("clip_axis",), items=("['off', 'x', 'y', 'z']",), label="clip",
-                               density="compact", hide_details=True, style="max-width: 100px", id="clip-axis")
+                               density="compact", hide_details=True, style="min-width: 110px", id="clip-axis")
                     v3.VSlider(v_model=("clip_at",), min=0, max=1, step=0.01, hide_details=True,
                                style="width: 120px", disabled=("clip_axis === 'off'",), id="clip-at")
             with layout.content:

@@ -20,7 +20,8 @@ from sim.mesh.core import NODE_TYPE_ARRAY, Mesh
 from sim.mesh.frames import Frames
 
 TRUTH, ERROR = "_truth", "_error"
-MAGNITUDE = "magnitude"
+MAGNITUDE = "magnitude"  # of a vector
+VALUE = "value"  # of a scalar
 AXES = "xyz"
 PANELS = ("prediction", "truth", "error")
 
@@ -37,16 +38,22 @@ class FieldInfo:
     @property
     def choices(self) -> list[str]:
         if self.components == 1:
-            return [MAGNITUDE]
+            return [VALUE]
         return [MAGNITUDE] + [AXES[c] if self.components <= 3 else str(c) for c in range(self.components)]
 
 
+COORDINATES = "coordinates"
+
+
 def _arrays(mesh: Mesh) -> dict[str, tuple[str, np.ndarray]]:
+    """Every numeric array of a frame by name, and the point coordinates (so a bare mesh can be
+    coloured too)."""
     out = {k: ("point", v) for k, v in mesh.point_data.items() if np.asarray(v).dtype.kind in "biuf"}
     if mesh.node_type is not None:
         out[NODE_TYPE_ARRAY] = ("point", mesh.node_type)
     out.update({k: ("cell", v) for k, v in mesh.cell_data.items()
                 if np.asarray(v).dtype.kind in "biuf" and k not in out})
+    out.setdefault(COORDINATES, ("point", mesh.points))
     return out
 
 
@@ -67,11 +74,13 @@ def fields_of(mesh: Mesh) -> dict[str, FieldInfo]:
 
 
 def component_values(a: np.ndarray, component: str) -> np.ndarray:
-    """One value per node or cell: the magnitude of a vector (a scalar's own value), or one component."""
+    """One value per node or cell: a scalar's value, a vector's magnitude, or one component."""
     a = np.asarray(a, dtype=np.float64)
     flat = a.reshape(len(a), -1)
+    if component == VALUE and flat.shape[1] == 1:
+        return flat[:, 0]
     if component == MAGNITUDE:
-        return flat[:, 0] if flat.shape[1] == 1 else np.linalg.norm(flat, axis=1)
+        return np.linalg.norm(flat, axis=1)
     c = AXES.index(component) if component in AXES else int(component)
     if c >= flat.shape[1]:
         raise ValueError(f"component {component!r} of a field with {flat.shape[1]} component(s)")
@@ -108,8 +117,6 @@ class Scene:
         self.dim = first.dim
         self.points_only = not first.cells or set(first.cells) == {"vertex"}
         self.fields = fields_of(first)
-        if not self.fields:
-            raise ValueError(f"{frames.label}: the series has no numeric field to colour by")
         self.compared = any(f.compared for f in self.fields.values())
         shape = (1, 3) if self.compared else (1, 1)
         size = plotter_kwargs.pop("window_size", [1500, 520] if self.compared else [900, 650])
@@ -117,7 +124,7 @@ class Scene:
         if self.compared:
             self.plotter.link_views()
         self.field = next((n for n, f in self.fields.items() if f.compared), next(iter(self.fields)))
-        self.component = MAGNITUDE
+        self.component = self.info.choices[0]
         self.step = 0
         self.fixed_range = True
         self.clip_axis: str | None = None  # "x", "y" or "z" (3-D meshes)
@@ -152,7 +159,7 @@ class Scene:
             raise ValueError(f"no field {name!r} (fields: {', '.join(self.fields)})")
         comps = self.fields[name].choices
         component = component if component is not None else self.component
-        self.field, self.component = name, component if component in comps else MAGNITUDE
+        self.field, self.component = name, component if component in comps else comps[0]
         self._build()
 
     def set_component(self, component: str) -> None:
@@ -300,6 +307,8 @@ class Scene:
                 pl.view_xy()
                 pl.enable_parallel_projection()
                 pl.enable_2d_style()
+            else:
+                pl.view_isometric()
             pl.reset_camera()
             if self.compared:
                 break  # linked views share the first panel's camera

@@ -137,7 +137,7 @@ def test_the_mesh_is_drawn_and_follows_slider_and_field(page, tmp_path):
     _wait_status(page, r"step 11 / 11")
     last = _wait_picture(page, different_from=first)
     _choose(page, "field-select", "pressure")
-    _wait_status(page, r"pressure \(magnitude\)")
+    _wait_status(page, r"pressure \(value\)")
     _wait_picture(page, different_from=last)
     assert page.locator("#curve").count() == 0  # no truth for pressure: no error curve
 

@@ -9,7 +9,7 @@ from sim.mesh import Mesh, Trajectory, write_pvd
 from sim.mesh.frames import TrajectoryFrames, open_frames
 
 pytest.importorskip("pyvista")
-from sim.view.scene import MAGNITUDE, Scene, component_values, fields_of  # noqa: E402
+from sim.view.scene import MAGNITUDE, VALUE, Scene, component_values, fields_of  # noqa: E402
 
 
 @pytest.fixture
@@ -27,14 +27,15 @@ def _drawn(img: np.ndarray) -> float:
 
 def test_compared_fields_and_components(traj):
     fields = fields_of(TrajectoryFrames(traj, "t").frame(0))
-    assert set(fields) == {"velocity", "pressure"}
+    assert set(fields) == {"velocity", "pressure", "coordinates"}
     assert fields["velocity"].compared and not fields["pressure"].compared
-    assert fields["velocity"].choices == [MAGNITUDE, "x", "y"] and fields["pressure"].choices == [MAGNITUDE]
+    assert fields["velocity"].choices == [MAGNITUDE, "x", "y"] and fields["pressure"].choices == [VALUE]
     v = np.array([[3.0, 4.0], [-1.0, 0.0]])
     np.testing.assert_allclose(component_values(v, MAGNITUDE), [5.0, 1.0])
     np.testing.assert_allclose(component_values(v, "y"), [4.0, 0.0])
     with pytest.raises(ValueError):
         component_values(v, "z")
+    np.testing.assert_allclose(component_values(np.array([[-2.0], [3.0]]), VALUE), [-2.0, 3.0])  # signed
 
 
 def test_scan_gives_the_rollout_error_curve_and_fixed_ranges(scene, traj):
