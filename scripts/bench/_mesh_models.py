@@ -78,12 +78,14 @@ def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path,
     and fluctuation-field relative RMSE; with several checkpoints, rolled out as an ensemble, the
     spread-error rank correlation)."""
     from sim.families import get_family
+    from sim.rollout.engine import blowup_guard
     from sim.train import load_model
 
     ckpts = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     models = [load_model(c)[0] for c in ckpts]
     t = time.perf_counter()
-    ev = get_family("mesh").evaluate(models if len(models) > 1 else models[0], Path(test), None, steps)
+    with blowup_guard(0):  # a runaway rollout is measured (its error counts), not stopped; NaN/inf still stop
+        ev = get_family("mesh").evaluate(models if len(models) > 1 else models[0], Path(test), None, steps)
     seconds = time.perf_counter() - t
     s = ev.summary
     return {"rmse_1": s.get("rmse_1"), "rmse_50": s.get("rmse_50"), "rmse_all": s.get("rmse_all"),

@@ -143,7 +143,9 @@ def test_the_mesh_is_drawn_and_follows_slider_and_field(page, tmp_path):
 
 
 def test_the_server_state_follows_the_page(page):
-    # one server, one shared state: whatever an earlier page left, start from step 0 of velocity
+    # one server, one shared state: whatever an earlier page left, the field selector moves it
+    _choose(page, "field-select", "pressure")
+    _wait_status(page, r"pressure \(value\)")
     _choose(page, "field-select", "velocity")
     _wait_status(page, r"velocity \(magnitude\)")
     slider = page.get_by_role("slider").first  # the time slider (a 2-D mesh has no clip slider)
