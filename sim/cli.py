@@ -337,6 +337,12 @@ def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_en
     if blowup and "rollout" not in family.commands:
         raise SimError(f"--blowup-factor limits the rollouts of time-stepping models; {family.name} models do not "
                        "roll out")
+    if getattr(args, "correction", None) is not None:
+        if family.name != "mesh":
+            raise SimError(f"--correction applies to the rollouts of mesh models; this is a {family.name} model")
+        from sim.families.mesh import set_correction
+
+        set_correction(model, args.correction)
     ev = family.evaluate(model, Path(args.data), _entries(args, every_entry), getattr(args, "steps", None), out,
                          getattr(args, "format", "pvd"), getattr(args, "plot", False),
                          compile=getattr(args, "compile", False), **blowup)
@@ -581,9 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
     r.add_argument("--json", help="write the metrics as JSON")
     r.add_argument("--compile", action="store_true", help="torch.compile the one-step map (long rollouts)")
+    correction_help = ("mesh models: what to enforce after each step instead of the model's own setting "
+                       "(divergence_free: project the velocity update of an incompressible flow)")
     blowup_help = ("stop a rollout as diverged beyond X times the data's largest magnitude (default 10; 0 or none: "
                    "only on NaN/inf)")
     r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
+    r.add_argument("--correction", choices=["none", "divergence_free"], help=correction_help)
     r.add_argument("--view", action="store_true", help="then open the viewer on the series written (as sim view)")
     _view_options(r)
     r.set_defaults(func=cmd_rollout)
@@ -605,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
     e.add_argument("--blowup-factor", metavar="X", help=blowup_help)
+    e.add_argument("--correction", choices=["none", "divergence_free"], help=correction_help)
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", help="fields of a steady model (graph network, MMGP) on a mesh file")

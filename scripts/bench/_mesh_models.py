@@ -71,18 +71,23 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
 PHYSICS_KEYS = ("shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse", "spread_error_spearman")
 
 
-def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path, steps: int | None = None
-                    ) -> dict[str, Any]:
+def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path, steps: int | None = None,
+                    correction: str | None = None) -> dict[str, Any]:
     """Means over the test trajectories of the rollout RMSE at 1, 50 and all steps and
     persistence's, and the flow metrics of ``sim eval`` (median shedding-frequency error, mean-
     and fluctuation-field relative RMSE; with several checkpoints, rolled out as an ensemble, the
-    spread-error rank correlation)."""
+    spread-error rank correlation). Rollouts run to the end unless they reach NaN/inf: one that
+    runs away is measured with its error, not dropped. ``correction``: the rollout correction
+    (:mod:`sim.rollout.corrections`) instead of the checkpoint's own."""
     from sim.families import get_family
+    from sim.families.mesh import set_correction
     from sim.rollout.engine import blowup_guard
     from sim.train import load_model
 
     ckpts = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     models = [load_model(c)[0] for c in ckpts]
+    if correction is not None:
+        set_correction(models, correction)
     t = time.perf_counter()
     with blowup_guard(0):  # a runaway rollout is measured (its error counts), not stopped; NaN/inf still stop
         ev = get_family("mesh").evaluate(models if len(models) > 1 else models[0], Path(test), None, steps)
@@ -115,10 +120,10 @@ def over_seeds(per_seed: list[dict[str, Any]], seeds: list[int], keys: tuple[str
     return out
 
 
-def ensemble_metrics(checkpoints: list[Path], test: Path) -> dict[str, Any]:
+def ensemble_metrics(checkpoints: list[Path], test: Path, correction: str | None = None) -> dict[str, Any]:
     """The seeds' models rolled out as one deep ensemble (mean and spread per node and step):
     ``spread_error_spearman`` and the ensemble mean's metrics as ``ensemble_<key>``."""
-    ens = rollout_metrics(list(checkpoints), test)
+    ens = rollout_metrics(list(checkpoints), test, correction=correction)
     return {"spread_error_spearman": ens["spread_error_spearman"],
             **{f"ensemble_{k}": ens[k] for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
                                                   "mean_field_rrmse", "fluct_rrmse")}}

@@ -16,7 +16,10 @@ for the one-step loss). Input noise defaults to 0.05, not
 the paper's 0.02: the recipe's peak inflow speeds span 0.75-3 (mean 0.5-2), and on the
 medium set 0.02 gave rollout-50 / all RMSE 0.355 / 5.69 where 0.05 gave 0.261 / 0.887. RMSE follows MeshGraphNet: the
 square root of the mean squared velocity error over nodes and components, averaged over
-steps 1..h. `--quick` uses the small size and a 2-minute budget.
+steps 1..h. Rollouts project each step's velocity update onto divergence-free fields
+(`--correction divergence_free`, the default; `none` to measure the model alone): without it the
+models drift into a mean cross-flow through the channel walls (sim.rollout.corrections).
+`--quick` uses the small size and a 2-minute budget.
 
 Measured (medium set, noise 0.05, one seed each, two or three runs sharing the 2 cores;
 persistence: rollout-50 0.428, all 0.432; the planned step count is set from the rate at the
@@ -79,6 +82,10 @@ def main() -> None:
     ap.add_argument("--pushforward", type=int, default=2,
                     help="most no-gradient model steps before the trained one (pushforward loss; 0: one-step)")
     ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
+    ap.add_argument("--correction", default="divergence_free", choices=["none", "divergence_free"],
+                    help="applied after every rollout step (sim.rollout.corrections; default divergence_free: the "
+                         "velocity update projected onto divergence-free fields); a rollout setting, so trained "
+                         "runs can be measured with and without it")
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--resume", action="store_true",
                     help="continue interrupted training runs (same settings) instead of starting them again")
@@ -120,17 +127,17 @@ def main() -> None:
         runs.append((Path(summary["checkpoint"]), summary))
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
-    per_seed = [rollout_metrics(ckpt, paths["test"]) for ckpt, _ in runs]
+    per_seed = [rollout_metrics(ckpt, paths["test"], correction=args.correction) for ckpt, _ in runs]
     results = over_seeds(per_seed, seeds)
     if len(runs) > 1:  # the seeds as a deep ensemble: mean and spread per node and step
-        results.update(ensemble_metrics([c for c, _ in runs], paths["test"]))
+        results.update(ensemble_metrics([c for c, _ in runs], paths["test"], correction=args.correction))
     trained = [t for _, t in runs if t is not None]
     steps = [t["steps"] for t in trained]
     m0 = per_seed[0]
     report("mgn_cylinder", {
         "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
         "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars,
-        "pushforward": args.pushforward, "history": args.history,
+        "pushforward": args.pushforward, "history": args.history, "correction": args.correction,
         "train_steps": float(np.mean(steps)) if steps else None,
         "train_budget_s": None if args.train_steps else budget, "generation_s": gen_s,
         **results,

@@ -12,14 +12,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from sim.errors import FileFormatError, SimError
 from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer
 from sim.mesh import Mesh, NodeType, Trajectory
+
+
+@dataclass
+class MeshOptions:
+    """``model.family_args`` of mesh models."""
+
+    # applied after every rollout step (sim.rollout.corrections): "divergence_free" projects the
+    # velocity update of incompressible flows onto divergence-free fields
+    correction: Literal["none", "divergence_free"] = "none"
+
+
+def set_correction(model: Any, name: str) -> None:
+    """Roll ``model`` (a simulator or an ensemble's members) out with the correction ``name``
+    (:data:`sim.rollout.corrections.CORRECTIONS`) instead of the one it was configured with."""
+    from sim.rollout.corrections import check_correction
+
+    name = check_correction(name)
+    for member in model if isinstance(model, list) else [model]:
+        member.config["correction"] = name
 
 
 @register_family
@@ -33,6 +53,7 @@ class MeshFamily(Family):
     formats = ("sim.ensemble",)
     commands = frozenset({"train", "rollout", "eval", "predict", "diagnose"})
     ensembles = True
+    options = MeshOptions
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         self.parse_options(cfg, source)
@@ -48,6 +69,7 @@ class MeshFamily(Family):
         from sim.models.registry import preset_args
 
         m = cfg.model
+        opts = self.parse_options(cfg)
         args = preset_args(m.network, m.preset) if m.preset else {}
         args.update(m.network_args)
         kwargs: dict[str, Any] = {}
@@ -58,7 +80,7 @@ class MeshFamily(Family):
         edge_in = int(dataset[0].edge_attr.shape[-1])
         model = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
                               noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward,
-                              history=m.history, **kwargs)
+                              history=m.history, correction=opts.correction, **kwargs)
         for norm in (model.node_normalizer, model.edge_normalizer, model.output_normalizer):
             norm.max_accumulations = cfg.train.normalizer_accumulation_steps
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank

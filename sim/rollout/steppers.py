@@ -25,6 +25,7 @@ from sim.data.particles import semi_implicit_euler
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Mesh
+from sim.rollout.corrections import DivergenceFree, check_correction, vector_field_slice
 from sim.rollout.engine import Boundary, Frame, split_fields
 
 DISPLACEMENT = "displacement"
@@ -40,7 +41,7 @@ class MeshStepper:
     def __init__(self, simulator: Any, meshes: Sequence[Mesh], initial: Sequence[np.ndarray], dts: Sequence[float],
                  t0s: Sequence[float], boundary: Sequence[Boundary] | None = None,
                  params: Sequence[dict[str, Any] | None] | None = None, device: str | torch.device = "cpu",
-                 compile: bool = False):
+                 compile: bool = False, correction: str | None = None):
         k = self.size = len(meshes)
         self.simulator, self.device = simulator, device
         c = simulator.config
@@ -71,6 +72,11 @@ class MeshStepper:
         self.inputs = simulator.step_inputs(graphs, scalars=scalars, past=past, dt=torch.tensor(list(dts)))
         self.state = torch.as_tensor(np.concatenate(first), dtype=torch.float32, device=device)
         self.update = torch.compile(simulator.predict_update, dynamic=False) if compile else None
+        self.correction = check_correction(correction if correction is not None else c.get("correction"))
+        self.correctors: list[Any] = []
+        if self.correction == "divergence_free":
+            self.columns = vector_field_slice(c, meshes[0].dim)
+            self.correctors = [DivergenceFree(m) for m in meshes]
 
     def outputs(self) -> list[Frame]:
         host = self.state.cpu().numpy()
@@ -83,8 +89,16 @@ class MeshStepper:
     def advance(self, step: int) -> None:
         bc = np.concatenate([np.asarray(self.boundary[i](step, self.times[i](step)), dtype=np.float32)
                              for i in range(self.size)])
+        previous = self.state
         self.state, self.inputs = self.simulator.advance(self.state, self.inputs, torch.from_numpy(bc).to(self.device),
                                                          update=self.update)
+        if self.correctors:
+            before, after = previous.cpu().numpy(), self.state.cpu().numpy().copy()
+            cols = self.columns
+            for i, fix in enumerate(self.correctors):
+                rows = slice(self.offsets[i], self.offsets[i + 1])
+                after[rows, cols] = fix(before[rows, cols], after[rows, cols])
+            self.state = torch.as_tensor(after, dtype=self.state.dtype, device=self.state.device)
 
 
 class EnsembleStepper:

@@ -138,7 +138,7 @@ class MeshSimulator(nn.Module):
                  edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
-                 scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1):
+                 scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1, correction: str = "none"):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -149,7 +149,8 @@ class MeshSimulator(nn.Module):
                        "noise_std": noise_std if isinstance(noise_std, (int, float)) else list(noise_std),
                        "noise_types": [int(t) for t in noise_types],
                        "predicted_types": [int(t) for t in predicted_types], "scalars": list(scalars),
-                       "pushforward": int(pushforward), "history": int(history)}
+                       "pushforward": int(pushforward), "history": int(history),
+                       "correction": str(correction)}
         if pushforward < 0:
             raise ValueError(f"pushforward must be >= 0, got {pushforward}")
         if history < 1:
