@@ -8,22 +8,12 @@ import pytest
 from sim.errors import SimError
 from sim.mesh import Mesh, NodeType
 from sim.rollout.corrections import DivergenceFree, check_correction, vector_field_slice
+from tests.channel import channel as channel_mesh
 
 
 def channel(nx: int = 41, ny: int = 15) -> Mesh:
     """A 3 x 1 channel of triangles: inflow left, outflow right, walls top and bottom."""
-    x, y = np.meshgrid(np.linspace(0.0, 3.0, nx), np.linspace(0.0, 1.0, ny))
-    pts = np.c_[x.ravel(), y.ravel()]
-    tri = []
-    for j in range(ny - 1):
-        for i in range(nx - 1):
-            a = j * nx + i
-            tri += [[a, a + 1, a + nx + 1], [a, a + nx + 1, a + nx]]
-    nt = np.full(len(pts), int(NodeType.INTERIOR))
-    nt[np.isclose(pts[:, 1], 0) | np.isclose(pts[:, 1], 1)] = int(NodeType.WALL)
-    nt[np.isclose(pts[:, 0], 0)] = int(NodeType.INFLOW)
-    nt[np.isclose(pts[:, 0], 3)] = int(NodeType.OUTFLOW)
-    return Mesh(pts, {"triangle": np.array(tri)}, node_type=nt)
+    return channel_mesh(nx, ny)
 
 
 def test_a_divergence_free_update_is_kept():

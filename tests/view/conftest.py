@@ -6,18 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.mesh import Mesh, Trajectory
-
-
-def channel(nx: int = 30, ny: int = 12) -> Mesh:
-    x, y = np.meshgrid(np.linspace(0.0, 3.0, nx), np.linspace(0.0, 1.0, ny))
-    pts = np.c_[x.ravel(), y.ravel()]
-    tri = []
-    for j in range(ny - 1):
-        for i in range(nx - 1):
-            a = j * nx + i
-            tri += [[a, a + 1, a + nx + 1], [a, a + nx + 1, a + nx]]
-    return Mesh(pts, {"triangle": np.array(tri)})
+from sim.mesh import Trajectory
+from tests.channel import channel
 
 
 def rollout(steps: int = 12) -> Trajectory:

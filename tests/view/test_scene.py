@@ -27,7 +27,7 @@ def _drawn(img: np.ndarray) -> float:
 
 def test_compared_fields_and_components(traj):
     fields = fields_of(TrajectoryFrames(traj, "t").frame(0))
-    assert set(fields) == {"velocity", "pressure", "coordinates"}
+    assert set(fields) == {"velocity", "pressure", "node_type", "coordinates"}
     assert fields["velocity"].compared and not fields["pressure"].compared
     assert fields["velocity"].choices == [MAGNITUDE, "x", "y"] and fields["pressure"].choices == [VALUE]
     v = np.array([[3.0, 4.0], [-1.0, 0.0]])
