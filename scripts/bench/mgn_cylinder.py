@@ -37,6 +37,16 @@ start, so the 6000 CPU-s runs stopped at their planned steps after about 4,500 C
 The spread between runs at one budget is about as large as the differences between options;
 the default is the setting with the best measured rollout-50 (half the persistence error).
 
+Three seeds of the default at a fixed 15,000 steps (`--train-steps 15000 --seeds 3`, 2.5 CPU-hours
+in all), mean and spread over the seeds; the ensemble of the three in the last row
+(docs/results/mgn_cylinder.json, mgn_cylinder_no_correction.json):
+
+| rollout correction | rollout-1 | rollout-50 | all | shedding freq. err. | mean flow | fluctuation |
+|---|---|---|---|---|---|---|
+| none | 0.0256 +- 0.0007 | 0.278 +- 0.025 | 1.16 +- 0.34 | 0.91 +- 0.02 | 0.76 +- 0.28 | 2.25 +- 0.95 |
+| divergence_free | 0.0232 +- 0.0006 | 0.235 +- 0.031 | 0.508 +- 0.030 | 0.20 +- 0.09 | 0.24 +- 0.05 | 0.64 +- 0.12 |
+| divergence_free, ensemble mean | | 0.204 | 0.408 | 0.175 | 0.182 | 0.491 |
+
 JSON keys: rmse_1, rmse_50, rmse_all, persistence_rmse_50, persistence_rmse_all, the flow metrics of
 `sim eval` (shedding_freq_err_median, mean_field_rrmse, fluct_rrmse), each the mean over `--seeds`
 with `<key>_std` their spread and `per_seed`; with two or more seeds their ensemble's
