@@ -78,6 +78,8 @@ def flops_per_step(checkpoint: Path, mesh, state) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--correction", default="divergence_free", choices=["none", "divergence_free"],
+                    help="applied after every rollout step of both models (sim.rollout.corrections)")
     ap.add_argument("--json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")
     ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
@@ -118,13 +120,15 @@ def main() -> None:
         results[f"{name}_train_steps_per_s"] = float(sum(t["steps_per_s"] for t in trained) / len(trained))
         results[f"{name}_final_loss"] = float(sum(t["final_loss"] for t in trained) / len(trained))
     for name, model_runs in runs.items():
-        stats = over_seeds([rollout_metrics(c, paths["test"]) for c, _ in model_runs], seeds)
+        stats = over_seeds([rollout_metrics(c, paths["test"], correction=args.correction) for c, _ in model_runs],
+                           seeds)
         for k in ("persistence_rmse_50", "persistence_rmse_all"):
             results[k] = stats.pop(k)
         results.update({f"{name}_{k}": v for k, v in stats.items()})
         if len(model_runs) > 1:
-            results.update({f"{name}_{k}": v for k, v in ensemble_metrics([c for c, _ in model_runs],
-                                                                          paths["test"]).items()})
+            ens = ensemble_metrics([c for c, _ in model_runs], paths["test"], correction=args.correction)
+            results.update({f"{name}_{k}": v for k, v in ens.items()})
+    results["correction"] = args.correction
     ckpts = {name: model_runs[0][0] for name, model_runs in runs.items()}  # cost, speed, memory: the first seed
     with Store(paths["test"]) as s:
         traj = s.read(s.names()[0])
