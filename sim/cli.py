@@ -587,12 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", action="store_true", help="write PNGs: error vs step, prediction/truth/error")
     r.add_argument("--json", help="write the metrics as JSON")
     r.add_argument("--compile", action="store_true", help="torch.compile the one-step map (long rollouts)")
-    correction_help = ("mesh models: what to enforce after each step instead of the model's own setting "
-                       "(divergence_free: project the velocity update of an incompressible flow)")
+    correction_help = ("mesh models: what to enforce after each step instead of the model's own setting: none, "
+                       "or divergence_free (project the velocity update of an incompressible flow)")
     blowup_help = ("stop a rollout as diverged beyond X times the data's largest magnitude (default 10; 0 or none: "
                    "only on NaN/inf)")
     r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
-    r.add_argument("--correction", choices=["none", "divergence_free"], help=correction_help)
+    r.add_argument("--correction", metavar="NAME", help=correction_help)
     r.add_argument("--view", action="store_true", help="then open the viewer on the series written (as sim view)")
     _view_options(r)
     r.set_defaults(func=cmd_rollout)
@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
     e.add_argument("--blowup-factor", metavar="X", help=blowup_help)
-    e.add_argument("--correction", choices=["none", "divergence_free"], help=correction_help)
+    e.add_argument("--correction", metavar="NAME", help=correction_help)
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", help="fields of a steady model (graph network, MMGP) on a mesh file")

@@ -66,6 +66,8 @@ from _mesh_models import cylinder_data, ensemble_metrics, over_seeds, rollout_me
 
 
 def main() -> None:
+    from sim.rollout.corrections import CORRECTIONS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
@@ -92,7 +94,7 @@ def main() -> None:
     ap.add_argument("--pushforward", type=int, default=2,
                     help="most no-gradient model steps before the trained one (pushforward loss; 0: one-step)")
     ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
-    ap.add_argument("--correction", default="divergence_free", choices=["none", "divergence_free"],
+    ap.add_argument("--correction", default="divergence_free", choices=CORRECTIONS,
                     help="applied after every rollout step (sim.rollout.corrections; default divergence_free: the "
                          "velocity update projected onto divergence-free fields); a rollout setting, so trained "
                          "runs can be measured with and without it")

@@ -76,9 +76,11 @@ def flops_per_step(checkpoint: Path, mesh, state) -> dict[str, int]:
 
 
 def main() -> None:
+    from sim.rollout.corrections import CORRECTIONS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--correction", default="divergence_free", choices=["none", "divergence_free"],
+    ap.add_argument("--correction", default="divergence_free", choices=CORRECTIONS,
                     help="applied after every rollout step of both models (sim.rollout.corrections)")
     ap.add_argument("--json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")

@@ -14,13 +14,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from sim.errors import FileFormatError, SimError
 from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer
 from sim.mesh import Mesh, NodeType, Trajectory
+from sim.rollout.corrections import Correction
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MeshOptions:
 
     # applied after every rollout step (sim.rollout.corrections): "divergence_free" projects the
     # velocity update of incompressible flows onto divergence-free fields
-    correction: Literal["none", "divergence_free"] = "none"
+    correction: Correction = "none"
 
 
 def set_correction(model: Any, name: str) -> None:

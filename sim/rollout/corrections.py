@@ -24,14 +24,15 @@ keeps 0) and their kinetic energy grows fivefold.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from sim.errors import SimError
 from sim.mesh.core import Mesh, NodeType
 
-CORRECTIONS = ("none", "divergence_free")
+Correction = Literal["none", "divergence_free"]
+CORRECTIONS: tuple[str, ...] = get_args(Correction)
 
 
 def _simplex_gradients(points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,7 +95,7 @@ class Viewer:
     def _status(self) -> None:
         scene, s = self.scene, self.server.state
         t = scene.frames.times[scene.step]
-        lo, hi = scene.colour_range("prediction", scene.frames.frame(scene.step))
+        lo, hi = scene.shown_range
         scanned = int(scene.scanned.sum())
         s.status = (f"step {scene.step} / {scene.num_steps - 1}   t = {t:.4g}   {scene.field} ({scene.component}) "
                     f"range {lo:.3g} .. {hi:.3g} {'over the series' if scene.fixed_range else 'this frame'}"
@@ -111,8 +111,7 @@ class Viewer:
         self.server.controller.view_update()
 
     def _on_field(self, field: str, **_: Any) -> None:
-        if field not in self.scene.fields or field == self.scene.field and \
-                self.server.state.components == self.scene.info.choices:
+        if field not in self.scene.fields or field == self.scene.field:
             return
         self.scene.set_field(field)
         self.server.state.components = self.scene.info.choices

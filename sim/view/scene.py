@@ -135,6 +135,7 @@ class Scene:
         self.curves: dict[str, Curves] = {}
         self._truth0: dict[str, np.ndarray] = {}
         self._grids: list[Any] = []
+        self.shown_range: tuple[float, float] = (0.0, 1.0)  # the prediction panel's, as drawn last
         self._build()
         # the web view sizes the window to the page: fit the mesh again when it does
         self.plotter.render_window.AddObserver("WindowResizeEvent", lambda *_: self.fit())
@@ -178,8 +179,12 @@ class Scene:
 
     # -- values and ranges --------------------------------------------------------------
     def values(self, mesh: Mesh, panel: str) -> np.ndarray:
-        loc, a = _arrays(mesh)[self.array_name(panel)]
-        return component_values(a, self.component)
+        return self._panel_values(mesh)[panel]
+
+    def _panel_values(self, mesh: Mesh) -> dict[str, np.ndarray]:
+        """The chosen component of each shown panel's array at this frame."""
+        arrays = _arrays(mesh)
+        return {p: component_values(arrays[self.array_name(p)][1], self.component) for p in self.panels()}
 
     def _extend(self, key: tuple[str, str, str], v: np.ndarray) -> None:
         finite = v[np.isfinite(v)]
@@ -193,8 +198,11 @@ class Scene:
         """The colour range of a panel at this frame. Prediction and truth share one range (equal
         colours mean equal values); the error panel has its own, symmetric about zero for a
         signed component. With ``fixed_range`` the range covers every frame scanned so far."""
-        partners = ["error"] if panel == "error" else [p for p in ("prediction", "truth") if p in self.panels()]
-        values = np.concatenate([self.values(mesh, p) for p in partners])
+        return self._range(panel, self._panel_values(mesh))
+
+    def _range(self, panel: str, by_panel: dict[str, np.ndarray]) -> tuple[float, float]:
+        partners = ["error"] if panel == "error" else [p for p in ("prediction", "truth") if p in by_panel]
+        values = np.concatenate([by_panel[p] for p in partners])
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
         if self.fixed_range:
@@ -257,13 +265,14 @@ class Scene:
             pl.clear_actors()
         self._grids = []
         mesh = self.frames.frame(self.step)
+        base, by_panel = self._grid(mesh), self._panel_values(mesh)
         for col, panel in enumerate(PANELS[: pl.shape[1]]):
             pl.subplot(0, col)
-            if panel not in self.panels():
+            if panel not in by_panel:
                 pl.add_text(f"{self.field} has no truth in this series", font_size=9, name="label")
                 self._grids.append(None)
                 continue
-            grid = self._shown(mesh, panel)
+            grid = self._shown(base, panel, by_panel)
             self._grids.append(grid)
             title = f"{self.array_name(panel)} ({self.component})" if self.info.components > 1 else \
                 self.array_name(panel)
@@ -279,16 +288,18 @@ class Scene:
         self._camera()
         pl.render()
 
-    def _shown(self, mesh: Mesh, panel: str) -> Any:
-        """The pyvista dataset of a panel at this frame: clipped when asked, the chosen
-        values as ``value`` and the colour range in its field data."""
-        grid = self._grid(mesh)
-        v = self.values(mesh, panel)
+    def _shown(self, base: Any, panel: str, by_panel: dict[str, np.ndarray]) -> Any:
+        """The pyvista dataset of a panel at this frame (a shallow copy of the frame's grid):
+        clipped when asked, the panel's values as ``value`` and its colour range in its field
+        data."""
+        grid = base.copy(deep=False)
         if self.info.location == "point":
-            grid.point_data["value"] = v
+            grid.point_data["value"] = by_panel[panel]
         else:
-            grid.cell_data["value"] = v
-        grid.field_data["clim"] = np.array(self.colour_range(panel, mesh))
+            grid.cell_data["value"] = by_panel[panel]
+        grid.field_data["clim"] = np.array(self._range(panel, by_panel))
+        if panel == PANELS[0]:
+            self.shown_range = tuple(grid.field_data["clim"])
         if self.clip_axis is not None and not self.points_only:
             ax = "xyz".index(self.clip_axis)
             lo, hi = self._bounds[2 * ax], self._bounds[2 * ax + 1]
@@ -340,11 +351,12 @@ class Scene:
             raise ValueError(f"step {step} of a series of {self.num_steps}")
         self.step = step
         mesh = self.frames.frame(step)
+        base, by_panel = self._grid(mesh), self._panel_values(mesh)
         for col, panel in enumerate(PANELS[: self.plotter.shape[1]]):
             old = self._grids[col] if col < len(self._grids) else None
             if old is None:
                 continue
-            new = self._shown(mesh, panel)
+            new = self._shown(base, panel, by_panel)
             old.copy_from(new, deep=False)
             actor = self.plotter.renderers[col].actors.get(f"mesh{col}")
             if actor is not None:

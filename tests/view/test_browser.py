@@ -8,9 +8,6 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 
 from sim.mesh import write_pvd
+from tests.view.conftest import free_port, rollout, serve, stop
 
 CHROMIUM = os.environ.get("SIM_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -29,45 +27,14 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM}: make browser (Debian's chromium package)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`sim view` on a small rollout series, in its own process, with no display."""
-    from tests.view.conftest import rollout
-
     folder = tmp_path_factory.mktemp("view")
     series = write_pvd(rollout(), folder / "roll.pvd")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["OMP_NUM_THREADS"] = "1"
-    log = open(folder / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "view", str(series), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"sim view exited ({proc.returncode}): {log.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("sim view did not start listening in 90 s")
-    yield f"http://127.0.0.1:{port}/", log
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    proc, _ = serve(["view", str(series), "--port", str(free_port())], folder / "server.log")
+    yield proc.args[proc.args.index("--port") + 1]
+    stop(proc)
 
 
 @pytest.fixture
@@ -75,7 +42,7 @@ def page(served):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         pg = browser.new_page(viewport={"width": 1300, "height": 760})
-        pg.goto(served[0])
+        pg.goto(f"http://127.0.0.1:{served}/")
         # trame first serves a "Loading..." page, then connects its websocket and builds the app;
         # the status line is written by the server, so it appearing means the app is live
         pg.wait_for_function("document.querySelector('#status') && "

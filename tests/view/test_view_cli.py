@@ -2,52 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
+from tests.view.conftest import free_port as _free_port
+from tests.view.conftest import serve as _serve
+from tests.view.conftest import stop as _stop
+
 pytest.importorskip("trame", reason="the viewer's packages are missing: pip install '.[view]'")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(args: list[str], log: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Run a sim command that ends by serving the viewer; return it once the page answers."""
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    env["OMP_NUM_THREADS"] = "1"
-    out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
-    port = args[args.index("--port") + 1]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            out.close()
-            pytest.fail(f"sim {args[0]} exited ({proc.returncode}): {log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                return proc, r.read().decode("utf-8", "replace")
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"sim {args[0]} did not serve in {timeout:.0f} s: {log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_rollout_view_serves_the_series_it_wrote(trained, tmp_path):
