@@ -138,14 +138,8 @@ class VTKSeriesFrames(Frames):
     def _read(self, i: int) -> Mesh:
         from sim.mesh.vtk import read_step
 
-        frame, meta, stated = read_step(self.steps[i], self.path)
-        dim = meta.get("point_dim")
-        if dim is not None and frame.dim > int(dim):
-            frame = Mesh(frame.points[:, : int(dim)], frame.cells, frame.point_data, frame.cell_data,
-                         frame.field_data, frame.node_type)
-        elif not stated:
-            frame = drop_zero_z(frame)
-        return frame
+        frame, _, stated = read_step(self.steps[i], self.path)
+        return frame if stated else drop_zero_z(frame)  # our files state their dimension; others are 2D at z = 0
 
 
 class XdmfFrames(Frames):

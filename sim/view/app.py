@@ -67,8 +67,8 @@ class Viewer:
     # -- state ----------------------------------------------------------------------------
     def _setup_state(self) -> None:
         s, scene = self.server.state, self.scene
-        s.title = self.path.name + (f" : {self.scene.frames.label.split(':')[-1]}"
-                                    if ":" in Path(self.scene.frames.label).name else "")
+        entry = getattr(scene.frames, "entry", None)  # a store entry's frames
+        s.title = self.path.name + (f" : {entry.name}" if entry is not None else "")
         s.fields = list(scene.fields)
         s.field = scene.field
         s.components = scene.info.choices

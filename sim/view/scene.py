@@ -178,9 +178,6 @@ class Scene:
         self.show(self.step)
 
     # -- values and ranges --------------------------------------------------------------
-    def values(self, mesh: Mesh, panel: str) -> np.ndarray:
-        return self._panel_values(mesh)[panel]
-
     def _panel_values(self, mesh: Mesh) -> dict[str, np.ndarray]:
         """The chosen component of each shown panel's array at this frame."""
         arrays = _arrays(mesh)
