@@ -387,6 +387,11 @@ def _exportable(family: Any, model: Any, path: Path | None) -> None:
                        "particle simulator)", path)
     if isinstance(model, list):
         raise SimError("this is an ensemble manifest: export each member checkpoint on its own", path)
+    features = getattr(getattr(model, "network", None), "config", {}).get("features")
+    if features:
+        raise SimError(f"the model's feature plugins ({', '.join(str(f) for f in features)}) count graph structure "
+                       "on the host with numpy, which an exported graph cannot run: export a model without "
+                       "`features`", path)
 
 
 def _graph_masks(network: nn.Module, edge_index: torch.Tensor, n: int, batched: bool) -> dict[str, np.ndarray]:

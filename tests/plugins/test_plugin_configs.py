@@ -38,6 +38,9 @@ CASES = [
     ("meshgraphnet", {"init": {"name": "virgo", "mean": "forward"}}),
     ("graph_transformer", {"plugins": [{"name": "virtual_nodes", "adaptive": False, "at": "head"}],
                            "init": "virgo"}),
+    ("meshgraphnet", {"features": [{"name": "equivariant_polynomials", "degree": 3}, "graphlet_orbits"]}),
+    ("graph_transformer", {"features": ["graphlet_orbits"]}),
+    ("meshgraphnet", {"plugins": [{"name": "spen", "hops": 1, "at": [1]}]}),
 ]
 
 
@@ -118,3 +121,36 @@ def test_cli_diagnose_lipschitz(tmp_path, data, capsys):
     lip = json.loads((tmp_path / "l.json").read_text())
     assert lip["upper"] >= lip["lower"] > 0 and len(lip["nodes"]) == 2
     assert "upper bound" in capsys.readouterr().out
+
+
+def test_feature_plugins_change_the_prediction_and_refuse_export(tmp_path, data):
+    """Structural features reach the encoders (the output depends on them), and an export, which
+    could not count graphlets inside an ONNX graph, says so instead of writing a file."""
+    from sim.errors import SimError
+    from sim.export import export
+
+    cfg = _config(tmp_path, data, features=["graphlet_orbits"])
+    train(cfg, progress=False)
+    model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    plain = _config(tmp_path / "plain", data)
+    train(plain, progress=False)
+    plain_model, _ = load_model(tmp_path / "plain" / "run" / "checkpoint.pt")
+    ring = torch.tensor([list(range(30)) + [(i + 1) % 30 for i in range(30)],
+                         [(i + 1) % 30 for i in range(30)] + list(range(30))])
+    chord = torch.cat([ring, torch.tensor([[0, 2], [2, 0]])], dim=1)  # closes the triangle 0-1-2
+
+    def node4(net, edges):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(30, net.config["node_in"], generator=g)
+        ea = torch.randn(ring.shape[1], net.config["edge_in"], generator=g)
+        ea = torch.cat([ea, torch.ones(edges.shape[1] - ring.shape[1], ea.shape[1])])
+        return net(x, edges, ea)[4]
+
+    # two message-passing steps cannot carry the chord's messages to node 4 ...
+    torch.testing.assert_close(node4(plain_model.network, ring), node4(plain_model.network, chord))
+    # ... but the chord makes node 4 the end of a 4-path 0-2-3-4, which its graphlet counts see
+    assert not torch.allclose(node4(model.network, ring), node4(model.network, chord))
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SimError, match="feature plugins .*graphlet_orbits"):
+        export(tmp_path / "run" / "checkpoint.pt", out)
+    assert not out.exists()

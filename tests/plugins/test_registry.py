@@ -12,17 +12,18 @@ from sim.plugins import KINDS, PluginError, available_plugins, build_plugin, get
 def test_builtin_plugins_describe_themselves():
     specs = {s.name: s for s in available_plugins()}
     assert {"sheaf_diffusion": "layer", "dagnn": "layer", "virtual_nodes": "layer", "virgo": "init",
-            "hop_influence": "diagnostic", "local_lipschitz": "diagnostic"}.items() <= {
+            "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
+            "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary
         assert any(c.isdigit() for c in s.paper), f"{s.name}: the paper reference has no year"
-    assert set(KINDS) == {"layer", "init", "diagnostic", "selection", "generator"}
+    assert set(KINDS) == {"layer", "feature", "init", "diagnostic", "selection", "generator"}
 
 
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(PluginError, match=r"unknown layer plugin 'sheaf'; known layer plugins: dagnn, "
-                                          r"sheaf_diffusion, virtual_nodes"):
+                                          r"sheaf_diffusion, spen, virtual_nodes"):
         get_plugin("sheaf", "layer")
     with pytest.raises(PluginError, match=r"unknown init plugin 'dagnn' \(it is a layer plugin\); known init "
                                           r"plugins: virgo"):

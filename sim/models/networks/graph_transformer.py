@@ -40,6 +40,7 @@ from sim.graph.edges import hop_edges
 from sim.nn.attention import MaskedAttention
 from sim.nn.layers import mlp
 from sim.models.registry import register_model
+from sim.plugins.features import FeatureInputs
 from sim.plugins.init import AggregationSite, apply_init, mean_operator
 from sim.plugins.layers import LayerSlots
 
@@ -94,6 +95,7 @@ class GraphTransformer(nn.Module):
         checkpointing: recompute block activations in backward (large meshes).
         seed: seed of the random edges (they depend only on it and the mesh).
         plugins: layer plugins and their placement (see :mod:`sim.plugins.layers`).
+        features: feature plugins whose node features of the graph are appended to ``x``.
         init: initialisation plugin (``None``: PyTorch's default), see :meth:`initialize`.
 
     Shapes:
@@ -107,7 +109,8 @@ class GraphTransformer(nn.Module):
                  hops: list[list[int]] | None = None, global_nodes: int = 0, global_tokens: int = 0,
                  random_edges: int = 0,
                  coord_dim: int = 0, rope: bool = False, rope_scale: float = 1.0, checkpointing: bool = False,
-                 seed: int = 0, plugins: list[Any] | None = None, init: Any = None):
+                 seed: int = 0, plugins: list[Any] | None = None, init: Any = None,
+                 features: list[Any] | None = None):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "dim": dim, "layers": layers,
                        "heads": heads, "mlp_ratio": mlp_ratio, "k_hop": k_hop, "dilation": dilation, "hops": hops,
@@ -117,6 +120,9 @@ class GraphTransformer(nn.Module):
             self.config["plugins"] = list(plugins)
         if init is not None:
             self.config["init"] = init
+        if features:
+            self.config["features"] = list(features)
+        self.features = FeatureInputs(features) if features else None
         if hops is not None:
             if len(hops) != layers:
                 raise ValueError(f"hops gives {len(hops)} hop sets for {layers} layers")
@@ -127,7 +133,8 @@ class GraphTransformer(nn.Module):
             self.layer_hops = [tuple(range(1, k_hop + 1))] * layers
         if min(min(h) for h in self.layer_hops) < 1:
             raise ValueError("hop distances must be >= 1")
-        self.encoder = mlp(node_in + coord_dim, dim, dim, 2, layer_norm=True, activation=nn.GELU)
+        extra = self.features.node_dim if features else 0  # node features only (attention has no edges)
+        self.encoder = mlp(node_in + coord_dim + extra, dim, dim, 2, layer_norm=True, activation=nn.GELU)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, rope) for _ in range(layers))
         self.decoder = mlp(dim, dim, out_dim, 2, layer_norm=False, activation=nn.GELU)
         self.tokens = nn.Parameter(torch.randn(global_tokens, dim) * dim**-0.5) if global_tokens else None
@@ -238,6 +245,8 @@ class GraphTransformer(nn.Module):
             if pos is None or pos.shape[-1] != self.config["coord_dim"]:
                 raise ValueError(f"the model takes {self.config['coord_dim']}D coordinates as inputs (pos)")
             x = torch.cat([x, pos.to(x.dtype)], dim=-1)
+        if self.features is not None:
+            x = torch.cat([x, self.features(edge_index, n, x.dtype)[0]], dim=-1)
         h = self.encoder(x)
         masks = self.masks(edge_index, n, batch) if masks is None else masks
         p = pos * self.config["rope_scale"] if (pos is not None and self.config["rope"]) else pos

@@ -14,7 +14,9 @@ CPU-sized variant.
 
 Plugins (:mod:`sim.plugins`): ``plugins`` inserts layer plugins on the node latents after
 processor blocks or as a head before the decoder (e.g. ``[{name: dagnn, hops: 10}]``);
-``init`` names an initialisation plugin (``virgo``) applied by :meth:`MeshGraphNet.initialize`.
+``init`` names an initialisation plugin (``virgo``) applied by :meth:`MeshGraphNet.initialize`;
+``features`` appends feature plugins' structural node and edge features (e.g.
+``[{name: equivariant_polynomials, degree: 3}, graphlet_orbits]``) to the encoders' inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 
 from sim.nn.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
+from sim.plugins.features import FeatureInputs
 from sim.plugins.init import AggregationSite, apply_init, sum_operator
 from sim.plugins.layers import LayerSlots
 
@@ -46,6 +49,8 @@ class MeshGraphNet(nn.Module):
         hidden_layers: hidden layers per MLP (2 in the paper).
         plugins: layer plugins and their placement (see :mod:`sim.plugins.layers`).
         init: initialisation plugin (``None``: PyTorch's default), see :meth:`initialize`.
+        features: feature plugins whose node/edge features of the graph are appended to ``x``
+            and ``edge_attr`` (``node_in``/``edge_in`` stay the caller's widths).
 
     Shapes:
         x (N, node_in), edge_index (2, E), edge_attr (E, edge_in) -> (N, out_dim)
@@ -54,7 +59,8 @@ class MeshGraphNet(nn.Module):
     presets = PRESETS
 
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 128, steps: int = 15,
-                 hidden_layers: int = 2, plugins: list[Any] | None = None, init: Any = None):
+                 hidden_layers: int = 2, plugins: list[Any] | None = None, init: Any = None,
+                 features: list[Any] | None = None):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "latent": latent,
                        "steps": steps, "hidden_layers": hidden_layers}
@@ -62,8 +68,12 @@ class MeshGraphNet(nn.Module):
             self.config["plugins"] = list(plugins)
         if init is not None:
             self.config["init"] = init
-        self.node_encoder = mlp(node_in, latent, latent, hidden_layers)
-        self.edge_encoder = mlp(edge_in, latent, latent, hidden_layers)
+        if features:
+            self.config["features"] = list(features)
+        self.features = FeatureInputs(features) if features else None
+        extra_node, extra_edge = (self.features.node_dim, self.features.edge_dim) if features else (0, 0)
+        self.node_encoder = mlp(node_in + extra_node, latent, latent, hidden_layers)
+        self.edge_encoder = mlp(edge_in + extra_edge, latent, latent, hidden_layers)
         self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers) for _ in range(steps))
         self.plugins = LayerSlots(plugins, latent, steps) if plugins else None
         self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
@@ -75,6 +85,9 @@ class MeshGraphNet(nn.Module):
             raise ValueError(
                 f"MeshGraphNet expects node features of width {self.config['node_in']} and edge features of "
                 f"width {self.config['edge_in']}, got {x.shape[-1]} and {edge_attr.shape[-1]}")
+        if self.features is not None:
+            fx, fe = self.features(edge_index, x.shape[0], x.dtype)
+            x, edge_attr = torch.cat([x, fx], dim=-1), torch.cat([edge_attr, fe], dim=-1)
         v = self.node_encoder(x)
         e = self.edge_encoder(edge_attr)
         for i, block in enumerate(self.processor):

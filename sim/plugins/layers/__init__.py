@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from sim.plugins.layers.dagnn import DAGNN, gcn_operator, gcn_propagate
+from sim.plugins.layers.spen import SubgraphEquivariantLayer, ego_pairs
 from sim.plugins.layers.sheaf import SheafDiffusion, apply_sheaf_laplacian, reverse_edges, sheaf_laplacian
 from sim.plugins.layers.virtual_nodes import VirtualNodes
 from sim.plugins.registry import PluginError, build_plugin, get_plugin, parse_spec
@@ -144,5 +145,5 @@ class LayerSlots(nn.Module):
         return sites + self.aggregation_sites(self.head, edge_index, num_nodes, batch)
 
 
-__all__ = ["DAGNN", "LayerSlots", "SheafDiffusion", "VirtualNodes", "apply_sheaf_laplacian", "gcn_operator",
-           "gcn_propagate", "placements", "reverse_edges", "sheaf_laplacian"]
+__all__ = ["DAGNN", "LayerSlots", "SheafDiffusion", "SubgraphEquivariantLayer", "VirtualNodes", "apply_sheaf_laplacian",
+           "ego_pairs", "gcn_operator", "gcn_propagate", "placements", "reverse_edges", "sheaf_laplacian"]
