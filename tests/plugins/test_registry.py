@@ -13,12 +13,13 @@ def test_builtin_plugins_describe_themselves():
     specs = {s.name: s for s in available_plugins()}
     assert {"sheaf_diffusion": "layer", "dagnn": "layer", "virtual_nodes": "layer", "virgo": "init",
             "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
-            "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer"}.items() <= {
+            "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer",
+            "mip_hypernet": "conditioning"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary
         assert any(c.isdigit() for c in s.paper), f"{s.name}: the paper reference has no year"
-    assert set(KINDS) == {"layer", "feature", "init", "diagnostic", "selection", "generator"}
+    assert set(KINDS) == {"layer", "feature", "conditioning", "init", "diagnostic", "selection", "generator"}
 
 
 def test_unknown_names_list_the_known_ones():

@@ -157,8 +157,13 @@ class MeshSimulator(nn.Module):
             raise ValueError(f"history must be >= 1, got {history}")
         self.num_features = int(sum(field_dims))
         node_in = self.num_features * int(history) + NUM_NODE_TYPES + len(self.config["scalars"])
-        self.network = build_model(network, node_in=node_in, edge_in=edge_in, out_dim=self.num_features,
-                                   **network_args)
+        # a hypernetwork takes the scalars (normalised with the node features) instead of the nodes
+        self._hyper = len(self.config["scalars"]) if network_args.get("hypernet") is not None else 0
+        if network_args.get("hypernet") is not None and not self._hyper:
+            raise ValueError("network_args.hypernet conditions on the trajectory's parameters: set model.scalars")
+        extra = {"cond_dim": self._hyper} if self._hyper else {}
+        self.network = build_model(network, node_in=node_in - self._hyper, edge_in=edge_in,
+                                   out_dim=self.num_features, **network_args, **extra)
         self.node_normalizer = Normalizer(node_in)
         self.edge_normalizer = Normalizer(edge_in)
         self.output_normalizer = Normalizer(self.num_features)
@@ -176,6 +181,7 @@ class MeshSimulator(nn.Module):
             return
         inputs = self.step_inputs(sample)
         x = self.node_features(sample.state, sample.node_type, inputs.batch, inputs.scalars, inputs.past)
+        x = x[:, : x.shape[1] - self._hyper]  # the hypernetwork's scalars are not node inputs
         init(sample.edge_index, x.shape[0], x=x, batch=inputs.batch)
 
     def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
@@ -235,6 +241,8 @@ class MeshSimulator(nn.Module):
         learn = self.training and torch.is_grad_enabled()  # pushforward passes leave the statistics alone
         x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past), accumulate=learn)
         e = self.edge_normalizer(edge_attr, accumulate=learn)
+        if self._hyper:
+            return self.network(x[:, :-self._hyper], edge_index, e, pos=pos, batch=batch, cond=x[:, -self._hyper:])
         return self.network(x, edge_index, e, pos=pos, batch=batch)
 
     # -- the one-step map: every caller goes through step_inputs / update / advance ----------

@@ -16,7 +16,9 @@ Plugins (:mod:`sim.plugins`): ``plugins`` inserts layer plugins on the node late
 processor blocks or as a head before the decoder (e.g. ``[{name: dagnn, hops: 10}]``);
 ``init`` names an initialisation plugin (``virgo``) applied by :meth:`MeshGraphNet.initialize`;
 ``features`` appends feature plugins' structural node and edge features (e.g.
-``[{name: equivariant_polynomials, degree: 3}, graphlet_orbits]``) to the encoders' inputs.
+``[{name: equivariant_polynomials, degree: 3}, graphlet_orbits]``) to the encoders' inputs;
+``hypernet`` (``{name: mip_hypernet, ...}``) predicts the decoder's output layer from the
+trajectory's parameters (``cond``) instead of reading them as node inputs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sim.models.registry import register_model
 from sim.plugins.features import FeatureInputs
 from sim.plugins.init import AggregationSite, apply_init, sum_operator
 from sim.plugins.layers import LayerSlots
+from sim.plugins.registry import build_plugin
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"latent": 128, "steps": 15, "hidden_layers": 2},
@@ -51,6 +54,9 @@ class MeshGraphNet(nn.Module):
         init: initialisation plugin (``None``: PyTorch's default), see :meth:`initialize`.
         features: feature plugins whose node/edge features of the graph are appended to ``x``
             and ``edge_attr`` (``node_in``/``edge_in`` stay the caller's widths).
+        hypernet: a conditioning plugin (``mip_hypernet``) whose hypernetwork predicts the
+            decoder's output layer from ``cond`` (N, cond_dim) given to :meth:`forward`.
+        cond_dim: the number of conditioning values (with ``hypernet``).
 
     Shapes:
         x (N, node_in), edge_index (2, E), edge_attr (E, edge_in) -> (N, out_dim)
@@ -60,7 +66,7 @@ class MeshGraphNet(nn.Module):
 
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 128, steps: int = 15,
                  hidden_layers: int = 2, plugins: list[Any] | None = None, init: Any = None,
-                 features: list[Any] | None = None):
+                 features: list[Any] | None = None, hypernet: Any = None, cond_dim: int = 0):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "latent": latent,
                        "steps": steps, "hidden_layers": hidden_layers}
@@ -77,10 +83,18 @@ class MeshGraphNet(nn.Module):
         self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers) for _ in range(steps))
         self.plugins = LayerSlots(plugins, latent, steps) if plugins else None
         self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
+        self.hyper = None
+        if hypernet is not None:
+            self.config["hypernet"], self.config["cond_dim"] = hypernet, int(cond_dim)
+            self.decoder = self.decoder[:-1]  # the output layer is the hypernetwork's
+            self.hyper = build_plugin(hypernet, "conditioning", in_features=latent, out_features=out_dim,
+                                      cond_dim=int(cond_dim))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
-        """``pos`` and ``batch`` are accepted for a uniform signature across graph networks (unused)."""
+                pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``pos`` and ``batch`` are accepted for a uniform signature across graph networks (unused);
+        ``cond`` (N, cond_dim): the conditioning values of each node's graph (with ``hypernet``)."""
         if x.shape[-1] != self.config["node_in"] or edge_attr.shape[-1] != self.config["edge_in"]:
             raise ValueError(
                 f"MeshGraphNet expects node features of width {self.config['node_in']} and edge features of "
@@ -96,6 +110,10 @@ class MeshGraphNet(nn.Module):
                 v = self.plugins.run_after(i, v, edge_index, e, pos, batch)
         if self.plugins is not None:
             v = self.plugins.run_head(v, edge_index, e, pos, batch)
+        if self.hyper is not None:
+            if cond is None or cond.shape != (v.shape[0], self.config["cond_dim"]):
+                raise ValueError(f"the hypernetwork needs cond of shape (N, {self.config['cond_dim']})")
+            return self.hyper(self.decoder(v), cond)
         return self.decoder(v)
 
     @property
