@@ -492,6 +492,37 @@ def cmd_diagnose_lipschitz(args: argparse.Namespace) -> None:
                                       "step": args.step, **res.to_dict()})
 
 
+def cmd_diagnose_harmful(args: argparse.Namespace) -> None:
+    from sim.families import load_model_file
+    from sim.plugins.diagnostics.harmful import harmful_samples
+
+    _check_output(args.json)
+    family, model, payload = load_model_file(args.checkpoint)
+    family.require("diagnose")
+    if isinstance(model, list):
+        raise family.refuse("diagnose", "diagnose one member checkpoint of the ensemble")
+    valid = args.valid or ((payload.get("train") or {}).get("config") or {}).get("data", {}).get("valid")
+    if not valid:
+        raise SimError("the checkpoint's training had no validation store: give --valid VALID.h5", args.checkpoint)
+    for path in (args.data, valid):
+        if not Path(path).is_file():
+            raise SimError("no such store", path)
+    res = harmful_samples(model, args.data, valid, samples_per_entry=args.samples_per_entry,
+                          valid_entries=args.valid_entries, valid_steps=args.valid_steps, lr=args.lr, seed=args.seed,
+                          progress=True)
+    ranking = res.ranking()
+    print(f"validation rollout error (mean squared, {args.valid_steps} steps, {res.extra['valid_entries']} "
+          f"trajectories of {valid}): {res.valid_error:.6g}")
+    print("estimated change if removed (negative: removing it lowers the validation error)")
+    for name, score in ranking[: args.top]:
+        print(f"  {name}  {score:+.4g}")
+    if len(ranking) > args.top:
+        print(f"  ... {len(ranking) - args.top} more (--top N, or --json for all)")
+    if args.json:
+        _write_json(Path(args.json), {"checkpoint": str(args.checkpoint), "train": str(args.data), "valid": str(valid),
+                                      **res.to_dict()})
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from sim.export import export
 
@@ -631,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="graph-learning plugins (layers, init, diagnostics, ...)")
     plsub = pl.add_subparsers(dest="plugins_command", required=True)
     pll = plsub.add_parser("list", help="installed plugins: name, kind, paper, summary")
-    pll.add_argument("--kind", choices=["layer", "init", "diagnostic", "selection", "generator"])
+    pll.add_argument("--kind", choices=["layer", "feature", "conditioning", "init", "diagnostic", "selection",
+                                        "generator"])
     pll.set_defaults(func=cmd_plugins_list)
 
     dg = sub.add_parser("diagnose", help="diagnostics of a trained model on data")
@@ -663,6 +695,20 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--map", choices=["step", "update"], default="step",
                            help="next state (what a rollout iterates) or the update alone")
             q.add_argument("--json", help="write the bounds as JSON")
+    q = dgsub.add_parser("harmful", help="training trajectories ranked by their estimated effect on the validation "
+                                         "rollout error (SGD-influence)")
+    q.add_argument("checkpoint")
+    q.add_argument("data", help="the training store to rank")
+    q.add_argument("--valid", help="validation store (default: the one the checkpoint was trained with)")
+    q.add_argument("--samples-per-entry", type=POSITIVE_INT, default=8,
+                   help="one-step samples replayed per training trajectory (default 8)")
+    q.add_argument("--valid-entries", type=POSITIVE_INT, default=4, help="validation trajectories (default 4)")
+    q.add_argument("--valid-steps", type=POSITIVE_INT, default=10, help="validation rollout steps (default 10)")
+    q.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="learning rate of the replayed SGD (default 1e-3)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the sample choice")
+    q.add_argument("--top", type=POSITIVE_INT, default=10, help="trajectories printed (default 10)")
+    q.add_argument("--json", help="write the whole ranking and per-sample scores as JSON")
+    q.set_defaults(func=cmd_diagnose_harmful)
 
     x = sub.add_parser("export", help="the one-step map of a mesh or particle model as ONNX or torch.export, "
                                       "with a model card")

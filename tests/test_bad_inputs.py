@@ -305,6 +305,11 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ("diagnose-hops-zero", None, ["diagnose", "range", M, MD, "--step", "1", "--max-hops", "0"], "--max-hops"),
     ("diagnose-seeds-zero", None, ["diagnose", "range", M, MD, "--step", "1", "--seeds", "0"], "--seeds"),
     ("diagnose-unknown", None, ["diagnose", "spectrum", M, MD], "spectrum"),
+    ("diagnose-harmful-particle", None, ["diagnose", "harmful", "{particle}", "{particle_data}"], "particle"),
+    ("diagnose-harmful-missing-valid", None, ["diagnose", "harmful", M, MD, "--valid", "{d}/none.h5"], "none.h5"),
+    ("diagnose-harmful-lr-zero", None, ["diagnose", "harmful", M, MD, "--valid", MD, "--lr", "0"], "--lr"),
+    ("diagnose-harmful-wrong-field", None, ["diagnose", "harmful", M, "{particle_data}", "--valid", MD],
+     "no point field(s) ['u']"),
     # sim view (refused before it serves anything)
     ("view-missing", None, ["view", "{d}/none.pvd"], "no such file"),
     ("view-folder", None, ["view", "{d}"], "is a folder"),

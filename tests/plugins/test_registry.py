@@ -14,7 +14,7 @@ def test_builtin_plugins_describe_themselves():
     assert {"sheaf_diffusion": "layer", "dagnn": "layer", "virtual_nodes": "layer", "virgo": "init",
             "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
             "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer",
-            "mip_hypernet": "conditioning"}.items() <= {
+            "mip_hypernet": "conditioning", "harmful_samples": "diagnostic"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary

@@ -4,11 +4,14 @@
   range score R (``sim diagnose range``);
 - :mod:`~sim.plugins.diagnostics.lipschitz`: sound upper and sampled lower bounds of the
   local Lipschitz constant of the one-step map (``sim diagnose lipschitz``), on the
-  bound-propagation engine of :mod:`~sim.verify`.
+  bound-propagation engine of :mod:`~sim.verify`;
+- :mod:`~sim.plugins.diagnostics.harmful`: SGD-influence of each training trajectory on the
+  validation rollout error (``sim diagnose harmful``).
 """
 
+from sim.plugins.diagnostics.harmful import HarmfulResult, harmful_samples, valid_rollout_error
 from sim.plugins.diagnostics.hop_influence import InfluenceResult, MeshInfluenceModel, hop_influence, influence_png
 from sim.plugins.diagnostics.lipschitz import LipschitzResult, local_lipschitz, mesh_lipschitz
 
-__all__ = ["InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "hop_influence", "influence_png",
-           "local_lipschitz", "mesh_lipschitz"]
+__all__ = ["HarmfulResult", "InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "hop_influence", "influence_png",
+           "harmful_samples", "local_lipschitz", "mesh_lipschitz", "valid_rollout_error"]
