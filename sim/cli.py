@@ -523,6 +523,78 @@ def cmd_diagnose_harmful(args: argparse.Namespace) -> None:
                                       **res.to_dict()})
 
 
+def cmd_prune(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from sim.data.windows import MeshStepDataset
+    from sim.families import load_model_file
+    from sim.plugins.diagnostics.harmful import valid_rollout_error
+    from sim.plugins.pruning import prune_model
+    from sim.train.checkpoint import save_checkpoint
+
+    out = Path(args.out)
+    _check_output(out)
+    if out.suffix != ".pt":
+        raise SimError("the pruned model is a checkpoint: give OUT.pt", out)
+    if not 0.0 < args.sparsity < 1.0:
+        raise UsageError(f"--sparsity must be in (0, 1), got {args.sparsity:g}")
+    family, model, payload = load_model_file(args.checkpoint)
+    if family.name != "mesh" or isinstance(model, list):
+        raise SimError(f"`sim prune` prunes mesh time-stepping MeshGraphNet checkpoints, not {family.name} models",
+                       args.checkpoint)
+    c = model.config
+    history = int(c.get("history", 1))
+    dataset = MeshStepDataset(args.data, c["fields"], scalars=c["scalars"], history=history,
+                              horizon=int(c.get("pushforward", 0)) + 1)
+    valid = args.valid or ((payload.get("train") or {}).get("config") or {}).get("data", {}).get("valid")
+    vsamples = []
+    if valid:
+        vds = MeshStepDataset(valid, c["fields"], scalars=c["scalars"], history=history, horizon=args.valid_steps)
+        first: dict[str, int] = {}
+        for k, (name, _) in enumerate(vds.index):
+            first.setdefault(name, k)
+        vsamples = [vds[k] for k in list(first.values())[:4]]
+    probe = dataset[0]
+
+    def seconds_per_step(m) -> float:
+        inputs = m.step_inputs(probe)
+        with torch.no_grad():
+            for _ in range(3):
+                m.update(probe.state, inputs)
+            times = []
+            for _ in range(15):
+                t = time.process_time()
+                m.update(probe.state, inputs)
+                times.append(time.process_time() - t)
+        return float(sorted(times)[len(times) // 2])
+
+    def error(m) -> float | None:
+        if not vsamples:
+            return None
+        with torch.no_grad():
+            return float(valid_rollout_error(m, vsamples, args.valid_steps))
+
+    before_s, before_err = seconds_per_step(model), error(model)
+    res = prune_model(model, dataset, args.sparsity, method=args.method, meta_steps=args.meta_steps,
+                      finetune_steps=args.finetune_steps, lr=args.lr, seed=args.seed, progress=True)
+    after_s, after_err = seconds_per_step(res.model), error(res.model)
+    report = {**res.to_dict(), "cpu_s_per_step_before": before_s, "cpu_s_per_step_after": after_s,
+              "speedup": before_s / after_s, "valid_error_before": before_err, "valid_error_after": after_err,
+              "valid": str(valid) if valid else None, "valid_steps": args.valid_steps, "source": str(args.checkpoint)}
+    save_checkpoint(out, res.model, {**(payload.get("train") or {}), "pruned": report})
+    print(f"hidden width {res.hidden_before} -> {res.hidden_after}, parameters {res.params_before:,} -> "
+          f"{res.params_after:,} ({args.method}, {res.seconds:.0f} CPU-s)")
+    print(f"one step: {1e3 * before_s:.2f} -> {1e3 * after_s:.2f} ms CPU ({before_s / after_s:.2f}x) on "
+          f"{int(probe.num_nodes)} nodes")
+    if vsamples:
+        print(f"validation rollout error ({args.valid_steps} steps, mean squared): {before_err:.4g} -> {after_err:.4g}")
+    else:
+        print("no validation store (--valid): error not measured")
+    print(f"wrote {out}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from sim.export import export
 
@@ -662,8 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="graph-learning plugins (layers, init, diagnostics, ...)")
     plsub = pl.add_subparsers(dest="plugins_command", required=True)
     pll = plsub.add_parser("list", help="installed plugins: name, kind, paper, summary")
-    pll.add_argument("--kind", choices=["layer", "feature", "conditioning", "init", "diagnostic", "selection",
-                                        "generator"])
+    pll.add_argument("--kind", choices=["layer", "feature", "conditioning", "init", "diagnostic", "pruning",
+                                        "selection", "generator"])
     pll.set_defaults(func=cmd_plugins_list)
 
     dg = sub.add_parser("diagnose", help="diagnostics of a trained model on data")
@@ -709,6 +781,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=POSITIVE_INT, default=10, help="trajectories printed (default 10)")
     q.add_argument("--json", help="write the whole ranking and per-sample scores as JSON")
     q.set_defaults(func=cmd_diagnose_harmful)
+
+    pr = sub.add_parser("prune", help="a smaller, faster MeshGraphNet: channels chosen by a graph metanetwork, "
+                                      "pruned, fine-tuned")
+    pr.add_argument("checkpoint")
+    pr.add_argument("data", help="the training store (for the metanetwork and the fine-tuning)")
+    pr.add_argument("--out", required=True, help="the pruned checkpoint (OUT.pt)")
+    pr.add_argument("--sparsity", type=POSITIVE_FLOAT, default=0.5,
+                    help="fraction of every hidden layer's channels removed (default 0.5)")
+    pr.add_argument("--method", choices=["meta", "magnitude"], default="meta",
+                    help="meta: the metanetwork's gates (default); magnitude: weight norms (the baseline)")
+    pr.add_argument("--meta-steps", type=NON_NEGATIVE_INT, default=200, help="metanetwork training steps")
+    pr.add_argument("--finetune-steps", type=NON_NEGATIVE_INT, default=300, help="fine-tuning steps after pruning")
+    pr.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
+    pr.add_argument("--valid", help="validation store for the error before and after (default: the checkpoint's)")
+    pr.add_argument("--valid-steps", type=POSITIVE_INT, default=10, help="validation rollout steps (default 10)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=cmd_prune)
 
     x = sub.add_parser("export", help="the one-step map of a mesh or particle model as ONNX or torch.export, "
                                       "with a model card")

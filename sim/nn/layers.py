@@ -40,16 +40,18 @@ class GraphNetBlock(nn.Module):
     Args:
         latent: width of node and edge latents.
         hidden_layers: hidden layers of each MLP.
+        hidden: width of the MLPs' hidden layers (default: ``latent``; smaller after pruning).
 
     Shapes:
         x (N, latent), edge_index (2, E), edge_attr (E, latent) -> same shapes.
     """
 
-    def __init__(self, latent: int, hidden_layers: int = 2):
+    def __init__(self, latent: int, hidden_layers: int = 2, hidden: int | None = None):
         super().__init__()
         self.latent = latent
-        self.edge_mlp = mlp(3 * latent, latent, latent, hidden_layers)
-        self.node_mlp = mlp(2 * latent, latent, latent, hidden_layers)
+        width = hidden or latent
+        self.edge_mlp = mlp(3 * latent, width, latent, hidden_layers)
+        self.node_mlp = mlp(2 * latent, width, latent, hidden_layers)
 
     def first_edge_layer(self, x: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
                          edge_attr: torch.Tensor) -> torch.Tensor:

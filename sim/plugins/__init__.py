@@ -11,7 +11,7 @@ registry by name); plugins never import ``sim.models``, so diagnostics work on a
 through its forward signature.
 """
 
-from sim.plugins import conditioning, diagnostics, features, generators, init, layers  # noqa: F401  (built-in plugins register on import)
+from sim.plugins import conditioning, diagnostics, features, generators, init, layers, pruning  # noqa: F401  (built-in plugins register on import)
 from sim.plugins.registry import (ENTRY_POINT_GROUP, KINDS, PluginError, PluginSpec, available_plugins, build_plugin,
                                   get_plugin, parse_spec, register, register_plugin)
 

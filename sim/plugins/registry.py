@@ -26,7 +26,7 @@ from typing import Any
 
 from sim.errors import SimError
 
-KINDS = ("layer", "feature", "conditioning", "init", "diagnostic", "selection", "generator")
+KINDS = ("layer", "feature", "conditioning", "init", "diagnostic", "pruning", "selection", "generator")
 ENTRY_POINT_GROUP = "sim.plugins"
 
 

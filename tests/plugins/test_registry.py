@@ -14,12 +14,13 @@ def test_builtin_plugins_describe_themselves():
     assert {"sheaf_diffusion": "layer", "dagnn": "layer", "virtual_nodes": "layer", "virgo": "init",
             "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
             "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer",
-            "mip_hypernet": "conditioning", "harmful_samples": "diagnostic"}.items() <= {
+            "mip_hypernet": "conditioning", "harmful_samples": "diagnostic", "meta_pruning": "pruning"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary
         assert any(c.isdigit() for c in s.paper), f"{s.name}: the paper reference has no year"
-    assert set(KINDS) == {"layer", "feature", "conditioning", "init", "diagnostic", "selection", "generator"}
+    assert set(KINDS) == {"layer", "feature", "conditioning", "init", "diagnostic", "pruning", "selection",
+                          "generator"}
 
 
 def test_unknown_names_list_the_known_ones():

@@ -57,6 +57,8 @@ class MeshGraphNet(nn.Module):
         hypernet: a conditioning plugin (``mip_hypernet``) whose hypernetwork predicts the
             decoder's output layer from ``cond`` (N, cond_dim) given to :meth:`forward`.
         cond_dim: the number of conditioning values (with ``hypernet``).
+        mlp_hidden: width of every MLP's hidden layers (default: ``latent``; ``sim prune`` makes
+            it smaller).
 
     Shapes:
         x (N, node_in), edge_index (2, E), edge_attr (E, edge_in) -> (N, out_dim)
@@ -66,7 +68,8 @@ class MeshGraphNet(nn.Module):
 
     def __init__(self, node_in: int, edge_in: int, out_dim: int, latent: int = 128, steps: int = 15,
                  hidden_layers: int = 2, plugins: list[Any] | None = None, init: Any = None,
-                 features: list[Any] | None = None, hypernet: Any = None, cond_dim: int = 0):
+                 features: list[Any] | None = None, hypernet: Any = None, cond_dim: int = 0,
+                 mlp_hidden: int | None = None):
         super().__init__()
         self.config = {"node_in": node_in, "edge_in": edge_in, "out_dim": out_dim, "latent": latent,
                        "steps": steps, "hidden_layers": hidden_layers}
@@ -76,18 +79,21 @@ class MeshGraphNet(nn.Module):
             self.config["init"] = init
         if features:
             self.config["features"] = list(features)
+        if mlp_hidden is not None:
+            self.config["mlp_hidden"] = int(mlp_hidden)
+        width = mlp_hidden or latent
         self.features = FeatureInputs(features) if features else None
         extra_node, extra_edge = (self.features.node_dim, self.features.edge_dim) if features else (0, 0)
-        self.node_encoder = mlp(node_in + extra_node, latent, latent, hidden_layers)
-        self.edge_encoder = mlp(edge_in + extra_edge, latent, latent, hidden_layers)
-        self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers) for _ in range(steps))
+        self.node_encoder = mlp(node_in + extra_node, width, latent, hidden_layers)
+        self.edge_encoder = mlp(edge_in + extra_edge, width, latent, hidden_layers)
+        self.processor = nn.ModuleList(GraphNetBlock(latent, hidden_layers, width) for _ in range(steps))
         self.plugins = LayerSlots(plugins, latent, steps) if plugins else None
-        self.decoder = mlp(latent, latent, out_dim, hidden_layers, layer_norm=False)
+        self.decoder = mlp(latent, width, out_dim, hidden_layers, layer_norm=False)
         self.hyper = None
         if hypernet is not None:
             self.config["hypernet"], self.config["cond_dim"] = hypernet, int(cond_dim)
             self.decoder = self.decoder[:-1]  # the output layer is the hypernetwork's
-            self.hyper = build_plugin(hypernet, "conditioning", in_features=latent, out_features=out_dim,
+            self.hyper = build_plugin(hypernet, "conditioning", in_features=width, out_features=out_dim,
                                       cond_dim=int(cond_dim))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,

@@ -1,0 +1,295 @@
+r"""Channel pruning of MeshGraphNet with a graph metanetwork.
+
+Liu, Wang, Zhang, *Meta Pruning via Graph Metanetworks: A Universal Meta Learning Framework for
+Network Pruning*, 2025.
+
+A neural network is a graph: neurons are nodes, weights are edges, and permuting the hidden
+neurons of a layer (with their incoming and outgoing weights) leaves its function unchanged.
+A graph metanetwork, a GNN on that graph, is equivariant to those permutations by
+construction. The paper meta-trains such a metanetwork to map a trained network to one that
+is easier to prune, then prunes by a standard criterion and fine-tunes.
+
+Here, for a trained MeshGraphNet:
+
+- the graph: every hidden neuron of every MLP (encoders, processor edge and node MLPs,
+  decoder) is a node, with features from its weights (norms of its incoming and outgoing
+  weights, its bias) and its mean activation on a few training samples; edges join the
+  neurons of consecutive hidden layers of one MLP, weighted by |W|;
+- the metanetwork (two rounds of message passing, shared weights) gives every neuron a gate
+  g = sigmoid(z) in (0, 1) that multiplies its activation; it is trained (the surrogate
+  frozen) on the surrogate's own training loss plus ``penalty`` x mean gate, so it learns
+  which channels the surrogate can lose;
+- pruning keeps the ``(1 - sparsity)`` fraction of neurons with the largest gates in every
+  hidden layer (one hidden width for the whole network, so the pruned model is a plain
+  MeshGraphNet with ``mlp_hidden`` set and runs faster), folds the kept gates into the
+  outgoing weights, and fine-tunes every weight for ``finetune_steps``.
+
+``method="magnitude"`` prunes by the standard criterion instead (the product of the norms of a
+neuron's incoming and outgoing weights), with the same fine-tuning, as the baseline.
+
+Deviation: the paper meta-trains one metanetwork over a population of networks; a surrogate
+user has one network, so the metanetwork is trained on it alone (a per-model search of
+channel importances by a permutation-equivariant network of the weights).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sim.plugins.registry import PluginError, register_plugin
+
+
+@dataclass
+class HiddenGroup:
+    """One hidden layer of an MLP: ``lin_in`` makes it, ``act`` activates it, ``lin_out`` reads it;
+    ``mlp`` and ``depth`` (hidden layer index in its MLP) place it."""
+
+    name: str
+    lin_in: nn.Linear
+    act: nn.Module
+    lin_out: nn.Linear
+    mlp: str
+    depth: int
+
+    @property
+    def width(self) -> int:
+        return self.lin_in.out_features
+
+
+def _mlps(net: nn.Module) -> dict[str, nn.Sequential]:
+    out = {"node_encoder": net.node_encoder, "edge_encoder": net.edge_encoder, "decoder": net.decoder}
+    for i, block in enumerate(net.processor):
+        out[f"processor.{i}.edge_mlp"] = block.edge_mlp
+        out[f"processor.{i}.node_mlp"] = block.node_mlp
+    return out
+
+
+def hidden_groups(net: nn.Module) -> list[HiddenGroup]:
+    """The hidden layers of every MLP of a MeshGraphNet, in order."""
+    if not all(hasattr(net, a) for a in ("node_encoder", "edge_encoder", "processor", "decoder")):
+        raise PluginError(f"pruning applies to MeshGraphNet models, not {type(net).__name__}")
+    if getattr(net, "hyper", None) is not None or getattr(net, "plugins", None) is not None:
+        raise PluginError("pruning does not handle layer or hypernetwork plugins yet: prune a plain MeshGraphNet")
+    groups = []
+    for name, seq in _mlps(net).items():
+        linears = [i for i, m in enumerate(seq) if isinstance(m, nn.Linear)]
+        for d, (a, b) in enumerate(zip(linears[:-1], linears[1:])):
+            groups.append(HiddenGroup(f"{name}.{d}", seq[a], seq[a + 1], seq[b], name, d))
+    return groups
+
+
+def magnitude_scores(groups: list[HiddenGroup]) -> list[torch.Tensor]:
+    """The standard criterion: |incoming weights| x |outgoing weights| per neuron."""
+    return [g.lin_in.weight.detach().norm(dim=1) * g.lin_out.weight.detach().norm(dim=0) for g in groups]
+
+
+def neuron_features(groups: list[HiddenGroup], activations: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-neuron input features of the metanetwork (permutation-equivariant per layer): log
+    norms of incoming and outgoing weights, bias, log mean activation, depth in its MLP."""
+    feats = []
+    for g, a in zip(groups, activations):
+        w_in, w_out = g.lin_in.weight.detach(), g.lin_out.weight.detach()
+        bias = g.lin_in.bias.detach() if g.lin_in.bias is not None else torch.zeros(g.width)
+        cols = [torch.log(w_in.norm(dim=1) + 1e-8), torch.log(w_out.norm(dim=0) + 1e-8), bias,
+                torch.log(a + 1e-8), torch.full((g.width,), float(g.depth))]
+        feats.append(torch.stack(cols, dim=1))
+    return feats
+
+
+class MetaNetwork(nn.Module):
+    """A GNN on the hidden-neuron graph: neurons of consecutive hidden layers of one MLP
+    exchange messages weighted by |W| (row-normalised); returns a gate logit per neuron."""
+
+    def __init__(self, in_dim: int = 5, width: int = 32, rounds: int = 2):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.rounds = nn.ModuleList(nn.Sequential(nn.Linear(3 * width, width), nn.SiLU(), nn.Linear(width, width))
+                                    for _ in range(rounds))
+        self.out = nn.Linear(width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, 3.0)  # gates start near 1: the surrogate as trained
+
+    def forward(self, groups: list[HiddenGroup], feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        h = [self.embed(f) for f in feats]
+        # consecutive hidden layers of one MLP: group k -> k + 1 through group k's lin_out
+        nxt = {k: k + 1 for k in range(len(groups) - 1) if groups[k + 1].mlp == groups[k].mlp}
+        prv = {v: k for k, v in nxt.items()}
+        for layer in self.rounds:
+            new = []
+            for k, g in enumerate(groups):
+                up = torch.zeros_like(h[k])
+                down = torch.zeros_like(h[k])
+                if k in prv:  # from the layer before: weights of its lin_out (this layer's lin_in)
+                    w = g.lin_in.weight.detach().abs()
+                    up = (w / (w.sum(1, keepdim=True) + 1e-12)) @ h[prv[k]]
+                if k in nxt:  # from the layer after: weights of this layer's lin_out
+                    w = g.lin_out.weight.detach().abs().T
+                    down = (w / (w.sum(1, keepdim=True) + 1e-12)) @ h[nxt[k]]
+                new.append(h[k] + layer(torch.cat([h[k], up, down], dim=1)))
+            h = new
+        return [self.out(x).squeeze(1) for x in h]
+
+
+@dataclass
+class PruneResult:
+    model: Any
+    method: str
+    sparsity: float
+    hidden_before: int
+    hidden_after: int
+    params_before: int
+    params_after: int
+    meta_losses: list[float] = field(default_factory=list)
+    finetune_losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("method", "sparsity", "hidden_before", "hidden_after", "params_before",
+                                               "params_after", "meta_losses", "finetune_losses", "seconds")}
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _mean_activations(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
+    sums = [torch.zeros(g.width) for g in groups]
+    counts = [0] * len(groups)
+    hooks = []
+    for k, g in enumerate(groups):
+        def hook(_m: nn.Module, _i: Any, out: torch.Tensor, k: int = k) -> None:
+            sums[k] += out.detach().abs().reshape(-1, out.shape[-1]).sum(0)
+            counts[k] += out.reshape(-1, out.shape[-1]).shape[0]
+        hooks.append(g.act.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for s in samples:
+                model.update(s.state, model.step_inputs(s))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [sm / max(c, 1) for sm, c in zip(sums, counts)]
+
+
+def _pruned_copy(model: Any, groups: list[HiddenGroup], keep: list[torch.Tensor], scale: list[torch.Tensor | None],
+                 width: int) -> Any:
+    """A new simulator with ``mlp_hidden = width``: kept rows of each hidden layer's lin_in, kept
+    columns of its lin_out (times ``scale``: folded gates)."""
+    cfg = dict(model.config)
+    cfg["network_args"] = {**cfg["network_args"], "mlp_hidden": width}
+    new = type(model)(**cfg)  # the simulator rebuilds from its own configuration
+    new_groups = hidden_groups(new.network)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # start from a full copy of everything that is not a hidden layer, then slice the hidden ones
+    own = new.state_dict()
+    names = {id(m): n for n, m in model.named_modules()}
+    sliced: dict[str, torch.Tensor] = {}
+    for g, idx, sc in zip(groups, keep, scale):
+        n_in, n_out = names[id(g.lin_in)], names[id(g.lin_out)]
+        w_in = sliced.get(f"{n_in}.weight", state[f"{n_in}.weight"])
+        sliced[f"{n_in}.weight"] = w_in[idx]
+        sliced[f"{n_in}.bias"] = sliced.get(f"{n_in}.bias", state[f"{n_in}.bias"])[idx]
+        w_out = sliced.get(f"{n_out}.weight", state[f"{n_out}.weight"])[:, idx]
+        sliced[f"{n_out}.weight"] = w_out * sc[idx][None] if sc is not None else w_out
+    state.update(sliced)
+    for k, v in own.items():
+        if state[k].shape != v.shape:
+            raise PluginError(f"pruning produced {k} of shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    new.load_state_dict(state)
+    assert len(new_groups) == len(groups)
+    return new
+
+
+@register_plugin("meta_pruning", "pruning",
+                 paper="Liu, Wang, Zhang: Meta Pruning via Graph Metanetworks: A Universal Meta Learning Framework "
+                       "for Network Pruning (2025)",
+                 summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
+                         "uniform width, fine-tune (sim prune)")
+def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 200,
+                finetune_steps: int = 300, penalty: float = 0.05, lr: float = 1e-4, meta_lr: float = 1e-3,
+                seed: int = 0, progress: bool = False) -> PruneResult:
+    """Prune the hidden channels of a trained mesh simulator's MeshGraphNet (see module).
+
+    ``dataset``: training samples (a :class:`~sim.data.windows.MeshStepDataset`);
+    ``sparsity``: fraction of each hidden layer removed."""
+    if not 0.0 < sparsity < 1.0:
+        raise PluginError(f"sparsity must be in (0, 1), got {sparsity}")
+    if method not in ("meta", "magnitude"):
+        raise PluginError(f"unknown pruning method {method!r} (meta, magnitude)")
+    t0 = time.process_time()
+    net = model.network
+    groups = hidden_groups(net)
+    width0 = groups[0].width
+    width = max(1, int(round(width0 * (1.0 - sparsity))))
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def batch() -> Any:
+        return dataset[int(rng.integers(len(dataset)))]
+
+    was_training = model.training
+    res = PruneResult(model, method, sparsity, width0, width, _count(model), 0)
+    if method == "magnitude":
+        scores, scales = magnitude_scores(groups), [None] * len(groups)
+    else:
+        model.eval()
+        acts = _mean_activations(model, groups, [batch() for _ in range(4)])
+        feats = neuron_features(groups, acts)
+        torch.manual_seed(seed)
+        meta = MetaNetwork(feats[0].shape[1])
+        opt = torch.optim.Adam(meta.parameters(), lr=meta_lr)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        gates: list[torch.Tensor] = []
+        hooks = [g.act.register_forward_hook(lambda _m, _i, out, k=k: out * gates[k]) for k, g in enumerate(groups)]
+        model.train()
+        try:
+            for _ in _steps(meta_steps, progress, "metanetwork"):
+                gates[:] = [torch.sigmoid(z) for z in meta(groups, feats)]
+                sparsity_term = torch.cat(gates).mean()
+                loss = model.loss(batch(), generator=gen) + penalty * sparsity_term
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                res.meta_losses.append(float(loss.detach()))
+            with torch.no_grad():
+                final = [torch.sigmoid(z) for z in meta(groups, feats)]
+        finally:
+            for h in hooks:
+                h.remove()
+            for p in model.parameters():
+                p.requires_grad_(True)
+        scores, scales = final, final
+    keep = [torch.sort(torch.topk(s, width).indices).values for s in scores]
+    pruned = _pruned_copy(model, groups, keep, scales, width)
+    res.params_after = _count(pruned)
+    if finetune_steps:
+        pruned.train()
+        opt = torch.optim.Adam(pruned.parameters(), lr=lr)
+        for _ in _steps(finetune_steps, progress, "fine-tune"):
+            loss = pruned.loss(batch(), generator=gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            res.finetune_losses.append(float(loss.detach()))
+    pruned.eval()
+    model.train(was_training)
+    res.model = pruned
+    res.seconds = time.process_time() - t0
+    return res
+
+
+def _steps(n: int, progress: bool, desc: str) -> Any:
+    if progress:
+        from tqdm import trange
+
+        return trange(n, desc=desc)
+    return range(n)
+
+

@@ -1,0 +1,117 @@
+"""Meta pruning: the metanetwork is equivariant to hidden-neuron permutations, its channel
+choice beats the magnitude criterion before fine-tuning, and `sim prune` writes a smaller,
+loadable checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sim.data.windows import MeshStepDataset
+from sim.families import train
+from sim.plugins import PluginError, get_plugin
+from sim.plugins.diagnostics import valid_rollout_error
+from sim.plugins.pruning import MetaNetwork, hidden_groups, magnitude_scores, prune_model
+from sim.plugins.pruning.meta import neuron_features
+from sim.train import Config, load_model
+from tests.train.diffusion_data import diffusion_store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prune")
+    tr = diffusion_store(d / "t.h5", trajectories=4, steps=10, seed=3)
+    va = diffusion_store(d / "v.h5", trajectories=2, steps=10, seed=13)
+    cfg = Config.from_dict({
+        "model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"]},
+        "data": {"train": str(tr), "valid": str(va), "batch_size": 2},
+        "optim": {"lr": 3e-3, "lr_final": 3e-4},
+        "train": {"steps": 300, "out": str(d / "run"), "log_every": 100, "checkpoint_every": 10_000,
+                  "normalizer_accumulation_steps": 20, "seed": 3}})
+    train(cfg, progress=False)
+    return d / "run" / "checkpoint.pt", tr, va
+
+
+def _valid(va, steps=5):
+    vds = MeshStepDataset(va, ["u"], horizon=steps)
+    first = {}
+    for k, (name, _) in enumerate(vds.index):
+        first.setdefault(name, k)
+    return [vds[k] for k in first.values()]
+
+
+def test_metanetwork_is_equivariant_to_hidden_neuron_permutations(trained):
+    ckpt, tr, _ = trained
+    model, _ = load_model(ckpt)
+    groups = hidden_groups(model.network)
+    assert len(groups) == 2 * (2 + 2 * 2 + 1)  # 2 hidden layers in each of 7 MLPs
+    sample = MeshStepDataset(tr, ["u"])[0]
+    with torch.no_grad():
+        before = model.update(sample.state, model.step_inputs(sample))
+    feats = neuron_features(groups, [torch.rand(g.width) for g in groups])
+    torch.manual_seed(0)
+    meta = MetaNetwork(feats[0].shape[1])
+    with torch.no_grad():
+        meta.out.weight.normal_()  # non-trivial output (it starts constant)
+        scores = meta(groups, feats)
+        # permute the neurons of one hidden layer that has neighbours on both sides in the graph
+        k = 1 + 2 * 2  # processor.0.edge_mlp, hidden layer 1 (its MLP's second)
+        g = groups[k]
+        p = torch.randperm(g.width, generator=torch.Generator().manual_seed(1))
+        g.lin_in.weight.copy_(g.lin_in.weight[p])
+        g.lin_in.bias.copy_(g.lin_in.bias[p])
+        g.lin_out.weight.copy_(g.lin_out.weight[:, p])
+        feats[k] = feats[k][p]
+        after = model.update(sample.state, model.step_inputs(sample))
+        permuted = meta(groups, feats)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)  # the same function
+    torch.testing.assert_close(permuted[k], scores[k][p])
+    for j in (k - 1, k + 1, 0):
+        torch.testing.assert_close(permuted[j], scores[j], rtol=1e-5, atol=1e-6)
+    assert scores[k].std() > 0
+
+
+def test_meta_choice_beats_magnitude_before_fine_tuning(trained):
+    ckpt, tr, va = trained
+    vs = _valid(va)
+    ds = MeshStepDataset(tr, ["u"])
+    errors = {}
+    for method in ("magnitude", "meta"):
+        model, _ = load_model(ckpt)
+        res = prune_model(model, ds, 0.5, method=method, meta_steps=100, finetune_steps=0, seed=0)
+        with torch.no_grad():
+            errors[method] = float(valid_rollout_error(res.model, vs, 5))
+        assert res.hidden_after == 8 and res.params_after < 0.5 * res.params_before
+        assert [g.width for g in hidden_groups(res.model.network)] == [8] * 14
+    assert errors["meta"] < 0.5 * errors["magnitude"], errors
+    # magnitude scores are the weight-norm products
+    g = hidden_groups(load_model(ckpt)[0].network)[0]
+    torch.testing.assert_close(magnitude_scores([g])[0], g.lin_in.weight.norm(dim=1) * g.lin_out.weight.norm(dim=0))
+    assert get_plugin("meta_pruning", "pruning").factory is prune_model
+    with pytest.raises(PluginError, match=r"sparsity must be in \(0, 1\)"):
+        prune_model(load_model(ckpt)[0], ds, 1.0)
+
+
+def test_sim_prune_writes_a_smaller_checkpoint_that_loads_and_runs(tmp_path, trained, capsys):
+    from sim.cli import main
+
+    ckpt, tr, va = trained
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", str(ckpt), str(tr), "--out", str(out), "--meta-steps", "20", "--finetune-steps", "20",
+                 "--valid-steps", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "hidden width 16 -> 8" in text and "validation rollout error" in text and "x) on" in text
+    model, payload = load_model(out)
+    assert model.network.config["mlp_hidden"] == 8
+    assert payload["train"]["pruned"]["speedup"] > 0 and payload["train"]["pruned"]["valid_error_after"] > 0
+    with torch.no_grad():
+        assert torch.isfinite(valid_rollout_error(model, _valid(va), 5))
+    # bad input: one readable error, nothing written
+    bad = tmp_path / "bad.pt"
+    assert main(["prune", str(ckpt), str(tr), "--out", str(bad), "--sparsity", "1.5"]) != 0
+    assert "--sparsity must be in (0, 1)" in capsys.readouterr().err and not bad.exists()
+    assert main(["prune", str(ckpt), str(tr), "--out", str(tmp_path / "p.onnx")]) != 0
+    assert "OUT.pt" in capsys.readouterr().err
+    json.dumps(payload["train"]["pruned"])  # plain data
