@@ -430,12 +430,13 @@ def cmd_plugins_list(args: argparse.Namespace) -> None:
     from sim.plugins import KINDS, available_plugins
 
     kinds = [args.kind] if args.kind else list(KINDS)
+    width = max([18] + [len(s.name) for s in available_plugins()])
     for kind in kinds:
         specs = available_plugins(kind)
         print(f"{kind}:" + ("" if specs else " (none installed)"))
         for spec in specs:
-            print(f"  {spec.name:<18} {spec.summary}")
-            print(f"  {'':<18} paper: {spec.paper}")
+            print(f"  {spec.name:<{width}} {spec.summary}")
+            print(f"  {'':<{width}} paper: {spec.paper}")
 
 
 def _diagnose_inputs(args: argparse.Namespace):

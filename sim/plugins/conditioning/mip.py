@@ -40,8 +40,8 @@ def mip_encode(gamma: torch.Tensor) -> torch.Tensor:
 
 
 @register_plugin("mip_hypernet", "conditioning",
-                 paper="Ortiz, Guttag, Dalca: Magnitude Invariant Parametrizations Improve Hypernetwork Learning "
-                       "(ICLR 2024)",
+                 paper="Ortiz, Guttag, Dalca 2024, Magnitude Invariant Parametrizations Improve Hypernetwork Learning "
+                       "(ICLR)",
                  summary="a hypernetwork maps trajectory parameters to a layer's weights (magnitude-invariant "
                          "encoding, residual weights)")
 class HyperLinear(nn.Module):

@@ -98,8 +98,8 @@ def valid_rollout_error(model: Any, samples: list[Any], steps: int) -> torch.Ten
 
 
 @register_plugin("harmful_samples", "diagnostic",
-                 paper="Terashita, Ohashi, Nagano, Hara: Influence Estimation for Generative Adversarial Networks "
-                       "(ICLR 2021), after Hara et al.: Data Cleansing for Models Trained with SGD (NeurIPS 2019)",
+                 paper="Terashita, Ohashi, Nagano, Hara 2021, Influence Estimation for Generative Adversarial Networks "
+                       "(ICLR); Hara et al. 2019, Data Cleansing for Models Trained with SGD (NeurIPS)",
                  summary="ranks training trajectories by their estimated effect on the validation rollout error "
                          "(SGD-influence)")
 def harmful_samples(model: Any, train: str | Path, valid: str | Path, samples_per_entry: int = 2,

@@ -67,7 +67,7 @@ def polynomial_features(edge_index: np.ndarray, num_nodes: int, degree: int = 3,
 
 
 @register_plugin("equivariant_polynomials", "feature",
-                 paper="Puny, Lim, Kiani, Maron, Lipman: Equivariant Polynomials for Graph Neural Networks (ICML 2023)",
+                 paper="Puny, Lim, Kiani, Maron, Lipman 2023, Equivariant Polynomials for Graph Neural Networks (ICML)",
                  summary="walk, closed-walk and edge-restricted powers of A up to a degree as node/edge inputs "
                          "(past 1-WL)")
 class EquivariantPolynomials:

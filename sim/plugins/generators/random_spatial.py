@@ -101,8 +101,8 @@ class SpatialGraph:
 
 
 @register_plugin("random_spatial_network", "generator",
-                 paper="Lang, De Sterck, Kaiser, Miller: Random Spatial Networks: Small Worlds without Clustering, "
-                       "Traveling Waves, and Hop-and-Spread Disease Dynamics (2017)",
+                 paper="Lang, De Sterck, Kaiser, Miller 2017, Random Spatial Networks: Small Worlds without "
+                       "Clustering, Traveling Waves, and Hop-and-Spread Disease Dynamics",
                  summary="graphs of any size without a mesher: random nodes, edges by distance kernel and "
                          "expected degree")
 def random_spatial_network(num_nodes: int, dim: int = 2, mean_degree: float = 6.0, kernel: str = "gaussian",

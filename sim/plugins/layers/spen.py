@@ -90,7 +90,7 @@ def ego_pairs(edge_index: np.ndarray, num_nodes: int, hops: int) -> dict[str, np
 
 
 @register_plugin("spen", "layer",
-                 paper="Mitton, Murray-Smith: Subgraph Permutation Equivariant Networks (TMLR 2023)",
+                 paper="Mitton, Murray-Smith 2023, Subgraph Permutation Equivariant Networks (TMLR)",
                  summary="permutation-equivariant update on each node's k-hop ego subgraph, aggregated back "
                          "(past 1-WL)", at="all")
 class SubgraphEquivariantLayer(nn.Module):
