@@ -21,10 +21,28 @@ process on one batch, alternating variants after a warm-up (machine load cancels
 influence (T_h / T_0 and R) of the trained baseline, virtual-node and transformer models on a
 test state, with a PNG of the curves.
 
+Set B (``--set b``; ``scripts/bench/_plugins_b.py``), each against the base model (the
+``mgn_cylinder`` default: viscosity as a node input, noise 0.05, 2-step pushforward) at the same
+CPU budget over ``--seeds`` seeds, rolled out with ``--correction`` (divergence_free):
+
+- ``polynomials`` (+ equivariant polynomials of degree 3), ``graphlets`` (+ graphlet orbit
+  counts), ``spen`` (+ subgraph layers, k = 1, after blocks 2 and 5), ``mip_hypernet`` and
+  ``plain_hypernet`` (the viscosity through a hypernetwork on the decoder, with and without
+  MIP): rollout RMSE and flow metrics, training loss at 25/50/100 % of the budget
+  (convergence), time per training and rollout step;
+- pruning of each seed's base model to 50 % of its hidden channels (metanetwork vs magnitude,
+  500 fine-tuning steps): rollout RMSE relative to the unpruned model and CPU speedup of a step;
+- harmful data: 4 time-reversed trajectories planted among 40 training ones (seed 0), the
+  SGD-influence ranking's precision, and the validation rollout error after retraining
+  without the top 4 vs without 4 random ones;
+- random spatial networks in 3-D (mean degree 12) of 10^4-10^6 nodes: generation time.
+
+Tasks run ``--jobs`` at a time in worker processes (one torch thread each) and are resumable.
+
 ``--test-entries N`` rolls out only the first N test trajectories (every one by default).
-The data directory holds ``train.h5`` and ``test.h5``; by default the recipe's ``medium``
-size (``small`` with ``--quick``) is generated under datasets/cylinder_flow/ when missing.
-``--quick`` trains each variant for 12 s.
+The data directory holds ``train.h5``, ``valid.h5`` and ``test.h5``; by default the recipe's
+``medium`` size (``small`` with ``--quick``) is generated under datasets/cylinder_flow/ when
+missing. ``--quick`` trains each variant for 12 s.
 """
 
 from __future__ import annotations
@@ -102,6 +120,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "plugins"))
     ap.add_argument("--workers", type=int, default=2, help="data generation processes")
     ap.add_argument("--test-entries", type=int, help="roll out only the first N test trajectories (default: all)")
+    ap.add_argument("--set", choices=["a", "b", "all"], default="all", help="which plugin set to measure")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds of set B (default 3)")
+    ap.add_argument("--jobs", type=int, default=2, help="set B tasks run at once (default 2)")
+    ap.add_argument("--correction", default="divergence_free", help="rollout correction of set B")
     args = ap.parse_args()
 
     import torch
@@ -117,7 +139,7 @@ def main() -> None:
     budget = args.train_seconds or (12.0 if args.quick else 600.0)
     if args.data:
         data = Path(args.data)
-        paths = {s: data / f"{s}.h5" for s in ("train", "test")}
+        paths = {s: data / f"{s}.h5" for s in ("train", "valid", "test")}
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
             raise SystemExit(f"missing {', '.join(missing)}")
@@ -127,6 +149,29 @@ def main() -> None:
         size = args.size or ("small" if args.quick else "medium")
         paths = generate(load_recipe(ROOT / "datasets" / "cylinder_flow.yaml"), size, workers=args.workers)
     out = Path(args.out)
+    if args.test_entries:  # a store of the first N test trajectories, for every rollout below
+        from sim.mesh import StoreWriter
+
+        subset = out / f"test_first{args.test_entries}.h5"
+        if not subset.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            with Store(paths["test"]) as s, StoreWriter(subset) as w:
+                for name in s.names()[: args.test_entries]:
+                    w.append(s.read(name), name=name)
+        paths["test"] = subset
+    sets = {"a", "b"} if args.set == "all" else {args.set}
+    results_b: dict[str, object] = {}
+    cpu_hours = 0.0
+    seeds = list(range(args.seeds))
+    if "b" in sets:
+        from _plugins_b import run_set_b
+
+        results_b, cpu_hours = run_set_b(paths, out / "set_b", budget, seeds, args.jobs, args.correction, args.quick)
+    if "a" not in sets:
+        report("plugins", {"data": str(paths["train"].parent), "train_budget_s": budget, "mgn_preset": "cpu",
+                           **results_b, "peak_mem_mb": peak_mem_mb()}, args.json, seeds=seeds,
+               train_cpu_hours=cpu_hours)
+        return
     names = list(LAYER_VARIANTS) + ["transformer"]
     results: dict[str, object] = {"data": str(paths["train"].parent), "train_budget_s": budget,
                                   "mgn_preset": "cpu", "transformer": str(TRANSFORMER)}
@@ -190,7 +235,8 @@ def main() -> None:
     results["influence_seeds"] = seeds
     results["transformer_reaches_farther"] = results["range_R_transformer"] > results["range_R_baseline"]
     results["peak_mem_mb"] = peak_mem_mb()
-    report("plugins", results, args.json)
+    report("plugins", {**results, **results_b}, args.json, seeds=seeds if "b" in sets else [0],
+           train_cpu_hours=cpu_hours + len(names) * budget / 3600.0)
 
 
 if __name__ == "__main__":

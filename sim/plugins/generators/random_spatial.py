@@ -19,8 +19,10 @@ Kernels are truncated at ``cutoff`` (default: the radius holding all but 1e-6 of
 exponential kernel's mass; the power law's must be given) and renormalised on that ball, so
 the expected degrees stay exact. p_uv must stay <= 1; a combination that exceeds it (high
 degrees on a narrow kernel) is an error, not a silent cap that would lower the degrees.
-Candidate pairs come from a KD-tree (periodic through ``boxsize``), so graphs of millions of
-nodes are cheap when the cutoff is short.
+Candidate pairs come from KD-trees (periodic through ``boxsize``), a chunk of nodes at a time,
+so memory stays bounded for graphs of millions of nodes; time grows with n times the expected
+number of nodes within the cutoff, so a kernel whose probabilities stay close to 1 near the
+node (``scale`` about the node spacing) is the cheapest.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class SpatialGraph:
 def random_spatial_network(num_nodes: int, dim: int = 2, mean_degree: float = 6.0, kernel: str = "gaussian",
                            scale: float | None = None, cutoff: float | None = None, exponent: float = 4.0,
                            degree_cv: float = 0.0, size: float = 1.0, periodic: bool = True,
-                           seed: int | None = 0) -> SpatialGraph:
+                           seed: int | None = 0, chunk: int = 20_000) -> SpatialGraph:
     """Sample a random spatial network.
 
     Args:
@@ -127,6 +129,7 @@ def random_spatial_network(num_nodes: int, dim: int = 2, mean_degree: float = 6.
         size: edge of the box.
         periodic: the box is a torus (default), so every node has the same surroundings.
         seed: random seed.
+        chunk: nodes whose candidate pairs are drawn at once (bounds the memory).
     """
     if kernel not in KERNELS:
         raise PluginError(f"random_spatial_network: unknown kernel {kernel!r} (kernels: {', '.join(KERNELS)})")
@@ -162,17 +165,21 @@ def random_spatial_network(num_nodes: int, dim: int = 2, mean_degree: float = 6.
         raise PluginError(f"random_spatial_network: edge probabilities reach {p_max:.3g} > 1 (degree {mean_degree}, "
                           f"kernel scale {s:.4g}); widen the kernel (scale) or lower the degrees")
     pos = rng.uniform(0.0, size, (num_nodes, dim))
-    # cKDTree's periodic boxsize needs coordinates in [0, size)
-    tree = cKDTree(pos % size, boxsize=size if periodic else None)
-    pairs = tree.query_pairs(cutoff, output_type="ndarray")
-    u, v = pairs[:, 0], pairs[:, 1]
-    diff = np.abs(pos[u] - pos[v])
-    if periodic:
-        diff = np.minimum(diff, size - diff)
-    r = np.sqrt((diff ** 2).sum(1))
-    p = kappa[u] * kappa[v] * _profile(kernel, r, s, exponent) / (mass * rho * mean_kappa)
-    keep = rng.random(len(p)) < p
-    u, v, r = u[keep], v[keep], r[keep]
+    box = size if periodic else None
+    tree = cKDTree(pos, boxsize=box)  # cKDTree's periodic boxsize needs coordinates in [0, size)
+    us, vs, rs = [], [], []
+    for start in range(0, num_nodes, chunk):  # candidate pairs chunk by chunk: memory stays bounded
+        idx = np.arange(start, min(num_nodes, start + chunk))
+        m = cKDTree(pos[idx], boxsize=box).sparse_distance_matrix(tree, cutoff, output_type="ndarray")
+        u, v, r = idx[m["i"]], m["j"].astype(np.int64), m["v"]
+        keep = u < v  # each pair once
+        u, v, r = u[keep], v[keep], r[keep]
+        p = kappa[u] * kappa[v] * _profile(kernel, r, s, exponent) / (mass * rho * mean_kappa)
+        hit = rng.random(len(p)) < p
+        us.append(u[hit])
+        vs.append(v[hit])
+        rs.append(r[hit])
+    u, v, r = np.concatenate(us), np.concatenate(vs), np.concatenate(rs)
     edge_index = np.concatenate([np.stack([u, v]), np.stack([v, u])], axis=1).astype(np.int64)
     return SpatialGraph(pos, edge_index, kappa, np.concatenate([r, r]), kernel, s, float(cutoff), float(size),
                         bool(periodic), float(exponent))
