@@ -169,6 +169,10 @@ def harmful_task(paths: dict[str, str], out: str, budget: float, entries: int, p
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    from sim.mesh import Store
+
+    with Store(paths["train"]) as s:
+        entries = min(entries, len(s.names()))
     rng = np.random.default_rng(seed)
     reverse = sorted(int(i) for i in rng.choice(entries, planted, replace=False))
     names = _reversed_copy(Path(paths["train"]), root / "train.h5", entries, reverse)
@@ -211,9 +215,16 @@ def harmful_task(paths: dict[str, str], out: str, budget: float, entries: int, p
     return out_res
 
 
-def rsn_scaling(sizes: tuple[int, ...]) -> dict:
+def rsn_scaling(sizes: tuple[int, ...], model_sizes: tuple[int, ...]) -> dict:
+    """Random spatial networks in 3-D (mean degree 12, a tetrahedral mesh's is about 14): CPU
+    seconds to generate, and for ``model_sizes`` the CPU time of one MeshGraphNet step (cpu
+    preset, untrained) on them, per node: graphs of any size without a mesher."""
+    import torch
+
+    from sim.models.networks.meshgraphnet import MeshGraphNet
     from sim.plugins.generators import random_spatial_network
 
+    _threads()
     out = {}
     for n in sizes:
         t = time.process_time()
@@ -221,6 +232,21 @@ def rsn_scaling(sizes: tuple[int, ...]) -> dict:
         out[f"rsn_seconds_{n}"] = time.process_time() - t
         out[f"rsn_mean_degree_{n}"] = float(g.degrees().mean())
         out[f"rsn_edges_{n}"] = int(g.edge_index.shape[1])
+        if n in model_sizes:
+            torch.manual_seed(0)
+            net = MeshGraphNet(5, 4, 3, latent=64, steps=6).eval()
+            ei = torch.from_numpy(g.edge_index)
+            rel = torch.from_numpy((g.pos[g.edge_index[0]] - g.pos[g.edge_index[1]]).astype(np.float32))
+            ea = torch.cat([rel, rel.norm(dim=1, keepdim=True)], dim=1)
+            x = torch.randn(n, 5)
+            times = []
+            with torch.no_grad():
+                for _ in range(3):
+                    t = time.process_time()
+                    net(x, ei, ea)
+                    times.append(time.process_time() - t)
+            out[f"rsn_mgn_step_s_{n}"] = float(np.median(times))
+            out[f"rsn_mgn_us_per_node_{n}"] = 1e6 * float(np.median(times)) / n
     return out
 
 
@@ -267,7 +293,8 @@ def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int]
             results[f"prune_{m}_{key}_ratio"] = float(np.mean(ratios)) if ratios else None
             results[f"prune_{m}_{key}_ratio_std"] = float(np.std(ratios)) if ratios else None
     results.update({f"harmful_{k}": v for k, v in harm_res.items()})
-    results.update(rsn_scaling((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)))
+    results.update(rsn_scaling((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
+                               (10_000,) if quick else (10_000, 100_000)))
     results["persistence_rmse_50"] = rows[("base", seeds[0])].get("persistence_rmse_50")
     results["persistence_rmse_all"] = rows[("base", seeds[0])].get("persistence_rmse_all")
     n_train = len(VARIANTS_B) * len(seeds) + 3  # the harmful task trains three models
