@@ -10,9 +10,9 @@ interrupted run continues where it stopped.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import time
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,16 @@ def _loss_curve(run: Path) -> dict[str, float]:
     return out
 
 
+def _fresh(run: Path) -> dict | None:
+    """A finished task's metrics (its ``result.json``), or None after clearing an unfinished run."""
+    if (run / "result.json").exists():
+        return json.loads((run / "result.json").read_text())
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    return None
+
+
 def train_task(name: str, seed: int, paths: dict[str, str], out: str, budget: float, correction: str) -> dict:
     _threads()
     from _mesh_models import rollout_metrics
@@ -70,11 +80,9 @@ def train_task(name: str, seed: int, paths: dict[str, str], out: str, budget: fl
     from sim.train import Config
 
     run = Path(out) / f"{name}_seed{seed}"
+    if (cached := _fresh(run)) is not None:
+        return cached
     done = run / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    if run.exists():
-        shutil.rmtree(run)
     cfg = Config.from_dict(model_config(name, Path(paths["train"]), None, run, budget, seed))
     cfg.train.steps = steps_for_budget(cfg, budget)
     summary = train(cfg, progress=False)
@@ -113,10 +121,9 @@ def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correcti
     from sim.train.checkpoint import save_checkpoint
 
     run = Path(out) / f"prune_{method}_seed{seed}"
+    if (cached := _fresh(run)) is not None:
+        return cached
     done = run / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    run.mkdir(parents=True, exist_ok=True)
     source = Path(out) / f"base_seed{seed}" / "checkpoint.pt"
     model, payload = load_model(source)
     ds = MeshStepDataset(paths["train"], ["velocity"], scalars=["nu"], horizon=3)
@@ -163,12 +170,9 @@ def harmful_task(paths: dict[str, str], out: str, budget: float, entries: int, p
     from sim.train import Config, load_model
 
     root = Path(out) / f"harmful_seed{seed}"
+    if (cached := _fresh(root)) is not None:
+        return cached
     done = root / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
     from sim.mesh import Store
 
     with Store(paths["train"]) as s:

@@ -12,8 +12,18 @@ through its forward signature.
 """
 
 from sim.plugins import conditioning, diagnostics, features, generators, init, layers, pruning  # noqa: F401  (built-in plugins register on import)
-from sim.plugins.registry import (ENTRY_POINT_GROUP, KINDS, PluginError, PluginSpec, available_plugins, build_plugin,
-                                  get_plugin, parse_spec, register, register_plugin)
+from sim.plugins.registry import (
+                                  ENTRY_POINT_GROUP,
+                                  KINDS,
+                                  PluginError,
+                                  PluginSpec,
+                                  available_plugins,
+                                  build_plugin,
+                                  get_plugin,
+                                  parse_spec,
+                                  register,
+                                  register_plugin,
+)
 
 __all__ = ["ENTRY_POINT_GROUP", "KINDS", "PluginError", "PluginSpec", "available_plugins", "build_plugin",
            "get_plugin", "parse_spec", "register", "register_plugin"]

@@ -11,8 +11,7 @@ import torch
 from graphs import delaunay_edges, ring_edges
 
 from sim.plugins import PluginError, build_plugin
-from sim.plugins.features import (EDGE_ORBITS, NODE_ORBITS, FeatureInputs, graphlet_orbit_counts,
-                                  polynomial_features)
+from sim.plugins.features import EDGE_ORBITS, NODE_ORBITS, FeatureInputs, graphlet_orbit_counts, polynomial_features
 
 
 def two_triangles() -> np.ndarray:

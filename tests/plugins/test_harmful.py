@@ -35,7 +35,8 @@ def _copy_store(path, src, keep=None, corrupt=()):
 def stores(tmp_path_factory):
     d = tmp_path_factory.mktemp("harmful")
     clean = diffusion_store(d / "clean.h5", trajectories=8, steps=10, seed=1)
-    return _copy_store(d / "train.h5", clean, corrupt=CORRUPTED), diffusion_store(d / "valid.h5", trajectories=3, steps=10, seed=2)
+    valid = diffusion_store(d / "valid.h5", trajectories=3, steps=10, seed=2)
+    return _copy_store(d / "train.h5", clean, corrupt=CORRUPTED), valid
 
 
 def _train(tmp_path, data, name):

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sim.nn.layers import GraphNetBlock, mlp
 from sim.models.registry import register_model
+from sim.nn.layers import GraphNetBlock, mlp
 from sim.plugins.features import FeatureInputs
 from sim.plugins.init import AggregationSite, apply_init, sum_operator
 from sim.plugins.layers import LayerSlots

@@ -13,5 +13,5 @@ from sim.plugins.diagnostics.harmful import HarmfulResult, harmful_samples, vali
 from sim.plugins.diagnostics.hop_influence import InfluenceResult, MeshInfluenceModel, hop_influence, influence_png
 from sim.plugins.diagnostics.lipschitz import LipschitzResult, local_lipschitz, mesh_lipschitz
 
-__all__ = ["HarmfulResult", "InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "hop_influence", "influence_png",
-           "harmful_samples", "local_lipschitz", "mesh_lipschitz", "valid_rollout_error"]
+__all__ = ["HarmfulResult", "InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "harmful_samples",
+           "hop_influence", "influence_png", "local_lipschitz", "mesh_lipschitz", "valid_rollout_error"]

@@ -164,8 +164,8 @@ def graphlet_orbit_counts(edge_index: np.ndarray, num_nodes: int) -> tuple[np.nd
 
 
 @register_plugin("graphlet_orbits", "feature",
-                 paper="Windels, Malod-Dognin, Przulj 2024, Graphlets correct for the topological information missed by "
-                       "random walks (GRADCO)",
+                 paper="Windels, Malod-Dognin, Przulj 2024, Graphlets correct for the topological information "
+                       "missed by random walks (GRADCO)",
                  summary="graphlet orbit counts (up to 4 nodes) per node (15) and per edge (19) as inputs")
 class GraphletOrbits:
     """Feature plugin: :func:`graphlet_orbit_counts` as log(1 + count)."""

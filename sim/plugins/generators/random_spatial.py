@@ -44,7 +44,8 @@ def _ball_mass(kernel: str, r: float, scale: float, dim: int, exponent: float) -
     (profile: exp(-x^2 / 2 s^2), exp(-x / s) or (1 + x / s)^-exponent)."""
     shell = 2 * pi ** (dim / 2) / gamma(dim / 2)  # surface of the unit sphere
     if kernel == "gaussian":  # int_0^r x^(d-1) e^{-x^2/2s^2} dx = s^d 2^(d/2-1) Gamma(d/2) P(d/2, r^2/2s^2)
-        return shell * scale ** dim * 2 ** (dim / 2 - 1) * gamma(dim / 2) * special.gammainc(dim / 2, r ** 2 / (2 * scale ** 2))
+        return (shell * scale ** dim * 2 ** (dim / 2 - 1) * gamma(dim / 2)
+                * special.gammainc(dim / 2, r ** 2 / (2 * scale ** 2)))
     if kernel == "exponential":  # int_0^r x^(d-1) e^{-x/s} dx = s^d Gamma(d) P(d, r/s)
         return shell * scale ** dim * gamma(dim) * special.gammainc(dim, r / scale)
     xs = np.linspace(0.0, r, 20001)  # power law: numerical (smooth integrand, fine grid)
@@ -89,7 +90,8 @@ class SpatialGraph:
         shell = 2 * pi ** (d / 2) / gamma(d / 2)
         mass = _ball_mass(self.kernel, self.cutoff, self.scale, d, self.exponent)
         r = np.asarray(r, dtype=float)
-        return np.where(r <= self.cutoff, shell * r ** (d - 1) * _profile(self.kernel, r, self.scale, self.exponent) / mass, 0.0)
+        density = shell * r ** (d - 1) * _profile(self.kernel, r, self.scale, self.exponent) / mass
+        return np.where(r <= self.cutoff, density, 0.0)
 
     def length_cdf(self, r: np.ndarray) -> np.ndarray:
         """The model's distribution function of an edge's length."""

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from sim.plugins.layers.dagnn import DAGNN, gcn_operator, gcn_propagate
-from sim.plugins.layers.spen import SubgraphEquivariantLayer, ego_pairs
 from sim.plugins.layers.sheaf import SheafDiffusion, apply_sheaf_laplacian, reverse_edges, sheaf_laplacian
+from sim.plugins.layers.spen import SubgraphEquivariantLayer, ego_pairs
 from sim.plugins.layers.virtual_nodes import VirtualNodes
 from sim.plugins.registry import PluginError, build_plugin, get_plugin, parse_spec
 

@@ -147,4 +147,5 @@ class SubgraphEquivariantLayer(nn.Module):
         as_member = torch.zeros(n, c, dtype=x.dtype, device=x.device).index_add_(0, member, h1)
         member_count = torch.zeros(n, 1, dtype=x.dtype, device=x.device).index_add_(0, member, ones)
         as_root = torch.zeros(n, c, dtype=x.dtype, device=x.device).index_add_(0, root, h1) / size
-        return x + self.out(self.norm(torch.cat([as_member / member_count, as_root], dim=-1).view(n, 2, c)).view(n, 2 * c))
+        both = torch.stack([as_member / member_count, as_root], dim=1)  # (N, 2, C), each half normalised
+        return x + self.out(self.norm(both).view(n, 2 * c))

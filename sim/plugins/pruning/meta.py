@@ -207,8 +207,8 @@ def _pruned_copy(model: Any, groups: list[HiddenGroup], keep: list[torch.Tensor]
 
 
 @register_plugin("meta_pruning", "pruning",
-                 paper="Liu, Wang, Zhang 2025, Meta Pruning via Graph Metanetworks: A Universal Meta Learning Framework "
-                       "for Network Pruning",
+                 paper="Liu, Wang, Zhang 2025, Meta Pruning via Graph Metanetworks: A Universal Meta Learning "
+                       "Framework for Network Pruning",
                  summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
                          "uniform width, fine-tune (sim prune)")
 def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 200,
