@@ -143,6 +143,10 @@ def test_feature_inputs_cache_and_errors():
     node, edge = fi(e, 30)
     assert node.shape == (30, fi.node_dim) and edge.shape == (e.shape[1], fi.edge_dim)
     assert fi(e.clone(), 30)[0] is not None and len(fi._cache) == 1  # same graph, one entry
+    small = FeatureInputs(["graphlet_orbits"], cache_mb=1e-3)  # room for one graph: the oldest goes
+    small(e, 30)
+    small(ring_edges(30), 30)
+    assert len(small._cache) == 1
     fi(ring_edges(30), 30)
     assert len(fi._cache) == 2
     with pytest.raises(PluginError, match="degree must be an integer >= 2"):

@@ -39,16 +39,18 @@ class FeatureInputs(nn.Module):
 
     Args:
         entries: the host's ``features`` list (names or mappings with ``name``).
-        cache_size: graphs whose features are kept (a rollout reuses one graph every step).
+        cache_mb: memory for cached features (a rollout reuses one graph every step; training
+            cycles through the training set's meshes, which should fit: about 1 MB per
+            2,000-node triangle mesh with both feature plugins).
     """
 
-    def __init__(self, entries: Sequence[str | Mapping[str, Any]], cache_size: int = 8):
+    def __init__(self, entries: Sequence[str | Mapping[str, Any]], cache_mb: float = 1024.0):
         super().__init__()
         self.fns = [build_plugin(e, "feature") for e in entries]
         self.node_dim = sum(f.node_dim for f in self.fns)
         self.edge_dim = sum(f.edge_dim for f in self.fns)
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self.cache_size = cache_size
+        self.cache_bytes = int(cache_mb * 2**20)
 
     def forward(self, edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype = torch.float32
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +63,8 @@ class FeatureInputs(nn.Module):
             edge = np.concatenate([p[1] for p in parts], axis=1)
             hit = (torch.from_numpy(node).float(), torch.from_numpy(edge).float())
             self._cache[key] = hit
-            while len(self._cache) > self.cache_size:
+            while len(self._cache) > 1 and sum(a.nbytes + b.nbytes for a, b in self._cache.values()) \
+                    > self.cache_bytes:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
