@@ -619,11 +619,24 @@ def _view_options(p: argparse.ArgumentParser) -> None:
                         "lets others see the data, with a warning)")
 
 
+def _add_threads(sub: argparse._SubParsersAction) -> None:
+    """``--threads`` after any (sub)command too, without overriding one given before it."""
+    for parser in set(sub.choices.values()):
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if actions:
+            _add_threads(actions[0])
+        elif "--threads" not in parser._option_string_actions:
+            parser.add_argument("--threads", type=POSITIVE_INT, default=argparse.SUPPRESS,
+                                help="CPU threads of torch and BLAS (default: the CPUs this process may use)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sim", description="Learned surrogates of physics simulations.")
     from sim._version import __version__
 
     p.add_argument("--version", action="version", version=f"sim {__version__}")
+    p.add_argument("--threads", type=POSITIVE_INT, default=None,
+                   help="CPU threads of torch and BLAS (default: OMP_NUM_THREADS, else the CPUs this process may use)")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="convert between the sim store, VTU/PVD, XDMF and meshio formats")
@@ -809,16 +822,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="generate cylinder-flow data, train MeshGraphNet, roll it out for ParaView")
     m.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    m.add_argument("--train-seconds", type=POSITIVE_FLOAT, default=180.0, help="training time budget (default 180)")
+    m.add_argument("--train-seconds", type=POSITIVE_FLOAT, default=180.0,
+                   help="training budget in CPU seconds of this process (default 180)")
     m.add_argument("--workers", type=POSITIVE_INT, default=2, help="data generation processes")
     m.add_argument("--quick", action="store_true", help="tiny data and a few training steps (a smoke test)")
     m.set_defaults(func=cmd_demo)
+    _add_threads(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        from sim.threads import set_threads
+
+        set_threads(args.threads)  # before torch loads: its default oversubscribes shared or limited CPUs
         args.func(args)
     except SimError as exc:
         print(f"sim: error: {exc}", file=sys.stderr)
