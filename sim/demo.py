@@ -37,8 +37,8 @@ def demo_config(data: Path, run: Path, train_seconds: float, quick: bool) -> dic
 
 
 def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, workers: int = 2) -> dict[str, Path]:
-    from sim.mesh.atomic import atomic_path
     from sim.families import get_family, steps_for_budget, train
+    from sim.mesh.atomic import atomic_path
     from sim.rollout.evaluate import evaluate_store
     from sim.train import Config, load_model
     from solvers.recipes import generate, load_recipe
