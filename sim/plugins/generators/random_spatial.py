@@ -98,9 +98,11 @@ class SpatialGraph:
         d = self.pos.shape[1]
         r = np.clip(np.asarray(r, dtype=float), 0.0, self.cutoff)
         total = _ball_mass(self.kernel, self.cutoff, self.scale, d, self.exponent)
-        if self.kernel == "power":
-            return np.array([_ball_mass("power", float(x), self.scale, d, self.exponent) / total for x in np.ravel(r)]
-                            ).reshape(r.shape)
+        if self.kernel == "power":  # cumulative trapezoid on a fine grid, interpolated
+            xs = np.linspace(0.0, self.cutoff, 200_001)
+            f = xs ** (d - 1) * _profile("power", xs, self.scale, self.exponent)
+            cum = np.concatenate([[0.0], np.cumsum((f[1:] + f[:-1]) / 2 * np.diff(xs))])
+            return np.interp(r, xs, cum / cum[-1])
         return _ball_mass(self.kernel, r, self.scale, d, self.exponent) / total
 
 
