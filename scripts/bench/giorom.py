@@ -213,7 +213,12 @@ def main() -> None:
     ap.add_argument("--materials", default="water,sand,jelly")
     ap.add_argument("--ratio", type=float, default=0.05, help="GIOROM's sparse fraction of the particles")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "giorom"))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: with torch's default of one per core, a parallel region on a "
+                         "loaded machine waits for a busy core, which made the 100k-point decode 20-90 ms "
+                         "instead of about 2 ms)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     from sim.train import load_model
