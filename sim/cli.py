@@ -608,7 +608,12 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from sim.demo import run_demo
+    from sim.threads import set_threads
 
+    if getattr(args, "threads", None) is None:
+        # the demo's meshes (~2k nodes) gain nothing from a second thread, and on a loaded machine a
+        # thread pool waits for busy cores: one thread trains the most steps per CPU second
+        set_threads(1)
     run_demo(Path(args.out), quick=args.quick, train_seconds=args.train_seconds, workers=args.workers)
 
 
