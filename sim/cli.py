@@ -525,14 +525,12 @@ def cmd_diagnose_harmful(args: argparse.Namespace) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    import time
-
     import torch
 
     from sim.data.windows import MeshStepDataset
     from sim.families import load_model_file
-    from sim.plugins.diagnostics.harmful import valid_rollout_error
-    from sim.plugins.pruning import prune_model
+    from sim.plugins.diagnostics.harmful import valid_rollout_error, validation_starts
+    from sim.plugins.pruning import prune_model, step_cpu_seconds
     from sim.train.checkpoint import save_checkpoint
 
     out = Path(args.out)
@@ -550,26 +548,8 @@ def cmd_prune(args: argparse.Namespace) -> None:
     dataset = MeshStepDataset(args.data, c["fields"], scalars=c["scalars"], history=history,
                               horizon=int(c.get("pushforward", 0)) + 1)
     valid = args.valid or ((payload.get("train") or {}).get("config") or {}).get("data", {}).get("valid")
-    vsamples = []
-    if valid:
-        vds = MeshStepDataset(valid, c["fields"], scalars=c["scalars"], history=history, horizon=args.valid_steps)
-        first: dict[str, int] = {}
-        for k, (name, _) in enumerate(vds.index):
-            first.setdefault(name, k)
-        vsamples = [vds[k] for k in list(first.values())[:4]]
+    vsamples = validation_starts(model, valid, args.valid_steps, 4) if valid else []
     probe = dataset[0]
-
-    def seconds_per_step(m) -> float:
-        inputs = m.step_inputs(probe)
-        with torch.no_grad():
-            for _ in range(3):
-                m.update(probe.state, inputs)
-            times = []
-            for _ in range(15):
-                t = time.process_time()
-                m.update(probe.state, inputs)
-                times.append(time.process_time() - t)
-        return float(sorted(times)[len(times) // 2])
 
     def error(m) -> float | None:
         if not vsamples:
@@ -577,10 +557,10 @@ def cmd_prune(args: argparse.Namespace) -> None:
         with torch.no_grad():
             return float(valid_rollout_error(m, vsamples, args.valid_steps))
 
-    before_s, before_err = seconds_per_step(model), error(model)
+    before_s, before_err = step_cpu_seconds(model, probe), error(model)
     res = prune_model(model, dataset, args.sparsity, method=args.method, meta_steps=args.meta_steps,
                       finetune_steps=args.finetune_steps, lr=args.lr, seed=args.seed, progress=True)
-    after_s, after_err = seconds_per_step(res.model), error(res.model)
+    after_s, after_err = step_cpu_seconds(res.model, probe), error(res.model)
     report = {**res.to_dict(), "cpu_s_per_step_before": before_s, "cpu_s_per_step_after": after_s,
               "speedup": before_s / after_s, "valid_error_before": before_err, "valid_error_after": after_err,
               "valid": str(valid) if valid else None, "valid_steps": args.valid_steps, "source": str(args.checkpoint)}

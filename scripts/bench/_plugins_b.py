@@ -95,28 +95,13 @@ def train_task(name: str, seed: int, paths: dict[str, str], out: str, budget: fl
     return res
 
 
-def _cpu_ms_per_step(model: Any, sample: Any, repeats: int = 15) -> float:
-    import torch
-
-    inputs = model.step_inputs(sample)
-    with torch.no_grad():
-        for _ in range(3):
-            model.update(sample.state, inputs)
-        times = []
-        for _ in range(repeats):
-            t = time.process_time()
-            model.update(sample.state, inputs)
-            times.append(time.process_time() - t)
-    return 1e3 * float(np.median(times))
-
-
 def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correction: str, finetune: int,
                meta_steps: int) -> dict:
     _threads()
     from _mesh_models import rollout_metrics
 
     from sim.data.windows import MeshStepDataset
-    from sim.plugins.pruning import prune_model
+    from sim.plugins.pruning import prune_model, step_cpu_seconds
     from sim.train import load_model
     from sim.train.checkpoint import save_checkpoint
 
@@ -128,9 +113,9 @@ def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correcti
     model, payload = load_model(source)
     ds = MeshStepDataset(paths["train"], ["velocity"], scalars=["nu"], horizon=3)
     probe = MeshStepDataset(paths["test"], ["velocity"], scalars=["nu"])[0]
-    before_ms = _cpu_ms_per_step(model, probe)
+    before_ms = 1e3 * step_cpu_seconds(model, probe)
     res = prune_model(model, ds, 0.5, method=method, meta_steps=meta_steps, finetune_steps=finetune, seed=seed)
-    after_ms = _cpu_ms_per_step(res.model, probe)
+    after_ms = 1e3 * step_cpu_seconds(res.model, probe)
     save_checkpoint(run / "checkpoint.pt", res.model, payload.get("train"))
     m = rollout_metrics(run / "checkpoint.pt", paths["test"], correction=correction)
     out_res = {"method": method, "seed": seed, "ms_per_step_before": before_ms, "ms_per_step_after": after_ms,
@@ -164,9 +149,8 @@ def harmful_task(paths: dict[str, str], out: str, budget: float, entries: int, p
     _threads()
     import torch
 
-    from sim.data.windows import MeshStepDataset
     from sim.families import steps_for_budget, train
-    from sim.plugins.diagnostics import harmful_samples, valid_rollout_error
+    from sim.plugins.diagnostics import harmful_samples, valid_rollout_error, validation_starts
     from sim.train import Config, load_model
 
     root = Path(out) / f"harmful_seed{seed}"
@@ -196,11 +180,7 @@ def harmful_task(paths: dict[str, str], out: str, budget: float, entries: int, p
     top = [n for n, _ in res.ranking()[:planted]]
     clean = [n for n in names if n not in planted_names]
     random_drop = set(rng.choice(names, planted, replace=False).tolist())
-    vds = MeshStepDataset(paths["valid"], ["velocity"], scalars=["nu"], horizon=10)
-    first: dict[str, int] = {}
-    for k, (name, _) in enumerate(vds.index):
-        first.setdefault(name, k)
-    vs = [vds[k] for k in list(first.values())[:4]]
+    vs = validation_starts(model, paths["valid"], 10, 4)
 
     def verr(m: Any) -> float:
         with torch.no_grad():

@@ -9,7 +9,7 @@ import torch
 
 from sim.families import train
 from sim.mesh import Store, StoreWriter, Trajectory
-from sim.plugins.diagnostics import harmful_samples, valid_rollout_error
+from sim.plugins.diagnostics import harmful_samples, valid_rollout_error, validation_starts
 from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 
@@ -77,13 +77,7 @@ def test_removing_the_top_ranked_lowers_validation_error_more_than_random(tmp_pa
     rng = np.random.default_rng(0)
     random_pairs = [set(rng.choice(names, 2, replace=False)) for _ in range(2)]
 
-    from sim.data.windows import MeshStepDataset
-
-    vds = MeshStepDataset(valid_store, ["u"], horizon=5)
-    first = {}
-    for k, (name, _) in enumerate(vds.index):
-        first.setdefault(name, k)
-    vs = [vds[k] for k in first.values()]
+    vs = validation_starts(model, valid_store, 5)
 
     def error_without(drop, tag):
         kept = _copy_store(tmp_path / f"{tag}.h5", train_store, keep=[n for n in names if n not in drop])

@@ -12,7 +12,7 @@ import torch
 from sim.data.windows import MeshStepDataset
 from sim.families import train
 from sim.plugins import PluginError, get_plugin
-from sim.plugins.diagnostics import valid_rollout_error
+from sim.plugins.diagnostics import valid_rollout_error, validation_starts
 from sim.plugins.pruning import MetaNetwork, hidden_groups, magnitude_scores, prune_model
 from sim.plugins.pruning.meta import neuron_features
 from sim.train import Config, load_model
@@ -35,11 +35,7 @@ def trained(tmp_path_factory):
 
 
 def _valid(va, steps=5):
-    vds = MeshStepDataset(va, ["u"], horizon=steps)
-    first = {}
-    for k, (name, _) in enumerate(vds.index):
-        first.setdefault(name, k)
-    return [vds[k] for k in first.values()]
+    return validation_starts(load_model(va.parent / "run" / "checkpoint.pt")[0], va, steps)
 
 
 def test_metanetwork_is_equivariant_to_hidden_neuron_permutations(trained):

@@ -9,9 +9,10 @@
   validation rollout error (``sim diagnose harmful``).
 """
 
-from sim.plugins.diagnostics.harmful import HarmfulResult, harmful_samples, valid_rollout_error
+from sim.plugins.diagnostics.harmful import HarmfulResult, harmful_samples, valid_rollout_error, validation_starts
 from sim.plugins.diagnostics.hop_influence import InfluenceResult, MeshInfluenceModel, hop_influence, influence_png
 from sim.plugins.diagnostics.lipschitz import LipschitzResult, local_lipschitz, mesh_lipschitz
 
 __all__ = ["HarmfulResult", "InfluenceResult", "LipschitzResult", "MeshInfluenceModel", "harmful_samples",
-           "hop_influence", "influence_png", "local_lipschitz", "mesh_lipschitz", "valid_rollout_error"]
+           "hop_influence", "influence_png", "local_lipschitz", "mesh_lipschitz", "valid_rollout_error",
+           "validation_starts"]

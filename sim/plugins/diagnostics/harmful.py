@@ -77,6 +77,24 @@ def _assign(params: list[torch.Tensor], vec: torch.Tensor) -> None:
             i += n
 
 
+def validation_starts(model: Any, path: str | Path, steps: int, entries: int | None = None) -> list[Any]:
+    """The first sample (with ``steps`` frames ahead) of each of the first ``entries``
+    trajectories of the store ``path``, as the model reads them: the starts of
+    :func:`valid_rollout_error`'s rollouts."""
+    from sim.data.windows import MeshStepDataset
+    from sim.mesh import Store
+
+    cfg = model.config
+    with Store(path) as store:
+        names = store.names()[:entries] if entries else store.names()
+    ds = MeshStepDataset(path, cfg["fields"], entries=names, scalars=cfg["scalars"],
+                         history=int(cfg.get("history", 1)), horizon=steps)
+    first: dict[str, int] = {}
+    for k, (name, _) in enumerate(ds.index):
+        first.setdefault(name, k)
+    return [ds[k] for k in first.values()]
+
+
 def valid_rollout_error(model: Any, samples: list[Any], steps: int) -> torch.Tensor:
     """Mean squared error of ``steps``-step rollouts from each validation sample (with its true
     boundary values), over the predicted nodes and steps; differentiable in the parameters."""
@@ -111,20 +129,13 @@ def harmful_samples(model: Any, train: str | Path, valid: str | Path, samples_pe
     ``model``: a mesh time-stepping simulator (:class:`~sim.models.mesh.simulator.MeshSimulator`).
     Cost: 2 x samples_per_entry x trajectories one-step gradients plus as many Hessian-vector
     products, and one copy of the parameters per replayed step in memory."""
+    from tqdm import tqdm
+
     from sim.data.windows import MeshStepDataset
-    from sim.mesh import Store
 
     cfg = model.config
-    history = int(cfg.get("history", 1))
-    ds = MeshStepDataset(train, cfg["fields"], scalars=cfg["scalars"], history=history)
-    with Store(valid) as store:
-        names = store.names()[:valid_entries]
-    vds = MeshStepDataset(valid, cfg["fields"], entries=names, scalars=cfg["scalars"], history=history,
-                          horizon=valid_steps)
-    first = {}
-    for k, (name, _) in enumerate(vds.index):
-        first.setdefault(name, k)
-    vsamples = [vds[k] for k in first.values()]
+    ds = MeshStepDataset(train, cfg["fields"], scalars=cfg["scalars"], history=int(cfg.get("history", 1)))
+    vsamples = validation_starts(model, valid, valid_steps, valid_entries)
 
     rng = np.random.default_rng(seed)
     by_entry: dict[str, list[int]] = {}
@@ -139,7 +150,7 @@ def harmful_samples(model: Any, train: str | Path, valid: str | Path, samples_pe
     model.eval()  # noise-free loss, normalisers frozen
     params = _params(model)
     theta0 = torch.cat([p.detach().reshape(-1) for p in params]).clone()
-    bar = _bar(progress, 2 * len(order) + 1)
+    bar = tqdm(total=2 * len(order) + 1, desc="influence", unit="grad", disable=not progress)
     try:
         # forward replay: theta_t for every step
         thetas = []
@@ -182,20 +193,4 @@ def harmful_samples(model: Any, train: str | Path, valid: str | Path, samples_pe
                           "parameters": int(theta0.numel()), "replayed_steps": len(order)})
 
 
-def _bar(progress: bool, total: int) -> Any:
-    if progress:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc="influence", unit="grad")
-
-    class _Null:
-        def update(self, n: int) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    return _Null()
-
-
-__all__ = ["HarmfulResult", "harmful_samples", "valid_rollout_error"]
+__all__ = ["HarmfulResult", "harmful_samples", "valid_rollout_error", "validation_starts"]

@@ -41,7 +41,6 @@ Shapes:
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import numpy as np
@@ -49,6 +48,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from sim.plugins.features import graph_key
 from sim.plugins.registry import PluginError, register_plugin
 
 
@@ -121,11 +121,15 @@ class SubgraphEquivariantLayer(nn.Module):
         return 2 * self.hops
 
     def bag(self, edge_index: torch.Tensor, num_nodes: int) -> dict[str, torch.Tensor]:
-        ei = edge_index.detach().to("cpu", torch.int64).contiguous().numpy()
-        key = f"{num_nodes}:{ei.shape[1]}:" + hashlib.blake2b(ei.tobytes(), digest_size=16).hexdigest()
+        """:func:`ego_pairs` of the graph as tensors, with the subgraph sizes ``root_count`` and
+        the subgraphs per node ``member_count`` (N, 1); cached per graph."""
+        key = graph_key(edge_index, num_nodes)
         hit = self._cache.get(key)
         if hit is None:
-            hit = {k: torch.from_numpy(v) for k, v in ego_pairs(ei, num_nodes, self.hops).items()}
+            pairs = ego_pairs(edge_index.detach().cpu().numpy(), num_nodes, self.hops)
+            hit = {k: torch.from_numpy(v) for k, v in pairs.items()}
+            for name in ("root", "member"):
+                hit[f"{name}_count"] = torch.bincount(hit[name], minlength=num_nodes).reshape(-1, 1)
             self._cache[key] = hit
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -138,14 +142,12 @@ class SubgraphEquivariantLayer(nn.Module):
         n, c = x.shape
         b = self.bag(edge_index, n)
         root, member = b["root"], b["member"]
+        size, member_count = b["root_count"].to(x.dtype), b["member_count"].to(x.dtype)
         h0 = self.member_in(x)[member] + self.root_in(x)[root] + self.dist(b["dist"])
         msg = torch.zeros_like(h0).index_add_(0, b["dst"], self.message(h0)[b["src"]])
-        ones = torch.ones(len(root), 1, dtype=x.dtype, device=x.device)
-        size = torch.zeros(n, 1, dtype=x.dtype, device=x.device).index_add_(0, root, ones)
         glob = torch.zeros(n, c, dtype=x.dtype, device=x.device).index_add_(0, root, h0) / size
         h1 = self.update(torch.cat([h0, msg, glob[root]], dim=-1))
         as_member = torch.zeros(n, c, dtype=x.dtype, device=x.device).index_add_(0, member, h1)
-        member_count = torch.zeros(n, 1, dtype=x.dtype, device=x.device).index_add_(0, member, ones)
         as_root = torch.zeros(n, c, dtype=x.dtype, device=x.device).index_add_(0, root, h1) / size
         both = torch.stack([as_member / member_count, as_root], dim=1)  # (N, 2, C), each half normalised
         return x + self.out(self.norm(both).view(n, 2 * c))

@@ -4,6 +4,15 @@
   proposes which channels to remove; prune to a uniform hidden width, fine-tune (``sim prune``).
 """
 
-from sim.plugins.pruning.meta import HiddenGroup, MetaNetwork, PruneResult, hidden_groups, magnitude_scores, prune_model
+from sim.plugins.pruning.meta import (
+                                      HiddenGroup,
+                                      MetaNetwork,
+                                      PruneResult,
+                                      hidden_groups,
+                                      magnitude_scores,
+                                      prune_model,
+                                      step_cpu_seconds,
+)
 
-__all__ = ["HiddenGroup", "MetaNetwork", "PruneResult", "hidden_groups", "magnitude_scores", "prune_model"]
+__all__ = ["HiddenGroup", "MetaNetwork", "PruneResult", "hidden_groups", "magnitude_scores", "prune_model",
+           "step_cpu_seconds"]

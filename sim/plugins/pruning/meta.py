@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import trange
 
 from sim.plugins.registry import PluginError, register_plugin
 
@@ -184,7 +185,6 @@ def _pruned_copy(model: Any, groups: list[HiddenGroup], keep: list[torch.Tensor]
     cfg = dict(model.config)
     cfg["network_args"] = {**cfg["network_args"], "mlp_hidden": width}
     new = type(model)(**cfg)  # the simulator rebuilds from its own configuration
-    new_groups = hidden_groups(new.network)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     # start from a full copy of everything that is not a hidden layer, then slice the hidden ones
     own = new.state_dict()
@@ -202,8 +202,21 @@ def _pruned_copy(model: Any, groups: list[HiddenGroup], keep: list[torch.Tensor]
         if state[k].shape != v.shape:
             raise PluginError(f"pruning produced {k} of shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
     new.load_state_dict(state)
-    assert len(new_groups) == len(groups)
     return new
+
+
+def step_cpu_seconds(model: Any, sample: Any, repeats: int = 15) -> float:
+    """Median CPU seconds of one update of ``model`` on ``sample`` (after 3 warm-up calls)."""
+    inputs = model.step_inputs(sample)
+    with torch.no_grad():
+        for _ in range(3):
+            model.update(sample.state, inputs)
+        times = []
+        for _ in range(repeats):
+            t = time.process_time()
+            model.update(sample.state, inputs)
+            times.append(time.process_time() - t)
+    return float(np.median(times))
 
 
 @register_plugin("meta_pruning", "pruning",
@@ -250,7 +263,7 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
         hooks = [g.act.register_forward_hook(lambda _m, _i, out, k=k: out * gates[k]) for k, g in enumerate(groups)]
         model.train()
         try:
-            for _ in _steps(meta_steps, progress, "metanetwork"):
+            for _ in trange(meta_steps, desc="metanetwork", disable=not progress):
                 gates[:] = [torch.sigmoid(z) for z in meta(groups, feats)]
                 sparsity_term = torch.cat(gates).mean()
                 loss = model.loss(batch(), generator=gen) + penalty * sparsity_term
@@ -272,7 +285,7 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
     if finetune_steps:
         pruned.train()
         opt = torch.optim.Adam(pruned.parameters(), lr=lr)
-        for _ in _steps(finetune_steps, progress, "fine-tune"):
+        for _ in trange(finetune_steps, desc="fine-tune", disable=not progress):
             loss = pruned.loss(batch(), generator=gen)
             opt.zero_grad()
             loss.backward()
@@ -283,13 +296,5 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
     res.model = pruned
     res.seconds = time.process_time() - t0
     return res
-
-
-def _steps(n: int, progress: bool, desc: str) -> Any:
-    if progress:
-        from tqdm import trange
-
-        return trange(n, desc=desc)
-    return range(n)
 
 
