@@ -354,6 +354,8 @@ def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_en
 
 def cmd_rollout(args: argparse.Namespace) -> None:
     out = Path(args.out)
+    if args.partitions is not None or args.partition is not None:
+        return _partitioned_rollout(args, out)
     ev = _evaluate(args, "rollout", out, every_entry=args.all)
     for p in ev.outputs:
         print(f"wrote {p}")
@@ -366,6 +368,74 @@ def cmd_rollout(args: argparse.Namespace) -> None:
         if len(series) > 1:
             print(f"showing {series[0].name}; the others: sim view {out}/<entry>{series[0].suffix}")
         _serve(series[0], None, args)
+
+
+def _partitioned_rollout(args: argparse.Namespace, out: Path) -> None:
+    from sim.families.partitioned import partitioned_rollout
+    from sim.mesh import Store
+
+    for flag in ("plot", "compile", "view", "all"):
+        if getattr(args, flag, False):
+            raise SimError(f"--{flag} is not available with --partitions (one entry per partitioned run)")
+    if args.format != "pvd":
+        raise SimError("partitioned rollouts write a partitioned VTK series (.pvtu per step + .pvd); --format "
+                       "xdmf is not available with --partitions")
+    if args.blowup_factor is not None:
+        raise SimError("--blowup-factor is not available with --partitions")
+    _check_output(out, folder=True)
+    _check_output(args.json)
+    ranks = args.partitions
+    if ranks is None:
+        from sim.distributed import read_partition
+
+        ranks = int(read_partition(args.partition).owner.max()) + 1
+    with Store(args.data) as s:
+        entry = _select_entries(s, args.entry, args.data)[0]
+    res = partitioned_rollout(args.checkpoint, args.data, ranks, out=out, entry=entry, steps=args.steps,
+                              partition=args.partition, method=args.method, correction=args.correction,
+                              threads=getattr(args, "threads", None))
+    rmse = ", ".join(f"rollout-{k} {v:.4g}" for k, v in res["rmse"].items())
+    print(f"{entry}: {res['steps']} steps on {ranks} ranks (halo {res['halo']} hops): RMSE {rmse}")
+    for r in res["ranks"]:
+        print(f"  rank {r['rank']}: {r['owned']} nodes owned, {r['local']} with the halo, "
+              f"{1e3 * r['step_cpu_s']:.1f} CPU-ms per step, peak memory {r['peak_mem_mb']:.0f} MB")
+    print(f"wrote {res['series']}")
+    if args.json:
+        _write_json(Path(args.json), res)
+
+
+def cmd_partition(args: argparse.Namespace) -> None:
+    from sim.distributed import partition_mesh, write_partition
+    from sim.distributed.partition import model_halo
+    from sim.mesh import Mesh, Store, Trajectory, read
+
+    src, out = Path(args.input), Path(args.out)
+    _check_output(out)
+    if (args.halo is None) == (args.model is None):
+        raise SimError("give the halo depth: --halo K (hops) or --model CHECKPOINT (its receptive field)")
+    halo = args.halo
+    if args.model is not None:
+        from sim.families import load_model_file
+
+        family, model, _ = load_model_file(args.model)
+        if family.name != "mesh" or isinstance(model, (list, tuple)):
+            raise SimError(f"--model: partitions serve mesh models; this is a {family.name} model", args.model)
+        halo = model_halo(model.network)
+    obj = read(src)
+    if isinstance(obj, Store):
+        with obj:
+            mesh = obj.entry(_select_entries(obj, args.entry, src)[0]).mesh()
+    elif isinstance(obj, Trajectory):
+        mesh = obj.mesh
+    else:
+        assert isinstance(obj, Mesh)
+        mesh = obj
+    part = partition_mesh(mesh, args.parts, halo, method=args.method, seed=args.seed)
+    write_partition(part, out, source=str(src))
+    info = part.summary()
+    print(f"{src}: {info['nodes']} nodes in {info['parts']} parts ({info['method']}), halo {halo} hops: owned "
+          f"{info['owned']}, with halo {info['local']} ({100 * info['halo_fraction']:.1f}% halo overhead)")
+    print(f"wrote {out}")
 
 
 def _serve(path: Path, entry: str | None, args: argparse.Namespace) -> None:
@@ -696,8 +766,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
     r.add_argument("--correction", metavar="NAME", help=correction_help)
     r.add_argument("--view", action="store_true", help="then open the viewer on the series written (as sim view)")
+    r.add_argument("--partitions", type=POSITIVE_INT, metavar="N",
+                   help="split the mesh over N ranks (local processes, or the ranks of the torchrun job this runs "
+                        "in) with halos as deep as the model's receptive field; writes a .pvtu per step + .pvd")
+    r.add_argument("--partition", metavar="P.h5", help="use this partition (from sim partition) for --partitions")
+    r.add_argument("--method", choices=["auto", "metis", "geometric"], default="auto",
+                   help="how --partitions splits the mesh without --partition (default auto: METIS when pymetis "
+                        "is installed, else coordinate bisection)")
     _view_options(r)
     r.set_defaults(func=cmd_rollout)
+
+    pa = sub.add_parser("partition", help="split a mesh over ranks, with halos, for partitioned rollouts")
+    pa.add_argument("input", help="a mesh file, series or store (its --entry, default the first)")
+    pa.add_argument("--parts", type=POSITIVE_INT, required=True, help="number of parts (ranks)")
+    pa.add_argument("--halo", type=POSITIVE_INT, help="halo depth in hops")
+    pa.add_argument("--model", metavar="CHECKPOINT", help="use the halo depth this mesh model needs")
+    pa.add_argument("--method", choices=["auto", "metis", "geometric"], default="auto",
+                    help="METIS (pymetis) or recursive coordinate bisection (default auto: METIS when installed)")
+    pa.add_argument("--seed", type=int, default=0, help="METIS seed")
+    pa.add_argument("--entry", help="store entry whose mesh to split (default: the first)")
+    pa.add_argument("--out", required=True, help="the partition file to write (.h5)")
+    pa.set_defaults(func=cmd_partition)
 
     v = sub.add_parser("view", help="inspect a series, store entry or mesh in the browser (no display needed)")
     v.add_argument("path", help="a series (.pvd, .series, .xdmf), a store (.h5) or any mesh file sim reads")

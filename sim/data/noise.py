@@ -23,14 +23,22 @@ def node_mask(node_type: torch.Tensor, types: Iterable[int]) -> torch.Tensor:
 
 
 def mesh_input_noise(state: torch.Tensor, node_type: torch.Tensor, std: float | torch.Tensor,
-                     types: Iterable[int] = (NodeType.INTERIOR,), generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
+                     types: Iterable[int] = (NodeType.INTERIOR,), generator: torch.Generator | None = None,
+                     rows: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
     """Noise (N, F) to add to ``state``: zero on nodes whose type is not in ``types``.
 
     ``std`` may be per feature (F,). The caller forms ``noisy = state + noise`` and the delta
-    target ``target - noisy`` (gamma = 1) or ``target - state - gamma * noise``.
+    target ``target - noisy`` (gamma = 1) or ``target - state - gamma * noise``. ``rows``:
+    (ids, total) when ``state`` holds rows ``ids`` of a graph of ``total`` nodes (one rank's
+    part): the noise is drawn for the whole graph and those rows kept, so every rank holding a
+    node gives it the same noise.
     """
-    noise = torch.randn(state.shape, generator=generator, dtype=state.dtype, device=state.device)
+    if rows is None:
+        noise = torch.randn(state.shape, generator=generator, dtype=state.dtype, device=state.device)
+    else:
+        ids, total = rows
+        noise = torch.randn((int(total), *state.shape[1:]), generator=generator, dtype=state.dtype,
+                            device=state.device)[ids.to(state.device)]
     noise = noise * torch.as_tensor(std, dtype=state.dtype, device=state.device)
     return noise * node_mask(node_type, types)[:, None].to(state.dtype)
 

@@ -8,6 +8,8 @@ accumulation so every rank holds the same statistics.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -69,9 +71,11 @@ class Normalizer(nn.Module):
         var = self.sum_sq / self.count.clamp(min=1.0) - self.mean**2
         return torch.sqrt(var.clamp(min=0.0)).clamp(min=self.std_epsilon)
 
-    def forward(self, x: torch.Tensor, accumulate: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, accumulate: bool | None = None, rows: Any = None) -> torch.Tensor:
+        """``rows``: accumulate only these rows of ``x`` (an index, slice or mask: the nodes one
+        rank owns in partitioned training), normalise all."""
         if accumulate if accumulate is not None else self.training:
-            self.accumulate(x)
+            self.accumulate(x if rows is None else x[rows])
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:

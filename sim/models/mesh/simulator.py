@@ -159,6 +159,8 @@ class MeshSimulator(nn.Module):
         node_in = self.num_features * int(history) + NUM_NODE_TYPES + len(self.config["scalars"])
         # a hypernetwork takes the scalars (normalised with the node features) instead of the nodes
         self._hyper = len(self.config["scalars"]) if network_args.get("hypernet") is not None else 0
+        # set by partitioned training for the step it runs (sim.distributed.training.HaloContext)
+        self.halo: Any = None
         if network_args.get("hypernet") is not None and not self._hyper:
             raise ValueError("network_args.hypernet conditions on the trajectory's parameters: set model.scalars")
         extra = {"cond_dim": self._hyper} if self._hyper else {}
@@ -239,8 +241,11 @@ class MeshSimulator(nn.Module):
         ``batch``: graph id per node, for networks that use them; ``scalars``: the conditioning
         values per graph, (G, S); ``past``: the frames before the state, (N, history - 1, F))."""
         learn = self.training and torch.is_grad_enabled()  # pushforward passes leave the statistics alone
-        x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past), accumulate=learn)
-        e = self.edge_normalizer(edge_attr, accumulate=learn)
+        part = self.halo if learn else None  # a partitioned training step: statistics of what this rank owns
+        x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past), accumulate=learn,
+                                 rows=None if part is None else slice(0, part.num_owned))
+        e = self.edge_normalizer(edge_attr, accumulate=learn,
+                                 rows=None if part is None else edge_index[1] < part.num_owned)
         if self._hyper:
             return self.network(x[:, :-self._hyper], edge_index, e, pos=pos, batch=batch, cond=x[:, -self._hyper:])
         return self.network(x, edge_index, e, pos=pos, batch=batch)
@@ -302,17 +307,23 @@ class MeshSimulator(nn.Module):
         ``edge_index``, ``edge_attr`` (and ``dt`` per graph for derivatives)."""
         state, target, node_type = batch.state, batch.target, batch.node_type
         std = self.config["noise_std"]
+        part = self.halo
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
-            state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator)
+            state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator,
+                                             rows=None if part is None else (part.rows, part.num_global))
         inputs = self.step_inputs(batch)
         k = self._pushforward_steps(generator)
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
             target = batch.future[:, k - 1]
         pred = self.update(state, inputs, normalised=True)
-        norm_update = self.output_normalizer((target - state) / inputs.scale)
+        norm_update = self.output_normalizer((target - state) / inputs.scale,
+                                             rows=None if part is None else slice(0, part.num_owned))
         mask = self.predicted_mask(node_type)
-        return ((pred - norm_update) ** 2)[mask].mean()
+        if part is None:
+            return ((pred - norm_update) ** 2)[mask].mean()
+        mask[part.num_owned:] = False  # this rank's share of the whole graph's mean
+        return ((pred - norm_update) ** 2)[mask].sum() / (part.predicted_global * pred.shape[-1])
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
         p = self.config["pushforward"]
@@ -336,6 +347,8 @@ class MeshSimulator(nn.Module):
         frames = [batch.target, *future.unbind(1)]
         for j in range(k):
             state, inputs = self.advance(state, inputs, boundary=frames[j])
+            if self.halo is not None:  # a partitioned step: the halo takes its owners' new state
+                state = self.halo.exchange(state)
         return state, inputs
 
     @torch.no_grad()
