@@ -394,6 +394,8 @@ def _partitioned_rollout(args: argparse.Namespace, out: Path) -> None:
     res = partitioned_rollout(args.checkpoint, args.data, ranks, out=out, entry=entry, steps=args.steps,
                               partition=args.partition, method=args.method, correction=args.correction,
                               threads=getattr(args, "threads", None))
+    if res["rank"] != 0:  # a torchrun job: rank 0 reports
+        return
     rmse = ", ".join(f"rollout-{k} {v:.4g}" for k, v in res["rmse"].items())
     print(f"{entry}: {res['steps']} steps on {ranks} ranks (halo {res['halo']} hops): RMSE {rmse}")
     for r in res["ranks"]:

@@ -124,6 +124,22 @@ def _write_pvd(path: Path, steps: list[tuple[float, str]]) -> None:
     write_xml(root, path, path)
 
 
+def _local_mesh(entry: Any, part: Part) -> Mesh:
+    """The part's mesh from a store entry without reading its cells: points, node types and
+    point data of the part's nodes, the part's own (local) cells, cell data by global cell id."""
+    g = entry.group
+    try:
+        rows = {k: np.asarray(g[k][()])[part.nodes] for k in ("points", "node_type") if k in g}
+        point_data = {k: np.asarray(v[()])[part.nodes] for k, v in g["point_data"].items()} \
+            if "point_data" in g else {}
+        cell_data = {k: np.asarray(v[()])[part.cell_ids] for k, v in g["cell_data"].items()} \
+            if "cell_data" in g else {}
+    except (KeyError, OSError, ValueError) as exc:
+        raise SimError(f"entry {entry.name!r} is damaged or incomplete ({exc})", entry.label) from None
+    return Mesh(points=rows["points"], cells={k: v.copy() for k, v in part.cells.items()}, point_data=point_data,
+                cell_data=cell_data, node_type=rows.get("node_type"))
+
+
 def _frame_reader(entry: Any, fields: list[str], nodes: np.ndarray, label: str):
     """frame(t) -> (len(nodes), F) float32: the model's fields of stored step t at ``nodes``."""
     datasets = entry.point_fields
@@ -158,12 +174,12 @@ def _rank_rollout(rank: int, world: int, checkpoint: str, data: str, entry: str 
         e = store.entry(name)
         if e.kind != "trajectory":
             raise SimError(f"entry {name!r} is a static mesh; rollouts need trajectories", data)
-        mesh = e.mesh()
         if partition is not None:
             p = read_partition(partition, [rank])
-            if len(p.owner) != mesh.num_points:
+            n_points = int(e.attrs["num_points"])
+            if len(p.owner) != n_points:
                 raise SimError(f"the partition is of a mesh of {len(p.owner)} nodes; entry {name!r} has "
-                               f"{mesh.num_points}", partition)
+                               f"{n_points}", partition)
             if int(p.owner.max()) + 1 != world:
                 raise SimError(f"the partition has {int(p.owner.max()) + 1} parts; the rollout runs {world} ranks",
                                partition)
@@ -171,14 +187,16 @@ def _rank_rollout(rank: int, world: int, checkpoint: str, data: str, entry: str 
                 raise SimError(f"the partition's halo is {p.halo} hops deep; the model needs {halo} "
                                f"(sim partition ... --halo {halo})", partition)
             part, owner = p.parts[0], p.owner
+            local = _local_mesh(e, part)  # the part's rows only: no rank holds the whole connectivity
         else:
+            mesh = e.mesh()
             box: list[Any] = [partition_nodes(mesh, world, method)[0] if rank == 0 else None]
             if world > 1:
                 dist.broadcast_object_list(box, src=0)
             owner = np.asarray(box[0])
             part = build_partition(mesh, owner, halo, ranks=[rank]).parts[0]
-        local = part.local_mesh(mesh)
-        del mesh
+            local = part.local_mesh(mesh)
+            del mesh
         c = model.config
         fields, dims = list(c["fields"]), list(c["field_dims"])
         frame = _frame_reader(e, fields, part.nodes, str(data))
@@ -251,7 +269,7 @@ def _rank_rollout(rank: int, world: int, checkpoint: str, data: str, entry: str 
     else:
         gathered = [stats]
     rmse = np.sqrt(sq[:, 0].numpy() / np.maximum(sq[:, 1].numpy(), 1))
-    result = {"entry": name, "steps": n, "ranks": gathered, "halo": halo,
+    result = {"entry": name, "rank": rank, "steps": n, "ranks": gathered, "halo": halo,
               "rmse": {**{str(k): float(rmse[:k].mean()) for k in (1, 10, 50, 100) if k <= n},
                        "all": float(rmse.mean())},
               "rmse_per_step": rmse.tolist()}

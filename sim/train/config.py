@@ -111,6 +111,9 @@ class TrainConfig:
     max_seconds: float | None = field(default=None, metadata=_check(positive))  # stop (with a checkpoint) then
     clock: Literal["wall", "process"] = "wall"  # what max_seconds counts: wall time or this process's CPU time
     tensorboard: bool = True  # also log to out/tensorboard when the tensorboard package is installed
+    # split every training graph over this many ranks (mesh models; torchrun's world size a multiple of it:
+    # world / partitions groups take different samples, as DDP)
+    partitions: int = field(default=1, metadata=_check(positive))
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}

@@ -43,14 +43,14 @@ from torch import nn
 from sim.errors import SimError
 from sim.mesh.atomic import atomic_path
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
-from sim.train.config import Config
+from sim.train.config import Config, ConfigError
 
 # Configuration keys a resumed run may change without --allow-change: how long it runs, where
 # it writes, how often it logs, validates and checkpoints, how it loads batches (the batches do
 # not depend on it). None changes what a step computes; a longer train.steps stretches the
 # learning-rate schedule over the longer run, which is what continuing for longer means.
 RESUMABLE = ("train.steps", "train.max_seconds", "train.out", "train.log_every", "train.checkpoint_every",
-             "train.valid_every", "train.tensorboard", "data.num_workers")
+             "train.valid_every", "train.tensorboard", "train.partitions", "data.num_workers")
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -114,6 +114,45 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: Any, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         return self.task.loss(self.model, batch, generator, self.cfg)
+
+
+class _PartitionedLoss(nn.Module):
+    """The loss of this rank's part of every training graph (:mod:`sim.distributed.training`),
+    scaled by the number of parts so DDP's mean over all ranks is the mean over sample groups of
+    each group's summed parts."""
+
+    def __init__(self, model: nn.Module, task: Task, cfg: Config, partitioner: Any):
+        super().__init__()
+        self.model, self.task, self.cfg, self.partitioner = model, task, cfg, partitioner
+
+    def forward(self, batch: Any, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        local, ctx = self.partitioner.split(batch, self.model.predicted_mask)
+        self.model.halo = ctx
+        try:
+            loss, part = self.task.loss(self.model, local, generator, self.cfg)
+        finally:
+            self.model.halo = None
+        return loss * self.partitioner.parts, part
+
+
+def _partition_groups(world: int, rank: int, parts: int, simulator: nn.Module) -> tuple[int, int, Any]:
+    """(sample group of this rank, number of groups, the partitioner of its part)."""
+    from sim.distributed.partition import model_halo
+    from sim.distributed.training import GraphPartitioner
+
+    if getattr(simulator, "halo", False) is False:
+        raise ConfigError("train.partitions splits the graphs of mesh models (MeshGraphNet, the graph transformer); "
+                          f"this family's model ({type(simulator).__name__}) cannot be partitioned")
+    if world % parts:
+        raise ConfigError(f"train.partitions = {parts} does not divide the {world} ranks (torchrun --nproc-per-node "
+                          "x nodes)")
+    groups = world // parts
+    mine = None
+    for g in range(groups):  # every rank creates every group, in the same order
+        group = torch.distributed.new_group(list(range(g * parts, (g + 1) * parts)))
+        if g == rank // parts:
+            mine = group
+    return rank // parts, groups, GraphPartitioner(parts, rank % parts, model_halo(simulator.network), mine)
 
 
 class _StepSamples(torch.utils.data.Dataset):
@@ -363,10 +402,19 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         scheduler.load_state_dict(payload["train"]["scheduler"])
         _set_rng_state(payload["train"]["rng"])
         start = int(payload["train"]["step"])
+    n_parts = cfg.train.partitions
+    if n_parts > 1 and not distributed:
+        raise ConfigError(f"train.partitions = {n_parts} splits each graph over ranks: start the run with torchrun "
+                          f"(torchrun --nproc-per-node {n_parts} ...) or set train.partitions to 1")
+    sample_rank, sample_world, partitioner = rank, world, None
     loss_module: nn.Module = _LossModule(simulator, task, cfg)
+    if n_parts > 1:
+        sample_rank, sample_world, partitioner = _partition_groups(world, rank, n_parts, simulator)
+        loss_module = _PartitionedLoss(simulator, task, cfg, partitioner)
     if distributed:
         loss_module = nn.parallel.DistributedDataParallel(loss_module)
-    sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, start, cfg.train.steps, rank, world)
+    sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, start, cfg.train.steps,
+                               sample_rank, sample_world)
     samples = _StepSamples(dataset, task.collator(cfg, dataset, simulator))
     loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=samples.collate,
                                          num_workers=cfg.data.num_workers,
@@ -404,7 +452,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             if step >= last:
                 break
             batch = batch.to(device)
-            gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + rank)
+            # the ranks sharing a graph (train.partitions) draw the same noise
+            gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + sample_rank)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, part = loss_module(batch, gen)
             optimizer.zero_grad(set_to_none=True)
@@ -414,10 +463,15 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             optimizer.step()
             scheduler.step()
             step += 1
+            if partitioner is not None:  # the sample group's loss: the sum of its parts
+                whole = loss.detach() / n_parts
+                torch.distributed.all_reduce(whole, group=partitioner.group)
+                loss = whole
             losses.append(float(loss.detach()))
             parts.append(part)
             if not math.isfinite(losses[-1]):
-                raise non_finite_loss(losses[-1], step, dataset, sampler.global_batch(step - 1)[rank::world], cfg)
+                raise non_finite_loss(losses[-1], step, dataset,
+                                      sampler.global_batch(step - 1)[sample_rank::sample_world], cfg)
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == last:
                 mean = float(np.mean(losses[-cfg.train.log_every:]))

@@ -232,3 +232,73 @@ def test_two_rank_training_step_has_the_single_process_loss_and_gradients(tmp_pa
     assert float(res["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
     assert torch.allclose(res["grads"], ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
     assert torch.allclose(res["stats"], ref_stats, rtol=1e-9)
+
+
+def _train_config(store: Path, out: Path, partitions: int) -> dict:
+    return {"model": {"family": "mesh", "network": "meshgraphnet",
+                      "network_args": {"latent": 16, "steps": 2, "hidden_layers": 1}, "fields": ["velocity"],
+                      "noise_std": 0.05, "pushforward": 1, "scalars": ["nu"]},
+            "data": {"train": str(store), "batch_size": 1},
+            "optim": {"lr": 1e-3},
+            "train": {"steps": 6, "out": str(out), "seed": 3, "log_every": 1, "normalizer_accumulation_steps": 2,
+                      "tensorboard": False, "checkpoint_every": 100, "partitions": partitions, "device": "cpu"}}
+
+
+def _train_rank(rank, world, cfg):
+    from sim.families import train
+    from sim.train import Config
+
+    return {"loss": torch.tensor(train(Config.from_dict(cfg), progress=False)["final_loss"])}
+
+
+def test_partitioned_training_run_follows_the_single_process_run(tmp_path):
+    import csv
+
+    from sim.distributed.comm import launch
+    from sim.families import train
+    from sim.train import Config, load_model
+
+    store = _flow_store(tmp_path / "flow.h5", channel(80, 30), steps=8)
+    train(Config.from_dict(_train_config(store, tmp_path / "one", 1)), progress=False)
+    launch(_train_rank, 2, _train_config(store, tmp_path / "two", 2), threads=1)
+
+    def losses(run: Path) -> list[float]:
+        with open(run / "metrics.csv") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
+
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    assert np.allclose(a, b, rtol=1e-4)
+    wa = load_model(tmp_path / "one" / "checkpoint.pt")[0].state_dict()
+    wb = load_model(tmp_path / "two" / "checkpoint.pt")[0].state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k].double(), wb[k].double(), rtol=1e-3, atol=1e-5), k
+
+
+def test_partitioned_training_refusals(tmp_path):
+    from sim.families import train
+    from sim.train import Config, ConfigError
+
+    store = _flow_store(tmp_path / "flow.h5", channel(20, 8))
+    with pytest.raises(ConfigError, match="torchrun"):
+        train(Config.from_dict(_train_config(store, tmp_path / "r", 2)), progress=False)
+
+
+def test_rollout_from_a_partition_file_equals_single_process(tmp_path):
+    import pyvista as pv
+
+    from sim.families.partitioned import partitioned_rollout
+    from sim.train.checkpoint import save_checkpoint
+
+    mesh = channel(60, 30)
+    store = _flow_store(tmp_path / "flow.h5", mesh)
+    model = _model("meshgraphnet", {"latent": 16, "steps": 2, "hidden_layers": 1}, store)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model)
+    ref = _single_rollout(model, store, 3)
+    write_partition(partition_mesh(mesh, 3, 2, method="geometric"), tmp_path / "p.h5")
+    res = partitioned_rollout(ckpt, store, 3, out=tmp_path / "out", steps=3, partition=tmp_path / "p.h5", threads=1)
+    last = pv.read(tmp_path / "out" / "flow" / "flow_000003.pvtu")
+    gid = np.asarray(last.point_data["global_id"])
+    assert np.abs(np.asarray(last.point_data["velocity"])[:, :2] - ref[gid]).max() <= 1e-5 * np.abs(ref).max()
+    assert sorted(set(np.asarray(last.cell_data["rank"]).tolist())) == [0, 1, 2]
+    assert len(res["ranks"]) == 3
