@@ -127,7 +127,8 @@ def main() -> None:
     ckpt = fitted_checkpoint(store, out)
     with Store(store) as s:
         mesh = s.entry(s.names()[0]).mesh()
-    results: dict[str, object] = {"nodes": mesh.num_points, "edges": int(cell_edges(mesh.cells, mesh.num_points).shape[1]),
+    edges = int(cell_edges(mesh.cells, mesh.num_points).shape[1])
+    results: dict[str, object] = {"nodes": mesh.num_points, "edges": edges,
                                   "tets": int(len(mesh.cells["tetra"])), "steps": steps,
                                   "preset": "MeshGraphNet cpu (latent 64, 6 steps), halo 6 hops",
                                   "threads_per_rank": 1, "setup_s": time.perf_counter() - t}
