@@ -105,7 +105,7 @@ def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correcti
     from sim.train import load_model
     from sim.train.checkpoint import save_checkpoint
 
-    run = Path(out) / f"prune_{method}_seed{seed}"
+    run = Path(out) / f"prune_{method}_ft{finetune}_seed{seed}"
     if (cached := _fresh(run)) is not None:
         return cached
     done = run / "result.json"
@@ -114,13 +114,29 @@ def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correcti
     ds = MeshStepDataset(paths["train"], ["velocity"], scalars=["nu"], horizon=3)
     probe = MeshStepDataset(paths["test"], ["velocity"], scalars=["nu"])[0]
     before_ms = 1e3 * step_cpu_seconds(model, probe)
-    res = prune_model(model, ds, 0.5, method=method, meta_steps=meta_steps, finetune_steps=finetune, seed=seed)
-    after_ms = 1e3 * step_cpu_seconds(res.model, probe)
-    save_checkpoint(run / "checkpoint.pt", res.model, payload.get("train"))
+    if method == "none":  # the control: the unpruned model fine-tuned with the same steps and samples
+        import time
+
+        import numpy as np
+        import torch
+
+        from sim.plugins.pruning import finetune as finetune_steps
+
+        rng, t0 = np.random.default_rng(seed), time.process_time()
+        finetune_steps(model, lambda: ds[int(rng.integers(len(ds)))], finetune,
+                       generator=torch.Generator().manual_seed(seed))
+        model.eval()
+        pruned, seconds, params = model, time.process_time() - t0, sum(p.numel() for p in model.parameters())
+        extra = {"params_before": params, "params_after": params}
+    else:
+        res = prune_model(model, ds, 0.5, method=method, meta_steps=meta_steps, finetune_steps=finetune, seed=seed)
+        pruned, seconds = res.model, res.seconds
+        extra = {"params_before": res.params_before, "params_after": res.params_after, "hidden_after": res.hidden_after}
+    after_ms = 1e3 * step_cpu_seconds(pruned, probe)
+    save_checkpoint(run / "checkpoint.pt", pruned, payload.get("train"))
     m = rollout_metrics(run / "checkpoint.pt", paths["test"], correction=correction)
-    out_res = {"method": method, "seed": seed, "ms_per_step_before": before_ms, "ms_per_step_after": after_ms,
-               "speedup": before_ms / after_ms, "prune_cpu_s": res.seconds, "params_before": res.params_before,
-               "params_after": res.params_after, "hidden_after": res.hidden_after,
+    out_res = {"method": method, "seed": seed, "finetune_steps": finetune, "ms_per_step_before": before_ms,
+               "ms_per_step_after": after_ms, "speedup": before_ms / after_ms, "prune_cpu_s": seconds, **extra,
                **{k: m.get(k) for k in KEYS}}
     done.write_text(json.dumps(out_res))
     return out_res
@@ -246,12 +262,13 @@ def _agg(rows: list[dict], prefix: str) -> dict:
 
 
 def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int], jobs: int, correction: str,
-              quick: bool) -> tuple[dict, float]:
+              quick: bool, finetune: int | None = None) -> tuple[dict, float]:
     """All set-B measurements; returns (results, training CPU-hours)."""
     p = {k: str(v) for k, v in paths.items()}
     results: dict[str, Any] = {"set_b_variants": {k: VARIANTS_B[k] for k in VARIANTS_B},
                                "set_b_base_model": BASE_MODEL, "set_b_correction": correction}
-    finetune, meta_steps = (20, 10) if quick else (500, 200)
+    finetune, meta_steps = (finetune or (20 if quick else 2000)), (10 if quick else 200)
+    results["prune_finetune_steps"], results["prune_meta_steps"] = finetune, meta_steps
     harm_entries, planted = (4, 1) if quick else (40, 4)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futs = {(n, s): pool.submit(train_task, n, s, p, str(out), budget, correction)
@@ -265,21 +282,29 @@ def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int]
             print(f"{n}: rmse_50 {results.get(f'{n}_rmse_50', float('nan')):.4g}, "
                   f"rmse_all {results.get(f'{n}_rmse_all', float('nan')):.4g}", flush=True)
         pf = {(m, s): pool.submit(prune_task, m, s, p, str(out), correction, finetune, meta_steps)
-              for s in seeds for m in ("meta", "magnitude")}
+              for s in seeds for m in ("meta", "magnitude", "none")}
         prunes = {k: f.result() for k, f in pf.items()}
         harm_res = harm.result()
-    for m in ("meta", "magnitude"):
+    for m in ("meta", "magnitude", "none"):
         per = [prunes[(m, s)] for s in seeds]
-        results.update(_agg(per, f"prune_{m}_"))
+        name = "finetuned_base" if m == "none" else m  # the control: unpruned, fine-tuned the same
+        results.update(_agg(per, f"prune_{name}_"))
         for key in ("rmse_50", "rmse_all"):
-            ratios = [prunes[(m, s)][key] / rows[("base", s)][key] for s in seeds
-                      if prunes[(m, s)].get(key) and rows[("base", s)].get(key)]
-            results[f"prune_{m}_{key}_ratio"] = float(np.mean(ratios)) if ratios else None
-            results[f"prune_{m}_{key}_ratio_std"] = float(np.std(ratios)) if ratios else None
+            # against the base as trained, and against the base fine-tuned with the same steps (the fair
+            # comparison: the pruned model's fine-tuning is extra training the base did not get)
+            for ref, suffix in ((lambda s: rows[("base", s)], "ratio"),
+                                (lambda s: prunes[("none", s)], "ratio_vs_finetuned")):
+                if m == "none" and suffix == "ratio_vs_finetuned":
+                    continue
+                ratios = [prunes[(m, s)][key] / ref(s)[key] for s in seeds
+                          if prunes[(m, s)].get(key) and ref(s).get(key)]
+                results[f"prune_{name}_{key}_{suffix}"] = float(np.mean(ratios)) if ratios else None
+                results[f"prune_{name}_{key}_{suffix}_std"] = float(np.std(ratios)) if ratios else None
     results.update({f"harmful_{k}": v for k, v in harm_res.items()})
     results.update(rsn_scaling((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
                                (10_000,) if quick else (10_000, 100_000)))
     results["persistence_rmse_50"] = rows[("base", seeds[0])].get("persistence_rmse_50")
     results["persistence_rmse_all"] = rows[("base", seeds[0])].get("persistence_rmse_all")
     n_train = len(VARIANTS_B) * len(seeds) + 3  # the harmful task trains three models
-    return results, n_train * budget / 3600.0
+    prune_s = sum(r["prune_cpu_s"] for r in prunes.values())  # metanetworks and fine-tuning
+    return results, (n_train * budget + prune_s) / 3600.0

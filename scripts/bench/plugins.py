@@ -31,7 +31,10 @@ CPU budget over ``--seeds`` seeds, rolled out with ``--correction`` (divergence_
   MIP): rollout RMSE and flow metrics, training loss at 25/50/100 % of the budget
   (convergence), time per training and rollout step;
 - pruning of each seed's base model to 50 % of its hidden channels (metanetwork vs magnitude,
-  500 fine-tuning steps): rollout RMSE relative to the unpruned model and CPU speedup of a step;
+  ``--prune-finetune`` fine-tuning steps, default 2000): rollout RMSE relative to the unpruned
+  model as trained (``*_ratio``) and to the unpruned model fine-tuned with the same steps and
+  samples (``*_ratio_vs_finetuned``, the fair comparison: the fine-tuning is training the base
+  did not get), and the CPU speedup of a step;
 - harmful data: 4 time-reversed trajectories planted among 40 training ones (seed 0), the
   SGD-influence ranking's precision, and the validation rollout error after retraining
   without the top 4 vs without 4 random ones;
@@ -125,14 +128,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds of set B (default 3)")
     ap.add_argument("--jobs", type=int, default=2, help="set B tasks run at once (default 2)")
     ap.add_argument("--correction", default="divergence_free", help="rollout correction of set B")
+    ap.add_argument("--prune-finetune", type=int,
+                    help="fine-tuning steps after pruning, and of the unpruned control (default 2000, quick 20)")
     args = ap.parse_args()
 
     import torch
 
     from sim.data.windows import MeshStepDataset
+    from sim.families import steps_for_budget, train
     from sim.mesh import Store
     from sim.plugins.diagnostics.hop_influence import hop_influence, influence_png
-    from sim.families import steps_for_budget, train
     from sim.rollout.evaluate import evaluate_store, mesh_case
     from sim.train import load_model
 
@@ -167,7 +172,8 @@ def main() -> None:
     if "b" in sets:
         from _plugins_b import run_set_b
 
-        results_b, cpu_hours = run_set_b(paths, out / "set_b", budget, seeds, args.jobs, args.correction, args.quick)
+        results_b, cpu_hours = run_set_b(paths, out / "set_b", budget, seeds, args.jobs, args.correction, args.quick,
+                                         args.prune_finetune)
     if "a" not in sets:
         report("plugins", {"data": str(paths["train"].parent), "train_budget_s": budget, "mgn_preset": "cpu",
                            **results_b, "peak_mem_mb": peak_mem_mb()}, args.json, seeds=seeds,

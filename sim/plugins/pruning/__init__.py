@@ -8,11 +8,12 @@ from sim.plugins.pruning.meta import (
                                       HiddenGroup,
                                       MetaNetwork,
                                       PruneResult,
+                                      finetune,
                                       hidden_groups,
                                       magnitude_scores,
                                       prune_model,
                                       step_cpu_seconds,
 )
 
-__all__ = ["HiddenGroup", "MetaNetwork", "PruneResult", "hidden_groups", "magnitude_scores", "prune_model",
+__all__ = ["HiddenGroup", "MetaNetwork", "PruneResult", "finetune", "hidden_groups", "magnitude_scores", "prune_model",
            "step_cpu_seconds"]

@@ -224,6 +224,23 @@ def step_cpu_seconds(model: Any, sample: Any, repeats: int = 15) -> float:
                        "Framework for Network Pruning",
                  summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
                          "uniform width, fine-tune (sim prune)")
+def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: torch.Generator | None = None,
+             progress: bool = False) -> list[float]:
+    """``steps`` Adam steps of the model's own training loss on samples ``batch()`` (what
+    :func:`prune_model` does after pruning; the same on an unpruned model is the fair control);
+    returns the losses."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in trange(steps, desc="fine-tune", disable=not progress):
+        loss = model.loss(batch(), generator=generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 200,
                 finetune_steps: int = 300, penalty: float = 0.05, lr: float = 1e-4, meta_lr: float = 1e-3,
                 seed: int = 0, progress: bool = False) -> PruneResult:
@@ -283,14 +300,7 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
     pruned = _pruned_copy(model, groups, keep, scales, width)
     res.params_after = _count(pruned)
     if finetune_steps:
-        pruned.train()
-        opt = torch.optim.Adam(pruned.parameters(), lr=lr)
-        for _ in trange(finetune_steps, desc="fine-tune", disable=not progress):
-            loss = pruned.loss(batch(), generator=gen)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            res.finetune_losses.append(float(loss.detach()))
+        res.finetune_losses = finetune(pruned, batch, finetune_steps, lr, gen, progress)
     pruned.eval()
     model.train(was_training)
     res.model = pruned
