@@ -778,6 +778,12 @@ def build_parser() -> argparse.ArgumentParser:
     _view_options(r)
     r.set_defaults(func=cmd_rollout)
 
+    z = sub.add_parser("zoo", help="the pretrained models shipped with sim (zoo:<name> as a checkpoint)")
+    z.add_argument("action", choices=["list", "show"], nargs="?", default="list")
+    z.add_argument("name", nargs="?", help="the model (show)")
+    z.add_argument("--json", action="store_true", help="list as JSON")
+    z.set_defaults(func=cmd_zoo)
+
     pa = sub.add_parser("partition", help="split a mesh over ranks, with halos, for partitioned rollouts")
     pa.add_argument("input", help="a mesh file, series or store (its --entry, default the first)")
     pa.add_argument("--parts", type=POSITIVE_INT, required=True, help="number of parts (ranks)")
@@ -907,12 +913,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resolve_zoo(args: argparse.Namespace) -> None:
+    """Model arguments given as ``zoo:<name>`` become the zoo's file (an error names the zoo's
+    models when there is no such entry)."""
+    from sim.zoo import is_zoo, resolve
+
+    for key in ("checkpoint", "model"):
+        value = getattr(args, key, None)
+        if is_zoo(value):
+            setattr(args, key, str(resolve(value)))
+
+
+def cmd_zoo(args: argparse.Namespace) -> None:
+    from sim.zoo import entries, entry
+
+    if args.action == "show":
+        if not args.name:
+            raise SimError("sim zoo show NAME: name the model (sim zoo list shows them)")
+        e = entry(args.name)
+        print(e.card.read_text() if e.card.exists() else f"{e.name}: no model card")
+        print(f"file: {e.file}")
+        return
+    rows = [e.row() for e in entries()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("the zoo is empty")
+        return
+    print(f"{'name':<20} {'family':<9} {'recipe (size, data seed)':<36} {'CPU-h':>6} {'MB':>5}  metrics")
+    for r in rows:
+        metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                            for k, v in r["metrics"].items())
+        print(f"{r['name']:<20} {r['family']:<9} {r['recipe']:<36} {r['train_cpu_hours']:>6.2f} "
+              f"{r['size_mb']:>5.1f}  {metrics}")
+    print("load one with sim.load('zoo:<name>') or pass zoo:<name> as the checkpoint of any command; "
+          "sim zoo show <name> prints its model card")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         from sim.threads import set_threads
 
         set_threads(args.threads)  # before torch loads: its default oversubscribes shared or limited CPUs
+        _resolve_zoo(args)
         args.func(args)
     except SimError as exc:
         print(f"sim: error: {exc}", file=sys.stderr)

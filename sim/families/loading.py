@@ -40,8 +40,11 @@ def _format_of(path: Path) -> str | None:
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[Family, Any, dict[str, Any]]:
-    """(family, model, checkpoint payload or {}) of any saved model; nothing executes code."""
-    path = Path(path)
+    """(family, model, checkpoint payload or {}) of any saved model (or ``zoo:<name>``, a model of
+    the zoo shipped with the package); nothing executes code."""
+    from sim.zoo import resolve
+
+    path = resolve(path)
     if not path.exists():
         raise FileFormatError("no such model file", path)
     if path.is_dir():

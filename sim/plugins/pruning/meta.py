@@ -219,11 +219,6 @@ def step_cpu_seconds(model: Any, sample: Any, repeats: int = 15) -> float:
     return float(np.median(times))
 
 
-@register_plugin("meta_pruning", "pruning",
-                 paper="Liu, Wang, Zhang 2025, Meta Pruning via Graph Metanetworks: A Universal Meta Learning "
-                       "Framework for Network Pruning",
-                 summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
-                         "uniform width, fine-tune (sim prune)")
 def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: torch.Generator | None = None,
              progress: bool = False) -> list[float]:
     """``steps`` Adam steps of the model's own training loss on samples ``batch()`` (what
@@ -241,6 +236,11 @@ def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: to
     return losses
 
 
+@register_plugin("meta_pruning", "pruning",
+                 paper="Liu, Wang, Zhang 2025, Meta Pruning via Graph Metanetworks: A Universal Meta Learning "
+                       "Framework for Network Pruning",
+                 summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
+                         "uniform width, fine-tune (sim prune)")
 def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 200,
                 finetune_steps: int = 300, penalty: float = 0.05, lr: float = 1e-4, meta_lr: float = 1e-3,
                 seed: int = 0, progress: bool = False) -> PruneResult:
