@@ -387,6 +387,9 @@ def _exportable(family: Any, model: Any, path: Path | None) -> None:
                        "particle simulator)", path)
     if isinstance(model, list):
         raise SimError("this is an ensemble manifest: export each member checkpoint on its own", path)
+    if int(getattr(model, "config", {}).get("bundle", 1)) > 1:
+        raise SimError(f"the model predicts {model.config['bundle']} frames per call (temporal bundling); the export "
+                       "is of one-frame maps: export a model without family_args.bundle", path)
     features = getattr(getattr(model, "network", None), "config", {}).get("features")
     if features:
         raise SimError(f"the model's feature plugins ({', '.join(str(f) for f in features)}) count graph structure "

@@ -31,6 +31,9 @@ class MeshOptions:
     # applied after every rollout step (sim.rollout.corrections): "divergence_free" projects the
     # velocity update of incompressible flows onto divergence-free fields
     correction: Correction = "none"
+    # temporal bundling: frames predicted per model call (Brandstetter et al. 2022); a rollout of n
+    # steps makes n / bundle calls, and training asks for the next bundle frames at once
+    bundle: int = 1
 
 
 def set_correction(model: Any, name: str) -> None:
@@ -57,13 +60,22 @@ class MeshFamily(Family):
     options = MeshOptions
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
-        self.parse_options(cfg, source)
+        from sim.train.config import ConfigError
+
+        opts = self.parse_options(cfg, source)
+        if opts.bundle < 1:
+            raise ConfigError(f"model.family_args.bundle must be >= 1 (frames per model call), got {opts.bundle}",
+                              source)
+        if opts.bundle > 1 and cfg.model.history != 1:
+            raise ConfigError("model.family_args.bundle > 1 needs model.history 1 (a bundle's frames are not given "
+                              "as the next call's past)", source)
 
     def build_dataset(self, cfg: Any) -> Any:
         from sim.data.windows import MeshStepDataset
 
+        bundle = self.parse_options(cfg).bundle
         return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
-                               horizon=cfg.model.pushforward + 1, history=cfg.model.history)
+                               horizon=(cfg.model.pushforward + 1) * bundle, history=cfg.model.history)
 
     def build_model(self, cfg: Any, dataset: Any) -> Any:
         from sim.models.mesh import MeshSimulator
@@ -81,7 +93,7 @@ class MeshFamily(Family):
         edge_in = int(dataset[0].edge_attr.shape[-1])
         model = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
                               noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward,
-                              history=m.history, correction=opts.correction, **kwargs)
+                              history=m.history, correction=opts.correction, bundle=opts.bundle, **kwargs)
         for norm in (model.node_normalizer, model.edge_normalizer, model.output_normalizer):
             norm.max_accumulations = cfg.train.normalizer_accumulation_steps
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank

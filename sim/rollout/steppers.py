@@ -72,6 +72,8 @@ class MeshStepper:
         self.inputs = simulator.step_inputs(graphs, scalars=scalars, past=past, dt=torch.tensor(list(dts)))
         self.state = torch.as_tensor(np.concatenate(first), dtype=torch.float32, device=device)
         self.update = torch.compile(simulator.predict_update, dynamic=False) if compile else None
+        self.bundle = int(c.get("bundle", 1))
+        self.queue: list[torch.Tensor] = []  # a bundling model's frames not yet handed out
         self.correction = check_correction(correction if correction is not None else c.get("correction"))
         self.correctors: list[Any] = []
         if self.correction == "divergence_free":
@@ -86,19 +88,46 @@ class MeshStepper:
             out.append(Frame(v, split_fields(v, self.fields, self.dims)))
         return out
 
+    def _boundary(self, step: int) -> np.ndarray:
+        return np.concatenate([np.asarray(self.boundary[i](step, self.times[i](step)), dtype=np.float32)
+                               for i in range(self.size)])
+
+    def _correct(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        if not self.correctors:
+            return after
+        b, a = before.cpu().numpy(), after.cpu().numpy().copy()
+        cols = self.columns
+        for i, fix in enumerate(self.correctors):
+            rows = slice(self.offsets[i], self.offsets[i + 1])
+            a[rows, cols] = fix(b[rows, cols], a[rows, cols])
+        return torch.as_tensor(a, dtype=after.dtype, device=after.device)
+
     def advance(self, step: int) -> None:
-        bc = np.concatenate([np.asarray(self.boundary[i](step, self.times[i](step)), dtype=np.float32)
-                             for i in range(self.size)])
-        previous = self.state
-        self.state, self.inputs = self.simulator.advance(self.state, self.inputs, torch.from_numpy(bc).to(self.device),
+        if self.bundle == 1:
+            previous = self.state
+            self.state, self.inputs = self.simulator.advance(self.state, self.inputs,
+                                                             torch.from_numpy(self._boundary(step)).to(self.device),
+                                                             update=self.update)
+            self.state = self._correct(previous, self.state)
+            return
+        if not self.queue:  # one model call for the next `bundle` frames
+            bcs = []
+            for s in range(step, step + self.bundle):
+                try:
+                    bcs.append(self._boundary(s))
+                except IndexError:  # past the end of the boundary data: frames never handed out
+                    bcs.append(bcs[-1])
+            frames, self.inputs = self.simulator.advance(self.state, self.inputs,
+                                                         torch.from_numpy(np.stack(bcs)).to(self.device),
                                                          update=self.update)
-        if self.correctors:
-            before, after = previous.cpu().numpy(), self.state.cpu().numpy().copy()
-            cols = self.columns
-            for i, fix in enumerate(self.correctors):
-                rows = slice(self.offsets[i], self.offsets[i + 1])
-                after[rows, cols] = fix(before[rows, cols], after[rows, cols])
-            self.state = torch.as_tensor(after, dtype=self.state.dtype, device=self.state.device)
+            previous, raw_prev = self.state, self.state
+            for f in frames:  # each frame's change from the one before, corrected in turn
+                fixed = self._correct(raw_prev, f) if self.correctors else f
+                if self.correctors:
+                    fixed = previous + (fixed - raw_prev)
+                self.queue.append(fixed)
+                previous, raw_prev = fixed, f
+        self.state = self.queue.pop(0)
 
 
 class EnsembleStepper:

@@ -138,7 +138,8 @@ class MeshSimulator(nn.Module):
                  edge_in: int, target: str = "delta", noise_std: float | Sequence[float] = 0.0,
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
-                 scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1, correction: str = "none"):
+                 scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1, correction: str = "none",
+                 bundle: int = 1):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -155,6 +156,14 @@ class MeshSimulator(nn.Module):
             raise ValueError(f"pushforward must be >= 0, got {pushforward}")
         if history < 1:
             raise ValueError(f"history must be >= 1, got {history}")
+        if bundle < 1:
+            raise ValueError(f"bundle must be >= 1, got {bundle}")
+        if bundle > 1 and history > 1:
+            raise ValueError("temporal bundling (bundle > 1) works with history 1: a bundle's frames are not "
+                             "given as the next call's past")
+        if bundle > 1:  # only when used, so one-frame checkpoints keep their configuration
+            self.config["bundle"] = int(bundle)
+        self.bundle = int(bundle)
         self.num_features = int(sum(field_dims))
         node_in = self.num_features * int(history) + NUM_NODE_TYPES + len(self.config["scalars"])
         # a hypernetwork takes the scalars (normalised with the node features) instead of the nodes
@@ -165,10 +174,10 @@ class MeshSimulator(nn.Module):
             raise ValueError("network_args.hypernet conditions on the trajectory's parameters: set model.scalars")
         extra = {"cond_dim": self._hyper} if self._hyper else {}
         self.network = build_model(network, node_in=node_in - self._hyper, edge_in=edge_in,
-                                   out_dim=self.num_features, **network_args, **extra)
+                                   out_dim=self.num_features * self.bundle, **network_args, **extra)
         self.node_normalizer = Normalizer(node_in)
         self.edge_normalizer = Normalizer(edge_in)
-        self.output_normalizer = Normalizer(self.num_features)
+        self.output_normalizer = Normalizer(self.num_features * self.bundle)
 
     @property
     def receptive_hops(self) -> int | None:
@@ -292,14 +301,28 @@ class MeshSimulator(nn.Module):
         update, every other node takes its ``boundary`` value (N, F) (or keeps its state when no
         boundary is given); returns the next state and the inputs of the step after it.
         ``update``: the tensor-level update function to use (e.g. a ``torch.compile`` of
-        :meth:`predict_update`)."""
+        :meth:`predict_update`).
+
+        A bundling model (``bundle`` K > 1, temporal bundling: Brandstetter et al. 2022) predicts
+        the next K frames in one call, each as an update of ``state``: ``boundary`` is then
+        (K, N, F) and the first value returned the K frames (K, N, F)."""
         fn = update or self.predict_update
         upd = fn(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
                  inputs.scalars, inputs.past)
-        nxt = state + inputs.scale * upd
+        k = self.bundle
+        if k == 1:
+            nxt = state + inputs.scale * upd
+            if boundary is not None:
+                nxt = torch.where(self.predicted_mask(inputs.node_type)[:, None], nxt, boundary.to(nxt.dtype))
+            return nxt, inputs.shifted(state)
+        frames = state[None] + inputs.scale[None] * upd.reshape(state.shape[0], k, -1).transpose(0, 1)
         if boundary is not None:
-            nxt = torch.where(self.predicted_mask(inputs.node_type)[:, None], nxt, boundary.to(nxt.dtype))
-        return nxt, inputs.shifted(state)
+            if boundary.shape[0] != k:
+                raise ValueError(f"a model bundling {k} frames needs boundary values of {k} frames, got "
+                                 f"{boundary.shape[0]}")
+            frames = torch.where(self.predicted_mask(inputs.node_type)[None, :, None], frames,
+                                 boundary.to(frames.dtype))
+        return frames, inputs.shifted(state)
 
     # -- training ----------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -315,10 +338,16 @@ class MeshSimulator(nn.Module):
         k = self._pushforward_steps(generator)
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
-            target = batch.future[:, k - 1]
+        b = self.bundle
+        if b == 1:
+            if k:
+                target = batch.future[:, k - 1]
+            delta = (target - state) / inputs.scale
+        else:  # the next b frames after the (pushed-forward) state, each as an update of it
+            frames = [target, *batch.future.unbind(1)][k * b:(k + 1) * b]
+            delta = torch.cat([(f - state) / inputs.scale for f in frames], dim=-1)
         pred = self.update(state, inputs, normalised=True)
-        norm_update = self.output_normalizer((target - state) / inputs.scale,
-                                             rows=None if part is None else slice(0, part.num_owned))
+        norm_update = self.output_normalizer(delta, rows=None if part is None else slice(0, part.num_owned))
         mask = self.predicted_mask(node_type)
         if part is None:
             return ((pred - norm_update) ** 2)[mask].mean()
@@ -340,13 +369,18 @@ class MeshSimulator(nn.Module):
         the prescribed nodes set to the true values (``batch.target``, then ``batch.future``), as a
         rollout does, and the inputs of the step after it; no gradient flows through it."""
         future = getattr(batch, "future", None)
-        if future is None or future.shape[1] < k:
-            raise ValueError(f"pushforward of {k} steps needs samples with {k} future frames beyond t+1 "
-                             "(MeshStepDataset(horizon=pushforward + 1))")
+        b = self.bundle
+        if future is None or future.shape[1] < (k + 1) * b - 1:
+            raise ValueError(f"pushforward of {k} steps needs samples with {(k + 1) * b - 1} future frames beyond "
+                             "t+1 (MeshStepDataset(horizon=(pushforward + 1) * bundle))")
         inputs = inputs or self.step_inputs(batch)
         frames = [batch.target, *future.unbind(1)]
         for j in range(k):
-            state, inputs = self.advance(state, inputs, boundary=frames[j])
+            if b == 1:
+                state, inputs = self.advance(state, inputs, boundary=frames[j])
+            else:
+                out, inputs = self.advance(state, inputs, boundary=torch.stack(frames[j * b:(j + 1) * b]))
+                state = out[-1]
             if self.halo is not None:  # a partitioned step: the halo takes its owners' new state
                 state = self.halo.exchange(state)
         return state, inputs

@@ -102,6 +102,11 @@ def valid_rollout_error(model: Any, samples: list[Any], steps: int) -> torch.Ten
     def update(*args: Any) -> torch.Tensor:
         return model.output_normalizer.inverse(model(*args))
 
+    if getattr(model, "bundle", 1) != 1:
+        from sim.errors import SimError
+
+        raise SimError("the validation rollout error of harmful-sample ranking steps one frame per call; this model "
+                       f"bundles {model.bundle} frames")
     total = 0.0
     for s in samples:
         frames = [s.target, *s.future.unbind(1)] if getattr(s, "future", None) is not None else [s.target]
