@@ -97,7 +97,7 @@ def test_safe_keys_change_freely_and_unknown_allowances_are_refused(tmp_path, da
     train(cfg, progress=False)
     stored = read_checkpoint(tmp_path / "run" / "checkpoint.pt")["train"]["config"]
     safe = _dict(tmp_path, data, steps=40, max_seconds=100.0, out=str(tmp_path / "moved"), log_every=7,
-                 checkpoint_every=3, tensorboard=True)
+                 checkpoint_every=3, tensorboard=True, partitions=2)
     safe["data"]["num_workers"] = 1
     safe = Config.from_dict(safe)
     assert set(config_changes(stored, safe)) == set(RESUMABLE) - {"train.valid_every"}

@@ -309,7 +309,7 @@ class MeshSimulator(nn.Module):
         fn = update or self.predict_update
         upd = fn(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
                  inputs.scalars, inputs.past)
-        k = self.bundle
+        k = int(self.config.get("bundle", 1))
         if k == 1:
             nxt = state + inputs.scale * upd
             if boundary is not None:
