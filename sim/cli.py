@@ -490,6 +490,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({fields})")
 
 
+def cmd_active(args: argparse.Namespace) -> None:
+    from sim.active import run_active
+
+    out = Path(args.out) if args.out else Path("runs") / f"active_{Path(args.recipe).stem}_{args.strategy}_s{args.seed}"
+    _check_output(out, folder=True)
+    result = run_active(args.recipe, args.model, size=args.size, strategy=args.strategy, budget=args.budget,
+                        batch=args.batch, initial=args.initial, pool=args.pool, seed=args.seed, out=out,
+                        workers=args.workers, resume=args.resume, test=args.test)
+    print(f"{'round':>5} {'solver calls':>12} {'test error':>11}")
+    for r in result.rounds:
+        print(f"{r['round']:>5} {r['solver_calls']:>12} {r['error']:>11.4g}")
+    print(f"wrote {out / 'log.csv'}, {out / 'log.json'}; model {result.model}; simulations {result.train}")
+
+
 def cmd_families(args: argparse.Namespace) -> None:
     from sim.families import COMMANDS, available_families
 
@@ -823,6 +837,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an input scalar of the model (repeat for each), e.g. --param E=100")
     pr.add_argument("--out", required=True, help="output mesh file with the fields (and <field>_std)")
     pr.set_defaults(func=cmd_predict)
+
+    al = sub.add_parser("active", help="active learning: the surrogate picks which simulations the solver runs, "
+                                       "until a budget of solver calls is spent (resumable)")
+    al.add_argument("recipe", help="a recipe by name (elasticity_shapes) or file, whose generator can draw a sample "
+                                   "without solving it")
+    al.add_argument("--model", required=True, metavar="CONFIG.yaml",
+                    help="the surrogate's configuration (a `model` section as for `sim train`, e.g. "
+                         "model.family: mmgp)")
+    al.add_argument("--budget", type=POSITIVE_INT, required=True, help="solver calls in all, the initial ones included")
+    al.add_argument("--batch", type=POSITIVE_INT, required=True, help="solver calls per round")
+    al.add_argument("--strategy", required=True,
+                    help="a selection plugin: kecor, random, variance (`sim plugins list --kind selection`)")
+    al.add_argument("--initial", type=POSITIVE_INT, default=4, help="simulations before the first fit (default 4)")
+    al.add_argument("--pool", type=POSITIVE_INT, default=200,
+                    help="candidates drawn (meshed, not solved) to choose from (default 200)")
+    al.add_argument("--size", default="small", help="recipe size: its parameters and test split (default small)")
+    al.add_argument("--seed", type=int, default=0, help="the pool, the initial draws and the strategy's draws")
+    al.add_argument("--out", help="the run's folder (default runs/active_<recipe>_<strategy>_s<seed>)")
+    al.add_argument("--workers", type=POSITIVE_INT, default=1, help="solver processes (default 1)")
+    al.add_argument("--test", metavar="STORE", help="test store (default OUT/test.h5, the recipe's test split, "
+                                                   "generated once)")
+    al.add_argument("--resume", action="store_true", help="continue the run in --out (the budget may grow)")
+    al.set_defaults(func=cmd_active)
 
     fa = sub.add_parser("families", help="the model families (model.family of a config) and their commands")
     fa.set_defaults(func=cmd_families)

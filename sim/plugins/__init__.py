@@ -1,5 +1,5 @@
-"""Graph-learning components as plugins: layers, initialisation, diagnostics (and, from
-other packages, data selection and generators), behind one registry.
+"""Graph-learning components as plugins: layers, initialisation, diagnostics, data selection
+(active learning), generators, ..., behind one registry.
 
 ``sim plugins list`` shows what is installed. Configurations name plugins with their
 parameters (``network_args: {plugins: [{name: dagnn, hops: 10}], init: virgo}``); other
@@ -11,7 +11,7 @@ registry by name); plugins never import ``sim.models``, so diagnostics work on a
 through its forward signature.
 """
 
-from sim.plugins import conditioning, diagnostics, features, generators, init, layers, pruning  # noqa: F401  (built-in plugins register on import)
+from sim.plugins import conditioning, diagnostics, features, generators, init, layers, pruning, selection  # noqa: F401  (built-in plugins register on import)
 from sim.plugins.registry import (
                                   ENTRY_POINT_GROUP,
                                   KINDS,

@@ -14,7 +14,8 @@ def test_builtin_plugins_describe_themselves():
     assert {"sheaf_diffusion": "layer", "dagnn": "layer", "virtual_nodes": "layer", "virgo": "init",
             "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
             "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer",
-            "mip_hypernet": "conditioning", "harmful_samples": "diagnostic", "meta_pruning": "pruning"}.items() <= {
+            "mip_hypernet": "conditioning", "harmful_samples": "diagnostic", "meta_pruning": "pruning",
+            "kecor": "selection", "random": "selection", "variance": "selection"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary
@@ -84,4 +85,8 @@ def test_cli_lists_plugins(capsys):
     out = capsys.readouterr().out
     for name in ("sheaf_diffusion", "dagnn", "virtual_nodes", "virgo", "hop_influence", "local_lipschitz"):
         assert name in out
-    assert "Bodnar et al. 2022" in out and "selection: (none installed)" in out
+    assert "Bodnar et al. 2022" in out
+    selection = out[out.index("selection:"):]
+    for name in ("kecor", "random", "variance"):  # the active-learning strategies, with their papers
+        assert f"  {name} " in selection
+    assert "Kernel Coding Rate Maximization for Active 3D Object Detection" in selection

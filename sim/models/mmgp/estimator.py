@@ -188,28 +188,69 @@ class MMGP:
         """Mean (m, k) and covariance (m, m, k) of the latent function at x (``noise``: plus the
         fitted white-noise variance on the diagonal, the predictive covariance of a new observation)."""
         mean = gp.predict(x).reshape(len(x), -1) * gp.y_scale_ + gp.y_offset_
-        k_trans = gp.kernel_(x, gp.X_train_)
-        v = solve_triangular(gp.L_, k_trans.T, lower=True)
-        cov = gp.kernel_.k1(x) - v.T @ v  # k1 = constant x Matern (no white noise)
+        cov = MMGP._gp_covariance(gp, x)
         if noise:
             cov = cov + gp.kernel_.k2.noise_level * np.eye(len(x))
         k = mean.shape[1]
         return mean, np.repeat(cov[:, :, None], k, axis=2) * gp.y_scale_**2
 
-    def _inputs(self, mesh: Mesh, scalars: dict[str, float] | None) -> tuple[np.ndarray, Any]:
+    @staticmethod
+    def _gp_covariance(gp: GaussianProcessRegressor, x: np.ndarray, prior: bool = False) -> np.ndarray:
+        """(m, m) covariance of the latent function at x in the GP's scaled output units, the
+        posterior given the training data (``prior``: the fitted kernel alone, without the noise)."""
+        cov = gp.kernel_.k1(x)  # k1 = constant x Matern (no white noise)
+        if prior:
+            return cov
+        v = solve_triangular(gp.L_, gp.kernel_(x, gp.X_train_).T, lower=True)
+        return cov - v.T @ v
+
+    def gp_inputs(self, meshes: list[Mesh], scalars: dict[str, np.ndarray]) -> np.ndarray:
+        """The GP inputs (n, d) of unsolved samples: standardised [shape POD coefficients, input
+        scalars], what every GP of the model regresses on (``scalars``: name -> (n,) values)."""
+        self._check_fitted()
+        x = [self._embed(m, {k: np.asarray(scalars[k])[i] for k in scalars}, i)[0] for i, m in enumerate(meshes)]
+        return np.vstack(x) if x else np.zeros((0, len(self.x_scaler_.mean_)))
+
+    def gp_covariance(self, x: np.ndarray, outputs: str = "fields", prior: bool = False) -> dict[str, np.ndarray]:
+        """Covariance (m, m) of the latent GP at the inputs x (:meth:`gp_inputs`), per output
+        (``outputs``: "fields", one GP per output field, or "scalars", one per output scalar),
+        in each GP's scaled units: the POD coefficients (or scalars) are centred and divided by
+        one common RMS scale, so a value of 1 is the training data's own spread. Every column
+        of a field GP shares its kernel, so this matrix times the scale squared is the
+        covariance of each coefficient. The posterior given the training data by default
+        (``prior``: the fitted kernel alone)."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        return {k: self._gp_covariance(gp, x, prior) for k, gp in self._gps(outputs).items()}
+
+    def gp_noise(self, outputs: str = "fields") -> dict[str, float]:
+        """The fitted white-noise variance of each GP of ``outputs``, in the units of :meth:`gp_covariance`."""
+        return {k: float(gp.kernel_.k2.noise_level) for k, gp in self._gps(outputs).items()}
+
+    def _gps(self, outputs: str) -> dict[str, GaussianProcessRegressor]:
+        self._check_fitted()
+        if outputs not in ("fields", "scalars"):
+            raise ValueError(f"outputs must be 'fields' or 'scalars', not {outputs!r}")
+        return self.field_gps_ if outputs == "fields" else self.output_gps_
+
+    def _embed(self, mesh: Mesh, scalars: dict[str, float] | None, i: Any = "query") -> tuple[np.ndarray, np.ndarray]:
+        """Standardised GP input (1, d) of one mesh and its morphed coordinates."""
         scalars = scalars or {}
         missing = [k for k in self.scalar_names_ if k not in scalars]
         if missing:
             raise SimError(f"missing input scalar(s) {missing} (the model was fitted with {self.scalar_names_})")
-        morphed = self._morphed(mesh, "query")
-        op = self._to_common(mesh, morphed, "query")
+        morphed = self._morphed(mesh, i)
+        op = self._to_common(mesh, morphed, i)
         coef = self.shape_pod_.transform(self._shape_snapshot(mesh, op)[None])
         x = np.hstack([coef] + [np.atleast_2d(np.asarray(scalars[k], dtype=float)).reshape(1, -1)
                                 for k in self.scalar_names_])
+        return self.x_scaler_.transform(x), morphed
+
+    def _inputs(self, mesh: Mesh, scalars: dict[str, float] | None) -> tuple[np.ndarray, Any]:
+        x, morphed = self._embed(mesh, scalars)
         back = None
         if self.morph:
             back = p1_transfer(self.common_morphed_, self.common_triangles_, morphed)
-        return self.x_scaler_.transform(x), back
+        return x, back
 
     def predict(self, mesh: Mesh, scalars: dict[str, float] | None = None, return_std: bool = True,
                 n_draws: int | None = None, quantiles: tuple[float, ...] = (0.025, 0.975),

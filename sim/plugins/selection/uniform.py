@@ -1,0 +1,26 @@
+"""Uniform random selection: the baseline every active-learning strategy is measured against.
+
+Registered as ``random``: ``batch`` candidates drawn uniformly without replacement from the
+pool, ignoring the surrogate (what a plain dataset recipe does with the same budget).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.plugins.registry import PluginError, register_plugin
+
+
+@register_plugin("random", "selection", paper="baseline: passive learning by uniform sampling (Settles 2009, Active "
+                                              "Learning Literature Survey)",
+                 summary="uniform draws without replacement from the candidate pool (the active-learning baseline)")
+class UniformSelection:
+    """Shapes: ``features`` (P, d) -> indices (batch,)."""
+
+    def __call__(self, scorer: Any, features: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+        pool = len(features)
+        if not 0 < batch <= pool:
+            raise PluginError(f"random selection: batch {batch} must be in 1..{pool} (the candidates left)")
+        return np.asarray(rng.choice(pool, size=batch, replace=False), dtype=np.int64)
