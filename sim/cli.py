@@ -978,11 +978,13 @@ def cmd_zoo(args: argparse.Namespace) -> None:
     if not rows:
         print("the zoo is empty")
         return
-    print(f"{'name':<20} {'family':<9} {'recipe (size, data seed)':<36} {'CPU-h':>6} {'MB':>5}  metrics")
+    wn = max(4, *(len(r["name"]) for r in rows))
+    wr = max(24, *(len(r["recipe"]) for r in rows))
+    print(f"{'name':<{wn}} {'family':<9} {'recipe (size, data seed)':<{wr}} {'CPU-h':>6} {'MB':>5}  metrics")
     for r in rows:
         metrics = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) else f"{k} {v}"
                             for k, v in r["metrics"].items())
-        print(f"{r['name']:<20} {r['family']:<9} {r['recipe']:<36} {r['train_cpu_hours']:>6.2f} "
+        print(f"{r['name']:<{wn}} {r['family']:<9} {r['recipe']:<{wr}} {r['train_cpu_hours']:>6.2f} "
               f"{r['size_mb']:>5.1f}  {metrics}")
     print("load one with sim.load('zoo:<name>') or pass zoo:<name> as the checkpoint of any command; "
           "sim zoo show <name> prints its model card")
