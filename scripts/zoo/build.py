@@ -119,11 +119,15 @@ def finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+HALF_ABOVE_MB = 4.0  # checkpoints larger than this in float32 ship their weights as float16
+
+
 def package_checkpoint(src: str | Path, dst: Path, correction: str | None = None) -> dict[str, Any]:
     """Copy a checkpoint without its training state (optimiser, scheduler, RNG): the format,
     the model, its weights and normalisers, and the training configuration only. ``correction``:
     the rollout correction stored in a mesh model's config (:func:`sim.families.mesh.set_correction`).
-    Returns the source's payload."""
+    Weights of models above ``HALF_ABOVE_MB`` MB are stored as float16 (the metrics are measured
+    on the file written, so they are the shipped model's). Returns the source's payload."""
     from sim.train.checkpoint import load_model, save_checkpoint
 
     model, payload = load_model(src)
@@ -132,7 +136,8 @@ def package_checkpoint(src: str | Path, dst: Path, correction: str | None = None
 
         set_correction(model, correction)
     config = (payload.get("train") or {}).get("config")
-    save_checkpoint(dst, model, None if config is None else {"config": config})
+    mb = sum(v.numel() * v.element_size() for v in model.state_dict().values()) / 1e6
+    save_checkpoint(dst, model, None if config is None else {"config": config}, half=mb > HALF_ABOVE_MB)
     return payload
 
 

@@ -192,3 +192,24 @@ def test_tensorboard_log_holds_the_csv_losses(tmp_path, data):
     csv_rows = [(int(r.split(",")[0]), float(r.split(",")[1])) for r in log]
     assert [s for s, _ in board] == [s for s, _ in csv_rows] == [10, 20, 30]
     np.testing.assert_allclose([v for _, v in board], [v for _, v in csv_rows], rtol=1e-6)
+
+
+def test_half_precision_checkpoints_load_as_float32(tmp_path):
+    import torch
+
+    from sim.models.mesh.simulator import MeshSimulator
+    from sim.train.checkpoint import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = MeshSimulator("meshgraphnet", {"latent": 32, "steps": 2}, ["u"], [1], edge_in=3)
+    model.node_normalizer.accumulate(torch.randn(50, model.node_normalizer.sum.shape[0]))
+    full = save_checkpoint(tmp_path / "full.pt", model)
+    half = save_checkpoint(tmp_path / "half.pt", model, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    back, _ = load_model(half)
+    for (k, a), b in zip(model.state_dict().items(), back.state_dict().values()):
+        assert b.dtype == a.dtype, k
+        if a.dtype == torch.float64:  # normaliser statistics stay exact
+            assert torch.equal(a, b), k
+        else:
+            torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
