@@ -4,6 +4,7 @@ order in time) and the discrete wave equation (second order)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial import Delaunay
@@ -70,3 +71,20 @@ def wave_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0
                 u[t + 1][wall] = 0.0
             w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
     return path
+
+
+def train_tiny(data: Path, out: Path, steps: int = 150, **model: Any) -> list[float]:
+    """Train a tiny MeshGraphNet (latent 16, 2 steps) on field ``u`` of ``data`` into ``out`` with
+    the given ``model`` section entries (e.g. ``pushforward``); returns the logged losses."""
+    from sim.families import train
+    from sim.train import Config
+
+    cfg = Config.from_dict({
+        "model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"], "noise_std": 0.001, **model},
+        "data": {"train": str(data), "batch_size": 2},
+        "optim": {"lr": 3e-3, "lr_final": 3e-4},
+        "train": {"steps": steps, "out": str(out), "log_every": 10, "checkpoint_every": 1000,
+                  "normalizer_accumulation_steps": 20},
+    })
+    train(cfg, progress=False)
+    return [float(r.split(",")[1]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]

@@ -9,12 +9,11 @@ import torch
 from torch_geometric.data import Batch
 
 from sim.data.windows import MeshStepDataset
-from sim.families import train
 from sim.mesh import Store
 from sim.models.mesh.simulator import MeshSimulator
 from sim.rollout import rollout
-from sim.train import Config, load_model
-from tests.train.diffusion_data import diffusion_store
+from sim.train import load_model
+from tests.train.diffusion_data import diffusion_store, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +82,7 @@ def test_pushforward_waits_for_frozen_normalisers_and_does_not_move_them(data):
 
 
 def test_training_with_pushforward_learns(tmp_path, data):
-    cfg = Config.from_dict({
-        "model": {"network_args": {"latent": 16, "steps": 2}, "fields": ["u"], "noise_std": 0.001, "pushforward": 2},
-        "data": {"train": str(data), "batch_size": 2},
-        "optim": {"lr": 3e-3, "lr_final": 3e-4},
-        "train": {"steps": 150, "out": str(tmp_path / "run"), "log_every": 10, "checkpoint_every": 1000,
-                  "normalizer_accumulation_steps": 20},
-    })
-    train(cfg, progress=False)
-    losses = [float(r.split(",")[1]) for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    losses = train_tiny(data, tmp_path / "run", pushforward=2)
     assert np.mean(losses[-3:]) < 0.4 * np.mean(losses[:3])
     model, _ = load_model(tmp_path / "run" / "checkpoint.pt")
     assert model.config["pushforward"] == 2 and int(model.node_normalizer.accumulations) == 20

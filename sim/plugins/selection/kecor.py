@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from sim.plugins.registry import PluginError, register_plugin
+from sim.plugins.selection.base import check_batch
 
 MIN_SIGMA2 = 1e-6  # floor of the noise variance taken from a scorer (its kernel's units: data spread 1)
 
@@ -90,8 +91,7 @@ def greedy_logdet(kernel: np.ndarray, batch: int, sigma2: float) -> tuple[np.nda
     """
     k = _check_kernel(kernel)
     pool = len(k)
-    if not 0 < batch <= pool:
-        raise PluginError(f"kecor: batch {batch} must be in 1..{pool} (the candidates left)")
+    check_batch("kecor", batch, pool)
     if not sigma2 > 0:
         raise PluginError(f"kecor: sigma2 must be > 0, got {sigma2}")
     residual = np.clip(np.diag(k).copy(), 0.0, None)  # s_j^2(S), S empty

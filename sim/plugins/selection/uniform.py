@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.plugins.registry import PluginError, register_plugin
+from sim.plugins.registry import register_plugin
+from sim.plugins.selection.base import check_batch
 
 
 @register_plugin("random", "selection", paper="baseline: passive learning by uniform sampling (Settles 2009, Active "
@@ -21,6 +22,5 @@ class UniformSelection:
 
     def __call__(self, scorer: Any, features: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
         pool = len(features)
-        if not 0 < batch <= pool:
-            raise PluginError(f"random selection: batch {batch} must be in 1..{pool} (the candidates left)")
+        check_batch("random selection", batch, pool)
         return np.asarray(rng.choice(pool, size=batch, replace=False), dtype=np.int64)

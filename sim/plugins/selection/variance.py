@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sim.plugins.registry import PluginError, register_plugin
+from sim.plugins.selection.base import check_batch
 
 
 @register_plugin("variance", "selection", paper="uncertainty sampling (e.g. Settles 2009, Active Learning Literature "
@@ -25,8 +26,7 @@ class MaxVariance:
 
     def __call__(self, scorer: Any, features: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
         pool = len(features)
-        if not 0 < batch <= pool:
-            raise PluginError(f"variance selection: batch {batch} must be in 1..{pool} (the candidates left)")
+        check_batch("variance selection", batch, pool)
         var = np.asarray(scorer.variance(features), dtype=np.float64).reshape(-1)
         if var.shape != (pool,) or not np.all(np.isfinite(var)):
             raise PluginError(f"variance selection: the scorer gave variances of shape {var.shape} "
