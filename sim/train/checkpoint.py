@@ -14,7 +14,10 @@ Writes are atomic.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +34,26 @@ ENSEMBLE_FORMAT = "sim.ensemble"
 ENSEMBLE_VERSION = 1
 
 
+@contextlib.contextmanager
+def _quiet_complex_half() -> Iterator[None]:
+    """torch flags complex32 (half-stored spectral weights) as experimental; casting to and from it
+    is all a checkpoint does with it, which works."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ComplexHalf support is experimental.*")
+        yield
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, train_state: dict[str, Any] | None = None,
                     half: bool = False) -> Path:
     """Write the model (name, constructor arguments, weights) and ``train_state``. ``half``: store
-    float32 tensors as float16 (half the file; loading casts them back to the model's float32,
-    so a shipped model is smaller at a rounding of about 1e-3 relative; float64 statistics such
-    as the normalisers' stay exact)."""
+    float32 tensors as float16 and complex64 ones (spectral weights) as complex32 (half the file;
+    loading casts them back to the model's precision, so a shipped model is smaller at a rounding
+    of about 1e-3 relative; float64 statistics such as the normalisers' stay exact)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
-        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+        narrow = {torch.float32: torch.float16, torch.complex64: torch.complex32}
+        with _quiet_complex_half():
+            state = {k: v.to(narrow[v.dtype]) if v.dtype in narrow else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -74,7 +88,8 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from a checkpoint alone; returns (model in eval mode, payload)."""
     payload = read_checkpoint(path)
     model = build_model(payload["model"]["name"], **payload["model"]["config"])
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    with _quiet_complex_half():
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise FileFormatError(f"weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
                               path)

@@ -213,3 +213,36 @@ def test_half_precision_checkpoints_load_as_float32(tmp_path):
             assert torch.equal(a, b), k
         else:
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+
+
+
+def test_half_precision_checkpoints_halve_complex_spectral_weights(tmp_path):
+    """GIOROM's Fourier weights are complex64: half storage keeps them as complex32 and loads them back as
+    complex64 within half precision, with no warning about torch's experimental complex32."""
+    import warnings
+
+    import torch
+
+    from sim.models.registry import build_model
+    from sim.train.checkpoint import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = {"node_in": 6, "edge_in": 3, "out_dim": 2, "latent": 8, "mp_before": 1, "mp_after": 1, "grid": 8,
+              "grid_channels": 8, "modes": 4, "processor_layers": 2}
+    model = build_model("giorom", **config)
+    model.registered_name, model.config = "giorom", config
+    spectral = {k for k, v in model.state_dict().items() if v.is_complex()}
+    assert spectral
+    full = save_checkpoint(tmp_path / "full.pt", model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        half = save_checkpoint(tmp_path / "half.pt", model, half=True)
+        back, _ = load_model(half)
+    stored = torch.load(half, weights_only=True)["state_dict"]
+    assert {stored[k].dtype for k in spectral} == {torch.complex32}
+    nbytes = lambda sd: sum(v.numel() * v.element_size() for v in sd.values())  # noqa: E731
+    assert nbytes(stored) < 0.55 * nbytes(torch.load(full, weights_only=True)["state_dict"])
+    for k in spectral:
+        a, b = model.state_dict()[k], back.state_dict()[k]
+        assert b.dtype == torch.complex64
+        torch.testing.assert_close(b, a, rtol=2e-3, atol=1e-4)

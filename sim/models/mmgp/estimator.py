@@ -73,16 +73,30 @@ class MMGP:
         pins: boundary corners pinned at fixed angles when morphing.
         morph: morph meshes (False: all meshes share connectivity; no transfer needed).
         common_index: training sample whose morphed mesh is the common support (default middle).
+        refine: uniform refinements of the common support (each splits every triangle in four): the
+            fields pass through it on their way to the POD and back, and a finer support loses
+            less of their sharp features (stress peaks at notches) in the two P1 transfers.
         n_restarts: GP optimiser restarts.
         n_draws: posterior draws for field uncertainty.
         random_state: seed of the restarts and draws.
+        scaling: "power" divides every output (field or scalar) by a power law of the positive
+            input scalars fitted to the outputs' RMS sizes (log |y| = a + b . log s by least
+            squares) before compression and regression, and multiplies predictions back:
+            dimensional analysis the GPs need not learn (in linear elasticity the displacement
+            scales as load / E and the stress as the load, exactly); "none" regresses raw outputs.
     """
 
     file_format = FORMAT  # what a saved model declares (sim.load finds the family by it)
 
     def __init__(self, shape_modes: int = 12, field_modes: int = 12, pins: int = 4, morph: bool = True,
-                 common_index: int | None = None, n_restarts: int = 3, n_draws: int = 100, random_state: int = 0):
+                 common_index: int | None = None, n_restarts: int = 3, n_draws: int = 100, random_state: int = 0,
+                 scaling: str = "power", refine: int = 0):
+        if scaling not in ("power", "none"):
+            raise ValueError(f"scaling must be 'power' or 'none', not {scaling!r}")
         self.shape_modes, self.field_modes, self.pins, self.morph = shape_modes, field_modes, pins, morph
+        self.scaling, self.refine = scaling, int(refine)
+        if self.refine and not morph:
+            raise ValueError("refine needs morph=True (without morphing the samples' own mesh is the support)")
         self.common_index, self.n_restarts, self.n_draws, self.random_state = (common_index, n_restarts, n_draws,
                                                                                random_state)
 
@@ -136,6 +150,17 @@ class MMGP:
         self.common_points_ = common.points[:, :2].astype(np.float64)
         self.common_triangles_ = _triangles(common, idx).copy()
         self.common_morphed_ = self._morphed(common, idx)
+        if self.refine:  # the same refinement of the physical and the morphed support (scikit-fem keeps vertices first)
+            from skfem import MeshTri
+
+            t = self.common_triangles_.T.copy()
+            self.common_points_ = MeshTri(self.common_points_.T.copy(), t).refined(self.refine).p.T
+            fine = MeshTri(self.common_morphed_.T.copy(), t).refined(self.refine)
+            self.common_morphed_, tri = fine.p.T, fine.t.T.astype(np.int64)
+            a, b, c = (self.common_morphed_[tri[:, i]] for i in range(3))
+            cw = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]) < 0
+            tri[cw] = tri[cw][:, [0, 2, 1]]  # counter-clockwise, as the meshes' own triangles
+            self.common_triangles_ = tri
         mass = p1_mass_matrix(self.common_points_, self.common_triangles_)
         ops = [self._to_common(m, self._morphed(m, i), i) for i, m in enumerate(meshes)]
         self.shape_pod_ = POD(self.shape_modes, mass, components=2).fit(
@@ -145,20 +170,50 @@ class MMGP:
         x = np.hstack([shape_coef] + [scalars[k] for k in self.scalar_names_])
         self.x_scaler_ = StandardScaler().fit(x)
         xs = self.x_scaler_.transform(x)
-        self.field_pods_, self.field_gps_, self.field_components_ = {}, {}, {}
+        # the power law's inputs: scalars positive on every training sample (log-able)
+        self.scale_names_ = [k for k in self.scalar_names_ if self.scaling == "power" and np.all(scalars[k] > 0)]
+        log_s = np.hstack([np.ones((n, 1))] + [np.log(scalars[k]) for k in self.scale_names_])
+        self.field_pods_, self.field_gps_, self.field_components_, self.scale_coefs_ = {}, {}, {}, {}
         for k, arrs in fields.items():
             comps = np.asarray(arrs[0]).reshape(meshes[0].num_points, -1).shape[1]
-            snaps = np.stack([np.asarray(op @ _as_2d(a, m.num_points, f"field {k!r} of sample {i}")).ravel()
-                              for i, (a, m, op) in enumerate(zip(arrs, meshes, ops))])
+            raw = [_as_2d(a, m.num_points, f"field {k!r} of sample {i}") for i, (a, m) in enumerate(zip(arrs, meshes))]
+            factor = self._fit_scaling(f"field:{k}", log_s, np.array([np.sqrt((a ** 2).mean()) for a in raw]))
+            snaps = np.stack([np.asarray(op @ a).ravel() / f for a, op, f in zip(raw, ops, factor)])
             pod = POD(self.field_modes, mass, components=comps).fit(snaps)
             self.field_pods_[k], self.field_components_[k] = pod, comps
             self.field_gps_[k] = self._fit_gp(xs, pod.transform(snaps))
-        self.output_gps_ = {k: self._fit_gp(xs, v) for k, v in output_scalars.items()}
+        self.output_gps_ = {}
+        for k, v in output_scalars.items():
+            factor = self._fit_scaling(f"out:{k}", log_s, np.sqrt((v ** 2).mean(1)))
+            self.output_gps_[k] = self._fit_gp(xs, v / factor[:, None])
         self.n_train_ = n
         return self
 
+    def _fit_scaling(self, name: str, log_s: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Fit log(size) = a + b . log(scalars) over the training samples (``log_s``: a column of
+        ones and the log-scalars); store (a, b) under ``name`` and return each sample's factor.
+        No scaling (factor 1) without positive inputs or when some output is exactly zero."""
+        coef = np.zeros(log_s.shape[1])
+        if log_s.shape[1] > 1 and np.all(size > 0):
+            coef = np.linalg.lstsq(log_s, np.log(size), rcond=None)[0]
+        self.scale_coefs_[name] = coef
+        return np.exp(log_s @ coef)
+
+    def _factor(self, name: str, scalars: dict[str, Any]) -> float:
+        """The fitted power law's factor of output ``name`` at a query's input scalars."""
+        coef = self.scale_coefs_[name]
+        log_s = [np.log(float(np.asarray(scalars[k]).ravel()[0])) for k in self.scale_names_]
+        if coef[1:].any() and not all(np.isfinite(log_s)):
+            raise SimError(f"input scalars {self.scale_names_} must be positive (the model's output scaling "
+                           f"is a power law of them), got {[scalars[k] for k in self.scale_names_]}")
+        return float(np.exp(coef[0] + np.dot(coef[1:], log_s))) if coef.any() else 1.0
+
     def _kernel(self, dim: int):
-        return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(dim), (1e-2, 1e3), nu=2.5)
+        """Length scales start at sqrt(dim), the typical distance between standardised inputs: from
+        unit length scales the optimiser settled in a poor optimum (log-likelihood -171 against
+        -58) and doubled the error of a small benchmark; the restarts' random starting points
+        rarely find the better one in many dimensions."""
+        return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(dim, np.sqrt(dim)), (1e-2, 1e3), nu=2.5)
                 + WhiteKernel(1e-4, (1e-10, 1e-1)))
 
     def _fit_gp(self, x: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
@@ -277,8 +332,10 @@ class MMGP:
         for k, gp in self.field_gps_.items():
             pod, comps = self.field_pods_[k], self.field_components_[k]
 
+            factor = self._factor(f"field:{k}", scalars)
+
             def to_mesh(coef: np.ndarray) -> np.ndarray:
-                common = pod.inverse_transform(coef).reshape(-1, len(self.common_points_), comps)
+                common = pod.inverse_transform(coef).reshape(-1, len(self.common_points_), comps) * factor
                 return common if back is None else np.stack([back @ c for c in common])
 
             mean, cov = self._latent_posterior(gp, x, noise)
@@ -290,10 +347,12 @@ class MMGP:
                 out["fields_std"][k] = fields.std(0)
                 out["fields_quantiles"][k] = np.quantile(fields, quantiles, axis=0)
         for k, gp in self.output_gps_.items():
+            factor = self._factor(f"out:{k}", scalars)
             mean, cov = self._latent_posterior(gp, x, noise)
+            mean = mean * factor
             out["scalars"][k] = mean[0] if mean.shape[1] > 1 else float(mean[0, 0])
             if return_std:
-                sd = np.sqrt(np.clip(cov[0, 0], 0.0, None))
+                sd = np.sqrt(np.clip(cov[0, 0], 0.0, None)) * factor
                 out["scalars_std"][k] = sd if sd.size > 1 else float(sd[0])
         return out
 
@@ -324,8 +383,9 @@ class MMGP:
             "format": FORMAT, "version": VERSION,
             "params": {"shape_modes": self.shape_modes, "field_modes": self.field_modes, "pins": self.pins,
                        "morph": self.morph, "common_index": self.common_index, "n_restarts": self.n_restarts,
-                       "n_draws": self.n_draws, "random_state": self.random_state},
-            "scalar_names": self.scalar_names_, "fields": {k: self.field_components_[k] for k in self.field_pods_},
+                       "n_draws": self.n_draws, "random_state": self.random_state, "scaling": self.scaling,
+                       "refine": self.refine},
+            "scalar_names": self.scalar_names_, "scale_names": self.scale_names_, "fields": {k: self.field_components_[k] for k in self.field_pods_},
             "outputs": list(self.output_gps_), "common_index": self.common_index_, "n_train": self.n_train_,
         }
         pods = {"shape": self.shape_pod_, **{f"field:{k}": p for k, p in self.field_pods_.items()}}
@@ -337,6 +397,7 @@ class MMGP:
             y_raw = g.y_train_.reshape(len(g.X_train_), -1) * g.y_scale_ + g.y_offset_
             arrays[f"gp:{name}:X"], arrays[f"gp:{name}:y"] = g.X_train_, y_raw
             arrays[f"gp:{name}:theta"] = g.kernel_.theta
+            arrays[f"scale:{name}"] = self.scale_coefs_[name]
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -356,7 +417,8 @@ class MMGP:
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise FileFormatError(f"not an MMGP file of version {VERSION} (format {meta.get('format')!r}, "
                                   f"version {meta.get('version')!r})", path)
-        m = cls(**meta["params"])
+        m = cls(**{"scaling": "none", **meta["params"]})  # files from before the output scaling
+        m.scale_names_ = meta.get("scale_names", [])
         m.common_points_, m.common_triangles_ = data["common_points"], data["common_triangles"]
         m.common_morphed_, m.common_index_, m.n_train_ = data["common_morphed"], meta["common_index"], meta["n_train"]
         m.x_scaler_ = StandardScaler()
@@ -383,4 +445,7 @@ class MMGP:
         m.field_pods_ = {k: pod(f"field:{k}", c) for k, c in m.field_components_.items()}
         m.field_gps_ = {k: gp(f"field:{k}") for k in m.field_components_}
         m.output_gps_ = {k: gp(f"out:{k}") for k in meta["outputs"]}
+        names = [f"field:{k}" for k in m.field_components_] + [f"out:{k}" for k in meta["outputs"]]
+        m.scale_coefs_ = {k: data[f"scale:{k}"] if f"scale:{k}" in data else np.zeros(1 + len(m.scale_names_))
+                          for k in names}
         return m
