@@ -49,6 +49,10 @@ class ProseOptions:
     field: Literal["state", "state_noisy"] = "state"
     systems: list[str] | None = None
     eval_symbols: Literal["noisy", "clean", "none"] = "noisy"  # the symbol input of validation and `sim eval`
+    # training on shortened windows: a fraction p_truncate of the batches keeps only the last k
+    # observed points, k uniform in [min_input_points, input_points] (None: always the full window)
+    min_input_points: int | None = None
+    p_truncate: float = 0.0
 
 
 def _options_of(model: Any) -> ProseOptions:
@@ -94,7 +98,7 @@ class ProseFamily(Family):
         col = PROSECollator(model.vocab, model.max_dim, dataset.input_points,
                             symbols="noisy" if model.symbol_input else "off", p_delete=o.p_delete,
                             p_insert=o.p_insert, p_drop=o.p_drop, data_noise=o.data_noise, pool=dataset.term_pool(),
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, min_input_points=o.min_input_points, p_truncate=o.p_truncate)
 
         def collate(samples: list[Any], step: int) -> Any:
             col.calls = step  # the noise of step s depends on (seed, s) only
@@ -202,7 +206,8 @@ class ProseSurrogate(Surrogate):
         if isinstance(query, Trajectory):
             if "state" not in query.point_fields:
                 raise SimError(f"the trajectory has no 'state' field (has {sorted(query.point_fields)})", self.path)
-            times, values = np.asarray(query.times), np.asarray(query.point_fields["state"]).reshape(query.num_steps, -1)
+            times = np.asarray(query.times)
+            values = np.asarray(query.point_fields["state"]).reshape(query.num_steps, -1)
         else:
             times, values = (np.asarray(a) for a in query)
         if query_times is None:

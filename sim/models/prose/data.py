@@ -5,13 +5,19 @@ An entry of the ODE store (``sim data generate datasets/ode_systems.yaml``) hold
 notation). PROSE (Sec. 4) observes the first ``input_points`` steps (64 of 192 on [0, 6])
 and predicts the rest; the symbol input is the skeleton of the equations, corrupted in
 training by deleting or inserting a top-level term with probability 0.15 each.
+
+Beyond the paper, for robustness studies (``scripts/bench/prose.py``): the collator can keep
+only the last points of the observed window (a fixed number at test time, a random number in
+training), and :func:`parameter_box` / :func:`parameter_excess` tell how far a trajectory's
+parameters lie outside those of a training set.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
@@ -26,7 +32,8 @@ from sim.symbolic import PrefixError, from_prefix, split_components
 @dataclass
 class ODESample:
     """One trajectory: ``times`` (T,), ``state`` (T, d), its equations as sympy, as full
-    tokens, and its skeleton split into top-level terms per component."""
+    tokens, its skeleton split into top-level terms per component, and the values of the
+    system's parameters it was generated with (empty when the store does not say)."""
 
     name: str
     system: str
@@ -35,6 +42,7 @@ class ODESample:
     exprs: tuple[sp.Expr, ...]
     tokens: list[str]
     skeleton_terms: list[list[list[str]]]
+    parameters: dict[str, float] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
@@ -55,8 +63,15 @@ def sample_from_trajectory(traj: Trajectory, vocab: SymbolVocabulary, name: str 
     if len(exprs) != state.shape[1]:
         raise SimError(f"entry {name!r} has {state.shape[1]} state components but {len(exprs)} equations")
     skel = [vocab.terms(c) for c in split_components(vocab.skeleton(tokens))]
+    raw = traj.params.get("parameters") or {}
+    if not isinstance(raw, dict):
+        raise SimError(f"entry {name!r}: params['parameters'] must map parameter names to values, got {raw!r}")
+    try:
+        parameters = {str(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        raise SimError(f"entry {name!r}: params['parameters'] has a non-numeric value ({raw!r})") from None
     return ODESample(name, str(traj.params.get("system", "")), np.asarray(traj.times, dtype=np.float64), state,
-                     exprs, tokens, skel)
+                     exprs, tokens, skel, parameters)
 
 
 class ODEWindows(torch.utils.data.Dataset):
@@ -107,6 +122,42 @@ class ODEWindows(torch.utils.data.Dataset):
                 for t in comp:
                     seen.setdefault(tuple(t), None)
         return [list(t) for t in seen]
+
+
+def parameter_box(samples: Sequence[ODESample]) -> dict[str, dict[str, tuple[float, float]]]:
+    """system -> parameter -> (lowest, highest) value among ``samples`` (e.g. a training set):
+    the parameter range a model trained on them has seen."""
+    box: dict[str, dict[str, tuple[float, float]]] = {}
+    for s in samples:
+        ranges = box.setdefault(s.system, {})
+        for k, v in s.parameters.items():
+            lo, hi = ranges.get(k, (v, v))
+            ranges[k] = (min(lo, v), max(hi, v))
+    return box
+
+
+def parameter_excess(sample: ODESample, box: dict[str, dict[str, tuple[float, float]]]) -> float:
+    """How far ``sample``'s parameters lie outside ``box`` (:func:`parameter_box`): the largest,
+    over its parameters, of ``|p - centre| / half-width`` of that parameter's range. At most 1
+    inside the box; 2 means twice as far from the centre as the box's edge (for a training draw
+    of +/-10 % of nominal: about 20 % from nominal). A parameter whose range is one value counts
+    as 0 at that value and infinitely far elsewhere."""
+    if sample.system not in box:
+        raise SimError(f"entry {sample.name!r}: no parameter range of system {sample.system!r} "
+                       f"(ranges of: {', '.join(sorted(box)) or 'none'})")
+    ranges = box[sample.system]
+    if not sample.parameters or set(sample.parameters) != set(ranges):
+        raise SimError(f"entry {sample.name!r} ({sample.system}) has parameters {sorted(sample.parameters)}; "
+                       f"the ranges are of {sorted(ranges)}")
+    worst = 0.0
+    for k, v in sample.parameters.items():
+        lo, hi = ranges[k]
+        half, centre = (hi - lo) / 2.0, (hi + lo) / 2.0
+        if half > 0:
+            worst = max(worst, abs(v - centre) / half)
+        elif v != lo:
+            worst = math.inf
+    return worst
 
 
 def corrupt_terms(terms: list[list[list[str]]], pool: Sequence[Sequence[str]], dim: int, p_delete: float,
@@ -169,16 +220,42 @@ class PROSECollator:
         data_noise: additive Gaussian noise on the observed window, as a fraction of its RMS.
         pool: term pool for insertions (:meth:`ODEWindows.term_pool`).
         seed: the noise of batch ``k`` depends only on (seed, k).
+        observed_points: keep only the last ``observed_points`` of the ``input_points`` observed
+            steps (those just before the predicted window), for every batch (a test condition).
+        min_input_points, p_truncate: training with shorter windows: with probability
+            ``p_truncate`` a batch keeps only its last ``k`` observed steps, ``k`` uniform in
+            ``[min_input_points, input_points]`` (one ``k`` per batch, so no padding mask is needed).
+            The predicted window is always the steps after ``input_points``.
     """
 
     def __init__(self, vocab: SymbolVocabulary, max_dim: int, input_points: int = 64, symbols: str = "noisy",
                  p_delete: float = 0.15, p_insert: float = 0.15, p_drop: float = 0.0, data_noise: float = 0.0,
-                 pool: Sequence[Sequence[str]] = (), seed: int = 0):
+                 pool: Sequence[Sequence[str]] = (), seed: int = 0, observed_points: int | None = None,
+                 min_input_points: int | None = None, p_truncate: float = 0.0):
         if symbols not in ("noisy", "clean", "none", "off"):
             raise SimError(f"symbols must be noisy, clean, none or off; got {symbols!r}")
+        if observed_points is not None and not 1 <= observed_points <= input_points:
+            raise SimError(f"observed_points must be in [1, input_points = {input_points}]; got {observed_points}")
+        if not 0.0 <= p_truncate <= 1.0:
+            raise SimError(f"p_truncate is a probability; got {p_truncate}")
+        if p_truncate > 0:
+            if min_input_points is None or not 1 <= min_input_points <= input_points:
+                raise SimError(f"p_truncate > 0 needs min_input_points in [1, input_points = {input_points}]; "
+                               f"got {min_input_points}")
+            if observed_points is not None:
+                raise SimError("observed_points (a fixed window) and p_truncate (random windows) exclude each other")
         self.vocab, self.max_dim, self.input_points, self.symbols = vocab, max_dim, input_points, symbols
         self.p_delete, self.p_insert, self.p_drop, self.data_noise = p_delete, p_insert, p_drop, data_noise
+        self.observed_points, self.min_input_points, self.p_truncate = observed_points, min_input_points, p_truncate
         self.pool, self.seed, self.calls = [list(t) for t in pool], seed, 0
+
+    def window(self, rng: np.random.Generator) -> int:
+        """Observed steps of the next batch (draws from ``rng`` only when ``p_truncate > 0``)."""
+        if self.observed_points is not None:
+            return self.observed_points
+        if self.p_truncate and rng.random() < self.p_truncate:
+            return int(rng.integers(self.min_input_points, self.input_points + 1))
+        return self.input_points
 
     def skeleton_ids(self, sample: ODESample, rng: np.random.Generator) -> list[int]:
         if self.symbols == "none" or (self.p_drop and rng.random() < self.p_drop):
@@ -197,6 +274,7 @@ class PROSECollator:
         rng = np.random.default_rng([self.seed, self.calls])
         self.calls += 1
         n_in = self.input_points
+        k = self.window(rng)
         for s in samples:
             if s.dim > self.max_dim:
                 raise SimError(f"entry {s.name!r} ({s.system}) has {s.dim} components; the model takes "
@@ -208,10 +286,10 @@ class PROSECollator:
         for i, s in enumerate(samples):
             vals[i, :, : s.dim] = s.state[:t_total]
             times[i] = s.times[:t_total]
-        obs = vals[:, :n_in].copy()
+        obs = vals[:, n_in - k:n_in].copy()  # the last k observed steps
         if self.data_noise:
             dims = np.array([s.dim for s in samples], dtype=np.float64)[:, None, None]
-            rms = np.sqrt((obs**2).sum((1, 2), keepdims=True) / (n_in * dims))
+            rms = np.sqrt((obs**2).sum((1, 2), keepdims=True) / (k * dims))
             noise = self.data_noise * rms * rng.standard_normal(obs.shape)
             for i, s in enumerate(samples):
                 noise[i, :, s.dim:] = 0.0
@@ -221,7 +299,7 @@ class PROSECollator:
             sym_in = pad_ids([self.skeleton_ids(s, rng) for s in samples], self.vocab.pad_id)
         f32 = torch.float32
         return PROSEBatch(
-            times_in=torch.tensor(times[:, :n_in], dtype=f32), values_in=torch.tensor(obs, dtype=f32),
+            times_in=torch.tensor(times[:, n_in - k:n_in], dtype=f32), values_in=torch.tensor(obs, dtype=f32),
             dims=torch.tensor([s.dim for s in samples]), times_out=torch.tensor(times[:, n_in:], dtype=f32),
             values_out=torch.tensor(vals[:, n_in:], dtype=f32), symbols_in=sym_in,
             symbols_out=pad_ids([self.vocab.ids(s.tokens) for s in samples], self.vocab.pad_id),

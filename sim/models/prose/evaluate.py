@@ -82,10 +82,11 @@ def integrate(exprs: Sequence[sp.Expr], u0: np.ndarray, times: np.ndarray, blowu
 @torch.no_grad()
 def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: PROSECollator, batch_size: int = 64,
              beam_size: int = 1, points: int = 50, seed: int = 0, integrate_equations: bool = False,
-             max_len: int | None = None, progress: bool = False) -> dict[str, Any]:
+             max_len: int | None = None, progress: bool = False, equations: bool = True) -> dict[str, Any]:
     """Metrics of ``model`` on every sample; returns per-sample arrays and the aggregates
     ``data_rel_l2_mean/median``, ``baseline_rel_l2``, ``valid_fraction``, ``skeleton_match``,
-    ``expr_rel_l2_median`` (and ``integrated_rel_l2_median``), plus ``<metric>_<system>`` means."""
+    ``expr_rel_l2_median`` (and ``integrated_rel_l2_median``), plus ``<metric>_<system>`` means.
+    ``equations=False`` skips generating equations (only the data metrics, as for a data-only model)."""
     from tqdm import tqdm
 
     samples = list(dataset)
@@ -97,6 +98,7 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
                                                    "skeleton_match", "integrated_rel_l2", "generated")}
     rng = np.random.default_rng(seed)
     n_in = collator.input_points
+    decode = model.symbol_output and equations
     try:
         for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", unit="batch", disable=not progress):
             chunk = samples[start:start + batch_size]
@@ -107,7 +109,7 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
             last = batch.values_in[:, -1:].expand_as(batch.values_out)
             rows["baseline_rel_l2"] += relative_l2(last, batch.values_out).tolist()
             generated: list[list[int] | None] = [None] * len(chunk)
-            if model.symbol_output:
+            if decode:
                 longest = max(len(s.tokens) for s in chunk)
                 limit = max_len or 2 * longest + 10
                 if beam_size > 1:
@@ -140,7 +142,7 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
                 rows["integrated_rel_l2"].append(integ)
     finally:
         model.train(was_training)
-    return summarize(rows, model.symbol_output, integrate_equations)
+    return summarize(rows, decode, integrate_equations)
 
 
 def summarize(rows: dict[str, list[Any]], symbols: bool, integrated: bool) -> dict[str, Any]:
