@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from sim.mesh import Mesh
-from solvers.meshing import gmsh_elements
 from sim.models.mmgp import MMGP, POD, NotFittedError, floater_map, p1_mass_matrix, p1_transfer, rbf_morph
 from sim.models.mmgp.morphing import boundary_loop
+from solvers.meshing import gmsh_elements
 
 
 def bumped_plate(bump: float, where: float, size: float = 0.12) -> Mesh:
@@ -199,3 +199,17 @@ def test_power_scaling_learns_the_load_law_and_extrapolates_it(family, fitted):
         fitted.predict(meshes[12], {"load": -1.0})
     with pytest.raises(ValueError, match="scaling"):
         MMGP(scaling="log")
+
+
+def test_stage_errors_attribute_the_error_to_transfer_projection_and_regression(family, fitted):
+    meshes, params = family
+    # a training sample with every mode kept: the POD adds nothing and the GP interpolates
+    seen = fitted.stage_errors(meshes[5], {"load": params[5][2]}, {"u": field_of(meshes[5], params[5][2])})["u"]
+    assert seen["projection"] == pytest.approx(seen["transfer"], abs=1e-9)
+    assert seen["prediction"] == pytest.approx(seen["projection"], abs=2e-5)
+    # an unseen shape: the regression error shows, and equals what predict() gives
+    truth = field_of(meshes[13], params[13][2])
+    new = fitted.stage_errors(meshes[13], {"load": params[13][2]}, {"u": truth})["u"]
+    pred = fitted.predict(meshes[13], {"load": params[13][2]}, return_std=False)["fields"]["u"]
+    assert new["prediction"] == pytest.approx(np.sqrt(((pred - truth) ** 2).mean()) / np.abs(truth).max(), rel=1e-9)
+    assert new["prediction"] > new["projection"] and new["transfer"] < 0.01

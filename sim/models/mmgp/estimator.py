@@ -356,6 +356,38 @@ class MMGP:
                 out["scalars_std"][k] = sd if sd.size > 1 else float(sd[0])
         return out
 
+    def stage_errors(self, mesh: Mesh, scalars: dict[str, float] | None, fields: dict[str, np.ndarray]
+                     ) -> dict[str, dict[str, float]]:
+        """Where the error of one sample comes from: its true ``fields`` (name -> (N,) or (N, c) on
+        ``mesh``'s nodes) passed through each stage of the model and back to the mesh, as RMS
+        errors relative to the field's max |value| (PLAID's per-sample RRMSE):
+
+        - ``transfer``: to the common support and back, nothing else (the morphing and P1 transfers);
+        - ``projection``: plus the POD truncation (the true field's own coefficients);
+        - ``prediction``: the model's prediction (the GP's coefficients instead of the true ones).
+
+        Each stage includes the ones before it, so the differences are the stages' shares."""
+        x, back = self._inputs(mesh, scalars)
+        op = self._to_common(mesh, self._morphed(mesh, "query"), "query")
+        out = {}
+        for k, truth in fields.items():
+            truth = _as_2d(truth, mesh.num_points, f"field {k!r}")
+            pod, gp, comps = self.field_pods_[k], self.field_gps_[k], self.field_components_[k]
+            factor = self._factor(f"field:{k}", scalars or {})
+            scale = float(np.abs(truth).max()) or 1.0
+
+            def err(common: np.ndarray) -> float:
+                common = common.reshape(-1, comps)
+                pred = common if back is None else back @ common
+                return float(np.sqrt(((pred - truth) ** 2).mean()) / scale)
+
+            common = np.asarray(op @ truth)
+            coef = pod.transform(common.ravel()[None] / factor)
+            mean = gp.predict(x).reshape(1, -1) * gp.y_scale_ + gp.y_offset_
+            out[k] = {"transfer": err(common), "projection": err(pod.inverse_transform(coef) * factor),
+                      "prediction": err(pod.inverse_transform(mean) * factor)}
+        return out
+
     def predict_pyvista(self, mesh: Mesh, scalars: dict[str, float] | None = None):
         """The query mesh as a pyvista grid with ``<field>`` and ``<field>_std`` point arrays and the
         output scalars (and ``<scalar>_std``) in its field data."""
@@ -385,7 +417,8 @@ class MMGP:
                        "morph": self.morph, "common_index": self.common_index, "n_restarts": self.n_restarts,
                        "n_draws": self.n_draws, "random_state": self.random_state, "scaling": self.scaling,
                        "refine": self.refine},
-            "scalar_names": self.scalar_names_, "scale_names": self.scale_names_, "fields": {k: self.field_components_[k] for k in self.field_pods_},
+            "scalar_names": self.scalar_names_, "scale_names": self.scale_names_,
+            "fields": {k: self.field_components_[k] for k in self.field_pods_},
             "outputs": list(self.output_gps_), "common_index": self.common_index_, "n_train": self.n_train_,
         }
         pods = {"shape": self.shape_pod_, **{f"field:{k}": p for k, p in self.field_pods_.items()}}
