@@ -43,6 +43,8 @@ class MMGPOptions:
     n_restarts: int = 3
     n_draws: int = 100
     random_state: int = 0
+    scaling: str = "power"  # outputs divided by a fitted power law of the positive input scalars ("none": raw)
+    refine: int = 0  # uniform refinements of the common support
     output_scalars: list[str] = field(default_factory=list)
 
 

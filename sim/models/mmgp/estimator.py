@@ -53,6 +53,10 @@ class NotFittedError(SimError, ValueError):
     """The estimator is used before ``fit``."""
 
 
+class OptionError(SimError, ValueError):
+    """An MMGP constructor argument out of its domain."""
+
+
 def _triangles(mesh: Mesh, i: Any = "query") -> np.ndarray:
     if list(mesh.cells) != ["triangle"]:
         raise SimError(f"mesh {i}: MMGP needs a 2D triangle mesh, got cells {list(mesh.cells)}")
@@ -92,11 +96,11 @@ class MMGP:
                  common_index: int | None = None, n_restarts: int = 3, n_draws: int = 100, random_state: int = 0,
                  scaling: str = "power", refine: int = 0):
         if scaling not in ("power", "none"):
-            raise ValueError(f"scaling must be 'power' or 'none', not {scaling!r}")
+            raise OptionError(f"MMGP scaling must be 'power' or 'none', not {scaling!r}")
         self.shape_modes, self.field_modes, self.pins, self.morph = shape_modes, field_modes, pins, morph
         self.scaling, self.refine = scaling, int(refine)
         if self.refine and not morph:
-            raise ValueError("refine needs morph=True (without morphing the samples' own mesh is the support)")
+            raise OptionError("MMGP refine needs morph=True (without morphing the samples' own mesh is the support)")
         self.common_index, self.n_restarts, self.n_draws, self.random_state = (common_index, n_restarts, n_draws,
                                                                                random_state)
 
