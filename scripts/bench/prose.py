@@ -129,6 +129,33 @@ def gain_table(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]
     return table, exceeds
 
 
+def one_thread() -> None:
+    """Initializer of a --jobs worker: one torch thread (the runs share the machine's cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_job(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """One training run of the shared trainer from a configuration dict (in this process or in a
+    worker of ``--jobs``: one torch thread; the budget is this process's CPU time, so runs side by
+    side train as many steps as one alone on an idle machine). Returns the trainer's summary."""
+    from sim.families import get_family
+    from sim.train import Config
+    from sim.train.trainer import train
+
+    cfg = Config.from_dict(cfg_dict)
+    family = get_family("prose")
+    family.check_config(cfg)
+    ckpt = Path(cfg.train.out) / "checkpoint.pt"
+    if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
+        ckpt.unlink()
+    t0 = time.perf_counter()
+    summary = train(cfg, family, progress=False)
+    summary["wall_s"] = time.perf_counter() - t0  # includes reading the data and building the model
+    return {k: str(v) if isinstance(v, Path) else v for k, v in summary.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
@@ -166,6 +193,8 @@ def main() -> None:
     ap.add_argument("--wrong-p", type=float, default=0.4,
                     help="term deletion and insertion probability of the wrong_terms condition")
     ap.add_argument("--workers", type=int, default=1, help="data generation processes")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="training runs side by side (processes of one torch thread; budgets are CPU time)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "prose"))
     args = ap.parse_args()
@@ -178,13 +207,10 @@ def main() -> None:
 
     import torch
 
-    from sim.families import get_family
     from sim.models.prose import PROSE, ODEWindows, PROSECollator
     from sim.models.prose.data import parameter_box, parameter_excess
     from sim.models.prose.evaluate import evaluate
-    from sim.train import Config
     from sim.train.checkpoint import load_model
-    from sim.train.trainer import train
     from solvers.recipes import generate, load_recipe
 
     if "OMP_NUM_THREADS" in os.environ:
@@ -237,31 +263,45 @@ def main() -> None:
         print(f"note: --short-window {args.short_window} is shorter than any training window "
               f"(--min-input-points {args.min_input_points})")
 
-    family = get_family("prose")
     family_args: dict[str, Any] = {"data_noise": args.data_noise, "p_drop": args.p_drop, "systems": systems}
     if args.p_truncate > 0:
         family_args.update(min_input_points=args.min_input_points, p_truncate=args.p_truncate)
 
-    def train_model(seed: int, run: Path, **network_args: object) -> tuple[torch.nn.Module, dict[str, Any]]:
+    def run_config(seed: int, run: Path, **network_args: object) -> dict[str, Any]:
         """PROSE through the shared trainer: AdamW, warmup + inverse square root, until ``budget``
-        on ``clock`` (the step count is only a bound: the schedule does not depend on it); returns
-        the model its checkpoint holds and the trainer's summary."""
-        ckpt = run / "checkpoint.pt"
-        if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
-            ckpt.unlink()
-        cfg = Config.from_dict({
+        on ``clock`` (the step count is only a bound: the schedule does not depend on it)."""
+        return {
             "model": {"family": "prose", "network": "prose", "preset": preset,
                       "network_args": {"max_dim": max_dim, **network_args}, "family_args": family_args},
             "data": {"train": str(paths["train"]), "batch_size": batch_size},
             "optim": {"name": "adamw", "lr": lr, "schedule": "inverse_sqrt",
                       "warmup_steps": 300 if preset == "cpu" else 4000, "weight_decay": 1e-4, "grad_clip": 1.0},
             "train": {"steps": 10**9, "max_seconds": budget, "clock": clock, "out": str(run), "log_every": 100,
-                      "checkpoint_every": 10**9, "seed": seed}})
-        family.check_config(cfg)
-        t0 = time.perf_counter()
-        summary = train(cfg, family)
-        summary["wall_s"] = time.perf_counter() - t0  # includes reading the data and building the model
-        model, _ = load_model(summary["checkpoint"])  # evaluate what the checkpoint holds
+                      "checkpoint_every": 10**9, "seed": seed}}
+
+    runs = {}  # (seed, kind) -> configuration of every training run
+    for seed in seeds:
+        if not args.checkpoint:
+            runs[seed, "multimodal"] = run_config(seed, out / f"prose_{size}_{preset}_s{seed}")
+        if not args.no_ablation and not args.data_only_checkpoint:
+            runs[seed, "data_only"] = run_config(seed, out / f"prose_{size}_{preset}_data_only_s{seed}",
+                                                 symbol_input=False, symbol_output=False)
+    summaries: dict[tuple[int, str], dict[str, Any]] = {}
+    if args.jobs > 1 and len(runs) > 1:  # train them side by side, then evaluate in this process
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        print(f"training {len(runs)} runs in {min(args.jobs, len(runs))} processes")
+        with ProcessPoolExecutor(min(args.jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=one_thread) as ex:
+            futures = {key: ex.submit(train_job, cfg) for key, cfg in runs.items()}
+            summaries = {key: f.result() for key, f in futures.items()}
+
+    def train_model(seed: int, kind: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The run's model as its checkpoint holds it, and the trainer's summary (trained now unless
+        the --jobs pool trained it)."""
+        summary = summaries.get((seed, kind)) or train_job(runs[seed, kind])
+        model, _ = load_model(summary["checkpoint"])
         return model, summary
 
     device = torch.device("cuda" if args.full and torch.cuda.is_available() else "cpu")
@@ -316,7 +356,7 @@ def main() -> None:
             row.update(train_s=None, train_steps=int(payload.get("train", {}).get("step", 0)),
                        checkpoint=str(args.checkpoint))
         else:
-            model, summary = train_model(seed, out / f"prose_{size}_{preset}_s{seed}")
+            model, summary = train_model(seed, "multimodal")
             train_seconds += summary["seconds"]
             row.update(train_s=summary["seconds"], train_wall_s=summary["wall_s"], train_steps=summary["steps"],
                        first_loss=summary["first_loss"], final_loss=summary["final_loss"],
@@ -331,8 +371,7 @@ def main() -> None:
                 row.update(data_only_train_s=None,
                            data_only_train_steps=int(payload.get("train", {}).get("step", 0)))
             else:
-                data_only, summary = train_model(seed, out / f"prose_{size}_{preset}_data_only_s{seed}",
-                                                 symbol_input=False, symbol_output=False)
+                data_only, summary = train_model(seed, "data_only")
                 train_seconds += summary["seconds"]
                 row.update(data_only_train_s=summary["seconds"], data_only_train_steps=summary["steps"],
                            data_only_final_loss=summary["final_loss"])
