@@ -28,6 +28,7 @@ Example::
     train:
       steps: 2000
       out: runs/mgn_small
+      # augment_coreset: {fraction: 0.3, every: 100}   # noise only a weighted coreset (sim.train.coreset)
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class TrainConfig:
     # split every training graph over this many ranks (mesh models; torchrun's world size a multiple of it:
     # world / partitions groups take different samples, as DDP)
     partitions: int = field(default=1, metadata=_check(positive))
+    # input noise on a weighted coreset of the samples only, re-chosen every `every` steps (sim.train.coreset):
+    # {fraction: F, every: N}; None: every sample gets the noise
+    augment_coreset: dict[str, Any] | None = None
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
@@ -163,6 +167,38 @@ class Config:
                                   source)
         if self.train.valid_every and not self.data.valid:
             raise ConfigError("train.valid_every needs data.valid (a store to validate on)", source)
+        if self.train.augment_coreset is not None:
+            augment_coreset_options(self, source)
+
+
+def augment_coreset_options(cfg: Config, source: Any = None) -> tuple[float, int]:
+    """(fraction, every) of ``train.augment_coreset``, checked with the keys it depends on (one
+    :class:`ConfigError` naming the key otherwise)."""
+    value, key = cfg.train.augment_coreset, "train.augment_coreset"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a mapping {{fraction: F, every: N}}, got {value!r}", source)
+    unknown = sorted(str(k) for k in value if k not in ("fraction", "every"))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} "
+                          "(known: every, fraction)", source)
+    missing = [k for k in ("fraction", "every") if k not in value]
+    if missing:
+        raise ConfigError(f"{key} needs {' and '.join(missing)} (e.g. {{fraction: 0.3, every: 100}})", source)
+    fraction, every = value["fraction"], value["every"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ConfigError(f"{key}.fraction must be a number in (0, 1] (the share of the samples that get input "
+                          f"noise), got {fraction!r}", source)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"{key}.every must be an integer >= 1 (training steps between coreset selections), got "
+                          f"{every!r}", source)
+    std = cfg.model.noise_std
+    if max(std if isinstance(std, list) else [std]) <= 0:
+        raise ConfigError(f"{key} chooses which samples get the input noise, but model.noise_std is 0: set "
+                          f"model.noise_std > 0 or drop {key}", source)
+    if cfg.train.partitions > 1:
+        raise ConfigError(f"{key} computes its gradient proxies on whole graphs: it does not run with "
+                          f"train.partitions > 1", source)
+    return float(fraction), int(every)
 
 
 def load_config(path: str | Path) -> Config:

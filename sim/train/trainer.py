@@ -11,6 +11,8 @@ Determinism: the batch at step ``s`` and the noise drawn for it depend only on
 weights of an uninterrupted run (on a deterministic CPU run), whatever the number of
 DataLoader workers. Under DDP the global batch at step ``s`` is the same as a single
 process with ``batch_size * world_size``; rank r takes every world_size-th sample of it.
+With ``train.augment_coreset`` (:mod:`sim.train.coreset`) the checkpoint also holds the
+current coreset, and its selection draws no random numbers, so that holds too.
 
 Resume continues the run in ``train.out`` from its checkpoint at step k: with the same
 configuration (the checkpoint holds it; :data:`RESUMABLE` lists the keys that may change, and
@@ -43,7 +45,7 @@ from torch import nn
 from sim.errors import SimError
 from sim.mesh.atomic import atomic_path
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
-from sim.train.config import Config, ConfigError
+from sim.train.config import Config, ConfigError, augment_coreset_options
 
 # Configuration keys a resumed run may change without --allow-change: how long it runs, where
 # it writes, how often it logs, validates and checkpoints, how it loads batches (the batches do
@@ -244,7 +246,11 @@ def _covers(key: str, changed: str) -> bool:
 def config_changes(stored: Mapping[str, Any], cfg: Config) -> dict[str, tuple[Any, Any]]:
     """Key -> (value in the checkpoint, value now) for every key that differs. A key the
     checkpoint lacks (written before the key existed) counts as its default."""
-    before = {**_flat(Config().to_dict()), **_flat(stored)}
+    stored_flat = _flat(stored)
+    # a default None stands for a mapping the checkpoint may hold (train.augment_coreset): its keys replace it
+    defaults = {k: v for k, v in _flat(Config().to_dict()).items()
+                if not any(s.startswith(k + ".") for s in stored_flat)}
+    before = {**defaults, **stored_flat}
     now = _flat(cfg.to_dict())
     return {k: (before.get(k, _UNSET), now.get(k, _UNSET)) for k in sorted(before.keys() | now.keys())
             if before.get(k, _UNSET) != now.get(k, _UNSET)}
@@ -366,6 +372,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     ``on_step(step, seconds, model)`` is called after every step (e.g. to keep a snapshot).
     ``resume`` continues the checkpoint in ``train.out`` when its configuration is ``cfg`` but
     for :data:`RESUMABLE` keys and those in ``allow_change``."""
+    coreset = _coreset(cfg, task)
     if not task.trainable:
         return task.fit(cfg, progress=progress)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -402,6 +409,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         scheduler.load_state_dict(payload["train"]["scheduler"])
         _set_rng_state(payload["train"]["rng"])
         start = int(payload["train"]["step"])
+        if coreset is not None:
+            coreset.load_state_dict(payload["train"].get("coreset"))
     n_parts = cfg.train.partitions
     if n_parts > 1 and not distributed:
         raise ConfigError(f"train.partitions = {n_parts} splits each graph over ranks: start the run with torchrun "
@@ -430,6 +439,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                disable=(rank != 0) or ((not progress) if progress is not None else None))
     use_amp = cfg.train.amp and device.type == "cuda"
     clock = budget_clock(cfg)
+    if coreset is not None:
+        coreset.clock = clock
     # a resumed run continues the clock of the one it resumes: budgets and logged seconds are totals
     t0 = clock() - (float(payload["train"].get("seconds", 0.0)) if start else 0.0)
     last = stop_after if stop_after is not None else cfg.train.steps
@@ -445,13 +456,17 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                 "config": cfg.to_dict(), "step": at, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": _rng_state(), "seconds": clock() - t0,
                 # the losses of the current log window, so a resumed run logs the same means
-                "recent": {"losses": losses[-cfg.train.log_every:], "parts": parts[-cfg.train.log_every:]}})
+                "recent": {"losses": losses[-cfg.train.log_every:], "parts": parts[-cfg.train.log_every:]},
+                **({"coreset": coreset.state_dict()} if coreset is not None else {})})
 
     try:
         for batch in loader:
             if step >= last:
                 break
             batch = batch.to(device)
+            if coreset is not None:  # noise on this period's coreset only, weighted (sim.train.coreset)
+                coreset.prepare(step, simulator, dataset, samples.collate_fn, sampler.global_batch, device)
+                coreset.mark(batch, sampler.global_batch(step)[sample_rank::sample_world])
             # the ranks sharing a graph (train.partitions) draw the same noise
             gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + sample_rank)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -517,7 +532,24 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     summary.update({"steps": step, "final_loss": float(np.mean(losses[-10:])) if losses else None,
                     "first_loss": losses[0] if losses and start == 0 else None,
                     "seconds": clock() - t0, "clock": cfg.train.clock, "checkpoint": str(ckpt_path)})
+    if coreset is not None:
+        summary.update(coreset.summary())
     return summary
+
+
+def _coreset(cfg: Config, task: Task) -> Any:
+    """The run's :class:`~sim.train.coreset.CoresetAugmentation` (None without
+    ``train.augment_coreset``); refused for a family whose models train without input noise."""
+    if cfg.train.augment_coreset is None:
+        return None
+    from sim.train.coreset import CoresetAugmentation
+
+    fraction, every = augment_coreset_options(cfg)
+    if not getattr(task, "input_noise", False):
+        raise ConfigError(f"train.augment_coreset chooses which samples get the training input noise; the "
+                          f"{getattr(task, 'name', type(task).__name__)} family trains without input noise "
+                          "(the option applies to the mesh and particle families)")
+    return CoresetAugmentation(fraction, every, task.loss_residual, batch_size=cfg.data.batch_size)
 
 
 def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int = 20) -> int:

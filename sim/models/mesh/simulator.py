@@ -327,13 +327,33 @@ class MeshSimulator(nn.Module):
     # -- training ----------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training loss on a (batched) ``Data`` with ``state``, ``target``, ``node_type``,
-        ``edge_index``, ``edge_attr`` (and ``dt`` per graph for derivatives)."""
+        ``edge_index``, ``edge_attr`` (and ``dt`` per graph for derivatives); a batch may carry
+        per-node ``noise_scale`` (the input noise is multiplied by it) and ``loss_weight`` (each
+        node's squared error is), as coreset augmentation (:mod:`sim.train.coreset`) sets them."""
+        err, mask = self.loss_residual(batch, generator)
+        sq = err ** 2
+        weight = getattr(batch, "loss_weight", None)
+        if weight is not None:
+            sq = sq * weight[:, None].to(sq.dtype)
+        part = self.halo
+        if part is None:
+            return sq[mask].mean()
+        mask[part.num_owned:] = False  # this rank's share of the whole graph's mean
+        return sq[mask].sum() / (part.predicted_global * err.shape[-1])
+
+    def loss_residual(self, batch: Any, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual of the loss, prediction minus target of the normalised update (N, F),
+        and the mask (N,) of the nodes the loss counts. In training mode after the input noise
+        and the pushforward steps; in eval mode without either (the clean one-step residual)."""
         state, target, node_type = batch.state, batch.target, batch.node_type
         std = self.config["noise_std"]
         part = self.halo
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
-            state = state + mesh_input_noise(state, node_type, std, self.config["noise_types"], generator,
-                                             rows=None if part is None else (part.rows, part.num_global))
+            noise = mesh_input_noise(state, node_type, std, self.config["noise_types"], generator,
+                                     rows=None if part is None else (part.rows, part.num_global))
+            scale = getattr(batch, "noise_scale", None)
+            state = state + (noise if scale is None else noise * scale[:, None].to(noise.dtype))
         inputs = self.step_inputs(batch)
         k = self._pushforward_steps(generator)
         if k:
@@ -348,11 +368,7 @@ class MeshSimulator(nn.Module):
             delta = torch.cat([(f - state) / inputs.scale for f in frames], dim=-1)
         pred = self.update(state, inputs, normalised=True)
         norm_update = self.output_normalizer(delta, rows=None if part is None else slice(0, part.num_owned))
-        mask = self.predicted_mask(node_type)
-        if part is None:
-            return ((pred - norm_update) ** 2)[mask].mean()
-        mask[part.num_owned:] = False  # this rank's share of the whole graph's mean
-        return ((pred - norm_update) ** 2)[mask].sum() / (part.predicted_global * pred.shape[-1])
+        return pred - norm_update, self.predicted_mask(node_type)
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
         p = self.config["pushforward"]

@@ -37,8 +37,8 @@ from sim.data.normalizer import Normalizer
 from sim.data.particles import ParticleStatistics, acceleration_target, velocities, wall_distances
 from sim.data.sampling import sparse_subset, trajectory_seed
 from sim.graph import point_cloud_graph
-from sim.nn.dense_decoder import DecodePlan, DenseDecoder
 from sim.models.registry import build_model, register_model
+from sim.nn.dense_decoder import DecodePlan, DenseDecoder
 
 NUM_PARTICLE_TYPES = 9
 
@@ -120,23 +120,40 @@ class ParticleSimulator(nn.Module):
         edge_index = g.edge_index.to(pos.device)
         edge_attr = g.edge_attr.to(pos.device, pos.dtype)
         x = self.node_features(history, particle_type)
-        return (self.network if network is None else network)(x, edge_index, edge_attr, pos=self.unit_positions(pos), batch=batch)
+        net = self.network if network is None else network
+        return net(x, edge_index, edge_attr, pos=self.unit_positions(pos), batch=batch)
 
     # -- training -------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Loss on a batched ``Data`` from :class:`~sim.data.particles.ParticleWindowDataset`."""
+        """Loss on a batched ``Data`` from :class:`~sim.data.particles.ParticleWindowDataset`; a
+        batch may carry per-particle ``noise_scale`` (the random-walk noise is multiplied by it)
+        and ``loss_weight`` (each particle's squared acceleration error is), as coreset
+        augmentation (:mod:`sim.train.coreset`) sets them (the decoder loss is not weighted)."""
+        err, _ = self.loss_residual(batch, generator)
+        weight = getattr(batch, "loss_weight", None)
+        loss = (err ** 2).mean() if weight is None else ((err ** 2) * weight[:, None].to(err.dtype)).mean()
+        if self.decoder is not None and getattr(batch, "query_reference", None) is not None:
+            loss = loss + self.config["decoder_loss_weight"] * self.decoder_loss(batch)
+        return loss
+
+    def loss_residual(self, batch: Any, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prediction minus target of the normalised acceleration (N, d) and the mask (N,) of the
+        particles the loss counts (all); in training mode after the random-walk noise, in eval
+        mode without it."""
         history, target = batch.history, batch.target
         if self.training and self.config["noise_std"] > 0:
             noise = random_walk_noise(history, self.config["noise_std"], generator)
+            scale = getattr(batch, "noise_scale", None)
+            if scale is not None:
+                noise = noise * scale[:, None, None].to(noise.dtype)
             history = history + noise
             target = target + noise[:, -1]
         acc = acceleration_target(history, target, self.dt)
         norm_acc = self.acceleration_normalizer(acc, accumulate=False)
         pred = self(history, batch.particle_type, getattr(batch, "batch", None))
-        loss = ((pred - norm_acc) ** 2).mean()
-        if self.decoder is not None and getattr(batch, "query_reference", None) is not None:
-            loss = loss + self.config["decoder_loss_weight"] * self.decoder_loss(batch)
-        return loss
+        err = pred - norm_acc
+        return err, torch.ones(err.shape[0], dtype=torch.bool, device=err.device)
 
     def decoder_loss(self, batch: Any) -> torch.Tensor:
         """Displacement MSE of the dense queries over the squared full-resolution radius."""
