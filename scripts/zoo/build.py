@@ -143,11 +143,11 @@ def package_checkpoint(src: str | Path, dst: Path, correction: str | None = None
 
 def mean_field(model: Any, mesh: Any, name: str) -> np.ndarray:
     """MMGP's mean-field baseline on ``mesh``, (N, c): the mean of the training fields on the
-    common mesh (the POD mean, i.e. every predicted coefficient zero), transferred to the mesh's
-    nodes as MMGP transfers its predictions (through both meshes' morphing onto the disk)."""
+    common mesh (``field_means_``, unscaled), transferred to the mesh's nodes as MMGP transfers
+    its predictions (through both meshes' morphing onto the disk)."""
     from sim.models.mmgp import floater_map, p1_transfer
 
-    common = model.field_pods_[name].mean_.reshape(len(model.common_points_), model.field_components_[name])
+    common = model.field_means_[name].reshape(len(model.common_points_), model.field_components_[name])
     if not model.morph:
         return common
     morphed = floater_map(mesh.points, mesh.cells["triangle"], model.pins)
@@ -245,8 +245,8 @@ def build_elasticity(args: argparse.Namespace, stage: Path, work: Path) -> Built
         description="MMGP (mesh morphing + POD + Gaussian processes): the displacement u and von Mises stress "
                     "of a notched plate under tension, on the plate's own triangle mesh, from its shape and E, nu, "
                     "load; with a predictive std per node and the output scalars max_abs_uy_top, max_von_mises.",
-        baseline="mean field: the mean of the training fields on MMGP's common mesh (its POD mean, every "
-                 "coefficient zero), transferred to each test mesh as MMGP transfers its predictions",
+        baseline="mean field: the mean of the training fields on MMGP's common mesh, transferred to each test "
+                 "mesh as MMGP transfers its predictions",
         config={"model": "sim.models.mmgp.MMGP", **params, "inputs": list(bench.INPUTS), "fields": fields,
                 "output_scalars": list(bench.SCALARS), "train_samples": len(train)},
         usage='grid = sim.load("zoo:{name}").predict(mesh, E=100.0, nu=0.3, load=1.0)  # a 2D triangle mesh\n'

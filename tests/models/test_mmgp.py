@@ -213,3 +213,15 @@ def test_stage_errors_attribute_the_error_to_transfer_projection_and_regression(
     pred = fitted.predict(meshes[13], {"load": params[13][2]}, return_std=False)["fields"]["u"]
     assert new["prediction"] == pytest.approx(np.sqrt(((pred - truth) ** 2).mean()) / np.abs(truth).max(), rel=1e-9)
     assert new["prediction"] > new["projection"] and new["transfer"] < 0.01
+
+
+def test_the_mean_training_field_is_kept_unscaled(tmp_path, family, fitted):
+    """The plain mean of the training fields on the common support (the mean-field baseline) is the
+    unscaled one, also after saving and loading; the POD's mean is of the scaled fields."""
+    meshes, params = family
+    ops = [fitted._to_common(meshes[i], fitted._morphed(meshes[i], i), i) for i in range(12)]
+    plain = np.mean([np.asarray(op @ field_of(meshes[i], params[i][2])).ravel() for i, op in enumerate(ops)], 0)
+    np.testing.assert_allclose(fitted.field_means_["u"], plain, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(fitted.field_pods_["u"].mean_, plain, rtol=1e-3)
+    fitted.save(tmp_path / "m.npz")
+    np.testing.assert_allclose(MMGP.load(tmp_path / "m.npz").field_means_["u"], plain, rtol=1e-12, atol=1e-12)

@@ -178,11 +178,14 @@ class MMGP:
         self.scale_names_ = [k for k in self.scalar_names_ if self.scaling == "power" and np.all(scalars[k] > 0)]
         log_s = np.hstack([np.ones((n, 1))] + [np.log(scalars[k]) for k in self.scale_names_])
         self.field_pods_, self.field_gps_, self.field_components_, self.scale_coefs_ = {}, {}, {}, {}
+        self.field_means_ = {}
         for k, arrs in fields.items():
             comps = np.asarray(arrs[0]).reshape(meshes[0].num_points, -1).shape[1]
             raw = [_as_2d(a, m.num_points, f"field {k!r} of sample {i}") for i, (a, m) in enumerate(zip(arrs, meshes))]
             factor = self._fit_scaling(f"field:{k}", log_s, np.array([np.sqrt((a ** 2).mean()) for a in raw]))
-            snaps = np.stack([np.asarray(op @ a).ravel() / f for a, op, f in zip(raw, ops, factor)])
+            common = np.stack([np.asarray(op @ a).ravel() for a, op in zip(raw, ops)])
+            self.field_means_[k] = common.mean(0)  # the plain mean training field (a baseline), unscaled
+            snaps = common / factor[:, None]
             pod = POD(self.field_modes, mass, components=comps).fit(snaps)
             self.field_pods_[k], self.field_components_[k] = pod, comps
             self.field_gps_[k] = self._fit_gp(xs, pod.transform(snaps))
@@ -428,6 +431,8 @@ class MMGP:
         pods = {"shape": self.shape_pod_, **{f"field:{k}": p for k, p in self.field_pods_.items()}}
         for name, p in pods.items():
             arrays[f"pod:{name}:mean"], arrays[f"pod:{name}:modes"] = p.mean_, p.modes_
+        for k, v in self.field_means_.items():
+            arrays[f"mean:field:{k}"] = v
         gps = {**{f"field:{k}": g for k, g in self.field_gps_.items()}, **{f"out:{k}": g for k, g in
                                                                           self.output_gps_.items()}}
         for name, g in gps.items():
@@ -480,6 +485,9 @@ class MMGP:
         m.shape_pod_ = pod("shape", 2)
         m.field_components_ = {k: int(c) for k, c in meta["fields"].items()}
         m.field_pods_ = {k: pod(f"field:{k}", c) for k, c in m.field_components_.items()}
+        # files from before the output scaling hold no plain mean: their POD mean is it (unscaled)
+        m.field_means_ = {k: data[f"mean:field:{k}"] if f"mean:field:{k}" in data else m.field_pods_[k].mean_
+                          for k in m.field_components_}
         m.field_gps_ = {k: gp(f"field:{k}") for k in m.field_components_}
         m.output_gps_ = {k: gp(f"out:{k}") for k in meta["outputs"]}
         names = [f"field:{k}" for k in m.field_components_] + [f"out:{k}" for k in meta["outputs"]]
