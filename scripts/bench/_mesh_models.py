@@ -18,6 +18,19 @@ from _common import ROOT
 CYLINDER_RECIPE = ROOT / "datasets" / "cylinder_flow.yaml"
 
 
+def cylinder_parser(doc: str | None, threads_help: str = "torch threads (budgets are CPU seconds)"):
+    """The options every cylinder-flow bench takes: --quick, --json, --threads, --size, --data."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, default=1, help=threads_help)
+    ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
+    ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
+    return ap
+
+
 def set_threads(threads: int) -> None:
     """torch threads of this benchmark (1 by default: budgets are CPU seconds of one core)."""
     import torch

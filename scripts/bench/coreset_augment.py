@@ -25,13 +25,12 @@ seconds per run); `persistence_rmse_50` / `_all`; seeds, train_cpu_hours, commit
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 from _common import ROOT, peak_mem_mb, report
-from _mesh_models import cylinder_data, over_seeds, rollout_metrics, set_threads, train_for_budget
+from _mesh_models import cylinder_data, cylinder_parser, over_seeds, rollout_metrics, set_threads, train_for_budget
 
 KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")
 
@@ -39,12 +38,7 @@ KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rms
 def main() -> None:
     from sim.rollout.corrections import CORRECTIONS
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
-    ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
+    ap = cylinder_parser(__doc__, "torch threads")
     ap.add_argument("--train-steps", type=int, help="training steps of every run (default 15000; quick 300)")
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.5],
                     help="coreset fractions to compare with noise on every sample")

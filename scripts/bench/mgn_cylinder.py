@@ -56,24 +56,26 @@ seeds, train_cpu_hours, commit (+ sizes, preset, machine).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 from _common import ROOT, peak_mem_mb, report
-from _mesh_models import cylinder_data, ensemble_metrics, over_seeds, rollout_metrics, set_threads, train_for_budget
+from _mesh_models import (
+    cylinder_data,
+    cylinder_parser,
+    ensemble_metrics,
+    over_seeds,
+    rollout_metrics,
+    set_threads,
+    train_for_budget,
+)
 
 
 def main() -> None:
     from sim.rollout.corrections import CORRECTIONS
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (budgets are CPU seconds)")
-    ap.add_argument("--size", help="recipe size (default: medium, or small with --quick)")
-    ap.add_argument("--data", help="folder with train/valid/test.h5 of the cylinder recipe (default: generate)")
+    ap = cylinder_parser(__doc__)
     ap.add_argument("--train-seconds", type=float)
     ap.add_argument("--train-steps", type=int,
                     help="train exactly this many steps per seed instead of a CPU-time budget (comparable runs "
