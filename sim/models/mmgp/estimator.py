@@ -374,8 +374,9 @@ class MMGP:
         - ``prediction``: the model's prediction (the GP's coefficients instead of the true ones).
 
         Each stage includes the ones before it, so the differences are the stages' shares."""
-        x, back = self._inputs(mesh, scalars)
-        op = self._to_common(mesh, self._morphed(mesh, "query"), "query")
+        x, morphed = self._embed(mesh, scalars)  # the query is morphed once for both directions
+        op = self._to_common(mesh, morphed, "query")
+        back = p1_transfer(self.common_morphed_, self.common_triangles_, morphed) if self.morph else None
         out = {}
         for k, truth in fields.items():
             truth = _as_2d(truth, mesh.num_points, f"field {k!r}")
