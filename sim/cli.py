@@ -924,7 +924,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of every hidden layer's channels removed (default 0.5)")
     pr.add_argument("--method", choices=["meta", "magnitude"], default="meta",
                     help="meta: the metanetwork's gates (default); magnitude: weight norms (the baseline)")
-    pr.add_argument("--meta-steps", type=NON_NEGATIVE_INT, default=200, help="metanetwork training steps")
+    pr.add_argument("--meta-steps", type=NON_NEGATIVE_INT, default=50, help="metanetwork training steps")
     pr.add_argument("--finetune-steps", type=NON_NEGATIVE_INT, default=300, help="fine-tuning steps after pruning")
     pr.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
     pr.add_argument("--valid", help="validation store for the error before and after (default: the checkpoint's)")

@@ -95,24 +95,50 @@ def train_task(name: str, seed: int, paths: dict[str, str], out: str, budget: fl
     return res
 
 
-def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correction: str, finetune: int,
-               meta_steps: int) -> dict:
+def _step_dataset(model: Any, path: str, training: bool) -> Any:
+    """Samples shaped as ``model`` consumes them (its fields, scalars, history; training samples
+    carry its pushforward horizon)."""
+    from sim.data.windows import MeshStepDataset
+
+    c = model.config
+    return MeshStepDataset(path, c["fields"], scalars=c["scalars"], history=int(c.get("history", 1)),
+                           horizon=int(c.get("pushforward", 0)) + 1 if training else 1)
+
+
+def base_eval_task(base: str, paths: dict[str, str], out: str, correction: str) -> dict:
+    """The rollout metrics of an external model pruned by the set (``--prune-base``)."""
     _threads()
     from _mesh_models import rollout_metrics
 
-    from sim.data.windows import MeshStepDataset
+    run = Path(out) / "prune_base_eval"
+    if (cached := _fresh(run)) is not None:
+        return cached
+    m = rollout_metrics(Path(base), paths["test"], correction=correction)
+    res = {"checkpoint": base, **{k: m.get(k) for k in KEYS + ("persistence_rmse_50", "persistence_rmse_all")}}
+    (run / "result.json").write_text(json.dumps(res))
+    return res
+
+
+def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correction: str, finetune: int,
+               meta_steps: int, base: str | None = None) -> dict:
+    """Prune the seed's base model of the set (or ``base``, an external checkpoint, with the seed
+    varying the metanetwork and the fine-tuning samples), fine-tune, roll out."""
+    _threads()
+    from _mesh_models import rollout_metrics
+
     from sim.plugins.pruning import prune_model, step_cpu_seconds
     from sim.train import load_model
     from sim.train.checkpoint import save_checkpoint
 
-    run = Path(out) / f"prune_{method}_ft{finetune}_seed{seed}"
+    tag = "ext_" if base else ""
+    run = Path(out) / f"prune_{tag}{method}_ft{finetune}_m{meta_steps}_seed{seed}"
     if (cached := _fresh(run)) is not None:
         return cached
     done = run / "result.json"
-    source = Path(out) / f"base_seed{seed}" / "checkpoint.pt"
+    source = Path(base) if base else Path(out) / f"base_seed{seed}" / "checkpoint.pt"
     model, payload = load_model(source)
-    ds = MeshStepDataset(paths["train"], ["velocity"], scalars=["nu"], horizon=3)
-    probe = MeshStepDataset(paths["test"], ["velocity"], scalars=["nu"])[0]
+    ds = _step_dataset(model, paths["train"], training=True)
+    probe = _step_dataset(model, paths["test"], training=False)[0]
     before_ms = 1e3 * step_cpu_seconds(model, probe)
     if method == "none":  # the control: the unpruned model fine-tuned with the same steps and samples
         import time
@@ -262,13 +288,20 @@ def _agg(rows: list[dict], prefix: str) -> dict:
 
 
 def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int], jobs: int, correction: str,
-              quick: bool, finetune: int | None = None) -> tuple[dict, float]:
-    """All set-B measurements; returns (results, training CPU-hours)."""
+              quick: bool, finetune: int | None = None, prune_base: Path | None = None,
+              prune_paths: dict[str, Path] | None = None) -> tuple[dict, float]:
+    """All set-B measurements; returns (results, training CPU-hours). ``prune_base``: prune that
+    checkpoint (trained on ``prune_paths``' train split, rolled out on its test split) instead of
+    each seed's base model of the set."""
     p = {k: str(v) for k, v in paths.items()}
+    pp = {k: str(v) for k, v in (prune_paths or paths).items()}
+    ext = str(prune_base) if prune_base else None
     results: dict[str, Any] = {"set_b_variants": {k: VARIANTS_B[k] for k in VARIANTS_B},
                                "set_b_base_model": BASE_MODEL, "set_b_correction": correction}
-    finetune, meta_steps = (finetune or (20 if quick else 2000)), (10 if quick else 200)
+    finetune, meta_steps = (finetune or (20 if quick else 2000)), (10 if quick else 50)
     results["prune_finetune_steps"], results["prune_meta_steps"] = finetune, meta_steps
+    results["prune_base"] = ext or "each seed's base model of the set"
+    results["prune_data"] = str(Path(pp["train"]).parent)
     harm_entries, planted = (4, 1) if quick else (40, 4)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futs = {(n, s): pool.submit(train_task, n, s, p, str(out), budget, correction)
@@ -281,8 +314,9 @@ def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int]
             results[f"{n}_per_seed"] = {str(r["seed"]): {k: r.get(k) for k in KEYS} for r in per}
             print(f"{n}: rmse_50 {results.get(f'{n}_rmse_50', float('nan')):.4g}, "
                   f"rmse_all {results.get(f'{n}_rmse_all', float('nan')):.4g}", flush=True)
-        pf = {(m, s): pool.submit(prune_task, m, s, p, str(out), correction, finetune, meta_steps)
+        pf = {(m, s): pool.submit(prune_task, m, s, pp, str(out), correction, finetune, meta_steps, ext)
               for s in seeds for m in ("meta", "magnitude", "none")}
+        ext_base = pool.submit(base_eval_task, ext, pp, str(out), correction).result() if ext else None
         prunes = {k: f.result() for k, f in pf.items()}
         harm_res = harm.result()
     for m in ("meta", "magnitude", "none"):
@@ -292,7 +326,7 @@ def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int]
         for key in ("rmse_50", "rmse_all"):
             # against the base as trained, and against the base fine-tuned with the same steps (the fair
             # comparison: the pruned model's fine-tuning is extra training the base did not get)
-            for ref, suffix in ((lambda s: rows[("base", s)], "ratio"),
+            for ref, suffix in ((lambda s: ext_base if ext_base else rows[("base", s)], "ratio"),
                                 (lambda s: prunes[("none", s)], "ratio_vs_finetuned")):
                 if m == "none" and suffix == "ratio_vs_finetuned":
                     continue
@@ -300,6 +334,8 @@ def run_set_b(paths: dict[str, Path], out: Path, budget: float, seeds: list[int]
                           if prunes[(m, s)].get(key) and ref(s).get(key)]
                 results[f"prune_{name}_{key}_{suffix}"] = float(np.mean(ratios)) if ratios else None
                 results[f"prune_{name}_{key}_{suffix}_std"] = float(np.std(ratios)) if ratios else None
+    if ext_base:
+        results.update({f"prune_base_{k}": v for k, v in ext_base.items() if k != "checkpoint"})
     results.update({f"harmful_{k}": v for k, v in harm_res.items()})
     results.update(rsn_scaling((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
                                (10_000,) if quick else (10_000, 100_000)))

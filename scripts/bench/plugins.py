@@ -130,6 +130,9 @@ def main() -> None:
     ap.add_argument("--correction", default="divergence_free", help="rollout correction of set B")
     ap.add_argument("--prune-finetune", type=int,
                     help="fine-tuning steps after pruning, and of the unpruned control (default 2000, quick 20)")
+    ap.add_argument("--prune-base", help="prune this mesh checkpoint (trained on --prune-data) instead of each seed's "
+                                         "base model of set B; the seeds then vary the pruning")
+    ap.add_argument("--prune-data", help="folder with train.h5 and test.h5 of --prune-base (default: --data)")
     args = ap.parse_args()
 
     import torch
@@ -172,8 +175,17 @@ def main() -> None:
     if "b" in sets:
         from _plugins_b import run_set_b
 
+        prune_paths = None
+        if args.prune_data:
+            prune_paths = {s: Path(args.prune_data) / f"{s}.h5" for s in ("train", "test")}
+            missing = [str(p) for p in prune_paths.values() if not p.exists()]
+            if missing:
+                raise SystemExit(f"missing {', '.join(missing)}")
+        if args.prune_base and not Path(args.prune_base).exists():
+            raise SystemExit(f"missing {args.prune_base}")
         results_b, cpu_hours = run_set_b(paths, out / "set_b", budget, seeds, args.jobs, args.correction, args.quick,
-                                         args.prune_finetune)
+                                         args.prune_finetune, Path(args.prune_base) if args.prune_base else None,
+                                         prune_paths)
     if "a" not in sets:
         report("plugins", {"data": str(paths["train"].parent), "train_budget_s": budget, "mgn_preset": "cpu",
                            **results_b, "peak_mem_mb": peak_mem_mb()}, args.json, seeds=seeds,

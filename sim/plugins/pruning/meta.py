@@ -15,11 +15,19 @@ Here, for a trained MeshGraphNet:
   decoder) is a node, with features from its weights (norms of its incoming and outgoing
   weights, its bias) and its mean activation on a few training samples; edges join the
   neurons of consecutive hidden layers of one MLP, weighted by |W|;
-- the metanetwork (two rounds of message passing, shared weights) gives every neuron a gate
-  g = sigmoid(z) in (0, 1) that multiplies its activation; it is trained (the surrogate
-  frozen) on the surrogate's own training loss plus ``penalty`` x mean gate, so it learns
-  which channels the surrogate can lose;
-- pruning keeps the ``(1 - sparsity)`` fraction of neurons with the largest gates in every
+- the metanetwork (two rounds of message passing, shared weights) gives every neuron a score
+  z = m + r: the standard criterion m (the log of the product of its incoming and outgoing
+  weight norms, standardised per layer) plus a learned correction r, zero at initialisation;
+- the correction is trained with the surrogate frozen on the surrogate's own training loss
+  through gates sigmoid((z - t) / T) that multiply the activations, t half-way between the
+  k-th and (k+1)-th largest score of the layer (k the neurons kept) and the temperature T
+  annealed from the scores' spread to a hundredth of it: early on every neuron gets a gradient,
+  at the end the gates are the hard cut itself, so the metanetwork learns which channels the
+  surrogate can lose under the exact budget (a soft penalty on mean gates trains a network of
+  partial gates that the hard cut then departs from); a second output of the metanetwork
+  scales each gate (see :func:`gate_scale`; one at first), so the kept channels make up for the
+  lost ones;
+- pruning keeps the ``(1 - sparsity)`` fraction of neurons with the largest scores in every
   hidden layer (one hidden width for the whole network, so the pruned model is a plain
   MeshGraphNet with ``mlp_hidden`` set and runs faster), folds the kept gates into the
   outgoing weights, and fine-tunes every weight for ``finetune_steps``.
@@ -105,16 +113,17 @@ def neuron_features(groups: list[HiddenGroup], activations: list[torch.Tensor]) 
 
 class MetaNetwork(nn.Module):
     """A GNN on the hidden-neuron graph: neurons of consecutive hidden layers of one MLP
-    exchange messages weighted by |W| (row-normalised); returns a gate logit per neuron."""
+    exchange messages weighted by |W| (row-normalised); returns per neuron a score correction
+    and the log of a scale of its activation (columns 0 and 1)."""
 
     def __init__(self, in_dim: int = 5, width: int = 32, rounds: int = 2):
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.rounds = nn.ModuleList(nn.Sequential(nn.Linear(3 * width, width), nn.SiLU(), nn.Linear(width, width))
                                     for _ in range(rounds))
-        self.out = nn.Linear(width, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.constant_(self.out.bias, 3.0)  # gates start near 1: the surrogate as trained
+        self.out = nn.Linear(width, 2)  # score correction, log scale of the kept activation
+        nn.init.zeros_(self.out.weight)  # both start at zero: the standard criterion, unscaled
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, groups: list[HiddenGroup], feats: list[torch.Tensor]) -> list[torch.Tensor]:
         h = [self.embed(f) for f in feats]
@@ -134,7 +143,37 @@ class MetaNetwork(nn.Module):
                     down = (w / (w.sum(1, keepdim=True) + 1e-12)) @ h[nxt[k]]
                 new.append(h[k] + layer(torch.cat([h[k], up, down], dim=1)))
             h = new
-        return [self.out(x).squeeze(1) for x in h]
+        return [self.out(x) for x in h]
+
+
+def magnitude_prior(groups: list[HiddenGroup]) -> list[torch.Tensor]:
+    """log of the magnitude criterion, standardised per layer: the metanetwork's starting scores."""
+    out = []
+    for s in magnitude_scores(groups):
+        ls = torch.log(s + 1e-12)
+        out.append((ls - ls.mean()) / (ls.std() + 1e-8) if len(ls) > 1 else ls - ls)
+    return out
+
+
+def topk_gates(z: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """Gates sigmoid((z - t) / (temperature x spread of z)), t half-way between the k-th and
+    (k+1)-th largest entries of ``z`` (held fixed in the gradient): as the temperature falls they
+    become the 0/1 mask of the top k."""
+    zd = z.detach()
+    if k >= len(z):
+        return torch.ones_like(z)
+    top = torch.topk(zd, k + 1).values
+    t = 0.5 * (top[k - 1] + top[k])
+    return torch.sigmoid((z - t) / (temperature * (zd.std() + 1e-8)))
+
+
+def gate_scale(o: torch.Tensor) -> torch.Tensor:
+    """Scales exp(tanh(o) - mean tanh(o)) of a layer's activations: in [e^-2, e^2], geometric mean
+    one. The mean is fixed because a common scale of a layer is free under the LayerNorm that
+    ends most MLPs of MeshGraphNet: left free, it drifts to tiny values (measured: median 1e-2 to
+    1e-5) and the folded weights then stall the fine-tuning."""
+    t = torch.tanh(o)
+    return torch.exp(t - t.mean())
 
 
 @dataclass
@@ -241,13 +280,15 @@ def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: to
                        "Framework for Network Pruning",
                  summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
                          "uniform width, fine-tune (sim prune)")
-def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 200,
-                finetune_steps: int = 300, penalty: float = 0.05, lr: float = 1e-4, meta_lr: float = 1e-3,
-                seed: int = 0, progress: bool = False) -> PruneResult:
+def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 50,
+                finetune_steps: int = 300, lr: float = 1e-4, meta_lr: float = 1e-3, t_start: float = 1.0,
+                t_end: float = 0.01, seed: int = 0, progress: bool = False) -> PruneResult:
     """Prune the hidden channels of a trained mesh simulator's MeshGraphNet (see module).
 
     ``dataset``: training samples (a :class:`~sim.data.windows.MeshStepDataset`);
-    ``sparsity``: fraction of each hidden layer removed."""
+    ``sparsity``: fraction of each hidden layer removed; ``t_start``/``t_end``: the gates'
+    temperature (relative to the spread of a layer's scores) at the first and last metanetwork
+    step, annealed geometrically."""
     if not 0.0 < sparsity < 1.0:
         raise PluginError(f"sparsity must be in (0, 1), got {sparsity}")
     if method not in ("meta", "magnitude"):
@@ -271,6 +312,7 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
         model.eval()
         acts = _mean_activations(model, groups, [batch() for _ in range(4)])
         feats = neuron_features(groups, acts)
+        prior = magnitude_prior(groups)
         torch.manual_seed(seed)
         meta = MetaNetwork(feats[0].shape[1])
         opt = torch.optim.Adam(meta.parameters(), lr=meta_lr)
@@ -279,23 +321,26 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
         gates: list[torch.Tensor] = []
         hooks = [g.act.register_forward_hook(lambda _m, _i, out, k=k: out * gates[k]) for k, g in enumerate(groups)]
         model.train()
+        temps = np.geomspace(t_start, t_end, max(meta_steps, 1))
         try:
-            for _ in trange(meta_steps, desc="metanetwork", disable=not progress):
-                gates[:] = [torch.sigmoid(z) for z in meta(groups, feats)]
-                sparsity_term = torch.cat(gates).mean()
-                loss = model.loss(batch(), generator=gen) + penalty * sparsity_term
+            for i in trange(meta_steps, desc="metanetwork", disable=not progress):
+                out = meta(groups, feats)
+                gates[:] = [topk_gates(m + o[:, 0], width, float(temps[i])) * gate_scale(o[:, 1])
+                            for m, o in zip(prior, out)]
+                loss = model.loss(batch(), generator=gen)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 res.meta_losses.append(float(loss.detach()))
             with torch.no_grad():
-                final = [torch.sigmoid(z) for z in meta(groups, feats)]
+                out = meta(groups, feats)
+                scores = [m + o[:, 0] for m, o in zip(prior, out)]
+                scales = [topk_gates(zk, width, float(temps[-1])) * gate_scale(o[:, 1]) for zk, o in zip(scores, out)]
         finally:
             for h in hooks:
                 h.remove()
             for p in model.parameters():
                 p.requires_grad_(True)
-        scores, scales = final, final
     keep = [torch.sort(torch.topk(s, width).indices).values for s in scores]
     pruned = _pruned_copy(model, groups, keep, scales, width)
     res.params_after = _count(pruned)
