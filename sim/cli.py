@@ -645,7 +645,8 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
     before_s, before_err = step_cpu_seconds(model, probe), error(model)
     res = prune_model(model, dataset, args.sparsity, method=args.method, meta_steps=args.meta_steps,
-                      finetune_steps=args.finetune_steps, lr=args.lr, seed=args.seed, progress=True)
+                      finetune_steps=args.finetune_steps, lr=args.lr, refit_samples=args.refit_samples,
+                      seed=args.seed, progress=True)
     after_s, after_err = step_cpu_seconds(res.model, probe), error(res.model)
     report = {**res.to_dict(), "cpu_s_per_step_before": before_s, "cpu_s_per_step_after": after_s,
               "speedup": before_s / after_s, "valid_error_before": before_err, "valid_error_after": after_err,
@@ -927,6 +928,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--meta-steps", type=NON_NEGATIVE_INT, default=50, help="metanetwork training steps")
     pr.add_argument("--finetune-steps", type=NON_NEGATIVE_INT, default=300, help="fine-tuning steps after pruning")
     pr.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4, help="fine-tuning learning rate (default 1e-4)")
+    pr.add_argument("--refit-samples", type=NON_NEGATIVE_INT, default=16,
+                    help="training samples the pruned layers' outgoing weights are refitted to (0: no refit)")
     pr.add_argument("--valid", help="validation store for the error before and after (default: the checkpoint's)")
     pr.add_argument("--valid-steps", type=POSITIVE_INT, default=10, help="validation rollout steps (default 10)")
     pr.add_argument("--seed", type=int, default=0)

@@ -1,9 +1,11 @@
 """Meta pruning: the metanetwork is equivariant to hidden-neuron permutations, its gates anneal
-to the hard cut from the magnitude criterion's, its channel choice beats that criterion before
-fine-tuning, and `sim prune` writes a smaller, loadable checkpoint."""
+to the hard cut from the magnitude criterion's, the least-squares refit of the outgoing weights
+keeps the function when nothing is cut and recovers most of a cut, and `sim prune` writes a
+smaller, loadable checkpoint."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -13,8 +15,21 @@ from sim.data.windows import MeshStepDataset
 from sim.families import train
 from sim.plugins import PluginError, get_plugin
 from sim.plugins.diagnostics import valid_rollout_error, validation_starts
-from sim.plugins.pruning import MetaNetwork, hidden_groups, magnitude_scores, prune_model
-from sim.plugins.pruning.meta import magnitude_prior, neuron_features, topk_gates
+from sim.plugins.pruning import (
+    MetaNetwork,
+    hidden_groups,
+    magnitude_scores,
+    prune_model,
+)
+from sim.plugins.pruning.meta import (
+    _pruned_copy,
+    activation_grams,
+    gated_refit,
+    magnitude_prior,
+    neuron_features,
+    refit_outputs,
+    topk_gates,
+)
 from sim.train import Config, load_model
 from tests.train.diffusion_data import diffusion_store
 
@@ -69,20 +84,22 @@ def test_metanetwork_is_equivariant_to_hidden_neuron_permutations(trained):
     assert scores[k].std() > 0
 
 
-def test_meta_choice_beats_magnitude_before_fine_tuning(trained):
+def test_both_cuts_give_half_width_models_that_the_refit_keeps_close_to_the_original(trained):
     ckpt, tr, va = trained
     vs = _valid(va)
     ds = MeshStepDataset(tr, ["u"])
     errors = {}
     for method in ("magnitude", "meta"):
-        model, _ = load_model(ckpt)
-        res = prune_model(model, ds, 0.5, method=method, meta_steps=100, finetune_steps=0, seed=0)
-        with torch.no_grad():
-            errors[method] = float(valid_rollout_error(res.model, vs, 5))
-        assert res.hidden_after == 8 and res.params_after < 0.5 * res.params_before
-        assert [g.width for g in hidden_groups(res.model.network)] == [8] * 14
-    # the metanetwork starts from the magnitude cut and learns at the exact budget: its cut is better
-    assert errors["meta"] < 0.85 * errors["magnitude"], errors
+        for n in (0, 8):
+            model, _ = load_model(ckpt)
+            res = prune_model(model, ds, 0.5, method=method, meta_steps=40, finetune_steps=0, refit_samples=n, seed=0)
+            with torch.no_grad():
+                errors[method, n] = float(valid_rollout_error(res.model, vs, 5))
+            assert res.hidden_after == 8 and res.params_after < 0.5 * res.params_before
+            assert [g.width for g in hidden_groups(res.model.network)] == [8] * 14
+            assert len(res.meta_losses) == (40 if method == "meta" else 0)
+    for method in ("magnitude", "meta"):  # refitting the outgoing weights recovers most of what the cut lost
+        assert errors[method, 8] < 0.2 * errors[method, 0], errors
     # magnitude scores are the weight-norm products
     g = hidden_groups(load_model(ckpt)[0].network)[0]
     torch.testing.assert_close(magnitude_scores([g])[0], g.lin_in.weight.norm(dim=1) * g.lin_out.weight.norm(dim=0))
@@ -135,3 +152,40 @@ def test_topk_gates_anneal_to_the_hard_cut_and_start_from_the_magnitude_criterio
     for g, o, m, mag in zip(groups, out, magnitude_prior(groups), magnitude_scores(groups)):
         assert torch.equal(o, torch.zeros(g.width, 2))
         assert torch.equal(torch.topk(m, 8).indices.sort().values, torch.topk(mag, 8).indices.sort().values)
+
+
+def test_refit_reproduces_the_unpruned_layers_and_cuts_the_pruning_error(trained):
+    ckpt, tr, va = trained
+    model, _ = load_model(ckpt)
+    groups = hidden_groups(model.network)
+    ds = MeshStepDataset(tr, ["u"])
+    grams = activation_grams(model, groups, [ds[i] for i in range(4)])
+    assert all(torch.allclose(g, g.T) for g in grams)
+    # keeping every neuron, the least-squares refit leaves the function unchanged
+    twin = copy.deepcopy(model)
+    refit_outputs(groups, hidden_groups(twin.network), [torch.arange(g.width) for g in groups], grams, ridge=1e-9)
+    with torch.no_grad():
+        for smp in (ds[0], ds[5]):
+            torch.testing.assert_close(twin.update(smp.state, twin.step_inputs(smp)),
+                                       model.update(smp.state, model.step_inputs(smp)), rtol=1e-3, atol=1e-4)
+    # at 0/1 gates the differentiable refit of the metanetwork's training is the refit after the cut
+    k, g = 1, groups[1]
+    full = torch.cat([g.lin_out.weight.detach().double().T, g.lin_out.bias.detach().double()[None]])
+    gate = torch.zeros(g.width)
+    gate[:8] = 1.0
+    w, b = gated_refit(grams[k], full, gate)
+    keep = [torch.arange(8)] * len(groups)
+    small = _pruned_copy(model, groups, keep, [None] * len(groups), 8)
+    refit_outputs(groups, hidden_groups(small.network), keep, grams)
+    assert groups[k + 1].mlp != groups[k].mlp  # its outgoing layer is its MLP's output: all rows refitted
+    torch.testing.assert_close(w[:8].T, hidden_groups(small.network)[k].lin_out.weight, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b, hidden_groups(small.network)[k].lin_out.bias, rtol=1e-4, atol=1e-5)
+    assert float(w[8:].abs().max()) < 1e-6
+    # pruned by the magnitude criterion, the refit model's rollout error is a fraction of the sliced one's
+    vs = _valid(va)
+    errs = {}
+    for n in (0, 8):
+        res = prune_model(load_model(ckpt)[0], ds, 0.5, method="magnitude", finetune_steps=0, refit_samples=n)
+        with torch.no_grad():
+            errs[n] = float(valid_rollout_error(res.model, vs, 5))
+    assert errs[8] < 0.2 * errs[0], errs

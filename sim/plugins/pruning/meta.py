@@ -19,7 +19,9 @@ Here, for a trained MeshGraphNet:
   z = m + r: the standard criterion m (the log of the product of its incoming and outgoing
   weight norms, standardised per layer) plus a learned correction r, zero at initialisation;
 - the correction is trained with the surrogate frozen on the surrogate's own training loss
-  through gates sigmoid((z - t) / T) that multiply the activations, t half-way between the
+  through gates sigmoid((z - t) / T) that multiply the activations (each layer's outgoing
+  weights refitted to its gates by least squares in the forward pass, :func:`gated_refit`, as
+  they will be after the cut), t half-way between the
   k-th and (k+1)-th largest score of the layer (k the neurons kept) and the temperature T
   annealed from the scores' spread to a hundredth of it: early on every neuron gets a gradient,
   at the end the gates are the hard cut itself, so the metanetwork learns which channels the
@@ -29,8 +31,9 @@ Here, for a trained MeshGraphNet:
   lost ones;
 - pruning keeps the ``(1 - sparsity)`` fraction of neurons with the largest scores in every
   hidden layer (one hidden width for the whole network, so the pruned model is a plain
-  MeshGraphNet with ``mlp_hidden`` set and runs faster), folds the kept gates into the
-  outgoing weights, and fine-tunes every weight for ``finetune_steps``.
+  MeshGraphNet with ``mlp_hidden`` set and runs faster), refits each pruned layer's outgoing
+  weights and bias by least squares to what all its neurons fed forward on a few training
+  samples (:func:`refit_outputs`), and fine-tunes every weight for ``finetune_steps``.
 
 ``method="magnitude"`` prunes by the standard criterion instead (the product of the norms of a
 neuron's incoming and outgoing weights), with the same fine-tuning, as the baseline.
@@ -217,6 +220,70 @@ def _mean_activations(model: Any, groups: list[HiddenGroup], samples: list[Any])
     return [sm / max(c, 1) for sm, c in zip(sums, counts)]
 
 
+def activation_grams(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
+    """Per hidden layer, the Gram matrix [h, 1]^T [h, 1] of its activations h (with a ones column)
+    over every node or edge of ``samples``: all the least-squares refits below need."""
+    grams = [torch.zeros(g.width + 1, g.width + 1, dtype=torch.float64) for g in groups]
+    hooks = []
+    for k, g in enumerate(groups):
+        def hook(_m: nn.Module, _i: Any, out: torch.Tensor, k: int = k) -> None:
+            h = out.detach().reshape(-1, out.shape[-1]).double()
+            h = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
+            grams[k] += h.T @ h
+        hooks.append(g.act.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for smp in samples:
+                model.update(smp.state, model.step_inputs(smp))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return grams
+
+
+def refit_outputs(groups: list[HiddenGroup], pruned_groups: list[HiddenGroup], keep: list[torch.Tensor],
+                  grams: list[torch.Tensor], ridge: float = 1e-6) -> None:
+    """Refit every pruned layer's outgoing weights and bias by least squares so that the kept
+    activations reproduce, over the sampled nodes and edges, what all the original activations
+    fed forward (He et al. 2017, channel pruning by feature-map reconstruction; the bias absorbs
+    the mean of the removed channels). Each layer is refitted against the original activations."""
+    for k, (g, pg) in enumerate(zip(groups, pruned_groups)):
+        same_next = k + 1 < len(groups) and groups[k + 1].mlp == g.mlp
+        rows = keep[k + 1] if same_next else torch.arange(g.lin_out.out_features)
+        w = g.lin_out.weight.detach().double()[rows]  # (r, width)
+        b = g.lin_out.bias.detach().double()[rows]
+        full = torch.cat([w.T, b[None]], dim=0)  # (width + 1, r): [h, 1] @ full = original output
+        idx = torch.cat([keep[k], torch.tensor([g.width])])
+        gram = grams[k]
+        a = gram[idx][:, idx]
+        a = a + ridge * gram.diagonal().mean() * torch.eye(len(idx), dtype=a.dtype)
+        sol = torch.linalg.solve(a, gram[idx] @ full)  # (k + 1, r)
+        with torch.no_grad():
+            pg.lin_out.weight.copy_(sol[:-1].T.to(pg.lin_out.weight.dtype))
+            pg.lin_out.bias.copy_(sol[-1].to(pg.lin_out.bias.dtype))
+
+
+def _gated_solution(gram: torch.Tensor, full: torch.Tensor, gate: torch.Tensor,
+                    ridge: float) -> torch.Tensor:
+    ga = torch.cat([gate.double(), torch.ones(1, dtype=torch.float64)])
+    a = ga[:, None] * gram * ga[None, :]
+    a = a + ridge * gram.diagonal().mean() * torch.eye(len(ga), dtype=a.dtype)
+    return torch.linalg.solve(a, ga[:, None] * (gram @ full))
+
+
+def gated_refit(gram: torch.Tensor, full: torch.Tensor, gate: torch.Tensor,
+                ridge: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outgoing weights (width, out) and bias of a layer whose activations are multiplied by
+    ``gate``, refitted by least squares to the original outputs ``[h, 1] @ full`` (``gram`` of
+    [h, 1]); differentiable in the gates. A gate of zero gives its neuron zero weight; at 0/1
+    gates this is :func:`refit_outputs`."""
+    sol = _gated_solution(gram, full, gate, ridge)
+    return sol[:-1].float(), sol[-1].float()
+
+
 def _pruned_copy(model: Any, groups: list[HiddenGroup], keep: list[torch.Tensor], scale: list[torch.Tensor | None],
                  width: int) -> Any:
     """A new simulator with ``mlp_hidden = width``: kept rows of each hidden layer's lin_in, kept
@@ -281,14 +348,15 @@ def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: to
                  summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
                          "uniform width, fine-tune (sim prune)")
 def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 50,
-                finetune_steps: int = 300, lr: float = 1e-4, meta_lr: float = 1e-3, t_start: float = 1.0,
-                t_end: float = 0.01, seed: int = 0, progress: bool = False) -> PruneResult:
+                finetune_steps: int = 300, lr: float = 1e-4, meta_lr: float = 3e-4, t_start: float = 1.0,
+                t_end: float = 0.01, refit_samples: int = 16, seed: int = 0, progress: bool = False) -> PruneResult:
     """Prune the hidden channels of a trained mesh simulator's MeshGraphNet (see module).
 
     ``dataset``: training samples (a :class:`~sim.data.windows.MeshStepDataset`);
     ``sparsity``: fraction of each hidden layer removed; ``t_start``/``t_end``: the gates'
     temperature (relative to the spread of a layer's scores) at the first and last metanetwork
-    step, annealed geometrically."""
+    step, annealed geometrically; ``refit_samples``: training samples whose activations the
+    outgoing weights of every pruned layer are refitted to (:func:`refit_outputs`; 0: no refit)."""
     if not 0.0 < sparsity < 1.0:
         raise PluginError(f"sparsity must be in (0, 1), got {sparsity}")
     if method not in ("meta", "magnitude"):
@@ -306,6 +374,7 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
 
     was_training = model.training
     res = PruneResult(model, method, sparsity, width0, width, _count(model), 0)
+    grams = activation_grams(model, groups, [batch() for _ in range(refit_samples)]) if refit_samples else None
     if method == "magnitude":
         scores, scales = magnitude_scores(groups), [None] * len(groups)
     else:
@@ -320,6 +389,12 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
             p.requires_grad_(False)
         gates: list[torch.Tensor] = []
         hooks = [g.act.register_forward_hook(lambda _m, _i, out, k=k: out * gates[k]) for k, g in enumerate(groups)]
+        refits: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if grams is not None:  # every layer's outgoing weights refitted to its gates, as after the cut
+            fulls = [torch.cat([g.lin_out.weight.detach().double().T, g.lin_out.bias.detach().double()[None]])
+                     for g in groups]
+            hooks += [g.lin_out.register_forward_hook(lambda _m, inp, _o, k=k: inp[0] @ refits[k][0] + refits[k][1])
+                      for k, g in enumerate(groups)]
         model.train()
         temps = np.geomspace(t_start, t_end, max(meta_steps, 1))
         try:
@@ -327,6 +402,8 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
                 out = meta(groups, feats)
                 gates[:] = [topk_gates(m + o[:, 0], width, float(temps[i])) * gate_scale(o[:, 1])
                             for m, o in zip(prior, out)]
+                if grams is not None:
+                    refits[:] = [gated_refit(gm, f, gt) for gm, f, gt in zip(grams, fulls, gates)]
                 loss = model.loss(batch(), generator=gen)
                 opt.zero_grad()
                 loss.backward()
@@ -343,6 +420,8 @@ def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "
                 p.requires_grad_(True)
     keep = [torch.sort(torch.topk(s, width).indices).values for s in scores]
     pruned = _pruned_copy(model, groups, keep, scales, width)
+    if grams is not None:
+        refit_outputs(groups, hidden_groups(pruned.network), keep, grams)
     res.params_after = _count(pruned)
     if finetune_steps:
         res.finetune_losses = finetune(pruned, batch, finetune_steps, lr, gen, progress)
