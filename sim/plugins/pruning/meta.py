@@ -46,6 +46,7 @@ channel importances by a permutation-equivariant network of the weights).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,36 +202,12 @@ def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _mean_activations(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
-    sums = [torch.zeros(g.width) for g in groups]
-    counts = [0] * len(groups)
-    hooks = []
-    for k, g in enumerate(groups):
-        def hook(_m: nn.Module, _i: Any, out: torch.Tensor, k: int = k) -> None:
-            sums[k] += out.detach().abs().reshape(-1, out.shape[-1]).sum(0)
-            counts[k] += out.reshape(-1, out.shape[-1]).shape[0]
-        hooks.append(g.act.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            for s in samples:
-                model.update(s.state, model.step_inputs(s))
-    finally:
-        for h in hooks:
-            h.remove()
-    return [sm / max(c, 1) for sm, c in zip(sums, counts)]
-
-
-def activation_grams(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
-    """Per hidden layer, the Gram matrix [h, 1]^T [h, 1] of its activations h (with a ones column)
-    over every node or edge of ``samples``: all the least-squares refits below need."""
-    grams = [torch.zeros(g.width + 1, g.width + 1, dtype=torch.float64) for g in groups]
-    hooks = []
-    for k, g in enumerate(groups):
-        def hook(_m: nn.Module, _i: Any, out: torch.Tensor, k: int = k) -> None:
-            h = out.detach().reshape(-1, out.shape[-1]).double()
-            h = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
-            grams[k] += h.T @ h
-        hooks.append(g.act.register_forward_hook(hook))
+def _over_activations(model: Any, groups: list[HiddenGroup], samples: list[Any],
+                      visit: Callable[[int, torch.Tensor], None]) -> None:
+    """Call ``visit(k, h)`` with the activations h (rows: nodes or edges) of every hidden layer k
+    while ``model`` (in eval mode, no gradients) steps on each sample."""
+    hooks = [g.act.register_forward_hook(lambda _m, _i, out, k=k: visit(k, out.detach().reshape(-1, out.shape[-1])))
+             for k, g in enumerate(groups)]
     was = model.training
     model.eval()
     try:
@@ -241,6 +218,30 @@ def activation_grams(model: Any, groups: list[HiddenGroup], samples: list[Any]) 
         for h in hooks:
             h.remove()
         model.train(was)
+
+
+def _mean_activations(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
+    sums = [torch.zeros(g.width) for g in groups]
+    counts = [0] * len(groups)
+
+    def visit(k: int, h: torch.Tensor) -> None:
+        sums[k] += h.abs().sum(0)
+        counts[k] += h.shape[0]
+
+    _over_activations(model, groups, samples, visit)
+    return [sm / max(c, 1) for sm, c in zip(sums, counts)]
+
+
+def activation_grams(model: Any, groups: list[HiddenGroup], samples: list[Any]) -> list[torch.Tensor]:
+    """Per hidden layer, the Gram matrix [h, 1]^T [h, 1] of its activations h (with a ones column)
+    over every node or edge of ``samples``: all the least-squares refits below need."""
+    grams = [torch.zeros(g.width + 1, g.width + 1, dtype=torch.float64) for g in groups]
+
+    def visit(k: int, h: torch.Tensor) -> None:
+        ha = torch.cat([h.double(), torch.ones(h.shape[0], 1, dtype=torch.float64)], dim=1)
+        grams[k] += ha.T @ ha
+
+    _over_activations(model, groups, samples, visit)
     return grams
 
 
