@@ -45,5 +45,5 @@ def train_ensemble(cfg: Config, members: int, resume: bool = False, progress: bo
     return trainer.train_ensemble(cfg, family, members, resume=resume, progress=progress, allow_change=allow_change)
 
 
-def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20) -> int:
-    return trainer.steps_for_budget(cfg, configure(cfg), seconds, probe_steps)
+def steps_for_budget(cfg: Config, seconds: float, probe_steps: int = 20, warmup_steps: int = 0) -> int:
+    return trainer.steps_for_budget(cfg, configure(cfg), seconds, probe_steps, warmup_steps)

@@ -552,16 +552,22 @@ def _coreset(cfg: Config, task: Task) -> Any:
     return CoresetAugmentation(fraction, every, task.loss_residual, batch_size=cfg.data.batch_size)
 
 
-def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int = 20) -> int:
+def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int = 20, warmup_steps: int = 0) -> int:
     """Training steps that fit in ``seconds``, from a short probe run (so the learning-rate
-    schedule spans the whole budget instead of stopping early in its first part)."""
+    schedule spans the whole budget instead of stopping early in its first part).
+    ``warmup_steps``: an untimed run first, so that one-time costs the process keeps (features
+    computed once per training graph) are not taken for the cost of every step."""
     import copy
     import tempfile
 
     probe = copy.deepcopy(cfg)
+    probe.train.max_seconds, probe.train.valid_every, probe.train.checkpoint_every = None, 0, 10**9
+    if warmup_steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            probe.train.out, probe.train.steps = tmp, warmup_steps
+            train(probe, task, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
-        probe.train.out, probe.train.steps, probe.train.max_seconds = tmp, probe_steps, None
-        probe.train.valid_every, probe.train.checkpoint_every = 0, 10**9
+        probe.train.out, probe.train.steps = tmp, probe_steps
         clock = budget_clock(cfg)
         start = clock()
         train(probe, task, progress=False)

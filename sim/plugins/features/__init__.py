@@ -15,6 +15,7 @@ features depend on the graph only, so hosts cache them per graph (:class:`Featur
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,15 +34,20 @@ def graph_key(edge_index: torch.Tensor, num_nodes: int) -> str:
     data = edge_index.detach().to("cpu", torch.int64).contiguous().numpy()
     return f"{num_nodes}:{data.shape[1]}:" + hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
 
+# (feature entries, graph) -> (node, edge) features, least recently used first; process-wide, so
+# a model rebuilt in the same process (a step-budget probe, an ensemble member, an evaluation)
+# does not count the same graphs again
+_SHARED: OrderedDict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
 
 class FeatureInputs(nn.Module):
     """The feature plugins of a host model: widths, and the features of a graph (cached).
 
     Args:
         entries: the host's ``features`` list (names or mappings with ``name``).
-        cache_mb: memory for cached features (a rollout reuses one graph every step; training
-            cycles through the training set's meshes, which should fit: about 1 MB per
-            2,000-node triangle mesh with both feature plugins).
+        cache_mb: memory for cached features, shared by the hosts of the process (a rollout reuses
+            one graph every step; training cycles through the training set's meshes, which should
+            fit: about 1 MB per 2,000-node triangle mesh with both feature plugins).
     """
 
     def __init__(self, entries: Sequence[str | Mapping[str, Any]], cache_mb: float = 1024.0):
@@ -49,12 +55,13 @@ class FeatureInputs(nn.Module):
         self.fns = [build_plugin(e, "feature") for e in entries]
         self.node_dim = sum(f.node_dim for f in self.fns)
         self.edge_dim = sum(f.edge_dim for f in self.fns)
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._sig = json.dumps([e if isinstance(e, str) else dict(e) for e in entries], sort_keys=True, default=str)
+        self._cache = _SHARED  # shared by every host in the process: features depend on the graph only
         self.cache_bytes = int(cache_mb * 2**20)
 
     def forward(self, edge_index: torch.Tensor, num_nodes: int, dtype: torch.dtype = torch.float32
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        key = graph_key(edge_index, num_nodes)
+        key = (self._sig, graph_key(edge_index, num_nodes))
         hit = self._cache.get(key)
         if hit is None:
             ei = edge_index.detach().cpu().numpy()
