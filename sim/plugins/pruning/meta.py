@@ -19,16 +19,15 @@ Here, for a trained MeshGraphNet:
   z = m + r: the standard criterion m (the log of the product of its incoming and outgoing
   weight norms, standardised per layer) plus a learned correction r, zero at initialisation;
 - the correction is trained with the surrogate frozen on the surrogate's own training loss
-  through gates sigmoid((z - t) / T) that multiply the activations (each layer's outgoing
-  weights refitted to its gates by least squares in the forward pass, :func:`gated_refit`, as
-  they will be after the cut), t half-way between the
+  through gates sigmoid((z - t) / T) that multiply the activations, t half-way between the
   k-th and (k+1)-th largest score of the layer (k the neurons kept) and the temperature T
-  annealed from the scores' spread to a hundredth of it: early on every neuron gets a gradient,
-  at the end the gates are the hard cut itself, so the metanetwork learns which channels the
-  surrogate can lose under the exact budget (a soft penalty on mean gates trains a network of
-  partial gates that the hard cut then departs from); a second output of the metanetwork
-  scales each gate (see :func:`gate_scale`; one at first), so the kept channels make up for the
-  lost ones;
+  annealed from the scores' spread to a hundredth of it, each layer's outgoing weights refitted
+  to its gates by least squares in the forward pass (:func:`gated_refit`) as they will be after
+  the cut: early on every neuron gets a gradient, at the end the gates are the hard cut itself,
+  so the metanetwork learns which channels the surrogate can lose under the exact budget (a soft
+  penalty on mean gates trains a network of partial gates that the hard cut then departs from);
+  a second output scales each gate (:func:`gate_scale`; one at first), which matters when the
+  refit is off;
 - pruning keeps the ``(1 - sparsity)`` fraction of neurons with the largest scores in every
   hidden layer (one hidden width for the whole network, so the pruned model is a plain
   MeshGraphNet with ``mlp_hidden`` set and runs faster), refits each pruned layer's outgoing
