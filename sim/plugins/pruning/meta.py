@@ -346,7 +346,7 @@ def finetune(model: Any, batch: Any, steps: int, lr: float = 1e-4, generator: to
                  paper="Liu, Wang, Zhang 2025, Meta Pruning via Graph Metanetworks: A Universal Meta Learning "
                        "Framework for Network Pruning",
                  summary="a graph metanetwork on the hidden neurons proposes which channels to remove; prune to a "
-                         "uniform width, fine-tune (sim prune)")
+                         "uniform width, refit the outgoing weights by least squares, fine-tune (sim prune)")
 def prune_model(model: Any, dataset: Any, sparsity: float = 0.5, method: str = "meta", meta_steps: int = 50,
                 finetune_steps: int = 300, lr: float = 1e-4, meta_lr: float = 3e-4, t_start: float = 1.0,
                 t_end: float = 0.01, refit_samples: int = 16, seed: int = 0, progress: bool = False) -> PruneResult:
