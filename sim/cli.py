@@ -613,7 +613,6 @@ def cmd_diagnose_harmful(args: argparse.Namespace) -> None:
 def cmd_prune(args: argparse.Namespace) -> None:
     import torch
 
-    from sim.data.windows import MeshStepDataset
     from sim.families import load_model_file
     from sim.plugins.diagnostics.harmful import valid_rollout_error, validation_starts
     from sim.plugins.pruning import prune_model, step_cpu_seconds
@@ -629,10 +628,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if family.name != "mesh" or isinstance(model, list):
         raise SimError(f"`sim prune` prunes mesh time-stepping MeshGraphNet checkpoints, not {family.name} models",
                        args.checkpoint)
-    c = model.config
-    history = int(c.get("history", 1))
-    dataset = MeshStepDataset(args.data, c["fields"], scalars=c["scalars"], history=history,
-                              horizon=int(c.get("pushforward", 0)) + 1)
+    dataset = model.step_dataset(args.data)
     valid = args.valid or ((payload.get("train") or {}).get("config") or {}).get("data", {}).get("valid")
     vsamples = validation_starts(model, valid, args.valid_steps, 4) if valid else []
     probe = dataset[0]

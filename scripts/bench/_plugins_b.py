@@ -104,16 +104,6 @@ def train_task(name: str, seed: int, paths: dict[str, str], out: str, budget: fl
     return res
 
 
-def _step_dataset(model: Any, path: str, training: bool) -> Any:
-    """Samples shaped as ``model`` consumes them (its fields, scalars, history; training samples
-    carry its pushforward horizon)."""
-    from sim.data.windows import MeshStepDataset
-
-    c = model.config
-    return MeshStepDataset(path, c["fields"], scalars=c["scalars"], history=int(c.get("history", 1)),
-                           horizon=int(c.get("pushforward", 0)) + 1 if training else 1)
-
-
 def base_eval_task(base: str, paths: dict[str, str], out: str, correction: str) -> dict:
     """The rollout metrics of an external model pruned by the set (``--prune-base``)."""
     _threads()
@@ -146,8 +136,8 @@ def prune_task(method: str, seed: int, paths: dict[str, str], out: str, correcti
     done = run / "result.json"
     source = Path(base) if base else Path(out) / f"base_seed{seed}" / "checkpoint.pt"
     model, payload = load_model(source)
-    ds = _step_dataset(model, paths["train"], training=True)
-    probe = _step_dataset(model, paths["test"], training=False)[0]
+    ds = model.step_dataset(paths["train"])
+    probe = model.step_dataset(paths["test"], training=False)[0]
     before_ms = 1e3 * step_cpu_seconds(model, probe)
     if method == "none":  # the control: the unpruned model fine-tuned with the same steps and samples
         import time

@@ -129,6 +129,7 @@ class Family:
     options: ClassVar[type | None] = None  # dataclass of model.family_args
     trainable: ClassVar[bool] = True  # False: fitted (``fit``) instead of trained step by step
     ensembles: ClassVar[bool] = False  # `sim train --ensemble N` trains N members served as one surrogate
+    input_noise: ClassVar[bool] = False  # trains with input noise (model.noise_std): train.augment_coreset applies
 
     @property
     def summary(self) -> str:
@@ -188,6 +189,11 @@ class Family:
     def loss(self, model: Any, batch: Any, generator: Any, cfg: Any) -> tuple[Any, dict[str, float]]:
         """The training loss of a batch, and named parts to log beside it."""
         return model.loss(batch, generator), {}
+
+    def loss_residual(self, model: Any, batch: Any) -> Any:
+        """(residual, mask) of the model's loss on ``batch`` (the coreset proxy, sim.train.coreset;
+        families with ``input_noise``)."""
+        return model.loss_residual(batch)
 
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
         return {}

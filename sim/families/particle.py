@@ -56,11 +56,7 @@ class ParticleFamily(Family):
     model_names = ("particle_simulator",)
     commands = frozenset({"train", "rollout", "eval"})
     options = ParticleOptions
-    input_noise = True  # trains with input noise (model.noise_std): train.augment_coreset applies
-
-    def loss_residual(self, model: Any, batch: Any) -> Any:
-        """(residual, mask) of the model's loss on ``batch`` (the coreset proxy, sim.train.coreset)."""
-        return model.loss_residual(batch)
+    input_noise = True
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         from sim.train.config import ConfigError

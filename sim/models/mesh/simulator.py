@@ -195,6 +195,15 @@ class MeshSimulator(nn.Module):
         x = x[:, : x.shape[1] - self._hyper]  # the hypernetwork's scalars are not node inputs
         init(sample.edge_index, x.shape[0], x=x, batch=inputs.batch)
 
+    def step_dataset(self, path: Any, training: bool = True) -> Any:
+        """The samples of store ``path`` shaped as this model consumes them (its fields, scalars and
+        history; with ``training``, the future frames its loss needs: pushforward and bundle)."""
+        from sim.data.windows import MeshStepDataset
+
+        c = self.config
+        horizon = (c["pushforward"] + 1) * self.bundle if training else 1
+        return MeshStepDataset(path, c["fields"], scalars=c["scalars"], history=c["history"], horizon=horizon)
+
     def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
                       ) -> np.ndarray:
         """The (S,) conditioning values of one trajectory from its ``params`` (a
