@@ -30,3 +30,14 @@ def test_quick_demo_writes_a_pvd_series_vtk_opens(tmp_path):
         assert (tmp_path / "rollout" / png).stat().st_size > 10_000
     summary = (tmp_path / "summary.txt").read_text()
     assert "all-rollout RMSE" in summary and "shedding frequency" in summary
+    # the zoo's pretrained model on a trajectory generated for the demo, at the zoo model's resolution
+    zoo = sm.read(tmp_path / "zoo_rollout" / "fresh.pvd")
+    # 12 stored steps; the model starts from two frames (history 2): its start and 10 predicted steps
+    assert zoo.point_fields["velocity"].shape[:2] == (11, zoo.mesh.num_points) and zoo.mesh.num_points > 1000
+    assert (tmp_path / "zoo_rollout" / "fresh_error.png").stat().st_size > 10_000
+    lines = summary.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("zoo:cylinder_flow RMSE"))
+    model, persistence = ([float(v) for v in lines[at + k][34:].split()] for k in (0, 1))
+    assert lines[at + 1].strip().startswith("persistence RMSE")
+    assert len(model) == len(persistence) == 3  # steps 1, 10 and all 10: a quick demo does not reach step 50
+    assert all(m < p for m, p in zip(model, persistence))  # a pretrained model, 10 steps into its rollout

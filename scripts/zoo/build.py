@@ -410,8 +410,20 @@ CYLINDER_KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persis
                  "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse")
 
 
-def _train_command(meta: dict[str, Any], seed: int) -> str:
-    """The scripts/bench/mgn_cylinder.py command that trains a model as the JSON's run did."""
+def _shown(path: Path, out: Path) -> str:
+    """``path`` as a card shows it: relative to the source tree inside it, else under ``OUT`` (the
+    bench's output folder, ``out``) so no machine's folders appear in a shipped card."""
+    path = path.resolve()
+    for base, name in ((ROOT, None), (out.resolve(), "OUT")):
+        if path.is_relative_to(base):
+            rel = path.relative_to(base).as_posix()
+            return rel if name is None else f"{name}/{rel}"
+    return path.name
+
+
+def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path: str | None = None) -> str:
+    """The scripts/bench/mgn_cylinder.py command that trains a model as the JSON's run did, its runs
+    under ``out`` and its JSON at ``json_path``."""
     cmd = ["python", "scripts/bench/mgn_cylinder.py", "--size", str(meta["size"]), "--preset", str(meta["preset"])]
     if meta.get("train_budget_s") is None and meta.get("train_steps"):
         cmd += ["--train-steps", str(int(round(meta["train_steps"])))]
@@ -422,7 +434,10 @@ def _train_command(meta: dict[str, Any], seed: int) -> str:
             cmd += [flag, str(meta[key])]
     cmd += ["--batch-size", str(meta.get("batch_size", 1)), "--noise-std", f"{meta['noise_std']:g}",
             "--scalars", *[str(s) for s in meta.get("scalars") or []], "--pushforward", str(meta["pushforward"]),
-            "--history", str(meta.get("history", 1)), "--correction", str(meta["correction"]), "--seed", str(seed)]
+            "--history", str(meta.get("history", 1)), "--correction", str(meta["correction"]), "--seed", str(seed),
+            "--out", out]
+    if json_path:
+        cmd += ["--json", json_path]
     return shlex.join(cmd)
 
 
@@ -473,6 +488,13 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
         raise SimError("neither the checkpoint (train.clock: process) nor the metrics JSON (train_cpu_hours, seeds) "
                        "says how much CPU time the training took", cpath)
     package_checkpoint(cpath, stage / "model.pt", correction=str(meta["correction"]))
+    # the bench writes its runs (checkpoints) under --out: the card names both files relative to it
+    out = Path(os.path.commonpath([cpath.resolve(), jpath.resolve().parent]))
+    shown = {"checkpoint": _shown(cpath, out), "json": _shown(jpath, out)}
+    command = shlex.join(["python", "scripts/zoo/build.py", "cylinder_flow", "--checkpoint", shown["checkpoint"],
+                          "--metrics-json", shown["json"]])
+    train_data = (cfg.get("data") or {}).get("train")
+    train_data = None if train_data is None else _shown(Path(train_data), out)
 
     recipe = _recipe("cylinder_flow")
     size = str(meta["size"])
@@ -513,10 +535,11 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
         notes=[f"Metrics: {which}, from {jpath.name} (commit {meta.get('commit')}, {meta.get('date')}); test split "
                f"of {meta.get('test_trajectories')} trajectories, rolled out from their first stored step with "
                "true boundary values.",
-               f"train_cpu_hours: {hours_note}. Training data: {(cfg.get('data') or {}).get('train')}."],
-        extra={"seed": seed, "train_steps": steps, "train_command": _train_command(meta, seed),
+               f"train_cpu_hours: {hours_note}. Training data: {train_data}."],
+        extra={"seed": seed, "train_steps": steps, "train_command": _train_command(meta, seed, "OUT", shown["json"]),
+               "command": command,
                "train_commit": meta.get("commit"), "bench_seeds": seeds, "correction": str(meta["correction"]),
-               "train_data": (cfg.get("data") or {}).get("train"),
+               "train_data": train_data,
                "test_trajectories": meta.get("test_trajectories")})
 
 
@@ -673,7 +696,8 @@ def build(argv: list[str] | None = None) -> Path:
     t0 = time.perf_counter()
     try:
         built = BUILDERS[args.name](args, stage, work)
-        write_entry(args.name, built, stage, command)
+        # a builder that packages files made elsewhere says how to name them portably
+        write_entry(args.name, built, stage, built.extra.pop("command", command))
         check_entry(stage)
         swap_in([(stage, out)])
     finally:
