@@ -24,7 +24,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "datasets" / "cylinder_flow.yaml"
 QUICK_PARAMS = {"mesh_size": 0.06, "mesh_size_min": 0.02, "num_steps": 12, "warmup": 0.3, "max_cfl": 3.0}
 ZOO_MODEL = "zoo:cylinder_flow"
 ZOO_SPLIT = "demo_zoo"  # the fresh trajectory's seed derives from the recipe seed and this name (no split uses it)
-ZOO_STEPS = 60  # stored steps of the fresh trajectory, as many as the demo's own (its rollout is shorter by the history)
+ZOO_STEPS = 60  # stored steps of the fresh trajectory, as many as the demo's own (rollouts: fewer by the history)
 ZOO_QUICK_STEPS = 12
 DEMO_HORIZONS = ("1", "10", "50", "all")
 
