@@ -89,7 +89,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise FileFormatError("no such checkpoint", path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with _quiet_complex_half():  # rebuilding a complex32 tensor warns too
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated files, pickles of objects, foreign formats
         raise FileFormatError(f"not a readable sim checkpoint ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})", path) from None
