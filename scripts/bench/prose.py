@@ -2,6 +2,7 @@
 
     python scripts/bench/prose.py [--quick | --full] [--json PATH] [--seeds N] [--train-seconds S]
                                   [--data-root DIR] [--checkpoint CKPT] [--data-only-checkpoint CKPT] [--beam N]
+                                  [--jobs N] [--out DIR] [--resume]
 
 Data: the ODE recipe (datasets/ode_systems.yaml) restricted to Lorenz, Thomas and Rossler
 (sizes ``lts_medium``: 12000 train / 300 test / 400 ood_test trajectories; ``lts_small`` with
@@ -71,6 +72,7 @@ conditions (their settings), ood_test_trajectories, per_seed, params, peak_mem_m
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -136,24 +138,43 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def train_job(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One training run of the shared trainer from a configuration dict (in this process or in a
     worker of ``--jobs``: one torch thread; the budget is this process's CPU time, so runs side by
-    side train as many steps as one alone on an idle machine). Returns the trainer's summary."""
+    side train as many steps as one alone on an idle machine). Returns the trainer's summary.
+
+    A finished run leaves ``summary.json`` (its configuration and summary) beside its checkpoint;
+    with ``resume`` a run whose ``summary.json`` holds the same configuration is not trained
+    again (a bench interrupted between runs continues where it stopped)."""
     from sim.families import get_family
+    from sim.mesh.atomic import atomic_path
     from sim.train import Config
     from sim.train.trainer import train
 
+    plain = json.loads(json.dumps(cfg_dict))
     cfg = Config.from_dict(cfg_dict)
     family = get_family("prose")
     family.check_config(cfg)
-    ckpt = Path(cfg.train.out) / "checkpoint.pt"
+    run = Path(cfg.train.out)
+    ckpt, done = run / "checkpoint.pt", run / "summary.json"
+    if resume and ckpt.exists() and done.exists():
+        previous = json.loads(done.read_text())
+        if previous.get("config") == plain:
+            print(f"{run.name}: finished before with this configuration, reused ({previous['summary']['steps']} "
+                  "steps)", flush=True)
+            return previous["summary"]
+        print(f"{run.name}: a finished run with another configuration is there; training afresh", flush=True)
     if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
         ckpt.unlink()
+    done.unlink(missing_ok=True)
     t0 = time.perf_counter()
     summary = train(cfg, family, progress=False)
     summary["wall_s"] = time.perf_counter() - t0  # includes reading the data and building the model
-    return {k: str(v) if isinstance(v, Path) else v for k, v in summary.items()}
+    summary = {k: str(v) if isinstance(v, Path) else v for k, v in summary.items()}
+    with atomic_path(done) as tmp:
+        Path(tmp).write_text(json.dumps({"config": plain, "summary": summary}, indent=1,
+                                        default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    return summary
 
 
 def main() -> None:
@@ -197,6 +218,8 @@ def main() -> None:
                     help="training runs side by side (processes of one torch thread; budgets are CPU time)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "prose"))
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the runs under --out that finished with the same configuration (train the rest)")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
@@ -294,13 +317,13 @@ def main() -> None:
         print(f"training {len(runs)} runs in {min(args.jobs, len(runs))} processes")
         with ProcessPoolExecutor(min(args.jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=one_thread) as ex:
-            futures = {key: ex.submit(train_job, cfg) for key, cfg in runs.items()}
+            futures = {key: ex.submit(train_job, cfg, args.resume) for key, cfg in runs.items()}
             summaries = {key: f.result() for key, f in futures.items()}
 
     def train_model(seed: int, kind: str) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The run's model as its checkpoint holds it, and the trainer's summary (trained now unless
         the --jobs pool trained it)."""
-        summary = summaries.get((seed, kind)) or train_job(runs[seed, kind])
+        summary = summaries.get((seed, kind)) or train_job(runs[seed, kind], args.resume)
         model, _ = load_model(summary["checkpoint"])
         return model, summary
 
