@@ -193,3 +193,19 @@ def test_another_package_registers_a_family(monkeypatch, capsys, tmp_path):
     assert configure(Config.from_dict({"model": {"family": "echo"}, "data": {"train": str(data)}})).name == "echo"
     with pytest.raises(Exception, match="does not apply to echo models"):
         get_family("echo").require("rollout")
+
+
+def test_evaluation_table_keeps_long_metric_names_apart():
+    """`sim eval` prints one column per metric: names longer than a cell (persistence_rmse_all,
+    shedding_freq_err) are separated, and every row has one value per column."""
+    from sim.families.base import Evaluation
+
+    columns = ["steps", "rmse_1", "persistence_rmse_all", "shedding_freq_err", "mean_field_rrmse"]
+    rows = [{"entry": "a_long_entry_name_000001", "steps": 58, "rmse_1": 0.0213, "persistence_rmse_all": 0.6095,
+             "shedding_freq_err": 0.0946, "mean_field_rrmse": None}]
+    summary = {"rmse_1": 0.0213, "persistence_rmse_all": 0.6095, "shedding_freq_err": 0.0946}
+    lines = Evaluation(rows, summary, columns).table().splitlines()
+    assert lines[0].split() == ["entry", *columns]
+    assert lines[1].split() == ["a_long_entry_name_000001", "58", "0.0213", "0.6095", "0.0946", "-"]
+    assert lines[2].split() == ["mean", "-", "0.0213", "0.6095", "0.0946", "-"]
+    assert len({len(line) for line in lines}) == 1  # aligned

@@ -245,11 +245,16 @@ class Evaluation:
         self.rows, self.summary, self.columns, self.outputs = rows, summary, columns, outputs or []
 
     def table(self) -> str:
-        head = f"{'entry':<14}" + "".join(f"{c:>14}" for c in self.columns)
+        """Columns as wide as their names (at least 12), two spaces apart."""
+        widths = [max(12, len(c)) + 2 for c in self.columns]
+        first = max(14, *(len(str(r["entry"])) + 2 for r in self.rows)) if self.rows else 14
+        head = f"{'entry':<{first}}" + "".join(f"{c:>{w}}" for c, w in zip(self.columns, widths))
         lines = [head]
         for r in self.rows:
-            lines.append(f"{str(r['entry']):<14}" + "".join(_cell(r.get(c)) for c in self.columns))
-        lines.append(f"{'mean':<14}" + "".join(_cell(self.summary.get(c)) for c in self.columns))
+            lines.append(f"{str(r['entry']):<{first}}" + "".join(_cell(r.get(c), w) for c, w in zip(self.columns,
+                                                                                                  widths)))
+        lines.append(f"{'mean':<{first}}" + "".join(_cell(self.summary.get(c), w) for c, w in zip(self.columns,
+                                                                                                 widths)))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,10 +267,10 @@ class Evaluation:
                 "entries": {str(r["entry"]): {k: clean(v) for k, v in r.items() if k != "entry"} for r in self.rows}}
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, width: int = 14) -> str:
     if v is None:
-        return f"{'-':>14}"
-    return f"{v:>14.4g}" if isinstance(v, float) else f"{v!s:>14}"
+        return f"{'-':>{width}}"
+    return f"{v:>{width}.4g}" if isinstance(v, float) else f"{v!s:>{width}}"
 
 
 def rollout_evaluation(results: list[Any]) -> Evaluation:
