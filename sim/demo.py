@@ -82,10 +82,10 @@ def demo_config(data: Path, run: Path, train_seconds: float, quick: bool) -> dic
 
 def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, workers: int = 2) -> dict[str, Path]:
     from sim.families import get_family, steps_for_budget, train
+    from sim.families.loading import load_model_file
     from sim.mesh.atomic import atomic_path
     from sim.rollout.evaluate import evaluate_store
     from sim.train import Config, load_model
-    from sim.zoo import resolve
     from solvers.recipes import generate, load_recipe
 
     out = Path(out)
@@ -114,11 +114,10 @@ def run_demo(out: Path, quick: bool = False, train_seconds: float = 180.0, worke
                              plot=True)
     r = results[0]
     print(f"[4/4] rolling out the zoo's pretrained model ({ZOO_MODEL}) on a freshly generated trajectory")
-    zoo_model, _ = load_model(resolve(ZOO_MODEL))
+    zoo_family, zoo_model, _ = load_model_file(ZOO_MODEL)  # one checkpoint or an ensemble's members
     fresh = fresh_zoo_trajectory(out, quick)
     zoo_dir = out / "zoo_rollout"
-    z = evaluate_store(zoo_model, fresh, get_family("mesh").case(zoo_model), None, None, zoo_dir, "pvd",
-                       plot=True)[0]
+    z = evaluate_store(zoo_model, fresh, zoo_family.case(zoo_model), None, None, zoo_dir, "pvd", plot=True)[0]
     summary_path = out / "summary.txt"
     text = ""
     for label, res in ((f"demo model ({summary['steps']} steps)", r), (ZOO_MODEL, z)):

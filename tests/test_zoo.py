@@ -275,3 +275,52 @@ def test_quick_build_writes_an_entry_that_loads_and_lists_its_metrics(tmp_path, 
     assert entry.data_seed == 20261124 and entry.extra["data_params"]["family"] == "notched"
     card = entry.card.read_text()
     assert f"{row['metrics']['rrmse_fields']:.4g}" in card and entry.command in card
+
+
+def _bench_run(folder: Path, seed: int) -> Path:
+    """A checkpoint as scripts/bench/mgn_cylinder.py leaves it (a tiny model, its training config)."""
+    from sim.train.checkpoint import save_checkpoint
+
+    model = tiny_simulator()
+    config = {"model": {"family": "mesh", "preset": "cpu", "noise_std": 0.05, "scalars": [], "pushforward": 2,
+                        "history": 1}, "train": {"seed": seed, "clock": "process"},
+              "data": {"train": str(folder / "train.h5")}}
+    return save_checkpoint(folder / f"run_s{seed}" / "checkpoint.pt", model,
+                           {"config": config, "step": 100, "seconds": 1800.0 * (seed + 1)})
+
+
+def test_cylinder_entry_packages_a_bench_runs_seeds_as_an_ensemble(tmp_path, monkeypatch, capsys):
+    bench = tmp_path / "bench"
+    ckpts = [_bench_run(bench, s) for s in (0, 1)]
+    meta = {"benchmark": "mgn_cylinder", "size": "small", "correction": "divergence_free", "preset": "cpu",
+            "noise_std": 0.05, "scalars": [], "pushforward": 2, "history": 1, "train_steps": 100.0,
+            "train_budget_s": None, "seeds": [0, 1], "commit": "abc1234", "date": "2026-12-03",
+            "test_trajectories": 1, "batch_size": 1,
+            **{k: 0.5 for k in ("rmse_1", "rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse",
+                                "fluct_rrmse")},
+            "persistence_rmse_50": 0.9, "persistence_rmse_all": 1.0, "spread_error_spearman": 0.42,
+            **{f"ensemble_{k}": 0.25 for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
+                                               "mean_field_rrmse", "fluct_rrmse")}}
+    (bench / "run.json").write_text(json.dumps(meta))
+    out = tmp_path / "zoo" / "cylinder_flow"
+    argv = ["cylinder_flow", "--checkpoint", *map(str, ckpts), "--metrics-json", str(bench / "run.json"),
+            "--out", str(out)]
+    builder().build(argv)
+    assert sorted(p.name for p in out.iterdir()) == ["card.md", "entry.yaml", "member_s0.pt", "member_s1.pt",
+                                                     "model.json"]
+    monkeypatch.setattr(sim.zoo, "ZOO_DIR", out.parent)
+    surrogate = sim.load("zoo:cylinder_flow")
+    assert len(surrogate.members) == 2 and surrogate.describe()["members"] == 2
+    entry = sim.zoo.entry("cylinder_flow")
+    assert entry.metrics["rmse_all"] == 0.25 and entry.metrics["spread_error_spearman"] == 0.42
+    assert entry.metrics["persistence_rmse_all"] == 1.0 and entry.metrics["rmse_1"] is None
+    assert entry.train_cpu_hours == pytest.approx(1.5)  # 0.5 + 1.0 CPU-hours of the two members
+    assert entry.command == shlex.join(["python", "scripts/zoo/build.py", "cylinder_flow", "--checkpoint",
+                                        "OUT/run_s0/checkpoint.pt", "OUT/run_s1/checkpoint.pt", "--metrics-json",
+                                        "OUT/run.json"])
+    assert "--seed 0 --seeds 2 --out OUT" in entry.extra["train_command"] and str(tmp_path) not in \
+        (out / "card.md").read_text()
+    # an ensemble is every seed of the run its metrics were measured on
+    with pytest.raises(SimError, match=r"every seed .* the JSON's seeds are \[0, 1\], the checkpoints' \[0, 0\]"):
+        builder().build(["cylinder_flow", "--checkpoint", str(ckpts[0]), str(ckpts[0]), "--metrics-json",
+                         str(bench / "run.json"), "--out", str(tmp_path / "zoo2" / "cylinder_flow")])

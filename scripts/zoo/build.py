@@ -421,9 +421,11 @@ def _shown(path: Path, out: Path) -> str:
     return path.name
 
 
-def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path: str | None = None) -> str:
-    """The scripts/bench/mgn_cylinder.py command that trains a model as the JSON's run did, its runs
-    under ``out`` and its JSON at ``json_path``."""
+def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path: str | None = None,
+                   n_seeds: int = 1) -> str:
+    """The scripts/bench/mgn_cylinder.py command that trains a model (``n_seeds`` of them, seeds
+    ``seed``, ``seed`` + 1, ...) as the JSON's run did, its runs under ``out`` and its JSON at
+    ``json_path``."""
     cmd = ["python", "scripts/bench/mgn_cylinder.py", "--size", str(meta["size"]), "--preset", str(meta["preset"])]
     if meta.get("train_budget_s") is None and meta.get("train_steps"):
         cmd += ["--train-steps", str(int(round(meta["train_steps"])))]
@@ -435,25 +437,20 @@ def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path:
     cmd += ["--batch-size", str(meta.get("batch_size", 1)), "--noise-std", f"{meta['noise_std']:g}",
             "--scalars", *[str(s) for s in meta.get("scalars") or []], "--pushforward", str(meta["pushforward"]),
             "--history", str(meta.get("history", 1)), "--correction", str(meta["correction"]), "--seed", str(seed),
-            "--out", out]
+            *(["--seeds", str(n_seeds)] if n_seeds > 1 else []), "--out", out]
     if json_path:
         cmd += ["--json", json_path]
     return shlex.join(cmd)
 
 
-def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
+ENSEMBLE_KEYS = ("rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse")
+
+
+def _cylinder_run(cpath: Path, meta: dict[str, Any], jpath: Path) -> tuple[dict[str, Any], int, int, float, str]:
+    """Check that the checkpoint was trained as the metrics JSON says; returns its training
+    configuration, seed, steps, training CPU-hours and where the hours come from."""
     from sim.train.checkpoint import read_checkpoint
 
-    jpath, cpath = Path(args.metrics_json), Path(args.checkpoint)
-    try:
-        meta = json.loads(jpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SimError(f"not a readable metrics JSON ({exc})", jpath) from None
-    if not isinstance(meta, dict) or meta.get("benchmark") != "mgn_cylinder":
-        raise SimError("not the JSON of scripts/bench/mgn_cylinder.py (no 'benchmark': 'mgn_cylinder')", jpath)
-    missing = [k for k in ("size", "correction", *CONFIG_KEYS, *CYLINDER_KEYS) if k not in meta]
-    if missing:
-        raise SimError(f"the metrics JSON lacks {', '.join(missing)}", jpath)
     payload = read_checkpoint(cpath)
     if payload["model"]["name"] != "mesh_simulator":
         raise SimError(f"a {payload['model']['name']!r} model, not a mesh simulator (MeshGraphNet)", cpath)
@@ -471,27 +468,67 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
         raise SimError(f"the checkpoint was not trained as the metrics JSON {jpath} says ({'; '.join(differ)})", cpath)
     seed = int(cfg["train"].get("seed", 0))
     seeds = meta.get("seeds")
-    if seeds:  # the JSON's run trained these seeds: the metrics of the packaged one are its seed's
-        if seed not in seeds:
-            raise SimError(f"the checkpoint's training seed {seed} is not among the JSON's seeds {seeds}: is it the "
-                           "JSON of this model's run?", jpath)
-        measured = meta.get("per_seed", {}).get(str(seed)) or meta
-        which = f"seed {seed} of the bench run's seeds {seeds}"
-    else:  # the JSON evaluated a given checkpoint (--checkpoint): its numbers are that model's
-        measured, which = meta, "the bench's evaluation of this checkpoint (--checkpoint)"
-    metrics = {k: measured.get(k, meta.get(k)) for k in CYLINDER_KEYS}
+    if seeds and seed not in seeds:
+        raise SimError(f"the checkpoint's training seed {seed} is not among the JSON's seeds {seeds}: is it the "
+                       "JSON of this model's run?", jpath)
     if train_state.get("seconds") is not None and cfg["train"].get("clock") == "process":
-        hours, hours_note = float(train_state["seconds"]) / 3600, "the checkpoint's training CPU time"
-    elif meta.get("train_cpu_hours") and seeds:
-        hours, hours_note = float(meta["train_cpu_hours"]) / len(seeds), "the JSON's training CPU-hours per seed"
+        return cfg, seed, steps, float(train_state["seconds"]) / 3600, "the checkpoint's training CPU time"
+    if meta.get("train_cpu_hours") and seeds:
+        return cfg, seed, steps, float(meta["train_cpu_hours"]) / len(seeds), "the JSON's training CPU-hours per seed"
+    raise SimError("neither the checkpoint (train.clock: process) nor the metrics JSON (train_cpu_hours, seeds) "
+                   "says how much CPU time the training took", cpath)
+
+
+def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
+    """One checkpoint, or several (the seeds of one bench run) packaged as a deep ensemble whose
+    metrics are the run's ``ensemble_*`` figures and ``spread_error_spearman``."""
+    from sim.train.checkpoint import save_ensemble
+
+    jpath, cpaths = Path(args.metrics_json), [Path(c) for c in args.checkpoint]
+    try:
+        meta = json.loads(jpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SimError(f"not a readable metrics JSON ({exc})", jpath) from None
+    if not isinstance(meta, dict) or meta.get("benchmark") != "mgn_cylinder":
+        raise SimError("not the JSON of scripts/bench/mgn_cylinder.py (no 'benchmark': 'mgn_cylinder')", jpath)
+    ensemble = len(cpaths) > 1
+    need = [f"ensemble_{k}" for k in ENSEMBLE_KEYS] + ["spread_error_spearman"] if ensemble else []
+    missing = [k for k in ("size", "correction", *CONFIG_KEYS, *CYLINDER_KEYS, *need) if k not in meta]
+    if missing:
+        raise SimError(f"the metrics JSON lacks {', '.join(missing)}", jpath)
+    runs = [_cylinder_run(c, meta, jpath) for c in cpaths]
+    cfg, seed, steps, _, hours_note = runs[0]
+    member_seeds = [r[1] for r in runs]
+    seeds = meta.get("seeds")
+    hours = sum(r[3] for r in runs)
+    if ensemble:
+        if sorted(member_seeds) != sorted(seeds or []):
+            raise SimError(f"an ensemble packages every seed its metrics were measured with: the JSON's seeds are "
+                           f"{seeds}, the checkpoints' {member_seeds}", jpath)
+        metrics = {**{k: meta.get(f"ensemble_{k}") for k in ENSEMBLE_KEYS}, "rmse_1": None,
+                   "persistence_rmse_50": meta["persistence_rmse_50"],
+                   "persistence_rmse_all": meta["persistence_rmse_all"],
+                   "spread_error_spearman": meta["spread_error_spearman"]}
+        which = f"the deep ensemble of the bench run's seeds {seeds} (its ensemble_* figures)"
+        members = []
+        for c, s in zip(cpaths, member_seeds):
+            package_checkpoint(c, stage / f"member_s{s}.pt", correction=str(meta["correction"]))
+            members.append(stage / f"member_s{s}.pt")
+        save_ensemble(stage / "model.json", members)
+        model_file = "model.json"
     else:
-        raise SimError("neither the checkpoint (train.clock: process) nor the metrics JSON (train_cpu_hours, seeds) "
-                       "says how much CPU time the training took", cpath)
-    package_checkpoint(cpath, stage / "model.pt", correction=str(meta["correction"]))
-    # the bench writes its runs (checkpoints) under --out: the card names both files relative to it
-    out = Path(os.path.commonpath([cpath.resolve(), jpath.resolve().parent]))
-    shown = {"checkpoint": _shown(cpath, out), "json": _shown(jpath, out)}
-    command = shlex.join(["python", "scripts/zoo/build.py", "cylinder_flow", "--checkpoint", shown["checkpoint"],
+        if seeds:  # the JSON's run trained these seeds: the metrics of the packaged one are its seed's
+            measured = meta.get("per_seed", {}).get(str(seed)) or meta
+            which = f"seed {seed} of the bench run's seeds {seeds}"
+        else:  # the JSON evaluated a given checkpoint (--checkpoint): its numbers are that model's
+            measured, which = meta, "the bench's evaluation of this checkpoint (--checkpoint)"
+        metrics = {k: measured.get(k, meta.get(k)) for k in CYLINDER_KEYS}
+        package_checkpoint(cpaths[0], stage / "model.pt", correction=str(meta["correction"]))
+        model_file = "model.pt"
+    # the bench writes its runs (checkpoints) under --out: the card names the files relative to it
+    out = Path(os.path.commonpath([*(c.resolve() for c in cpaths), jpath.resolve().parent]))
+    shown = {"checkpoints": [_shown(c, out) for c in cpaths], "json": _shown(jpath, out)}
+    command = shlex.join(["python", "scripts/zoo/build.py", "cylinder_flow", "--checkpoint", *shown["checkpoints"],
                           "--metrics-json", shown["json"]])
     train_data = (cfg.get("data") or {}).get("train")
     train_data = None if train_data is None else _shown(Path(train_data), out)
@@ -505,26 +542,37 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
     drift = ("Rollouts drift: " + ", ".join(f"{'over all ' + str(length) if h == 'all' else 'at ' + h} steps the "
                                             f"RMSE is {r:.2f} x persistence's" for h, r in ratio.items())
              + "; see the flow metrics for the shedding frequency and the mean flow.")
+    detail = ("(CPU preset, latent 64, 6 message-passing steps"
+              + (f", {m.get('history')} frames in" if int(m.get("history") or 1) > 1 else "") + ")")
+    what = (f"A deep ensemble of {len(cpaths)} MeshGraphNets {detail} trained from seeds "
+            f"{', '.join(map(str, member_seeds))} on the same data (rollouts give the members' mean and, as "
+            "`velocity_std`, their spread per node and step)" if ensemble else f"MeshGraphNet {detail}")
+    rows = [("rollout RMSE of the velocity, step 1", "rmse_1", None),
+            ("rollout RMSE, steps 1-50", "rmse_50", "persistence_rmse_50"),
+            ("rollout RMSE, all steps", "rmse_all", "persistence_rmse_all"),
+            ("shedding-frequency relative error, median", "shedding_freq_err_median", None),
+            ("mean-flow relative RMSE", "mean_field_rrmse", None),
+            ("fluctuation (r.m.s. field) relative RMSE", "fluct_rrmse", None)]
+    if ensemble:
+        rows = rows[1:] + [("Spearman correlation of the members' spread with the error", "spread_error_spearman",
+                            None)]
+    train_command = _train_command(meta, min(member_seeds), "OUT", shown["json"], len(member_seeds))
     return Built(
-        family="mesh", model="model.pt", recipe=recipe.name, size=size, data_seed=recipe.seed,
+        family="mesh", model=model_file, recipe=recipe.name, size=size, data_seed=recipe.seed,
         data_params=recipe_params(recipe, size), splits=split_counts(recipe, size, ("train", "valid", "test")),
         train_cpu_hours=hours, metrics={k: (None if v is None else float(v)) for k, v in metrics.items()},
-        rows=[("rollout RMSE of the velocity, step 1", "rmse_1", None),
-              ("rollout RMSE, steps 1-50", "rmse_50", "persistence_rmse_50"),
-              ("rollout RMSE, all steps", "rmse_all", "persistence_rmse_all"),
-              ("shedding-frequency relative error, median", "shedding_freq_err_median", None),
-              ("mean-flow relative RMSE", "mean_field_rrmse", None),
-              ("fluctuation (r.m.s. field) relative RMSE", "fluct_rrmse", None)],
-        title="MeshGraphNet for flow past a cylinder",
-        description="MeshGraphNet (CPU preset, latent 64, 6 message-passing steps): the velocity of 2D "
-                    "incompressible flow past a cylinder in a channel (Re 50-400, varied cylinder and inflow, each "
-                    "trajectory meshed on its own), stepped by 0.01 s from the current velocity and the viscosity "
-                    f"nu; rollouts apply the {meta['correction']} correction after every step.",
+        rows=rows,
+        title="MeshGraphNet " + ("ensemble " if ensemble else "") + "for flow past a cylinder",
+        description=f"{what}: the velocity of 2D incompressible flow past a cylinder in a channel (Re 50-400, "
+                    "varied cylinder and inflow, each trajectory meshed on its own), stepped by 0.01 s from the "
+                    f"current velocity and the viscosity nu; rollouts apply the {meta['correction']} correction "
+                    "after every step.",
         baseline="persistence: the velocity of the start held over the rollout",
         config={"network": m.get("network"), "preset": m.get("preset"), "network_args": m.get("network_args"),
                 "fields": m.get("fields"), "target": m.get("target"), "noise_std": m.get("noise_std"),
                 "scalars": m.get("scalars"), "pushforward": m.get("pushforward"), "history": m.get("history"),
-                "optim": cfg.get("optim"), "train_steps": steps, "seed": seed,
+                "optim": cfg.get("optim"), "train_steps": steps,
+                **({"seeds": member_seeds} if ensemble else {"seed": seed}),
                 "rollout_correction": meta["correction"]},
         usage='traj = sim.load("zoo:{name}").rollout(initial, steps=100)  # initial: a Trajectory with '
               "velocity, node types and params nu",
@@ -535,9 +583,10 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
         notes=[f"Metrics: {which}, from {jpath.name} (commit {meta.get('commit')}, {meta.get('date')}); test split "
                f"of {meta.get('test_trajectories')} trajectories, rolled out from their first stored step with "
                "true boundary values.",
-               f"train_cpu_hours: {hours_note}. Training data: {train_data}."],
-        extra={"seed": seed, "train_steps": steps, "train_command": _train_command(meta, seed, "OUT", shown["json"]),
-               "command": command,
+               f"train_cpu_hours: {hours_note}" + (", summed over the members" if ensemble else "")
+               + f". Training data: {train_data}."],
+        extra={**({"seeds": member_seeds} if ensemble else {"seed": seed}), "train_steps": steps,
+               "train_command": train_command, "command": command,
                "train_commit": meta.get("commit"), "bench_seeds": seeds, "correction": str(meta["correction"]),
                "train_data": train_data,
                "test_trajectories": meta.get("test_trajectories")})
@@ -565,7 +614,7 @@ CARD = """# {name}: {title}
 | | |
 |---|---|
 | family | `{family}` |
-| model file | `{model}` ({size_mb:.2f} MB) |
+| model file | `{model}` ({size_mb:.2f} MB in all) |
 | data | recipe `{recipe}` (datasets/{recipe}.yaml), size `{size}` ({splits}{size_note}), recipe seed {data_seed} |
 | {trained} | {train_cpu_hours:.3g} CPU-hours ({train_cpu_s:.0f} CPU-s of this process, one torch thread) |
 | built | {date}, commit {commit} |
@@ -612,7 +661,7 @@ def write_entry(name: str, built: Built, stage: Path, command: str) -> None:
     from _common import COMMIT
 
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    size_mb = (stage / built.model).stat().st_size / 1e6
+    size_mb = sum(p.stat().st_size for p in stage.iterdir() if p.is_file()) / 1e6  # an ensemble's members too
     entry = {"name": name, "family": built.family, "model": built.model, "recipe": built.recipe, "size": built.size,
              "data_seed": built.data_seed, "train_cpu_hours": round(built.train_cpu_hours, 4),
              "metrics": {k: finite(v) for k, v in plain(built.metrics).items()}, "command": command,
@@ -634,8 +683,8 @@ def write_entry(name: str, built: Built, stage: Path, command: str) -> None:
         date=date, commit=COMMIT or "unknown",
         usage=built.usage.replace("{name}", name), config=yaml.safe_dump(plain(built.config), sort_keys=False),
         command=command,
-        train_command=(f"\nwhere the checkpoint was trained by\n\n```\n{train_command}\n```\n" if train_command
-                       else ""),
+        train_command=(f"\nwhere the checkpoint{'s were' if built.extra.get('seeds') else ' was'} trained by\n\n"
+                       f"```\n{train_command}\n```\n" if train_command else ""),
         n_test=f"{n_test} {units[n_test != 1]}", baseline=built.baseline,
         table=table, notes="".join(f"\n{n}\n" for n in built.notes),
         limits="\n".join(f"- {x}" for x in built.limits))
@@ -665,7 +714,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, help="training seed (default 0)")
     ap.add_argument("--out", help="the entry's folder (default sim/zoo/models/NAME)")
     ap.add_argument("--workers", type=int, default=1, help="data generation processes (default 1)")
-    ap.add_argument("--checkpoint", help="cylinder_flow: the trained checkpoint to package")
+    ap.add_argument("--checkpoint", nargs="+",
+                    help="cylinder_flow: the trained checkpoint to package; several (the seeds of the metrics "
+                         "JSON's run) make a deep ensemble")
     ap.add_argument("--metrics-json", help="cylinder_flow: the JSON scripts/bench/mgn_cylinder.py wrote for it")
     return ap.parse_args(argv)
 
