@@ -39,7 +39,7 @@ the default is the setting with the best measured rollout-50 (half the persisten
 
 Three seeds of the default at a fixed 15,000 steps (`--train-steps 15000 --seeds 3`, 2.5 CPU-hours
 in all), mean and spread over the seeds; the ensemble of the three in the last row
-(docs/results/mgn_cylinder.json, mgn_cylinder_no_correction.json):
+(docs/results/mgn_cylinder_history1.json, mgn_cylinder_no_correction.json):
 
 | rollout correction | rollout-1 | rollout-50 | all | shedding freq. err. | mean flow | fluctuation |
 |---|---|---|---|---|---|---|
@@ -64,6 +64,17 @@ RMSE (0.453 against the default's 0.508) and the fluctuation error (0.41 against
 it above persistence. Bundling two frames per call (it needs one frame of history) gave the
 lowest rollout-50 of any single model and cut the all-rollout RMSE of seed 0 from 0.544 to 0.443;
 one seed each, 0.88-0.92 training CPU-hours each.
+
+Three seeds of `--history 2` (`--history 2 --train-steps 15000 --seeds 3`, 2.7 CPU-hours in all;
+docs/results/mgn_cylinder.json), mean and spread, and the ensemble of the three:
+
+| model | rollout-1 | rollout-50 | all | shedding freq. err. | mean flow | fluctuation |
+|---|---|---|---|---|---|---|
+| history 2 | 0.0222 +- 0.0004 | 0.224 +- 0.029 | 0.453 +- 0.032 | 0.18 +- 0.09 | 0.196 +- 0.014 | 0.41 +- 0.04 |
+| history 2, ensemble mean | | 0.193 | 0.370 | 0.133 | 0.148 | 0.431 |
+
+The ensemble is the first model under persistence over whole rollouts (0.370 against 0.433), and
+its spread ranks its error with Spearman 0.80.
 
 JSON keys: rmse_1, rmse_50, rmse_all, persistence_rmse_50, persistence_rmse_all, the flow metrics of
 `sim eval` (shedding_freq_err_median, mean_field_rrmse, fluct_rrmse), each the mean over `--seeds`
