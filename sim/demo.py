@@ -6,9 +6,9 @@
 3. roll it out from the first step of an unseen trajectory with the boundary values of the
    ground truth, and write the rollout (prediction, truth, error per step) as a ParaView
    series with PNGs of the error curve and of the last step;
-4. roll out the zoo's pretrained cylinder model (``zoo:cylinder_flow``, trained for about an
-   hour of CPU on the recipe's medium set) on a trajectory generated fresh for the demo (from
-   a seed no training set uses), written the same way.
+4. roll out the zoo's pretrained cylinder model (``zoo:cylinder_flow``, trained on the
+   recipe's medium set: its model card says how) on a trajectory generated fresh for the demo
+   (from a seed no training set uses), written the same way.
 
 Both models' RMSE is printed next to persistence's (the start held) at a few horizons.
 """
