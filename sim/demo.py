@@ -52,8 +52,9 @@ def fresh_zoo_trajectory(out: Path, quick: bool) -> Path:
 
     entry = zoo_entry(ZOO_MODEL[len(PREFIX):])
     recipe = load_recipe(RECIPE)
-    params = {**(entry.extra.get("data_params") or recipe.sizes[entry.size].get("params", {})),
-              "num_steps": ZOO_QUICK_STEPS if quick else ZOO_STEPS}
+    # the entry's test-split parameters (the recipe's common ones with its size's on top)
+    params = entry.extra.get("data_params") or next(s.params for s in recipe.splits(entry.size) if s.name == "test")
+    params = {**params, "num_steps": ZOO_QUICK_STEPS if quick else ZOO_STEPS}
     traj = generate_entry(recipe.generator, params, recipe.seed, ZOO_SPLIT, 0)
     path = out / "zoo_data" / "fresh.h5"
     path.parent.mkdir(parents=True, exist_ok=True)

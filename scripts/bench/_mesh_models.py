@@ -133,13 +133,14 @@ def over_seeds(per_seed: list[dict[str, Any]], seeds: list[int], keys: tuple[str
     return out
 
 
+ENSEMBLE_KEYS = ("rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse")
+
+
 def ensemble_metrics(checkpoints: list[Path], test: Path, correction: str | None = None) -> dict[str, Any]:
     """The seeds' models rolled out as one deep ensemble (mean and spread per node and step):
-    ``spread_error_spearman`` and the ensemble mean's metrics as ``ensemble_<key>``."""
+    ``spread_error_spearman`` and the ensemble mean's metrics (:data:`ENSEMBLE_KEYS`) as ``ensemble_<key>``."""
     ens = rollout_metrics(list(checkpoints), test, correction=correction)
-    return {"spread_error_spearman": ens["spread_error_spearman"],
-            **{f"ensemble_{k}": ens[k] for k in ("rmse_50", "rmse_all", "shedding_freq_err_median",
-                                                  "mean_field_rrmse", "fluct_rrmse")}}
+    return {"spread_error_spearman": ens["spread_error_spearman"], **{f"ensemble_{k}": ens[k] for k in ENSEMBLE_KEYS}}
 
 
 def step_times(checkpoints: dict[str, str | Path], mesh: Any, state: np.ndarray, repeats: int = 20,

@@ -443,9 +443,6 @@ def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path:
     return shlex.join(cmd)
 
 
-ENSEMBLE_KEYS = ("rmse_50", "rmse_all", "shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse")
-
-
 def _cylinder_run(cpath: Path, meta: dict[str, Any], jpath: Path) -> tuple[dict[str, Any], int, int, float, str]:
     """Check that the checkpoint was trained as the metrics JSON says; returns its training
     configuration, seed, steps, training CPU-hours and where the hours come from."""
@@ -482,6 +479,9 @@ def _cylinder_run(cpath: Path, meta: dict[str, Any], jpath: Path) -> tuple[dict[
 def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
     """One checkpoint, or several (the seeds of one bench run) packaged as a deep ensemble whose
     metrics are the run's ``ensemble_*`` figures and ``spread_error_spearman``."""
+    _bench()
+    from _mesh_models import ENSEMBLE_KEYS  # the ensemble figures scripts/bench/mgn_cylinder.py writes
+
     from sim.train.checkpoint import save_ensemble
 
     jpath, cpaths = Path(args.metrics_json), [Path(c) for c in args.checkpoint]
