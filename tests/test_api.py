@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import pyvista as pv
+import sympy as sp
 
 import sim
 import sim.mesh as sm
@@ -232,14 +233,23 @@ def test_prose_surrogate_predicts_the_future_and_equations(tmp_path):
     assert surrogate.family == "prose"
     t = np.linspace(0, 2, 64)
     window = np.stack([np.sin(t), np.cos(t), 0.5 * t], 1)
-    future, exprs = surrogate.predict((t, window), symbols=["x1", "-x0", "0.5"])
+    future, exprs = surrogate.predict((t, window), symbols=["x1", "-x0", "0.5"], fuse_tol=None)
     q = t[-1] + (t[1] - t[0]) * np.arange(1, 129)
     np.testing.assert_allclose(future.times, q)
     direct, _ = torch_model.query(t, window, q, symbols=["x1", "-x0", "0.5"])
     np.testing.assert_allclose(future.point_fields["state"][:, 0], direct, rtol=1e-5, atol=1e-6)
+    assert future.params["prediction"] == "decoder"
     assert exprs is None or len(exprs) == 3  # an untrained model may not produce a parsable system
     with pytest.raises(SimError, match="the equation guess has 2 components; the window has 3"):
         surrogate.predict((t, window), symbols=["x1", "x0"])
+    # equations that reproduce the window give the future by integration (x0' = x1, x1' = -x0, x2' = 0.5)
+    x0, x1 = sp.symbols("x0 x1")
+    surrogate.model.query = lambda *a, **k: (direct, [x1, -x0, sp.Float(0.5)])
+    fused, _ = surrogate.predict((t, window))
+    assert fused.params["prediction"] == "equations"
+    truth = np.stack([np.sin(q), np.cos(q), 0.5 * q], 1)
+    np.testing.assert_allclose(fused.point_fields["state"][:, 0], truth, atol=1e-3)
+    assert surrogate.predict((t, window), fuse_tol=None)[0].params["prediction"] == "decoder"
 
 
 def test_evaluate_reports_what_sim_eval_does(trained, tmp_path, capsys):

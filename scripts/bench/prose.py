@@ -52,6 +52,13 @@ Metrics (sim.models.prose.evaluate): data relative L2 over the predicted window 
 per system), the hold-last-value baseline, valid fraction (parses, finite at 50 points in
 [-5, 5]^d), skeleton match, median relative L2 of the generated vector field at those points,
 and the median relative L2 of the generated equations integrated from the first observed state.
+
+The fused prediction uses both of the multimodal model's outputs, as its surrogate's ``predict``
+does: the generated equations integrated from the last observed state where, integrated over the
+observed window from its first state, they reproduce the window within --fuse-tol (5 %, relative
+L2), the data decoder's prediction elsewhere (``fused_rel_l2_*``, and ``fused_fraction``: the
+share of trajectories that used the equations). Every condition scores it too, with its own gain
+table against the data-only model (which has no equations to integrate).
 Spread over seeds (``_std``, ``std``) is the sample standard deviation (ddof 1; null for one seed).
 
 --full: all 15 systems (size ``large``), the paper preset, 6 hours (wall clock) per model and seed,
@@ -66,6 +73,8 @@ train_s, train_steps, data_only_train_s, data_only_train_steps (means); multimod
 {mean, std (of data-only / multimodal over seeds), multimodal_rel_l2, data_only_rel_l2 (means),
 per_seed: [{seed, multimodal_rel_l2, data_only_rel_l2, gain}]}; gain_<condition> and
 gain_<condition>_std (the same, flat); gain_exceeds_spread: the conditions where mean - 1 > std;
+fused_rel_l2_mean, fused_rel_l2_median, fused_fraction, fused_rel_l2_<system>; multimodal_gain_fused,
+gain_fused_<condition>(_std), gain_fused_exceeds_spread: the same tables for the fused prediction;
 conditions (their settings), ood_test_trajectories, per_seed, params, peak_mem_mb, machine.
 """
 
@@ -213,6 +222,9 @@ def main() -> None:
                          "training range from its centre")
     ap.add_argument("--wrong-p", type=float, default=0.4,
                     help="term deletion and insertion probability of the wrong_terms condition")
+    ap.add_argument("--fuse-tol", type=float, default=0.05,
+                    help="the fused prediction uses the generated equations where, integrated over the observed "
+                         "window, they reproduce it within this relative L2 (0: off)")
     ap.add_argument("--workers", type=int, default=1, help="data generation processes")
     ap.add_argument("--jobs", type=int, default=1,
                     help="training runs side by side (processes of one torch thread; budgets are CPU time)")
@@ -349,16 +361,21 @@ def main() -> None:
     }
     conditions = [c for c in CONDITIONS if c not in skipped]
 
-    def data_error(model: torch.nn.Module, cond: str) -> float:
+    fuse_tol = args.fuse_tol or None
+
+    def data_error(model: torch.nn.Module, cond: str) -> tuple[float, float | None]:
+        """(data decoder's relative L2, fused prediction's relative L2 or None) under ``cond``."""
         samples, changes = settings[cond]
-        return evaluate(model, samples, collator(model, **changes), equations=False)["data_rel_l2_mean"]
+        fused = fuse_tol is not None and model.symbol_output
+        ev = evaluate(model, samples, collator(model, **changes), equations=fused, fuse_tol=fuse_tol)
+        return ev["data_rel_l2_mean"], ev["fused_rel_l2_mean"] if fused else None
 
     results: dict[str, Any] = {
         "size": size, "systems": ",".join(names), "train_trajectories": len(train_set),
         "test_trajectories": len(test_set), "ood_test_trajectories": len(ood),
         "ood_split_trajectories": len(ood_split) if ood_split is not None else 0, "preset": preset,
         "batch_size": batch_size, "lr": lr, "budget_clock": clock, "train_budget_s": budget, "generate_s": gen_s,
-        "data_noise": args.data_noise, "p_drop": args.p_drop,
+        "data_noise": args.data_noise, "p_drop": args.p_drop, "fuse_tol": fuse_tol,
         "min_input_points": args.min_input_points if args.p_truncate > 0 else None, "p_truncate": args.p_truncate,
         "conditions": {"standard": f"{n_in} observed points, noisy skeleton (p_delete = p_insert = 0.15)",
                        "short_window": f"last {args.short_window} of {n_in} observed points",
@@ -407,7 +424,7 @@ def main() -> None:
         for kind in ("noisy", "clean", "none"):
             t0 = time.perf_counter()
             evals[kind] = evaluate(model, test_set, collator(model, symbols=kind), beam_size=args.beam,
-                                   integrate_equations=kind == "noisy", progress=True)
+                                   integrate_equations=kind == "noisy", progress=True, fuse_tol=fuse_tol)
             evals[kind]["eval_s"] = time.perf_counter() - t0
         evals_by_seed.append(evals)
         row.update({k: evals["noisy"][k] for k in HEADLINE})
@@ -420,14 +437,18 @@ def main() -> None:
         # the conditions, on the same two models
         row["conditions"] = {}
         for cond in conditions:
-            e_m = data_error(model, cond)
+            e_m, e_f = data_error(model, cond)
             e_d = None
             if data_only is not None:
                 e_d = row["conditions"]["standard"]["data_only_rel_l2"] if cond in SYMBOL_ONLY else \
-                    data_error(data_only, cond)
+                    data_error(data_only, cond)[0]
             row["conditions"][cond] = {"multimodal_rel_l2": e_m, "data_only_rel_l2": e_d,
                                        "gain": e_d / e_m if e_d is not None and e_m > 0 else None}
+            if e_f is not None:
+                row["conditions"][cond].update(fused_rel_l2=e_f,
+                                               fused_gain=e_d / e_f if e_d is not None and e_f > 0 else None)
             shown = "" if e_d is None else f", data-only {e_d:.4f}, gain {e_d / e_m:.3f}"
+            shown += "" if e_f is None else f"; fused {e_f:.4f}" + ("" if e_d is None else f", gain {e_d / e_f:.3f}")
             print(f"  {cond:>13}: multimodal {e_m:.4f}{shown}")
         per_seed.append(row)
 
@@ -461,6 +482,15 @@ def main() -> None:
         for cond, g in table.items():
             results[f"gain_{cond}"], results[f"gain_{cond}_std"] = g["mean"], g["std"]
         results["gain_exceeds_spread"] = exceeds
+        if fuse_tol is not None:  # the same table for the prediction of both modalities
+            fused_rows = [{"seed": r["seed"], "conditions": {
+                c: {"multimodal_rel_l2": v["fused_rel_l2"], "data_only_rel_l2": v["data_only_rel_l2"]}
+                for c, v in r["conditions"].items()}} for r in per_seed]
+            table, exceeds = gain_table(fused_rows)
+            results["multimodal_gain_fused"] = table
+            for cond, g in table.items():
+                results[f"gain_fused_{cond}"], results[f"gain_fused_{cond}_std"] = g["mean"], g["std"]
+            results["gain_fused_exceeds_spread"] = exceeds
     else:
         results["multimodal_conditions_rel_l2"] = {
             c: mean_and_spread([r["conditions"][c]["multimodal_rel_l2"] for r in per_seed])[0] for c in conditions}
@@ -478,6 +508,12 @@ def main() -> None:
             std = "-" if g["std"] is None else f"{g['std']:.3f}"
             print(f"  {cond:>13}  {g['multimodal_rel_l2']:>10.4f}  {g['data_only_rel_l2']:>10.4f}  "
                   f"{g['mean']:>7.3f}  {std:>7}")
+        if "multimodal_gain_fused" in results:
+            print("\nthe same with the fused prediction (equations where they fit the window, else the decoder)")
+            for cond, g in results["multimodal_gain_fused"].items():
+                std = "-" if g["std"] is None else f"{g['std']:.3f}"
+                print(f"  {cond:>13}  {g['multimodal_rel_l2']:>10.4f}  {g['data_only_rel_l2']:>10.4f}  "
+                      f"{g['mean']:>7.3f}  {std:>7}")
     report("prose", results, args.json, seeds=seeds,
            train_cpu_hours=train_seconds / 3600.0 if train_seconds else None)
 

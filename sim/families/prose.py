@@ -16,9 +16,10 @@ Configuration (``model.family: prose``)::
     optim: {name: adamw, lr: 1.0e-3, schedule: inverse_sqrt, warmup_steps: 300, weight_decay: 1.0e-4}
     train: {steps: 10000, clock: process}
 
-Metrics (``sim eval``): relative L2 of the predicted future (and of holding the last observed
-state), the fraction of generated equations that parse, their skeleton match and the
-relative L2 of their vector field.
+Metrics (``sim eval``): relative L2 of the predicted future (the data decoder's, the fused
+prediction's: the generated equations integrated where they reproduce the observed window,
+and holding the last observed state), the fraction of generated equations that parse, their
+skeleton match and the relative L2 of their vector field.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import numpy as np
 from sim.errors import SimError
 from sim.families.base import Evaluation, Family, Surrogate, register_family
 from sim.mesh import Mesh, Trajectory
+
+FUSE_TOL = 0.05  # window fit (relative L2) under which a prediction integrates the generated equations
 
 
 @dataclass
@@ -129,9 +132,9 @@ class ProseFamily(Family):
         symbols = opts.eval_symbols if model.symbol_input else "off"
         collator = PROSECollator(model.vocab, model.max_dim, opts.input_points, symbols=symbols,
                                  pool=ds.term_pool(), data_noise=opts.data_noise, seed=12345)
-        res = evaluate(model, samples, collator, progress=len(samples) > 64)
+        res = evaluate(model, samples, collator, progress=len(samples) > 64, fuse_tol=FUSE_TOL)
         per = res["per_sample"]
-        keys = ["data_rel_l2", "baseline_rel_l2"] + (["valid", "expr_rel_l2", "skeleton_match"]
+        keys = ["data_rel_l2", "baseline_rel_l2"] + (["fused_rel_l2", "valid", "expr_rel_l2", "skeleton_match"]
                                                      if model.symbol_output else [])
         rows = [{"entry": s.name, **{k: (float(per[k][i]) if k != "valid" and k != "skeleton_match"
                                          else bool(per[k][i])) for k in keys},
@@ -140,21 +143,25 @@ class ProseFamily(Family):
         summary = {k: v for k, v in res.items() if isinstance(v, float)}
         if out is not None:
             self._write(model, samples, rows, opts, out, plot)
-        cols = ["data_rel_l2", "baseline_rel_l2"] + (["expr_rel_l2"] if model.symbol_output else [])
+        cols = ["data_rel_l2", "baseline_rel_l2"] + (["fused_rel_l2", "expr_rel_l2"] if model.symbol_output else [])
         summary.update({c: float(np.mean([r[c] for r in rows])) for c in cols if c not in summary})
         return Evaluation(rows, summary, cols, [out / f"{s.name}.csv" for s in samples] if out is not None else [])
 
     def _write(self, model: Any, samples: list[Any], rows: list[dict[str, Any]], opts: ProseOptions,
                out: Path, plot: bool = False) -> None:
-        """Per entry ``<entry>.csv``: time, predicted and true state of the future (and with
-        ``plot`` ``<entry>.png``), and ``equations.json``: the generated equations next to the true ones."""
+        """Per entry ``<entry>.csv``: time, predicted (as the surrogate predicts it: fused, see
+        :meth:`ProseSurrogate.predict`) and true state of the future (and with ``plot``
+        ``<entry>.png``), and ``equations.json``: the generated equations next to the true ones."""
         from sim.mesh.atomic import atomic_path
+        from sim.models.prose.evaluate import fuse
 
         out.mkdir(parents=True, exist_ok=True)
         n = opts.input_points
         eqs = {}
         for s, row in zip(samples, rows):
             pred, exprs = model.query(s.times[:n], s.state[:n], s.times[n:s.state.shape[0]])
+            if exprs is not None:
+                pred = fuse(exprs, s.times[:n], s.state[:n], s.times[n:s.state.shape[0]], pred, FUSE_TOL)[0]
             head = ["t", *[f"pred_x{i}" for i in range(s.dim)], *[f"true_x{i}" for i in range(s.dim)]]
             table = np.column_stack([s.times[n:s.state.shape[0]], pred, s.state[n:]])
             with atomic_path(out / f"{s.name}.csv") as tmp:
@@ -196,11 +203,18 @@ class ProseSurrogate(Surrogate):
         return {**super().describe(), "max_dim": self.model.max_dim, "symbol_input": self.model.symbol_input}
 
     def predict(self, query: Trajectory | tuple[np.ndarray, np.ndarray], query_times: Any = None,
-                symbols: Any = None, beam_size: int = 1, **scalars: Any) -> tuple[Trajectory, list | None]:
+                symbols: Any = None, beam_size: int = 1, fuse_tol: float | None = FUSE_TOL,
+                **scalars: Any) -> tuple[Trajectory, list | None]:
         """(future trajectory, equations). ``query``: a Trajectory whose ``state`` field (T, 1, d)
         is the observed window, or ``(times (T,), values (T, d))``. ``query_times`` default to
         twice the window's length beyond it at the same spacing. ``symbols``: a guess of the
-        equations (prefix string, sympy expressions or infix strings, one per component)."""
+        equations (prefix string, sympy expressions or infix strings, one per component).
+
+        The future is the prediction of both outputs (:func:`sim.models.prose.evaluate.fuse`): the
+        generated equations integrated from the last observed state where, integrated over the
+        window, they reproduce it within ``fuse_tol`` (relative L2), else the data decoder's
+        prediction; ``fuse_tol=None`` always returns the decoder's. The trajectory's
+        ``params["prediction"]`` says which (``"equations"`` or ``"decoder"``)."""
         if scalars:
             raise SimError(f"PROSE takes no scalar inputs (got {sorted(scalars)})", self.path)
         if isinstance(query, Trajectory):
@@ -215,9 +229,15 @@ class ProseSurrogate(Surrogate):
             query_times = times[-1] + step * np.arange(1, 2 * len(times) + 1)
         with self._lock:
             pred, exprs = self.model.query(times, values, query_times, symbols=symbols, beam_size=beam_size)
+        used = False
+        if fuse_tol is not None and exprs is not None:
+            from sim.models.prose.evaluate import fuse
+
+            pred, used, _ = fuse(exprs, times, values.reshape(len(times), -1), np.asarray(query_times), pred, fuse_tol)
         traj = Trajectory(Mesh(np.zeros((1, 1))), np.asarray(query_times, dtype=np.float64),
                           point_fields={"state": pred[:, None, :]},
-                          params={"equations": None if exprs is None else [str(e) for e in exprs]})
+                          params={"equations": None if exprs is None else [str(e) for e in exprs],
+                                  "prediction": "equations" if used else "decoder"})
         return traj, exprs
 
 

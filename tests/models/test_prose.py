@@ -16,8 +16,8 @@ from sim.mesh import StoreWriter
 from sim.models import build_model
 from sim.models.prose import PROSE, ODEWindows, PROSECollator, SymbolError, SymbolVocabulary, prose_loss
 from sim.models.prose.data import corrupt_terms, sample_from_trajectory
+from sim.models.prose.evaluate import evaluate, fuse, integrate, skeleton_match, vector_field_error
 from sim.models.prose.symbols import as_expressions
-from sim.models.prose.evaluate import evaluate, skeleton_match, vector_field_error
 from sim.symbolic import split_components
 from sim.train import Config
 from sim.train.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -260,6 +260,10 @@ def test_tiny_model_overfits_a_handful_of_samples_and_reloads(tmp_path):
     res = evaluate(loaded, ds, PROSECollator(VOCAB, 3, input_points=16, symbols="clean"))
     assert res["valid_fraction"] == 1.0 and res["skeleton_match"] == 1.0
     assert res["expr_rel_l2_median"] < 1e-6  # the constants too: exact tokens
+    # exact equations reproduce every window: the fused prediction integrates them, better than the decoder
+    fused = evaluate(loaded, ds, PROSECollator(VOCAB, 3, input_points=16, symbols="clean"), fuse_tol=0.05)
+    assert fused["fused_fraction"] == 1.0
+    assert fused["fused_rel_l2_mean"] < min(1e-3, fused["data_rel_l2_mean"] / 10)
 
     model = trained["model"]
     s = ds[0]
@@ -353,6 +357,25 @@ def test_vector_field_error_and_validity():
     assert vector_field_error((x0 / (x1 - x1), x1, x2), true, 3, rng)[0] is False  # zoo: not finite
     assert vector_field_error((x0, x1), true, 3, rng) == (False, math.inf)
     assert vector_field_error(None, true, 3, rng) == (False, math.inf)
+
+
+def test_fuse_uses_equations_that_reproduce_the_window_and_the_decoder_otherwise():
+    true = (10.0 * (x1 - x0), x0 * (28.0 - x2) - x1, x0 * x1 - 2.67 * x2)
+    times = np.linspace(0.0, 3.0, 97)
+    states = integrate(true, np.array([1.0, 1.0, 20.0]), times)
+    t_in, u_in, t_out, u_out = times[:33], states[:33], times[33:], states[33:]
+    decoded = u_out + 1.0  # a decoder prediction that is off by one everywhere
+    pred, used, fit = fuse(true, t_in, u_in, t_out, decoded)
+    assert used and fit < 1e-3
+    assert np.linalg.norm(pred - u_out) / np.linalg.norm(u_out) < 1e-3  # from the last observed state
+    # the window is noisy beyond tolerance, or the equations are wrong, or missing: the decoder's prediction
+    noisy = u_in + np.random.default_rng(0).normal(0.0, 0.2 * np.abs(u_in).mean(), u_in.shape)
+    for exprs, window in ((true, noisy), ((11.0 * (x1 - x0), true[1], 4.0 * x2), u_in), (None, u_in),
+                          (true[:2], u_in)):
+        pred, used, _ = fuse(exprs, t_in, window, t_out, decoded)
+        assert not used and pred is decoded
+    # a looser tolerance takes the equations on the noisy window
+    assert fuse(true, t_in, noisy, t_out, decoded, tol=1.0)[1]
 
 
 def test_skeleton_match_ignores_term_order_but_not_terms():

@@ -219,6 +219,11 @@ def test_evaluate_without_equations_gives_the_same_data_error():
     data = evaluate(model, samples, PROSECollator(VOCAB, 3, symbols="clean"), equations=False)
     assert data["data_rel_l2_mean"] == pytest.approx(full["data_rel_l2_mean"], rel=1e-6)
     assert "valid_fraction" in full and "valid_fraction" not in data
+    # an untrained model's equations fit no window: its fused prediction is the decoder's
+    fused = evaluate(model, samples, PROSECollator(VOCAB, 3, symbols="clean"), max_len=8, fuse_tol=0.05)
+    assert fused["fused_fraction"] == 0.0
+    assert fused["fused_rel_l2_mean"] == pytest.approx(full["data_rel_l2_mean"], rel=1e-6)
+    assert "fused_rel_l2_mean" not in full
 
 
 def test_gain_table_means_spreads_and_conditions_beyond_their_spread(monkeypatch):

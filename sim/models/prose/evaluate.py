@@ -10,7 +10,10 @@ Per sample (Liu, Zhang, Schaeffer 2023, Sec. 4.2):
 - ``skeleton_match``: per component, the multiset of top-level terms of the skeletons is the same
   (sympy orders the terms of a sum by its own rules, so order is not compared);
 - ``integrated_rel_l2`` (optional): integrate the generated equations from the first observed
-  state and compare with the data on the predicted window, as the data metric.
+  state and compare with the data on the predicted window, as the data metric;
+- ``fused_rel_l2`` (optional, :func:`fuse`): the prediction that uses both outputs: the generated
+  equations integrated from the last observed state where they reproduce the observed window,
+  the data decoder's prediction elsewhere; ``fused`` says which one a sample got.
 """
 
 from __future__ import annotations
@@ -79,14 +82,44 @@ def integrate(exprs: Sequence[sp.Expr], u0: np.ndarray, times: np.ndarray, blowu
     return sol.y.T
 
 
+def fuse(exprs: Sequence[sp.Expr] | None, times_in: np.ndarray, values_in: np.ndarray, times_out: np.ndarray,
+         decoded: np.ndarray, tol: float = 0.05) -> tuple[np.ndarray, bool, float]:
+    """The prediction of both modalities: (prediction (Q, d), equations used, window fit).
+
+    The generated equations are integrated from the first observed state over the observed
+    window; where that reproduces the window (relative L2 ``fit <= tol``), the prediction is the
+    equations integrated from the last observed state to ``times_out``; otherwise (no equations,
+    a failed or diverging solve, a poor fit) it is the data decoder's ``decoded``. The choice uses
+    only what the model observed, never the future.
+    """
+    values_in = np.asarray(values_in, dtype=np.float64)
+    times_in = np.asarray(times_in, dtype=np.float64)
+    times_out = np.asarray(times_out, dtype=np.float64)
+    if exprs is None or len(exprs) != values_in.shape[1] or len(times_in) < 2:
+        return decoded, False, math.inf
+    window = integrate(exprs, values_in[0], times_in)
+    if window is None:
+        return decoded, False, math.inf
+    fit = float(np.linalg.norm(window - values_in) / max(np.linalg.norm(values_in), 1e-300))
+    if not fit <= tol:
+        return decoded, False, fit
+    future = integrate(exprs, values_in[-1], np.concatenate([times_in[-1:], times_out]))
+    if future is None:
+        return decoded, False, fit
+    return future[1:], True, fit
+
+
 @torch.no_grad()
 def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: PROSECollator, batch_size: int = 64,
              beam_size: int = 1, points: int = 50, seed: int = 0, integrate_equations: bool = False,
-             max_len: int | None = None, progress: bool = False, equations: bool = True) -> dict[str, Any]:
+             max_len: int | None = None, progress: bool = False, equations: bool = True,
+             fuse_tol: float | None = None) -> dict[str, Any]:
     """Metrics of ``model`` on every sample; returns per-sample arrays and the aggregates
     ``data_rel_l2_mean/median``, ``baseline_rel_l2``, ``valid_fraction``, ``skeleton_match``,
     ``expr_rel_l2_median`` (and ``integrated_rel_l2_median``), plus ``<metric>_<system>`` means.
-    ``equations=False`` skips generating equations (only the data metrics, as for a data-only model)."""
+    ``equations=False`` skips generating equations (only the data metrics, as for a data-only model).
+    ``fuse_tol`` adds the prediction of both modalities (:func:`fuse` with that window tolerance):
+    ``fused_rel_l2_mean/median`` and ``fused_fraction`` (the share of samples that used the equations)."""
     from tqdm import tqdm
 
     samples = list(dataset)
@@ -95,7 +128,8 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
     was_training = model.training
     model.eval()
     rows: dict[str, list[Any]] = {k: [] for k in ("system", "data_rel_l2", "baseline_rel_l2", "valid", "expr_rel_l2",
-                                                   "skeleton_match", "integrated_rel_l2", "generated")}
+                                                   "skeleton_match", "integrated_rel_l2", "generated",
+                                                   "fused_rel_l2", "fused")}
     rng = np.random.default_rng(seed)
     n_in = collator.input_points
     decode = model.symbol_output and equations
@@ -116,7 +150,7 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
                     generated = [[ids for _, ids in cands] for cands in model.beam_search(memory, beam_size, limit)]
                 else:
                     generated = [[ids] for ids in model.greedy(memory, limit)]
-            for s, cands in zip(chunk, generated):
+            for i, (s, cands) in enumerate(zip(chunk, generated)):
                 rows["system"].append(s.system)
                 exprs, toks = None, []
                 for ids in cands or []:  # the best candidate that parses into d components
@@ -140,12 +174,21 @@ def evaluate(model: PROSE, dataset: ODEWindows | Sequence[ODESample], collator: 
                         out = s.state[n_in:]
                         integ = float(np.linalg.norm(traj[n_in:] - out) / np.linalg.norm(out))
                 rows["integrated_rel_l2"].append(integ)
+                if decode and fuse_tol is not None:
+                    truth = batch.values_out[i, :, : s.dim].double().cpu().numpy()
+                    fused, used, _ = fuse(exprs if valid else None, batch.times_in[i].double().cpu().numpy(),
+                                          batch.values_in[i, :, : s.dim].double().cpu().numpy(),
+                                          batch.times_out[i].double().cpu().numpy(),
+                                          pred[i, :, : s.dim].double().cpu().numpy(), fuse_tol)
+                    rows["fused_rel_l2"].append(float(np.linalg.norm(fused - truth) / max(np.linalg.norm(truth),
+                                                                                        1e-300)))
+                    rows["fused"].append(used)
     finally:
         model.train(was_training)
-    return summarize(rows, decode, integrate_equations)
+    return summarize(rows, decode, integrate_equations, fused=decode and fuse_tol is not None)
 
 
-def summarize(rows: dict[str, list[Any]], symbols: bool, integrated: bool) -> dict[str, Any]:
+def summarize(rows: dict[str, list[Any]], symbols: bool, integrated: bool, fused: bool = False) -> dict[str, Any]:
     arr = {k: np.asarray(v) for k, v in rows.items()}
     out: dict[str, Any] = {"samples": len(arr["system"]),
                            "data_rel_l2_mean": float(arr["data_rel_l2"].mean()),
@@ -156,6 +199,10 @@ def summarize(rows: dict[str, list[Any]], symbols: bool, integrated: bool) -> di
                    expr_rel_l2_median=float(np.median(arr["expr_rel_l2"])))
         if integrated:
             out["integrated_rel_l2_median"] = float(np.median(arr["integrated_rel_l2"]))
+        if fused:
+            out.update(fused_rel_l2_mean=float(arr["fused_rel_l2"].mean()),
+                       fused_rel_l2_median=float(np.median(arr["fused_rel_l2"])),
+                       fused_fraction=float(arr["fused"].mean()))
     for name in sorted(set(rows["system"])):
         m = arr["system"] == name
         out[f"data_rel_l2_{name}"] = float(arr["data_rel_l2"][m].mean())
@@ -164,5 +211,7 @@ def summarize(rows: dict[str, list[Any]], symbols: bool, integrated: bool) -> di
             out[f"valid_fraction_{name}"] = float(arr["valid"][m].mean())
             out[f"skeleton_match_{name}"] = float(arr["skeleton_match"][m].mean())
             out[f"expr_rel_l2_median_{name}"] = float(np.median(arr["expr_rel_l2"][m]))
+        if fused:
+            out[f"fused_rel_l2_{name}"] = float(arr["fused_rel_l2"][m].mean())
     out["per_sample"] = rows
     return out
