@@ -195,6 +195,14 @@ class Family:
         families with ``input_noise``)."""
         return model.loss_residual(batch)
 
+    def tuning_loss(self, model: Any, batch: Any, cfg: Any) -> Any:
+        """The differentiable loss self-tuned hyperparameters are tuned on (``train.self_tuning``,
+        :mod:`sim.train.self_tuning`), called in eval mode on a clean batch."""
+        from sim.train.config import ConfigError
+
+        raise ConfigError(f"train.self_tuning: the {self.name} family defines no tuning loss (self-tuning "
+                          "applies to mesh models)")
+
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
         return {}
 

@@ -100,6 +100,15 @@ class MeshFamily(Family):
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
         return model
 
+    def tuning_loss(self, model: Any, batch: Any, cfg: Any) -> Any:
+        """Mean squared residual of the step after ``train.self_tuning.rollout_steps`` (default
+        ``model.pushforward``) of the model's own steps from a clean state: input noise earns its
+        place by what it does to rollouts, not to the one-step error it can only raise."""
+        from sim.train.config import self_tuning_options
+
+        err, mask = model.rollout_residual(batch, self_tuning_options(cfg)["rollout_steps"])
+        return (err ** 2)[mask].mean()
+
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
         """Rollout RMSE on the first ``data.valid_entries`` trajectories (ground-truth boundaries)."""
         from sim.mesh import Store

@@ -11,7 +11,17 @@ registry by name); plugins never import ``sim.models``, so diagnostics work on a
 through its forward signature.
 """
 
-from sim.plugins import conditioning, diagnostics, features, generators, init, layers, pruning, selection  # noqa: F401  (built-in plugins register on import)
+from sim.plugins import (  # noqa: F401  (built-in plugins register on import)
+    conditioning,
+    diagnostics,
+    features,
+    generators,
+    init,
+    layers,
+    pruning,
+    selection,
+    training,
+)
 from sim.plugins.registry import (
                                   ENTRY_POINT_GROUP,
                                   KINDS,

@@ -26,7 +26,8 @@ from typing import Any
 
 from sim.errors import SimError
 
-KINDS = ("layer", "feature", "conditioning", "init", "diagnostic", "pruning", "selection", "generator")
+KINDS = ("layer", "feature", "conditioning", "init", "diagnostic", "pruning", "selection", "generator",
+         "training")
 ENTRY_POINT_GROUP = "sim.plugins"
 
 

@@ -29,11 +29,13 @@ Example::
       steps: 2000
       out: runs/mgn_small
       # augment_coreset: {fraction: 0.3, every: 100}   # noise only a weighted coreset (sim.train.coreset)
+      # self_tuning: {noise_std: {init: 0.01, range: [0.002, 0.3]}}   # tuned during the run (sim.train.self_tuning)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +120,9 @@ class TrainConfig:
     # input noise on a weighted coreset of the samples only, re-chosen every `every` steps (sim.train.coreset):
     # {fraction: F, every: N}; None: every sample gets the noise
     augment_coreset: dict[str, Any] | None = None
+    # hyperparameters adapted during the run (sim.train.self_tuning): {noise_std: {init: V, range: [LO, HI]},
+    # weight_decay: {...}, every: 10, lr: 0.01, perturb: 0.5, entropy: 0.001, rollout_steps: model.pushforward}
+    self_tuning: dict[str, Any] | None = None
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
@@ -169,6 +174,8 @@ class Config:
             raise ConfigError("train.valid_every needs data.valid (a store to validate on)", source)
         if self.train.augment_coreset is not None:
             augment_coreset_options(self, source)
+        if self.train.self_tuning is not None:
+            self_tuning_options(self, source)
 
 
 def augment_coreset_options(cfg: Config, source: Any = None) -> tuple[float, int]:
@@ -199,6 +206,73 @@ def augment_coreset_options(cfg: Config, source: Any = None) -> tuple[float, int
         raise ConfigError(f"{key} computes its gradient proxies on whole graphs: it does not run with "
                           f"train.partitions > 1", source)
     return float(fraction), int(every)
+
+
+SELF_TUNING_DEFAULTS = {"every": 10, "lr": 0.01, "perturb": 0.5, "entropy": 1e-3, "rollout_steps": None}
+
+
+def self_tuning_options(cfg: Config, source: Any = None) -> dict[str, Any]:
+    """``train.self_tuning`` checked, defaults filled in: ``hypers`` (name -> (init, lo, hi)),
+    ``every``, ``lr``, ``perturb``, ``entropy``, ``rollout_steps`` (one :class:`ConfigError`
+    naming the key otherwise)."""
+    from sim.train.self_tuning import HYPERPARAMETERS
+
+    value, key = cfg.train.self_tuning, "train.self_tuning"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a mapping (e.g. {{noise_std: {{init: 0.01, range: [0.002, 0.3]}}}}), "
+                          f"got {value!r}", source)
+    known = set(HYPERPARAMETERS) | set(SELF_TUNING_DEFAULTS)
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(sorted(known))})", source)
+    hypers: dict[str, tuple[float, float, float]] = {}
+    for name in HYPERPARAMETERS:
+        if name not in value:
+            continue
+        spec = value[name]
+        rng = spec.get("range") if isinstance(spec, dict) else None
+        init = spec.get("init") if isinstance(spec, dict) else None
+        if not (isinstance(spec, dict) and set(spec) <= {"init", "range"} and isinstance(rng, list)
+                and len(rng) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)):
+            raise ConfigError(f"{key}.{name} must be {{init: V, range: [LO, HI]}}, got {spec!r}", source)
+        lo, hi = float(rng[0]), float(rng[1])
+        if not 0 < lo < hi:
+            raise ConfigError(f"{key}.{name}.range must be [LO, HI] with 0 < LO < HI (tuned on a log scale), got "
+                              f"{rng}", source)
+        if init is None:
+            init = math.sqrt(lo * hi)
+        if isinstance(init, bool) or not isinstance(init, (int, float)) or not lo <= init <= hi:
+            raise ConfigError(f"{key}.{name}.init must be a number in its range [{lo:g}, {hi:g}], got {init!r}",
+                              source)
+        hypers[name] = (float(init), lo, hi)
+    if not hypers:
+        raise ConfigError(f"{key} names no hyperparameter to tune ({', '.join(HYPERPARAMETERS)})", source)
+    out: dict[str, Any] = {**SELF_TUNING_DEFAULTS, **{k: v for k, v in value.items() if k in SELF_TUNING_DEFAULTS}}
+    for k in ("lr", "perturb", "entropy"):
+        v = out[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k != "entropy" and v == 0):
+            raise ConfigError(f"{key}.{k} must be a {'non-negative' if k == 'entropy' else 'positive'} number, "
+                              f"got {v!r}", source)
+    if isinstance(out["every"], bool) or not isinstance(out["every"], int) or out["every"] < 1:
+        raise ConfigError(f"{key}.every must be an integer >= 1 (training steps between hyperparameter steps), "
+                          f"got {out['every']!r}", source)
+    steps = cfg.model.pushforward if out["rollout_steps"] is None else out["rollout_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= cfg.model.pushforward:
+        raise ConfigError(f"{key}.rollout_steps must be an integer in [0, model.pushforward = "
+                          f"{cfg.model.pushforward}] (the samples hold that many future frames), got {steps!r}",
+                          source)
+    out["rollout_steps"] = steps
+    if "noise_std" in hypers:
+        std = cfg.model.noise_std
+        if max(std if isinstance(std, list) else [std]) <= 0:
+            raise ConfigError(f"{key}.noise_std scales the model's input noise: set model.noise_std > 0 (the "
+                              "reference the tuned value replaces)", source)
+    if cfg.train.partitions > 1:
+        raise ConfigError(f"{key} runs in one process per graph: it does not run with train.partitions > 1",
+                          source)
+    out["hypers"] = hypers
+    return out
 
 
 def load_config(path: str | Path) -> Config:

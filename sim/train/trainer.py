@@ -104,6 +104,8 @@ class Task(Protocol):
 
     def validate(self, model: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]: ...
 
+    def tuning_loss(self, model: nn.Module, batch: Any, cfg: Config) -> torch.Tensor: ...
+
     def fit(self, cfg: Config, progress: bool | None = None) -> dict[str, Any]: ...
 
 
@@ -373,6 +375,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     ``resume`` continues the checkpoint in ``train.out`` when its configuration is ``cfg`` but
     for :data:`RESUMABLE` keys and those in ``allow_change``."""
     coreset = _coreset(cfg, task)
+    _check_self_tuning(cfg, task)
     if not task.trainable:
         return task.fit(cfg, progress=progress)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -398,9 +401,12 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     random.seed(cfg.train.seed)
     dataset = task.build_dataset(cfg)
     simulator = task.build_model(cfg, dataset).to(device)
+    tuner = _self_tuning(cfg, task, simulator, distributed)
     opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(simulator.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                        weight_decay=cfg.optim.weight_decay)
+    groups: list[dict[str, Any]] = [{"params": list(simulator.parameters())}]
+    if tuner is not None:  # the best-response layers learn with the weights, without decay
+        groups.append({"params": tuner.parameters(), "weight_decay": 0.0})
+    optimizer = opt_cls(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     start = 0
     if payload is not None:
@@ -411,6 +417,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         start = int(payload["train"]["step"])
         if coreset is not None:
             coreset.load_state_dict(payload["train"].get("coreset"))
+        if tuner is not None:
+            tuner.load_state_dict(payload["train"].get("self_tuning"))
     n_parts = cfg.train.partitions
     if n_parts > 1 and not distributed:
         raise ConfigError(f"train.partitions = {n_parts} splits each graph over ranks: start the run with torchrun "
@@ -425,6 +433,14 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     sampler = StepBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, start, cfg.train.steps,
                                sample_rank, sample_world)
     samples = _StepSamples(dataset, task.collator(cfg, dataset, simulator))
+    tuning_batch = None
+    if tuner is not None:  # tuned on data.valid when the run has it, else on training samples
+        from sim.train.self_tuning import tuning_batches
+
+        tune_set = task.build_dataset(Config.from_dict({**cfg.to_dict(), "data": {
+            **cfg.to_dict()["data"], "train": cfg.data.valid}})) if cfg.data.valid else dataset
+        tuning_batch = tuning_batches(tune_set, task.collator(cfg, tune_set, simulator), cfg.data.batch_size,
+                                      cfg.train.seed)
     loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=samples.collate,
                                          num_workers=cfg.data.num_workers,
                                          persistent_workers=cfg.data.num_workers > 0)
@@ -457,7 +473,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                 "scheduler": scheduler.state_dict(), "rng": _rng_state(), "seconds": clock() - t0,
                 # the losses of the current log window, so a resumed run logs the same means
                 "recent": {"losses": losses[-cfg.train.log_every:], "parts": parts[-cfg.train.log_every:]},
-                **({"coreset": coreset.state_dict()} if coreset is not None else {})})
+                **({"coreset": coreset.state_dict()} if coreset is not None else {}),
+                **({"self_tuning": tuner.state_dict()} if tuner is not None else {})})
 
     try:
         for batch in loader:
@@ -467,6 +484,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             if coreset is not None:  # noise on this period's coreset only, weighted (sim.train.coreset)
                 coreset.prepare(step, simulator, dataset, samples.collate_fn, sampler.global_batch, device)
                 coreset.mark(batch, sampler.global_batch(step)[sample_rank::sample_world])
+            if tuner is not None:  # this step's hyperparameters: u + sigma * eps (sim.train.self_tuning)
+                _apply_hypers(tuner.sample(step), batch, optimizer, cfg)
             # the ranks sharing a graph (train.partitions) draw the same noise
             gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + sample_rank)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -478,6 +497,15 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             optimizer.step()
             scheduler.step()
             step += 1
+            if tuner is not None:
+                tuner.delta = None
+                if tuner.due(step):
+                    simulator.eval()
+                    try:
+                        tb = tuning_batch(step).to(device)
+                        tuner.tune(step, lambda: task.tuning_loss(simulator, tb, cfg))
+                    finally:
+                        simulator.train()
             if partitioner is not None:  # the sample group's loss: the sum of its parts
                 whole = loss.detach() / n_parts
                 torch.distributed.all_reduce(whole, group=partitioner.group)
@@ -525,6 +553,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
         checkpoint(step)
     finally:
         bar.close()
+        if tuner is not None:
+            tuner.release()
         if log is not None:
             log.close()
         if board:
@@ -534,7 +564,66 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                     "seconds": clock() - t0, "clock": cfg.train.clock, "checkpoint": str(ckpt_path)})
     if coreset is not None:
         summary.update(coreset.summary())
+    if tuner is not None:
+        summary.update(tuner.summary())
+        if rank == 0:
+            _write_tuning_log(out / "self_tuning.csv", tuner.history)
     return summary
+
+
+def _check_self_tuning(cfg: Config, task: Task) -> None:
+    """Refuse ``train.self_tuning`` for a family without a tuning loss, before anything is built."""
+    if cfg.train.self_tuning is None:
+        return
+    from sim.families.base import Family
+
+    fn = getattr(type(task), "tuning_loss", None)
+    if fn is None or fn is Family.tuning_loss or not getattr(task, "trainable", True):
+        raise ConfigError(f"train.self_tuning: the {getattr(task, 'name', type(task).__name__)} family defines no "
+                          "tuning loss (self-tuning applies to mesh models)")
+
+
+def _self_tuning(cfg: Config, task: Task, model: nn.Module, distributed: bool) -> Any:
+    """The run's :class:`~sim.train.self_tuning.SelfTuning` (None without ``train.self_tuning``)."""
+    if cfg.train.self_tuning is None:
+        return None
+    from sim.plugins import get_plugin
+    from sim.train.config import self_tuning_options
+
+    opts = self_tuning_options(cfg)
+    if distributed:
+        raise ConfigError("train.self_tuning runs in one process (its hyperparameter steps are not synchronised "
+                          "across ranks); train without torchrun or drop train.self_tuning")
+    return get_plugin("self_tuning", "training").factory(model, opts["hypers"], every=opts["every"], lr=opts["lr"],
+                                                         perturb=opts["perturb"], entropy=opts["entropy"],
+                                                         seed=cfg.train.seed)
+
+
+def _apply_hypers(values: Mapping[str, float], batch: Any, optimizer: torch.optim.Optimizer, cfg: Config) -> None:
+    """Set one training step's self-tuned hyperparameters: the batch's input noise scaled from
+    ``model.noise_std`` (its largest entry, for one per state feature) to the tuned value, and the
+    weight decay of the model's parameters."""
+    if "noise_std" in values:
+        std = cfg.model.noise_std
+        ref = max(std) if isinstance(std, list) else float(std)
+        factor = values["noise_std"] / ref
+        scale = getattr(batch, "noise_scale", None)
+        batch.noise_scale = factor * (scale if scale is not None else
+                                      torch.ones(batch.num_nodes, device=batch.state.device))
+    if "weight_decay" in values:
+        optimizer.param_groups[0]["weight_decay"] = values["weight_decay"]
+
+
+def _write_tuning_log(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """``self_tuning.csv``: one row per hyperparameter step (step, values, sigmas, tuning loss)."""
+    if not history:
+        return
+    cols = list(history[0])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for row in history:
+            w.writerow([row[c] for c in cols])
 
 
 def _coreset(cfg: Config, task: Task) -> Any:
@@ -542,14 +631,15 @@ def _coreset(cfg: Config, task: Task) -> Any:
     ``train.augment_coreset``); refused for a family whose models train without input noise."""
     if cfg.train.augment_coreset is None:
         return None
-    from sim.train.coreset import CoresetAugmentation
+    from sim.plugins import get_plugin
 
     fraction, every = augment_coreset_options(cfg)
     if not getattr(task, "input_noise", False):
         raise ConfigError(f"train.augment_coreset chooses which samples get the training input noise; the "
                           f"{getattr(task, 'name', type(task).__name__)} family trains without input noise "
                           "(the option applies to the mesh and particle families)")
-    return CoresetAugmentation(fraction, every, task.loss_residual, batch_size=cfg.data.batch_size)
+    return get_plugin("coreset_augment", "training").factory(fraction, every, task.loss_residual,
+                                                           batch_size=cfg.data.batch_size)
 
 
 def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int = 20, warmup_steps: int = 0) -> int:

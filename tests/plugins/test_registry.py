@@ -15,13 +15,14 @@ def test_builtin_plugins_describe_themselves():
             "hop_influence": "diagnostic", "local_lipschitz": "diagnostic", "equivariant_polynomials": "feature",
             "graphlet_orbits": "feature", "random_spatial_network": "generator", "spen": "layer",
             "mip_hypernet": "conditioning", "harmful_samples": "diagnostic", "meta_pruning": "pruning",
-            "kecor": "selection", "random": "selection", "variance": "selection"}.items() <= {
+            "kecor": "selection", "random": "selection", "variance": "selection", "coreset_augment": "training",
+            "self_tuning": "training"}.items() <= {
         n: s.kind for n, s in specs.items()}.items()
     for s in specs.values():
         assert s.kind in KINDS and s.paper and s.summary and "\n" not in s.summary
         assert any(c.isdigit() for c in s.paper), f"{s.name}: the paper reference has no year"
     assert set(KINDS) == {"layer", "feature", "conditioning", "init", "diagnostic", "pruning", "selection",
-                          "generator"}
+                          "generator", "training"}
 
 
 def test_unknown_names_list_the_known_ones():
@@ -90,3 +91,6 @@ def test_cli_lists_plugins(capsys):
     for name in ("kecor", "random", "variance"):  # the active-learning strategies, with their papers
         assert f"  {name} " in selection
     assert "Kernel Coding Rate Maximization for Active 3D Object Detection" in selection
+    training = out[out.index("training:"):]
+    for name, paper in (("coreset_augment", "Data-Efficient Augmentation"), ("self_tuning", "Self-Tuning Networks")):
+        assert f"  {name} " in training and paper in training

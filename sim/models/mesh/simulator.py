@@ -355,7 +355,7 @@ class MeshSimulator(nn.Module):
         """The residual of the loss, prediction minus target of the normalised update (N, F),
         and the mask (N,) of the nodes the loss counts. In training mode after the input noise
         and the pushforward steps; in eval mode without either (the clean one-step residual)."""
-        state, target, node_type = batch.state, batch.target, batch.node_type
+        state, node_type = batch.state, batch.node_type
         std = self.config["noise_std"]
         part = self.halo
         if self.training and (std if isinstance(std, (int, float)) else max(std)) > 0:
@@ -363,8 +363,20 @@ class MeshSimulator(nn.Module):
                                      rows=None if part is None else (part.rows, part.num_global))
             scale = getattr(batch, "noise_scale", None)
             state = state + (noise if scale is None else noise * scale[:, None].to(noise.dtype))
+        return self._residual(batch, state, self.step_inputs(batch), self._pushforward_steps(generator))
+
+    def rollout_residual(self, batch: Any, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual of the step after ``steps`` model steps from the clean state (no input
+        noise; the pushforward steps without gradient, the last with it), and its mask: how far
+        the model's own rollout errors throw its next step. Self-tuned hyperparameters
+        (:mod:`sim.train.self_tuning`) are tuned on it; call it in eval mode so the normalisers
+        keep their statistics."""
         inputs = self.step_inputs(batch)
-        k = self._pushforward_steps(generator)
+        return self._residual(batch, batch.state, inputs, steps)
+
+    def _residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        target, node_type, part = batch.target, batch.node_type, self.halo
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
         b = self.bundle
