@@ -837,11 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     al = sub.add_parser("active", help="active learning: the surrogate picks which simulations the solver runs, "
                                        "until a budget of solver calls is spent (resumable)")
-    al.add_argument("recipe", help="a recipe by name (elasticity_shapes) or file, whose generator can draw a sample "
-                                   "without solving it")
+    al.add_argument("recipe", help="a recipe by name (elasticity_shapes, cylinder_flow) or file, whose generator can "
+                                   "draw a sample without solving it")
     al.add_argument("--model", required=True, metavar="CONFIG.yaml",
                     help="the surrogate's configuration (a `model` section as for `sim train`, e.g. "
-                         "model.family: mmgp)")
+                         "model.family: mmgp; for mesh models also the optim and train sections it fits with)")
     al.add_argument("--budget", type=POSITIVE_INT, required=True, help="solver calls in all, the initial ones included")
     al.add_argument("--batch", type=POSITIVE_INT, required=True, help="solver calls per round")
     al.add_argument("--strategy", required=True,

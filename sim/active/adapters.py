@@ -3,16 +3,17 @@
 The loop never branches on the family: it reads the model configuration, looks up the
 family's adapter (:func:`adapter_for`) and calls
 
-- ``fit(samples)``: (re)fit on the solved samples (a list of :class:`~sim.mesh.Mesh`);
+- ``fit(samples, drawn)``: (re)fit on the solved samples (:class:`~sim.mesh.Mesh` or
+  :class:`~sim.mesh.Trajectory`, as ``sample_kind`` says), ``drawn`` their candidates as drawn;
 - ``features(candidates) -> (P, d)``: what the surrogate knows of unsolved candidates;
 - ``kernel(features, prior=False) -> (P, P)``, ``variance(features) -> (P,)``, ``noise()``:
   the scorer a selection plugin uses (:mod:`sim.plugins.selection`);
 - ``score(test) -> {metric: value}``: test-split errors, ``rrmse_fields`` first;
 - ``save(path)``: the fitted model, loadable with ``sim.load``.
 
-A second family (say a mesh time-stepping model, whose candidates are a trajectory's
-parameters and whose kernel would be a last-layer or empirical-NTK kernel) registers its own
-class with :func:`register_adapter`.
+Adapters: MMGP (steady samples, its Gaussian processes' covariance) and mesh time-stepping
+models (:class:`MeshAdapter`: trajectories, a Bayesian last-layer kernel); another family
+registers its own class with :func:`register_adapter`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sim.errors import SimError
-from sim.mesh import Mesh
+from sim.mesh import Mesh, Trajectory
 
 _ADAPTERS: dict[str, type["SurrogateAdapter"]] = {}
 
@@ -34,14 +35,16 @@ def register_adapter(cls: type["SurrogateAdapter"]) -> type["SurrogateAdapter"]:
     return cls
 
 
-def adapter_for(model: Any, options: Any, source: Any = None) -> "SurrogateAdapter":
+def adapter_for(model: Any, options: Any, source: Any = None, sections: dict[str, Any] | None = None
+                ) -> "SurrogateAdapter":
     """A fresh adapter for the model configuration ``model`` (a ``ModelConfig``) and its family's
-    parsed ``options``; a family without one is one error naming the configuration."""
+    parsed ``options``; a family without one is one error naming the configuration. ``sections``:
+    the configuration's other sections (``optim``, ``train``, ``data``) for adapters that train."""
     cls = _ADAPTERS.get(model.family)
     if cls is None:
         raise SimError(f"active learning has no surrogate adapter for model family {model.family!r} (adapters: "
                        f"{', '.join(sorted(_ADAPTERS))})", source)
-    return cls(model, options, source)
+    return cls(model, options, source, sections) if sections else cls(model, options, source)
 
 
 class SurrogateAdapter:
@@ -49,11 +52,12 @@ class SurrogateAdapter:
 
     family: ClassVar[str] = ""
     min_samples: ClassVar[int] = 1  # fewest solved samples ``fit`` accepts
+    sample_kind: ClassVar[type] = Mesh  # what a solve gives: Mesh (steady samples) or Trajectory
 
-    def __init__(self, model: Any, options: Any, source: Any = None):
+    def __init__(self, model: Any, options: Any, source: Any = None, sections: dict[str, Any] | None = None):
         self.model, self.options, self.source = model, options, source
 
-    def fit(self, samples: list[Mesh]) -> "SurrogateAdapter":
+    def fit(self, samples: list[Any], drawn: list[Mesh] | None = None) -> "SurrogateAdapter":
         raise NotImplementedError
 
     def features(self, candidates: list[Mesh]) -> np.ndarray:
@@ -106,7 +110,7 @@ class MMGPAdapter(SurrogateAdapter):
     family = "mmgp"
     min_samples = 2
 
-    def fit(self, samples: list[Mesh]) -> "MMGPAdapter":
+    def fit(self, samples: list[Mesh], drawn: list[Mesh] | None = None) -> "MMGPAdapter":
         import dataclasses
 
         from sim.models.mmgp import MMGP
@@ -169,3 +173,150 @@ class MMGPAdapter(SurrogateAdapter):
     def save(self, path: Path) -> Path:
         self._check_fitted()
         return self.mmgp_.save(path)
+
+
+@register_adapter
+class MeshAdapter(SurrogateAdapter):
+    """Mesh time-stepping models (``model.family: mesh``) on trajectories: a candidate is a whole
+    trajectory's geometry and parameters, drawn without simulating it.
+
+    - fit: trains the configured model from scratch on the solved trajectories through the one
+      trainer, with the model configuration's ``optim`` and ``train`` sections (``train.steps``,
+      default :data:`FIT_STEPS`; ``data.batch_size``); the same seed every round, so a fit
+      depends only on the trajectories.
+    - features: the network's last hidden layer (the decoder's input), averaged over the nodes,
+      for one step from the candidate's drawn first guess of the flow (its ``point_data``; for
+      :mod:`solvers.cfd.cylinder`: the inflow profile carried through the channel) with its
+      parameters (``field_data``) as the scalars the model is conditioned on; standardised
+      with the training candidates' features. The training trajectories are embedded through
+      their drawn candidates, so pool and training set are seen the same way.
+    - kernel: Bayesian linear regression on those features (a last-layer kernel, the NTK of the
+      output layer): prior ``phi_a . phi_b / d``, the posterior given the training candidates
+      with noise variance :data:`KERNEL_NOISE` by default.
+    - score: rollout RMSE on the test trajectories (``rmse_all`` first, then ``rmse_1``,
+      ``rmse_50`` and persistence's), as ``sim eval`` computes it.
+    """
+
+    family = "mesh"
+    min_samples = 1
+    sample_kind = Trajectory
+    FIT_STEPS = 500
+    KERNEL_NOISE = 0.1
+
+    def __init__(self, model: Any, options: Any, source: Any = None, sections: dict[str, Any] | None = None):
+        super().__init__(model, options, source)
+        import tempfile
+
+        sections = sections or {}
+        self.optim = dict(sections.get("optim") or {})
+        self.train_args = {"steps": self.FIT_STEPS, **(sections.get("train") or {})}
+        for key in ("out", "tensorboard"):
+            self.train_args.pop(key, None)
+        self.batch_size = int((sections.get("data") or {}).get("batch_size", 1))
+        self._tmp = tempfile.TemporaryDirectory(prefix="sim_active_mesh_")
+        self.work = Path(self._tmp.name)
+        self.fits_ = 0
+
+    def fit(self, samples: list[Trajectory], drawn: list[Mesh] | None = None) -> "MeshAdapter":
+        import dataclasses
+
+        from sim.families import train
+        from sim.families.mesh import MeshSurrogate
+        from sim.mesh import StoreWriter
+        from sim.train import Config, load_model
+
+        if drawn is None or len(drawn) != len(samples):
+            raise SimError("the mesh adapter embeds the training trajectories through their drawn candidates: give "
+                           "fit(samples, drawn) with one drawn candidate per sample")
+        self.fits_ += 1
+        data = self.work / f"train_{self.fits_}.h5"
+        with StoreWriter(data) as w:
+            for i, s in enumerate(samples):
+                w.append(s, name=f"{i:06d}")
+        run = self.work / f"run_{self.fits_}"
+        cfg = Config.from_dict({"model": dataclasses.asdict(self.model),
+                                "data": {"train": str(data), "batch_size": self.batch_size},
+                                "optim": self.optim,
+                                "train": {**self.train_args, "out": str(run), "tensorboard": False}}, self.source)
+        summary = train(cfg, progress=False)
+        simulator, _ = load_model(summary["checkpoint"])
+        self.checkpoint_ = Path(summary["checkpoint"])
+        self.surrogate_ = MeshSurrogate(simulator.eval(), self.checkpoint_)
+        raw = self._embed(drawn)
+        self.mean_ = raw.mean(0)
+        self.std_ = np.maximum(raw.std(0), 1e-6 * max(float(np.abs(raw).max()), 1e-30))
+        self.train_features_ = (raw - self.mean_) / self.std_
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "surrogate_"):
+            raise SimError("the mesh adapter is not fitted yet; call fit(samples, drawn) first")
+
+    def _embed(self, meshes: list[Mesh]) -> np.ndarray:
+        """(P, latent): the decoder's input averaged over the nodes, one step from each mesh's state."""
+        import torch
+
+        sur = self.surrogate_
+        decoder = getattr(sur.simulator.network, "decoder", None)
+        if decoder is None:
+            raise SimError(f"network {sur.network!r} has no decoder module to take last-layer features from")
+        seen: list[np.ndarray] = []
+
+        def grab(_module: Any, inputs: tuple) -> None:
+            seen.append(inputs[0].detach().double().mean(0).cpu().numpy())
+
+        hook = decoder.register_forward_pre_hook(grab)
+        try:
+            out = []
+            for m in meshes:
+                seen.clear()
+                scalars = {k: float(np.asarray(m.field_data[k]).reshape(-1)[0]) for k in sur.scalars
+                           if k in m.field_data}
+                with torch.no_grad():
+                    sur.predict(m, **scalars)
+                out.append(seen[0])
+        finally:
+            hook.remove()
+        return np.stack(out)
+
+    def features(self, candidates: list[Mesh]) -> np.ndarray:
+        self._check_fitted()
+        return (self._embed(candidates) - self.mean_) / self.std_
+
+    def kernel(self, features: np.ndarray, prior: bool = False) -> np.ndarray:
+        self._check_fitted()
+        d = features.shape[1]
+        k = features @ features.T / d
+        if not prior:
+            t = self.train_features_
+            ktt = t @ t.T / d + self.KERNEL_NOISE * np.eye(len(t))
+            kct = features @ t.T / d
+            k = k - kct @ np.linalg.solve(ktt, kct.T)
+        return 0.5 * (k + k.T)
+
+    def noise(self) -> float:
+        return self.KERNEL_NOISE
+
+    def score(self, test: list[Trajectory]) -> dict[str, float]:
+        from sim.families import get_family
+        from sim.mesh import StoreWriter
+
+        self._check_fitted()
+        if not test:
+            raise SimError("the test set is empty")
+        path = self.work / "test.h5"
+        if not path.exists():
+            with StoreWriter(path) as w:
+                for i, s in enumerate(test):
+                    w.append(s, name=f"{i:06d}")
+        ev = get_family("mesh").evaluate(self.surrogate_.simulator, path, None)
+        keys = ("rmse_all", "rmse_1", "rmse_50", "persistence_rmse_all", "persistence_rmse_50")
+        return {k: float(ev.summary[k]) for k in keys if ev.summary.get(k) is not None}
+
+    def save(self, path: Path) -> Path:
+        import shutil
+
+        self._check_fitted()
+        target = Path(path).with_suffix(".pt")
+        shutil.copyfile(self.checkpoint_, target)
+        return target

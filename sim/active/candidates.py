@@ -6,10 +6,12 @@ mesh and input parameters) and the solver runs only on the chosen ones. A genera
 its stages as attributes::
 
     generate.draw(params, seed) -> Mesh        # mesh + input scalars, nothing solved
-    generate.solve(drawn, params) -> Mesh      # the drawn sample with its solution
+    generate.solve(drawn, params) -> Mesh | Trajectory   # its solution (a steady sample or a trajectory)
 
 with ``generate(params, seed) == generate.solve(generate.draw(params, seed), params)``
-(:mod:`solvers.elasticity` does: meshing costs about a third of a solve there). The stages
+(:mod:`solvers.elasticity` does: meshing costs about a third of a solve there; so does
+:mod:`solvers.cfd.cylinder`, whose drawn candidates carry their geometry and inflow and whose
+solve is a whole trajectory). The stages
 are reached through the recipe's allow-listed generator, never named by a recipe.
 
 Entry ``i`` of a pool gets the seed :func:`solvers.recipes.entry_seed` gives entry ``i`` of the
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sim.errors import FileFormatError, SimError
-from sim.mesh import Mesh, Store, StoreWriter
+from sim.mesh import Mesh, Store, StoreWriter, Trajectory
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def recipe_stages(recipe: Any) -> Stages:
     if not (callable(draw) and callable(solve)):
         raise SimError(f"generator {recipe.generator!r} cannot draw a sample without solving it (it has no "
                        "'draw' and 'solve' stages), so active learning cannot score candidates before running the "
-                       "solver; generators with stages: solvers.elasticity:generate", recipe.path)
+                       "solver; generators with stages: solvers.elasticity:generate, solvers.cfd.cylinder:generate",
+                       recipe.path)
     return Stages(recipe.generator, draw, solve)
 
 
@@ -90,14 +93,18 @@ def draw_candidate(generator: str, params: dict[str, Any], recipe_seed: int, spl
     raise SimError(f"{generator}: pool entry {index} was rejected {MAX_ATTEMPTS} times")
 
 
-def solve_candidate(generator: str, drawn: Mesh, params: dict[str, Any]) -> Mesh:
+def solve_candidate(generator: str, drawn: Mesh, params: dict[str, Any]) -> Mesh | Trajectory:
     """Run the solver on one drawn candidate (one solver call); runs in a worker."""
     from solvers.recipes import resolve
 
     solved = resolve(generator).solve(drawn, params)
-    if not isinstance(solved, Mesh):
-        raise SimError(f"{generator}.solve returned {type(solved).__name__}, expected a Mesh")
-    solved.field_data["generator_seed"] = np.asarray(drawn.field_data["generator_seed"])
+    seed = np.asarray(drawn.field_data["generator_seed"])
+    if isinstance(solved, Mesh):
+        solved.field_data["generator_seed"] = seed
+    elif isinstance(solved, Trajectory):
+        solved.params["generator_seed"] = int(seed.reshape(-1)[0])
+    else:
+        raise SimError(f"{generator}.solve returned {type(solved).__name__}, expected a Mesh or a Trajectory")
     return solved
 
 
@@ -175,16 +182,18 @@ def open_store(path: Path, metadata: dict[str, Any], check: tuple[str, ...] = ()
     return StoreWriter(path, append=True)
 
 
-def read_samples(path: Path, names: list[str] | None = None) -> dict[str, Mesh]:
-    """Entries ``names`` (default: all, sorted by name) of a store of static samples."""
+def read_samples(path: Path, names: list[str] | None = None, kind: type | None = None) -> dict[str, Any]:
+    """Entries ``names`` (default: all, sorted by name) of a store: static samples (Mesh) or
+    trajectories; ``kind`` (Mesh or Trajectory): every entry must be one, else one error naming it."""
     with Store(path) as s:
         names = sorted(s.names()) if names is None else names
         out = {}
         for n in names:
             m = s.read(n)
-            if not isinstance(m, Mesh):
-                raise FileFormatError(f"entry {n!r} is a trajectory; active learning here works on static samples",
-                                      path)
+            if kind is not None and not isinstance(m, kind):
+                what = "trajectory" if isinstance(m, Trajectory) else "static sample"
+                raise FileFormatError(f"entry {n!r} is a {what}; expected "
+                                      f"{'trajectories' if kind is Trajectory else 'static samples'} here", path)
             out[n] = m
     return out
 

@@ -59,6 +59,7 @@ from sim.active.candidates import (
     split_params,
 )
 from sim.errors import SimError
+from sim.mesh import Mesh
 from sim.mesh.atomic import atomic_path
 
 STATE_FORMAT = "sim.active"
@@ -90,12 +91,35 @@ class ActiveResult:
 def load_model_config(model: str | Path | Mapping[str, Any]) -> tuple[Any, Any, Any]:
     """(``ModelConfig``, family options, source) of a model configuration: a YAML file or a
     mapping with a ``model`` section (as ``sim train`` reads it). The ``data``, ``optim`` and
-    ``train`` sections may be present and are ignored: the loop owns the data."""
+    ``train`` sections may be present: the loop owns the data, and an adapter that trains its
+    model (mesh models) reads the training settings from them (:func:`training_sections`)."""
+    from sim.families import get_family
+    from sim.train.config import ConfigError, ModelConfig
+    from sim.train.typed import build_section
+
+    data, source = _read_model_config(model)
+
+    cfg = SimpleNamespace(model=build_section(ModelConfig, data["model"], "model", source, error=ConfigError))
+    family = get_family(cfg.model.family)
+    family.check_config(cfg, source)
+    return cfg.model, family.parse_options(cfg, source), source
+
+
+def training_sections(model: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``optim`` and ``train`` sections of a model configuration and its ``data.batch_size``
+    (what a trained surrogate's adapter fits with); empty ones left out."""
+    data, _ = _read_model_config(model)
+    out = {k: dict(data[k]) for k in ("optim", "train") if isinstance(data.get(k), dict) and data[k]}
+    if isinstance(data.get("data"), dict) and "batch_size" in data["data"]:
+        out["data"] = {"batch_size": data["data"]["batch_size"]}
+    return out
+
+
+def _read_model_config(model: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The configuration mapping (checked to have a ``model`` section and known sections) and its source."""
     import yaml
 
-    from sim.families import get_family
-    from sim.train.config import SECTIONS, ConfigError, ModelConfig
-    from sim.train.typed import build_section
+    from sim.train.config import SECTIONS, ConfigError
 
     source: Any = None
     if isinstance(model, Mapping):
@@ -115,10 +139,7 @@ def load_model_config(model: str | Path | Mapping[str, Any]) -> tuple[Any, Any, 
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown} ({', '.join(SECTIONS)})", source)
-    cfg = SimpleNamespace(model=build_section(ModelConfig, data["model"], "model", source, error=ConfigError))
-    family = get_family(cfg.model.family)
-    family.check_config(cfg, source)
-    return cfg.model, family.parse_options(cfg, source), source
+    return data, source
 
 
 def _strategy(spec: str | Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -210,7 +231,8 @@ def run_active(recipe: str | Path, model: str | Path | Mapping[str, Any], *, siz
     rec = load_recipe(recipe)
     stages = recipe_stages(rec)
     model_cfg, options, model_source = load_model_config(model)
-    adapter = adapter_for(model_cfg, options, model_source)
+    sections = training_sections(model) if model_cfg.family != "mmgp" else {}
+    adapter = adapter_for(model_cfg, options, model_source, sections)
     if initial < adapter.min_samples:
         raise ActiveError(f"the {model_cfg.family} surrogate needs at least {adapter.min_samples} initial simulations, "
                           f"got {initial}")
@@ -225,6 +247,7 @@ def run_active(recipe: str | Path, model: str | Path | Mapping[str, Any], *, siz
     config = {"recipe": rec.name, "generator": rec.generator, "recipe_seed": rec.seed, "size": size,
               "strategy": strategy_spec, "batch": batch, "initial": initial, "pool": pool, "seed": seed,
               "model": json.loads(json.dumps(_model_dict(model_cfg))),
+              **({"training": json.loads(json.dumps(sections))} if sections else {}),
               "test": None if test is None else str(test_path.resolve())}
     if state_path.exists() and not resume:
         raise ActiveError("an active-learning run is here already; pass --resume to continue it or choose another "
@@ -263,10 +286,10 @@ def run_active(recipe: str | Path, model: str | Path | Mapping[str, Any], *, siz
             fill_store(test_path, test_meta, tuple(test_meta), [_pool_name(i) for i in range(count)],
                        simulate_entry, lambda n: (rec.generator, test_params, rec.seed, "test", int(n)), runner,
                        f"{rec.name}/{size} test set", progress)
-        test_samples = list(read_samples(test_path).values())
+        test_samples = list(read_samples(test_path, kind=adapter.sample_kind).values())
         if not test_samples:
             raise ActiveError("the test store holds no samples", test_path)
-        candidates = read_samples(pool_path, names)
+        candidates = read_samples(pool_path, names, kind=Mesh)
         _loop(state, state_path, out, adapter, selector, stages, train_params, candidates, train_path, train_meta,
               test_samples, runner, seed, progress, on_simulation)
     model_path = adapter.save(out / "model.npz")
@@ -300,7 +323,7 @@ def _loop(state: dict[str, Any], state_path: Path, out: Path, adapter: Surrogate
 
     # opening for append drops an entry a killed run left half-written; then read what is complete
     open_store(train_path, train_meta, ("recipe", "size", "role", "seed")).close()
-    solved_samples = read_samples(train_path)
+    solved_samples = read_samples(train_path, kind=adapter.sample_kind)
     stored = set(solved_samples)
     writer = StoreWriter(train_path, append=True)
     try:
@@ -329,7 +352,7 @@ def _loop(state: dict[str, Any], state_path: Path, out: Path, adapter: Surrogate
             logged = state["rounds"] and state["rounds"][-1]["solver_calls"] == calls
             samples = [solved_samples[n] for n in sorted(stored)]  # name order: the fit does not depend on timing
             t0, c0 = time.perf_counter(), time.process_time()
-            adapter.fit(samples)
+            adapter.fit(samples, [candidates[n] for n in sorted(stored)])
             fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
             if not logged:
                 t0 = time.perf_counter()

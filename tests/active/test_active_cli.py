@@ -42,7 +42,7 @@ def test_missing_files_are_named(tiny_recipe, mmgp_config, tmp_path, capsys):
 
 
 def test_a_recipe_whose_generator_cannot_draw_without_solving_is_refused(mmgp_config, tmp_path, capsys):
-    assert main(args("cylinder_flow", mmgp_config, tmp_path / "run", **{"--size": "small"})) == 2
+    assert main(args("diffusion3d", mmgp_config, tmp_path / "run", **{"--size": "small"})) == 2
     assert "cannot draw a sample without solving it" in capsys.readouterr().err
 
 
