@@ -16,6 +16,16 @@ linearly interpolated on KECOR's mean curve, divided by random's calls (the budg
 KECOR's mean curve never reaches it (likewise `variance_calls_ratio`). `train_cpu_hours`: the
 CPU time of every MMGP fit; `solver_s`, `select_s`: wall time of the solves and selections.
 `--quick`: the small size, budget 10, 3 seeds (a smoke test of the same quantities).
+
+`--cylinder`: the same comparison for a mesh time-stepping model (MeshGraphNet, CPU preset,
+viscosity as input, `--cylinder-steps` training steps per fit, default 1000) on `cylinder_flow`
+(size small: 50 stored steps per trajectory; each candidate a whole trajectory), at a small
+budget (`--cylinder-budget` 8, batch 2, 4 initial, a pool of 20, `--cylinder-seeds` 3), scored
+by the all-rollout RMSE on the size's test trajectory; keys `cylinder_calls`,
+`cylinder_<strategy>_rmse_mean` / `_std` / `_curves`, `cylinder_<strategy>_final_rmse_mean` /
+`_std`, `cylinder_<strategy>_calls_ratio`, `cylinder_seeds`, `cylinder_train_cpu_hours` (its
+fits; included in `train_cpu_hours`). With `--quick`: a coarse variant of the recipe (a few
+hundred nodes, 4 steps), budget 4, 20 training steps, one seed. `--cylinder-only` skips MMGP.
 """
 
 from __future__ import annotations
@@ -41,6 +51,72 @@ def calls_to_reach(calls: list[int], curve: list[float], target: float) -> float
     return None
 
 
+def campaign(recipe: Path, model: dict, size: str, strategies: list[str], seeds: list[int], out: Path,
+             resume: bool, workers: int, **run: int
+             ) -> tuple[list[int], dict[str, list[list[float]]], dict[str, float]]:
+    """Every (seed, strategy) run of one task: the solver-call grid, the error curves per
+    strategy (one per seed) and the summed fit CPU, solver and selection seconds."""
+    from sim.active import run_active
+
+    curves: dict[str, list[list[float]]] = {s: [] for s in strategies}
+    grid: list[int] | None = None
+    timing = {"fit_cpu_s": 0.0, "solver_s": 0.0, "select_s": 0.0}
+    for seed in seeds:
+        for s in strategies:
+            path = out / f"{s}_s{seed}"
+            again = resume and (path / "state.json").exists()
+            if path.exists() and not again:
+                shutil.rmtree(path)
+            print(f"[{recipe.stem} {s}, seed {seed}]", flush=True)
+            res = run_active(recipe, model, size=size, strategy=s, seed=seed, out=path, workers=workers, resume=again,
+                             test=out / "test.h5", pool_store=out / f"pool_s{seed}.h5", **run)
+            calls = [c for c, _ in res.curve]
+            if grid is not None and calls != grid:
+                raise SystemExit(f"{path}: solver-call grid {calls} differs from {grid}")
+            grid = calls
+            curves[s].append([e for _, e in res.curve])
+            timing["fit_cpu_s"] += sum(r["fit_cpu_s"] for r in res.rounds)
+            timing["solver_s"] += sum(r["solve_s"] for r in res.rounds)
+            timing["select_s"] += sum(r["select_s"] for r in res.rounds)
+    assert grid is not None
+    return grid, curves, timing
+
+
+def summarise(grid: list[int], curves: dict[str, list[list[float]]], metric: str, prefix: str = "") -> dict:
+    """Per strategy the mean, spread and curves of the error per number of solver calls, the final
+    error, and the calls each needs to reach random's final mean error over random's calls."""
+    results: dict = {}
+    means = {}
+    for s, rows in curves.items():
+        a = np.array(rows)  # (seeds, rounds)
+        means[s] = a.mean(0)
+        results[f"{prefix}{s}_{metric}_mean"] = means[s].tolist()
+        results[f"{prefix}{s}_{metric}_std"] = a.std(0).tolist()
+        results[f"{prefix}{s}_curves"] = a.tolist()
+        results[f"{prefix}{s}_final_{metric}_mean"] = float(a[:, -1].mean())
+        results[f"{prefix}{s}_final_{metric}_std"] = float(a[:, -1].std())
+    if "random" in curves:
+        target = float(means["random"][-1])
+        for s in curves:
+            if s != "random":
+                reach = calls_to_reach(grid, means[s].tolist(), target)
+                results[f"{prefix}{s}_calls_ratio"] = None if reach is None else reach / grid[-1]
+    return results
+
+
+def coarse_cylinder_recipe(path: Path) -> Path:
+    """The cylinder recipe with coarse meshes and four stored steps (``--quick``)."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "datasets" / "cylinder_flow.yaml").read_text())
+    data["name"] = "cylinder_flow_coarse"
+    data["params"].update(mesh_size=0.08, mesh_size_min=0.03, warmup=0.05, ramp=0.02)
+    data["sizes"] = {"small": {"params": {"num_steps": 4}, "splits": {"train": 2, "test": 1}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -55,10 +131,13 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--workers", type=int, default=1, help="solver processes per run")
     ap.add_argument("--resume", action="store_true", help="continue the runs in --out instead of starting over")
+    ap.add_argument("--cylinder", action="store_true", help="also a mesh model on cylinder_flow at a small budget")
+    ap.add_argument("--cylinder-only", action="store_true", help="only the cylinder comparison")
+    ap.add_argument("--cylinder-budget", type=int, help="trajectories simulated per run (default 8; quick 4)")
+    ap.add_argument("--cylinder-steps", type=int, help="training steps per fit (default 1000; quick 20)")
+    ap.add_argument("--cylinder-seeds", type=int, help="seeds of the cylinder runs (default 3; quick 1)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "active_learning"))
     args = ap.parse_args()
-
-    from sim.active import run_active
 
     q = args.quick
     seeds = list(range(args.seeds or (3 if q else 5)))
@@ -67,51 +146,51 @@ def main() -> None:
     initial, pool = args.initial or (4 if q else 8), args.pool or (24 if q else 300)
     modes = args.modes or (8 if q else 16)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    model = {"model": {"family": "mmgp", "fields": ["u", "von_mises"], "scalars": ["E", "nu", "load"],
-                       "family_args": {"shape_modes": modes, "field_modes": modes, "n_restarts": 0 if q else 2,
-                                       "n_draws": 10}}}
-    out = Path(args.out) / size
-    recipe = ROOT / "datasets" / "elasticity_shapes.yaml"
-    curves: dict[str, list[list[float]]] = {s: [] for s in strategies}
-    grid: list[int] | None = None
-    fit_cpu = solver_s = select_s = 0.0
-    for seed in seeds:
-        for s in strategies:
-            run = out / f"{s}_s{seed}"
-            resume = args.resume and (run / "state.json").exists()
-            if run.exists() and not resume:
-                shutil.rmtree(run)
-            print(f"[{s}, seed {seed}]", flush=True)
-            res = run_active(recipe, model, size=size, strategy=s, budget=budget, batch=batch, initial=initial,
-                             pool=pool, seed=seed, out=run, workers=args.workers, resume=resume,
-                             test=out / "test.h5", pool_store=out / f"pool_s{seed}.h5")
-            calls = [c for c, _ in res.curve]
-            if grid is not None and calls != grid:
-                raise SystemExit(f"{run}: solver-call grid {calls} differs from {grid}")
-            grid = calls
-            curves[s].append([e for _, e in res.curve])
-            fit_cpu += sum(r["fit_cpu_s"] for r in res.rounds)
-            solver_s += sum(r["solve_s"] for r in res.rounds)
-            select_s += sum(r["select_s"] for r in res.rounds)
-    assert grid is not None
-    results: dict = {"size": size, "budget": budget, "batch": batch, "initial": initial, "pool": pool,
-                     "modes": modes, "strategies": strategies, "calls": grid}
-    means = {}
-    for s in strategies:
-        a = np.array(curves[s])  # (seeds, rounds)
-        means[s] = a.mean(0)
-        results[f"{s}_rrmse_mean"] = means[s].tolist()
-        results[f"{s}_rrmse_std"] = a.std(0).tolist()
-        results[f"{s}_curves"] = a.tolist()
-        results[f"{s}_final_rrmse_mean"] = float(a[:, -1].mean())
-        results[f"{s}_final_rrmse_std"] = float(a[:, -1].std())
-    if "random" in strategies:
-        target = float(means["random"][-1])
-        for s in strategies:
-            if s != "random":
-                reach = calls_to_reach(grid, means[s].tolist(), target)
-                results[f"{s}_calls_ratio"] = None if reach is None else reach / grid[-1]
-    results.update(solver_s=solver_s, select_s=select_s, fit_cpu_s=fit_cpu)
+    results: dict = {}
+    fit_cpu = 0.0
+    if not args.cylinder_only:
+        model = {"model": {"family": "mmgp", "fields": ["u", "von_mises"], "scalars": ["E", "nu", "load"],
+                           "family_args": {"shape_modes": modes, "field_modes": modes, "n_restarts": 0 if q else 2,
+                                           "n_draws": 10}}}
+        grid, curves, timing = campaign(ROOT / "datasets" / "elasticity_shapes.yaml", model, size, strategies, seeds,
+                                        Path(args.out) / size, args.resume, args.workers, budget=budget, batch=batch,
+                                        initial=initial, pool=pool)
+        results.update({"size": size, "budget": budget, "batch": batch, "initial": initial, "pool": pool,
+                        "modes": modes, "strategies": strategies, "calls": grid})
+        results.update(summarise(grid, curves, "rrmse"))
+        results.update(timing)
+        fit_cpu += timing["fit_cpu_s"]
+    if args.cylinder or args.cylinder_only:
+        c_seeds = list(range(args.cylinder_seeds or (1 if q else 3)))
+        c_budget, c_steps = args.cylinder_budget or (4 if q else 8), args.cylinder_steps or (20 if q else 1000)
+        c_out = Path(args.out) / "cylinder"
+        recipe = coarse_cylinder_recipe(c_out / "coarse.yaml") if q else ROOT / "datasets" / "cylinder_flow.yaml"
+        net = {"network_args": {"latent": 16, "steps": 2}} if q else {"preset": "cpu"}
+        model = {"model": {"family": "mesh", "network": "meshgraphnet", **net, "fields": ["velocity"],
+                           "scalars": ["nu"], "noise_std": 0.05, "pushforward": 0 if q else 2},
+                 "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
+                 "train": {"steps": c_steps, "seed": 0, "log_every": 50, "checkpoint_every": 10**6,
+                           "normalizer_accumulation_steps": min(1000, c_steps)}}
+        c_batch, c_initial = (1, 2) if q else (2, 4)
+        c_grid, c_curves, c_timing = campaign(recipe, model, "small", strategies, c_seeds, c_out, args.resume,
+                                              args.workers, budget=c_budget, batch=c_batch, initial=c_initial,
+                                              pool=6 if q else 20)
+        results.update({"cylinder_budget": c_budget, "cylinder_batch": c_batch, "cylinder_initial": c_initial,
+                        "cylinder_train_steps": c_steps, "cylinder_calls": c_grid, "cylinder_seeds": c_seeds,
+                        "cylinder_train_cpu_hours": c_timing["fit_cpu_s"] / 3600,
+                        "cylinder_solver_s": c_timing["solver_s"]})
+        results.update(summarise(c_grid, c_curves, "rmse", "cylinder_"))
+        fit_cpu += c_timing["fit_cpu_s"]
+        print(f"\ncylinder flow: all-rollout RMSE (mean +- std over {len(c_seeds)} seeds) against simulated "
+              "trajectories")
+        print(f"{'calls':>6}" + "".join(f"{s:>22}" for s in strategies))
+        for i, c in enumerate(c_grid):
+            print(f"{c:>6}" + "".join(f"{results[f'cylinder_{s}_rmse_mean'][i]:>13.4g} +- "
+                                      f"{results[f'cylinder_{s}_rmse_std'][i]:<6.2g}" for s in strategies))
+    if args.cylinder_only:
+        report("active_learning", results, args.json, seeds=c_seeds, train_cpu_hours=fit_cpu / 3600)
+        return
+    grid = results["calls"]
 
     print(f"\nfield RRMSE (mean +- std over {len(seeds)} seeds) against solver calls")
     print(f"{'calls':>6}" + "".join(f"{s:>22}" for s in strategies))
