@@ -147,6 +147,28 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def wait_for_other(lock: Path, name: str, poll_s: float = 20.0) -> None:
+    """Return once no other live process holds ``lock`` (a run another bench process trains)."""
+    announced = False
+    while lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if pid == os.getpid() or pid <= 0:
+            return
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return  # a stale lock: its process is gone
+        except PermissionError:
+            pass  # alive, another user's
+        if not announced:
+            print(f"{name}: another process ({pid}) is training it; waiting", flush=True)
+            announced = True
+        time.sleep(poll_s)
+
+
 def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One training run of the shared trainer from a configuration dict (in this process or in a
     worker of ``--jobs``: one torch thread; the budget is this process's CPU time, so runs side by
@@ -154,7 +176,10 @@ def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
 
     A finished run leaves ``summary.json`` (its configuration and summary) beside its checkpoint;
     with ``resume`` a run whose ``summary.json`` holds the same configuration is not trained
-    again (a bench interrupted between runs continues where it stopped)."""
+    again (a bench interrupted between runs continues where it stopped). A run being trained
+    holds ``training.lock`` (the process id): another bench process resuming in the same --out
+    (e.g. ``--seed 2 --seeds 1`` beside ``--seeds 3``, to train seeds side by side) waits for it
+    to finish and reuses it instead of training it again."""
     from sim.families import get_family
     from sim.mesh.atomic import atomic_path
     from sim.train import Config
@@ -165,7 +190,9 @@ def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     family = get_family("prose")
     family.check_config(cfg)
     run = Path(cfg.train.out)
-    ckpt, done = run / "checkpoint.pt", run / "summary.json"
+    ckpt, done, lock = run / "checkpoint.pt", run / "summary.json", run / "training.lock"
+    if resume:
+        wait_for_other(lock, run.name)
     if resume and ckpt.exists() and done.exists():
         previous = json.loads(done.read_text())
         if previous.get("config") == plain:
@@ -176,8 +203,13 @@ def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
         ckpt.unlink()
     done.unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
     t0 = time.perf_counter()
-    summary = train(cfg, family, progress=False)
+    try:
+        summary = train(cfg, family, progress=False)
+    finally:
+        lock.unlink(missing_ok=True)
     summary["wall_s"] = time.perf_counter() - t0  # includes reading the data and building the model
     summary = {k: str(v) if isinstance(v, Path) else v for k, v in summary.items()}
     with atomic_path(done) as tmp:

@@ -280,3 +280,29 @@ def test_family_trains_on_shortened_windows_and_its_checkpoint_loads(tmp_path):
     fam, again, _ = load_model_file(summary["checkpoint"])
     ev = fam.evaluate(again, path, None)
     assert len(ev.rows) == 6 and np.isfinite(ev.summary["data_rel_l2_mean"])
+
+
+def test_a_bench_process_waits_for_a_run_another_one_trains(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    bench = bench_module(monkeypatch)
+    lock = tmp_path / "training.lock"
+    bench.wait_for_other(lock, "run")  # no lock: no wait
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(str(dead.pid))
+    t = time.perf_counter()
+    bench.wait_for_other(lock, "run", poll_s=5.0)  # its process is gone: a stale lock
+    assert time.perf_counter() - t < 1.0
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(str(alive.pid))
+        threading.Timer(0.5, lock.unlink).start()  # the other process finishes its run
+        t = time.perf_counter()
+        bench.wait_for_other(lock, "run", poll_s=0.05)
+        assert 0.4 < time.perf_counter() - t < 5.0
+    finally:
+        alive.kill()
