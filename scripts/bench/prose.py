@@ -264,6 +264,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "prose"))
     ap.add_argument("--resume", action="store_true",
                     help="reuse the runs under --out that finished with the same configuration (train the rest)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train the runs (in order) and stop: for a second process that trains seeds beside a "
+                         "--resume run, which evaluates them")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
@@ -363,6 +366,12 @@ def main() -> None:
                                  initializer=one_thread) as ex:
             futures = {key: ex.submit(train_job, cfg, args.resume) for key, cfg in runs.items()}
             summaries = {key: f.result() for key, f in futures.items()}
+
+    if args.train_only:
+        for key, cfg in runs.items():
+            summary = summaries.get(key) or train_job(cfg, args.resume)
+            print(f"{key}: {summary['steps']} steps in {summary['seconds']:.0f} s", flush=True)
+        return
 
     def train_model(seed: int, kind: str) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The run's model as its checkpoint holds it, and the trainer's summary (trained now unless
