@@ -288,6 +288,34 @@ def _shard_path(out: Path, split: str, shard: tuple[int, int] | None) -> Path:
     return out / (f"{split}.h5" if shard is None else f"{split}.shard-{shard[0]}-of-{shard[1]}.h5")
 
 
+def _complete(path: Path, names: list[str]) -> bool:
+    """Whether the store at ``path`` holds every entry of ``names`` (checked read-only, so that a
+    finished dataset can be shared by processes that read it while another one starts)."""
+
+    if not path.exists():
+        return False
+    try:
+        with Store(path) as s:
+            return s.complete(names)
+    except SimError:
+        return False
+
+
+def _has_statistics(recipe: Recipe, paths: dict[str, Path]) -> bool:
+    """Whether every store already records the recipe's statistics (or the recipe has none)."""
+
+    if not recipe.statistics:
+        return True
+    try:
+        for p in paths.values():
+            with Store(p) as s:
+                if "statistics" not in s.metadata:
+                    return False
+    except SimError:
+        return False
+    return True
+
+
 def _open_for_append(path: Path, metadata: dict[str, Any]) -> StoreWriter:
     if not path.exists():
         StoreWriter(path, metadata=metadata).close()  # an empty store, created atomically
@@ -321,9 +349,11 @@ def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 
     try:
         for sp in splits:
             paths[sp.name] = _shard_path(out, sp.name, shard)
+            mine = [i for i in range(sp.count) if shard is None or i % shard[1] == shard[0]]
+            if _complete(paths[sp.name], [entry_name(i) for i in mine]):
+                continue  # read only: other processes may be reading it
             writers[sp.name] = _open_for_append(paths[sp.name], {**metadata, "split": sp.name})
             done = set(writers[sp.name].names())
-            mine = [i for i in range(sp.count) if shard is None or i % shard[1] == shard[0]]
             todo += [(sp, i) for i in mine if entry_name(i) not in done]
         bar = tqdm(total=len(todo), desc=f"{recipe.name}/{size}", unit="entry",
                    disable=(not progress) if progress is not None else None)
@@ -336,7 +366,7 @@ def generate(recipe: Recipe, size: str, out: Path | None = None, workers: int = 
     finally:
         for w in writers.values():
             w.close()
-    if shard is None:
+    if shard is None and (todo or not _has_statistics(recipe, paths)):
         write_statistics(recipe, paths, splits)
     if todo:
         print(f"{recipe.name}/{size}: generated {len(todo)} entries in {elapsed:.1f} s "

@@ -297,6 +297,11 @@ class Store:
     def __contains__(self, name: str) -> bool:
         return name in self._file[ENTRIES]
 
+    def complete(self, names: list[str]) -> bool:
+        """Whether every entry of ``names`` is in the store and completely written."""
+        entries = self._file[ENTRIES]
+        return all(n in entries and bool(entries[n].attrs.get("complete", False)) for n in names)
+
     def entry(self, name: str) -> StoreEntry:
         """Lazy view of entry ``name``; refuses entries whose write did not finish."""
         if name not in self._file[ENTRIES]:

@@ -85,6 +85,29 @@ def test_resume_after_a_crash_skips_finished_entries(tmp_path, recipe_path):
     assert all(full[n].equals(again[n]) for n in full)
 
 
+def test_a_finished_dataset_is_only_read_so_other_processes_can_read_it_meanwhile(tmp_path, recipe_path):
+    import os
+    import subprocess
+    import sys
+
+    recipe = load_recipe(recipe_path)
+    paths = generate(recipe, "small", out=tmp_path, progress=False)
+    stamps = {p: os.stat(p).st_mtime_ns for p in paths.values()}
+    # another process holds the finished stores open (as a training job reading them does)
+    reader = subprocess.Popen([sys.executable, "-c", "import sys, time, h5py; fs = [h5py.File(p, 'r') for p in "
+                               "sys.argv[1:]]; print('open', flush=True); time.sleep(60)", *map(str, paths.values())],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        again = generate(recipe, "small", out=tmp_path, progress=False)
+    finally:
+        reader.kill()
+    assert again == paths
+    assert {p: os.stat(p).st_mtime_ns for p in paths.values()} == stamps  # nothing rewritten, statistics included
+    with Store(paths["train"]) as s:
+        assert s.complete(s.names()) and not s.complete(["000009"])
+
+
 def test_recipe_errors_name_the_file(tmp_path, recipe_path):
     with pytest.raises(RecipeError, match="no size 'huge' \\(sizes: small, other\\)"):
         load_recipe(recipe_path).splits("huge")
