@@ -12,7 +12,9 @@ weights of an uninterrupted run (on a deterministic CPU run), whatever the numbe
 DataLoader workers. Under DDP the global batch at step ``s`` is the same as a single
 process with ``batch_size * world_size``; rank r takes every world_size-th sample of it.
 With ``train.augment_coreset`` (:mod:`sim.train.coreset`) the checkpoint also holds the
-current coreset, and its selection draws no random numbers, so that holds too.
+current coreset, and its selection draws no random numbers, so that holds too; with
+``train.self_tuning`` (:mod:`sim.train.self_tuning`) it holds the tuned hyperparameters, their
+responses and optimiser, whose perturbations and tuning batches depend on (seed, step) alone.
 
 Resume continues the run in ``train.out`` from its checkpoint at step k: with the same
 configuration (the checkpoint holds it; :data:`RESUMABLE` lists the keys that may change, and
