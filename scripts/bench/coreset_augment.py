@@ -1,5 +1,5 @@
 """Coreset augmentation on cylinder flow: MeshGraphNet trained with input noise on every sample
-against input noise on a weighted coreset of them (`train.augment_coreset`, sim.train.coreset).
+against input noise on a weighted coreset of them (`train.augment_coreset`, sim.plugins.training.coreset).
 
     python scripts/bench/coreset_augment.py [--quick] [--json PATH] [--size medium] [--train-steps N]
                                             [--fractions 0.3 0.5] [--every N] [--seed S] [--seeds N]

@@ -1,5 +1,5 @@
 """Self-tuned input noise on cylinder flow: MeshGraphNet with the noise scale tuned during the run
-(`train.self_tuning`, sim.train.self_tuning) against the hand-tuned scale, at the same CPU budget.
+(`train.self_tuning`, sim.plugins.training.self_tuning) against the hand-tuned scale, at the same CPU budget.
 
     python scripts/bench/self_tuning.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                         [--starts 0.01 0.2] [--hand-noise 0.05] [--range 0.002 0.5]

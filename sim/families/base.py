@@ -130,6 +130,7 @@ class Family:
     trainable: ClassVar[bool] = True  # False: fitted (``fit``) instead of trained step by step
     ensembles: ClassVar[bool] = False  # `sim train --ensemble N` trains N members served as one surrogate
     input_noise: ClassVar[bool] = False  # trains with input noise (model.noise_std): train.augment_coreset applies
+    tunable: ClassVar[bool] = False  # defines tuning_loss: train.self_tuning applies
 
     @property
     def summary(self) -> str:
@@ -191,13 +192,13 @@ class Family:
         return model.loss(batch, generator), {}
 
     def loss_residual(self, model: Any, batch: Any) -> Any:
-        """(residual, mask) of the model's loss on ``batch`` (the coreset proxy, sim.train.coreset;
+        """(residual, mask) of the model's loss on ``batch`` (the coreset proxy, sim.plugins.training.coreset;
         families with ``input_noise``)."""
         return model.loss_residual(batch)
 
     def tuning_loss(self, model: Any, batch: Any, cfg: Any) -> Any:
         """The differentiable loss self-tuned hyperparameters are tuned on (``train.self_tuning``,
-        :mod:`sim.train.self_tuning`), called in eval mode on a clean batch."""
+        :mod:`sim.plugins.training.self_tuning`), called in eval mode on a clean batch."""
         from sim.train.config import ConfigError
 
         raise ConfigError(f"train.self_tuning: the {self.name} family defines no tuning loss (self-tuning "

@@ -59,6 +59,7 @@ class MeshFamily(Family):
     ensembles = True
     options = MeshOptions
     input_noise = True
+    tunable = True
 
     def check_config(self, cfg: Any, source: Any = None) -> None:
         from sim.train.config import ConfigError

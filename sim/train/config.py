@@ -28,8 +28,8 @@ Example::
     train:
       steps: 2000
       out: runs/mgn_small
-      # augment_coreset: {fraction: 0.3, every: 100}   # noise only a weighted coreset (sim.train.coreset)
-      # self_tuning: {noise_std: {init: 0.01, range: [0.002, 0.3]}}   # tuned during the run (sim.train.self_tuning)
+      # augment_coreset: {fraction: 0.3, every: 100}   # noise only a weighted coreset (sim.plugins.training.coreset)
+      # self_tuning: {noise_std: {init: 0.01, range: [0.002, 0.3]}}   # tuned in the run (plugins.training.self_tuning)
 """
 
 from __future__ import annotations
@@ -117,10 +117,11 @@ class TrainConfig:
     # split every training graph over this many ranks (mesh models; torchrun's world size a multiple of it:
     # world / partitions groups take different samples, as DDP)
     partitions: int = field(default=1, metadata=_check(positive))
-    # input noise on a weighted coreset of the samples only, re-chosen every `every` steps (sim.train.coreset):
+    # input noise on a weighted coreset of the samples only, re-chosen every `every` steps
+    # (sim.plugins.training.coreset):
     # {fraction: F, every: N}; None: every sample gets the noise
     augment_coreset: dict[str, Any] | None = None
-    # hyperparameters adapted during the run (sim.train.self_tuning): {noise_std: {init: V, range: [LO, HI]},
+    # hyperparameters adapted during the run (sim.plugins.training.self_tuning): {noise_std: {init: V, range: [LO, HI]},
     # weight_decay: {...}, every: 10, lr: 0.01, perturb: 0.5, entropy: 0.001, rollout_steps: model.pushforward}
     self_tuning: dict[str, Any] | None = None
 
@@ -215,7 +216,7 @@ def self_tuning_options(cfg: Config, source: Any = None) -> dict[str, Any]:
     """``train.self_tuning`` checked, defaults filled in: ``hypers`` (name -> (init, lo, hi)),
     ``every``, ``lr``, ``perturb``, ``entropy``, ``rollout_steps`` (one :class:`ConfigError`
     naming the key otherwise)."""
-    from sim.train.self_tuning import HYPERPARAMETERS
+    from sim.plugins.training.self_tuning import HYPERPARAMETERS
 
     value, key = cfg.train.self_tuning, "train.self_tuning"
     if not isinstance(value, dict):

@@ -11,9 +11,9 @@ Determinism: the batch at step ``s`` and the noise drawn for it depend only on
 weights of an uninterrupted run (on a deterministic CPU run), whatever the number of
 DataLoader workers. Under DDP the global batch at step ``s`` is the same as a single
 process with ``batch_size * world_size``; rank r takes every world_size-th sample of it.
-With ``train.augment_coreset`` (:mod:`sim.train.coreset`) the checkpoint also holds the
+With ``train.augment_coreset`` (:mod:`sim.plugins.training.coreset`) the checkpoint also holds the
 current coreset, and its selection draws no random numbers, so that holds too; with
-``train.self_tuning`` (:mod:`sim.train.self_tuning`) it holds the tuned hyperparameters, their
+``train.self_tuning`` (:mod:`sim.plugins.training.self_tuning`) it holds the tuned hyperparameters, their
 responses and optimiser, whose perturbations and tuning batches depend on (seed, step) alone.
 
 Resume continues the run in ``train.out`` from its checkpoint at step k: with the same
@@ -437,7 +437,7 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     samples = _StepSamples(dataset, task.collator(cfg, dataset, simulator))
     tuning_batch = None
     if tuner is not None:  # tuned on data.valid when the run has it, else on training samples
-        from sim.train.self_tuning import tuning_batches
+        from sim.plugins.training.self_tuning import tuning_batches
 
         tune_set = task.build_dataset(Config.from_dict({**cfg.to_dict(), "data": {
             **cfg.to_dict()["data"], "train": cfg.data.valid}})) if cfg.data.valid else dataset
@@ -483,10 +483,10 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             if step >= last:
                 break
             batch = batch.to(device)
-            if coreset is not None:  # noise on this period's coreset only, weighted (sim.train.coreset)
+            if coreset is not None:  # noise on this period's coreset only, weighted (sim.plugins.training.coreset)
                 coreset.prepare(step, simulator, dataset, samples.collate_fn, sampler.global_batch, device)
                 coreset.mark(batch, sampler.global_batch(step)[sample_rank::sample_world])
-            if tuner is not None:  # this step's hyperparameters: u + sigma * eps (sim.train.self_tuning)
+            if tuner is not None:  # this step's hyperparameters: u + sigma * eps (sim.plugins.training.self_tuning)
                 _apply_hypers(tuner.sample(step), batch, optimizer, cfg)
             # the ranks sharing a graph (train.partitions) draw the same noise
             gen = torch.Generator(device=device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + sample_rank)
@@ -577,16 +577,13 @@ def _check_self_tuning(cfg: Config, task: Task) -> None:
     """Refuse ``train.self_tuning`` for a family without a tuning loss, before anything is built."""
     if cfg.train.self_tuning is None:
         return
-    from sim.families.base import Family
-
-    fn = getattr(type(task), "tuning_loss", None)
-    if fn is None or fn is Family.tuning_loss or not getattr(task, "trainable", True):
+    if not getattr(task, "tunable", False):
         raise ConfigError(f"train.self_tuning: the {getattr(task, 'name', type(task).__name__)} family defines no "
                           "tuning loss (self-tuning applies to mesh models)")
 
 
 def _self_tuning(cfg: Config, task: Task, model: nn.Module, distributed: bool) -> Any:
-    """The run's :class:`~sim.train.self_tuning.SelfTuning` (None without ``train.self_tuning``)."""
+    """The run's :class:`~sim.plugins.training.self_tuning.SelfTuning` (None without ``train.self_tuning``)."""
     if cfg.train.self_tuning is None:
         return None
     from sim.plugins import get_plugin
@@ -629,7 +626,7 @@ def _write_tuning_log(path: Path, history: Sequence[Mapping[str, float]]) -> Non
 
 
 def _coreset(cfg: Config, task: Task) -> Any:
-    """The run's :class:`~sim.train.coreset.CoresetAugmentation` (None without
+    """The run's :class:`~sim.plugins.training.coreset.CoresetAugmentation` (None without
     ``train.augment_coreset``); refused for a family whose models train without input noise."""
     if cfg.train.augment_coreset is None:
         return None

@@ -1,4 +1,4 @@
-"""Coreset augmentation (train.augment_coreset, sim.train.coreset): greedy facility location,
+"""Coreset augmentation (train.augment_coreset, sim.plugins.training.coreset): greedy facility location,
 the gradient proxy, and a training run that noises exactly the chosen samples with their
 weights, re-chosen every `every` steps, learns and resumes exactly."""
 
@@ -17,9 +17,15 @@ from sim.data.windows import MeshStepDataset
 from sim.errors import SimError
 from sim.families import train
 from sim.models.mesh.simulator import MeshSimulator
+from sim.plugins.training.coreset import (
+    CoresetAugmentation,
+    facility_location,
+    facility_value,
+    gradient_proxy,
+    similarity,
+)
 from sim.train import Config, ConfigError
 from sim.train.checkpoint import read_checkpoint
-from sim.train.coreset import CoresetAugmentation, facility_location, facility_value, gradient_proxy, similarity
 from tests.train.diffusion_data import diffusion_store
 
 

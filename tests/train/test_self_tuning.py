@@ -1,4 +1,4 @@
-"""Self-tuned hyperparameters (train.self_tuning, sim.train.self_tuning): the range transform,
+"""Self-tuned hyperparameters (train.self_tuning, sim.plugins.training.self_tuning): the range transform,
 the best-response layers and their folding, the direction of a hyperparameter step, and
 training runs that learn, log the values, stay in range, resume exactly and refuse bad options."""
 
@@ -15,9 +15,9 @@ from torch import nn
 
 from sim.errors import SimError
 from sim.families import train
+from sim.plugins.training.self_tuning import SelfTuning, from_unit, to_unit
 from sim.train import Config, ConfigError
 from sim.train.checkpoint import load_model, read_checkpoint
-from sim.train.self_tuning import SelfTuning, from_unit, to_unit
 from sim.train.trainer import _apply_hypers
 from tests.train.diffusion_data import diffusion_store
 

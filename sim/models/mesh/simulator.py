@@ -338,7 +338,7 @@ class MeshSimulator(nn.Module):
         """Training loss on a (batched) ``Data`` with ``state``, ``target``, ``node_type``,
         ``edge_index``, ``edge_attr`` (and ``dt`` per graph for derivatives); a batch may carry
         per-node ``noise_scale`` (the input noise is multiplied by it) and ``loss_weight`` (each
-        node's squared error is), as coreset augmentation (:mod:`sim.train.coreset`) sets them."""
+        node's squared error is), as coreset augmentation (:mod:`sim.plugins.training.coreset`) sets them."""
         err, mask = self.loss_residual(batch, generator)
         sq = err ** 2
         weight = getattr(batch, "loss_weight", None)
@@ -369,7 +369,7 @@ class MeshSimulator(nn.Module):
         """The residual of the step after ``steps`` model steps from the clean state (no input
         noise; the pushforward steps without gradient, the last with it), and its mask: how far
         the model's own rollout errors throw its next step. Self-tuned hyperparameters
-        (:mod:`sim.train.self_tuning`) are tuned on it; call it in eval mode so the normalisers
+        (:mod:`sim.plugins.training.self_tuning`) are tuned on it; call it in eval mode so the normalisers
         keep their statistics."""
         inputs = self.step_inputs(batch)
         return self._residual(batch, batch.state, inputs, steps)

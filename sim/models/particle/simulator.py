@@ -128,7 +128,7 @@ class ParticleSimulator(nn.Module):
         """Loss on a batched ``Data`` from :class:`~sim.data.particles.ParticleWindowDataset`; a
         batch may carry per-particle ``noise_scale`` (the random-walk noise is multiplied by it)
         and ``loss_weight`` (each particle's squared acceleration error is), as coreset
-        augmentation (:mod:`sim.train.coreset`) sets them (the decoder loss is not weighted)."""
+        augmentation (:mod:`sim.plugins.training.coreset`) sets them (the decoder loss is not weighted)."""
         err, _ = self.loss_residual(batch, generator)
         weight = getattr(batch, "loss_weight", None)
         loss = (err ** 2).mean() if weight is None else ((err ** 2) * weight[:, None].to(err.dtype)).mean()

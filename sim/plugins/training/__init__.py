@@ -1,12 +1,12 @@
 """Training plugins: options of the one trainer that change how a model learns, not what it is.
 
-- ``coreset_augment`` (``train.augment_coreset``, :mod:`sim.train.coreset`): input noise on a
+- ``coreset_augment`` (``train.augment_coreset``, :mod:`sim.plugins.training.coreset`): input noise on a
   weighted coreset of the samples, chosen by facility location on gradient proxies;
-- ``self_tuning`` (``train.self_tuning``, :mod:`sim.train.self_tuning`): hyperparameters (input
+- ``self_tuning`` (``train.self_tuning``, :mod:`sim.plugins.training.self_tuning`): hyperparameters (input
   noise scale, weight decay) adapted during the run through a structured best-response.
 
-The factories build the trainer's objects (imported when called, so that listing plugins does
-not import the trainer); a configuration turns them on through the ``train`` keys above.
+The factories build the objects the trainer uses (imported when called, so that listing plugins
+stays light); a configuration turns them on through the ``train`` keys above.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sim.plugins.registry import register_plugin
                  summary="input noise on a weighted coreset of the samples only (facility location on gradient "
                          "proxies, re-chosen periodically): train.augment_coreset")
 def coreset_augment(fraction: float, every: int, residual: Any, batch_size: int = 1) -> Any:
-    """A :class:`~sim.train.coreset.CoresetAugmentation`."""
-    from sim.train.coreset import CoresetAugmentation
+    """A :class:`~sim.plugins.training.coreset.CoresetAugmentation`."""
+    from sim.plugins.training.coreset import CoresetAugmentation
 
     return CoresetAugmentation(fraction, every, residual, batch_size=batch_size)
 
@@ -33,7 +33,7 @@ def coreset_augment(fraction: float, every: int, residual: Any, batch_size: int 
                  summary="input noise scale and weight decay tuned during one run through a learned best-response "
                          "of the weights: train.self_tuning")
 def self_tuning(model: Any, hypers: Any, **options: Any) -> Any:
-    """A :class:`~sim.train.self_tuning.SelfTuning` of ``model``."""
-    from sim.train.self_tuning import SelfTuning
+    """A :class:`~sim.plugins.training.self_tuning.SelfTuning` of ``model``."""
+    from sim.plugins.training.self_tuning import SelfTuning
 
     return SelfTuning(model, hypers, **options)
