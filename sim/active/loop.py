@@ -231,7 +231,7 @@ def run_active(recipe: str | Path, model: str | Path | Mapping[str, Any], *, siz
     rec = load_recipe(recipe)
     stages = recipe_stages(rec)
     model_cfg, options, model_source = load_model_config(model)
-    sections = training_sections(model) if model_cfg.family != "mmgp" else {}
+    sections = training_sections(model)  # what an adapter that trains its model fits with
     adapter = adapter_for(model_cfg, options, model_source, sections)
     if initial < adapter.min_samples:
         raise ActiveError(f"the {model_cfg.family} surrogate needs at least {adapter.min_samples} initial simulations, "
