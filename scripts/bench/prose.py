@@ -169,6 +169,23 @@ def wait_for_other(lock: Path, name: str, poll_s: float = 20.0) -> None:
         time.sleep(poll_s)
 
 
+def shorter_budget(previous: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a finished run's configuration ``previous`` is ``current`` with a smaller
+    ``train.max_seconds``: such a run is continued to the new budget rather than trained afresh.
+    Continuing is training longer, not an approximation of it: the trainer resumes exactly (data
+    order, noise and dropout are seeded by step), the learning-rate schedule depends on the step
+    only, and the budget counts the CPU seconds of the run before."""
+    if not previous:
+        return False
+    old_budget = previous.get("train", {}).get("max_seconds")
+    new_budget = current["train"].get("max_seconds")
+    if old_budget is None or new_budget is None or old_budget >= new_budget:
+        return False
+    same = json.loads(json.dumps(previous))
+    same["train"]["max_seconds"] = new_budget
+    return same == current
+
+
 def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One training run of the shared trainer from a configuration dict (in this process or in a
     worker of ``--jobs``: one torch thread; the budget is this process's CPU time, so runs side by
@@ -193,21 +210,27 @@ def train_job(cfg_dict: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     ckpt, done, lock = run / "checkpoint.pt", run / "summary.json", run / "training.lock"
     if resume:
         wait_for_other(lock, run.name)
+    extend = False
     if resume and ckpt.exists() and done.exists():
         previous = json.loads(done.read_text())
         if previous.get("config") == plain:
             print(f"{run.name}: finished before with this configuration, reused ({previous['summary']['steps']} "
                   "steps)", flush=True)
             return previous["summary"]
-        print(f"{run.name}: a finished run with another configuration is there; training afresh", flush=True)
-    if ckpt.exists():  # the trainer refuses to overwrite a run it is not asked to resume
+        extend = shorter_budget(previous.get("config"), plain)
+        if extend:
+            print(f"{run.name}: finished before with a budget of {previous['config']['train']['max_seconds']} s; "
+                  f"continued to {plain['train']['max_seconds']} s", flush=True)
+        else:
+            print(f"{run.name}: a finished run with another configuration is there; training afresh", flush=True)
+    if ckpt.exists() and not extend:  # the trainer refuses to overwrite a run it is not asked to resume
         ckpt.unlink()
     done.unlink(missing_ok=True)
     run.mkdir(parents=True, exist_ok=True)
     lock.write_text(str(os.getpid()))
     t0 = time.perf_counter()
     try:
-        summary = train(cfg, family, progress=False)
+        summary = train(cfg, family, resume=extend, progress=False)
     finally:
         lock.unlink(missing_ok=True)
     summary["wall_s"] = time.perf_counter() - t0  # includes reading the data and building the model

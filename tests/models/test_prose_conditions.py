@@ -5,6 +5,7 @@ evaluation, the gain table over seeds, and the bench's training with shortened w
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -306,3 +307,39 @@ def test_a_bench_process_waits_for_a_run_another_one_trains(monkeypatch, tmp_pat
         assert 0.4 < time.perf_counter() - t < 5.0
     finally:
         alive.kill()
+
+
+def test_a_finished_bench_run_is_continued_to_a_larger_budget_and_retrained_on_any_other_change(
+        monkeypatch, tmp_path):
+    bench = bench_module(monkeypatch)
+    path = tmp_path / "train.h5"
+    with StoreWriter(path) as w:
+        for s in range(20):
+            try:
+                w.append(generate({"systems": LTS, "num_points": 48, "t_end": 1.5}, s))
+            except Rejected:
+                pass
+            if len(w.names()) == 4:
+                break
+    cfg = {"model": {"family": "prose", "network": "prose", "network_args": TINY,
+                     "family_args": {"input_points": 16}},
+           "data": {"train": str(path), "batch_size": 4},
+           "optim": {"name": "adamw", "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 2},
+           "train": {"steps": 10**9, "max_seconds": 0.5, "clock": "process", "out": str(tmp_path / "run"),
+                     "log_every": 1, "checkpoint_every": 10**9, "seed": 0}}
+    first = bench.train_job(cfg, resume=True)
+    longer = json.loads(json.dumps(cfg))
+    longer["train"]["max_seconds"] = 2.0
+    assert bench.shorter_budget(cfg, longer) and not bench.shorter_budget(longer, cfg)
+    other = json.loads(json.dumps(longer))
+    other["optim"]["lr"] = 2e-3
+    assert not bench.shorter_budget(cfg, other) and not bench.shorter_budget(None, longer)
+
+    second = bench.train_job(longer, resume=True)
+    assert second["steps"] > first["steps"] and second["seconds"] >= 2.0  # totals over both parts
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, second["steps"] + 1))  # one log, continued, no step twice
+    assert bench.train_job(longer, resume=True) == second  # finished with this budget: reused
+    other["train"]["max_seconds"] = 0.5
+    third = bench.train_job(other, resume=True)  # another learning rate: trained afresh, not continued
+    assert third["steps"] < second["steps"]
