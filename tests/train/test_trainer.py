@@ -268,3 +268,24 @@ def test_half_precision_checkpoints_halve_complex_spectral_weights(tmp_path):
         a, b = model.state_dict()[k], back.state_dict()[k]
         assert b.dtype == torch.complex64
         torch.testing.assert_close(b, a, rtol=2e-3, atol=1e-4)
+
+
+def test_a_budget_plans_its_steps_from_the_training_loop_not_the_run_setup(tmp_path, data, monkeypatch):
+    import time
+
+    from sim.families import configure
+    from sim.train.trainer import steps_for_budget
+
+    cfg = _config(tmp_path, data, clock="wall")
+    task = configure(cfg)
+    fast = steps_for_budget(cfg, task, 2.0, probe_steps=10)
+    build = task.build_dataset
+
+    def slow_setup(*args, **kwargs):  # a large data set: seconds to read before the first step
+        time.sleep(1.0)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(task, "build_dataset", slow_setup)
+    slow = steps_for_budget(cfg, task, 2.0, probe_steps=10)
+    assert slow > 0.5 * fast  # counting the second of setup as 10 steps' work would plan < 18 steps
+    assert slow > 18
