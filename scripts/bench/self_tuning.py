@@ -3,7 +3,8 @@
 
     python scripts/bench/self_tuning.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                         [--starts 0.01 0.2] [--hand-noise 0.05] [--range 0.002 0.5]
-                                        [--every 10] [--lr 0.01] [--seed S] [--seeds N] [--data DIR]
+                                        [--every 10] [--lr 0.01] [--tune-rollout 8] [--seed S] [--seeds N]
+                                        [--data DIR]
                                         [--resume] [--out DIR]
 
 Each seed trains, alternating within the seed so that the machine's load is shared:
@@ -11,7 +12,8 @@ Each seed trains, alternating within the seed so that the machine's load is shar
 - `hand`: input noise --hand-noise (0.05, the value found by hand for this data) on every sample;
 - `stn<start>` for each --starts value: the noise scale starts there and is tuned in --range
   (log-uniform) by a hyperparameter step every --every training steps (Adam, --lr) on the error
-  of the step after two of the model's own steps from clean states of the valid split;
+  of the step after --tune-rollout (8) of the model's own steps from clean states of the valid
+  split (further than the training pushforward: the noise is there for long rollouts);
 
 all with the settings of `mgn_cylinder.py` (CPU preset, viscosity as input, pushforward 2,
 Adam 1e-3 -> 1e-5) for --train-seconds of this process's CPU time each (default 3000; quick 60),
@@ -66,6 +68,8 @@ def main() -> None:
                     help="range of the tuned noise scale")
     ap.add_argument("--every", type=int, default=10, help="training steps between hyperparameter steps")
     ap.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the hyperparameters")
+    ap.add_argument("--tune-rollout", type=int, default=8,
+                    help="model steps from a clean state before the step the tuning loss scores")
     ap.add_argument("--scalars", nargs="*", default=["nu"])
     ap.add_argument("--pushforward", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="first training seed")
@@ -88,8 +92,8 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     out = Path(args.out)
     variants: dict[str, dict | None] = {"hand": None}
-    variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr}
-                     for s in args.starts})
+    variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr,
+                                   "rollout_steps": args.tune_rollout} for s in args.starts})
 
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for seed in seeds:
@@ -111,7 +115,8 @@ def main() -> None:
             runs[name].append(summary)
 
     results: dict = {"size": size, "train_seconds": seconds, "starts": args.starts, "hand_noise": args.hand_noise,
-                     "range": [lo, hi], "every": args.every, "hyper_lr": args.lr, "scalars": args.scalars,
+                     "range": [lo, hi], "every": args.every, "hyper_lr": args.lr,
+                     "tune_rollout": args.tune_rollout, "scalars": args.scalars,
                      "pushforward": args.pushforward, "correction": "divergence_free", "preset": "cpu",
                      "generation_s": gen_s}
     persistence = {}

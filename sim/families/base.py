@@ -204,6 +204,13 @@ class Family:
         raise ConfigError(f"train.self_tuning: the {self.name} family defines no tuning loss (self-tuning "
                           "applies to mesh models)")
 
+    def tuning_dataset(self, cfg: Any, path: Any) -> Any:
+        """The samples of the store ``path`` the tuning loss is computed on (default: the training
+        samples' kind, read from that store)."""
+        import dataclasses
+
+        return self.build_dataset(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=path)))
+
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
         return {}
 

@@ -101,10 +101,21 @@ class MeshFamily(Family):
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
         return model
 
+    def tuning_dataset(self, cfg: Any, path: Any) -> Any:
+        """Samples holding the frames of the tuning rollout (``rollout_steps`` + 1 model steps),
+        which may reach further than the training samples' pushforward."""
+        from sim.data.windows import MeshStepDataset
+        from sim.train.config import self_tuning_options
+
+        steps = max(self_tuning_options(cfg)["rollout_steps"], cfg.model.pushforward)
+        return MeshStepDataset(path, cfg.model.fields, scalars=cfg.model.scalars,
+                               horizon=(steps + 1) * self.parse_options(cfg).bundle, history=cfg.model.history)
+
     def tuning_loss(self, model: Any, batch: Any, cfg: Any) -> Any:
         """Mean squared residual of the step after ``train.self_tuning.rollout_steps`` (default
-        ``model.pushforward``) of the model's own steps from a clean state: input noise earns its
-        place by what it does to rollouts, not to the one-step error it can only raise."""
+        ``model.pushforward``; any number, the tuning samples hold its frames) of the model's own
+        steps from a clean state: input noise earns its place by what it does to rollouts, not to
+        the one-step error it can only raise."""
         from sim.train.config import self_tuning_options
 
         err, mask = model.rollout_residual(batch, self_tuning_options(cfg)["rollout_steps"])

@@ -259,10 +259,9 @@ def self_tuning_options(cfg: Config, source: Any = None) -> dict[str, Any]:
         raise ConfigError(f"{key}.every must be an integer >= 1 (training steps between hyperparameter steps), "
                           f"got {out['every']!r}", source)
     steps = cfg.model.pushforward if out["rollout_steps"] is None else out["rollout_steps"]
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= cfg.model.pushforward:
-        raise ConfigError(f"{key}.rollout_steps must be an integer in [0, model.pushforward = "
-                          f"{cfg.model.pushforward}] (the samples hold that many future frames), got {steps!r}",
-                          source)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"{key}.rollout_steps must be an integer >= 0 (model steps before the tuned one), got "
+                          f"{steps!r}", source)
     out["rollout_steps"] = steps
     if "noise_std" in hypers:
         std = cfg.model.noise_std

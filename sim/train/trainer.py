@@ -106,6 +106,8 @@ class Task(Protocol):
 
     def validate(self, model: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]: ...
 
+    def tuning_dataset(self, cfg: Config, path: Any) -> Any: ...
+
     def tuning_loss(self, model: nn.Module, batch: Any, cfg: Config) -> torch.Tensor: ...
 
     def fit(self, cfg: Config, progress: bool | None = None) -> dict[str, Any]: ...
@@ -437,12 +439,9 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
     samples = _StepSamples(dataset, task.collator(cfg, dataset, simulator))
     tuning_batch = None
     if tuner is not None:  # tuned on data.valid when the run has it, else on training samples
-        import dataclasses
-
         from sim.plugins.training.self_tuning import tuning_batches
 
-        tune_set = task.build_dataset(dataclasses.replace(cfg, data=dataclasses.replace(
-            cfg.data, train=cfg.data.valid))) if cfg.data.valid else dataset
+        tune_set = task.tuning_dataset(cfg, cfg.data.valid or cfg.data.train)
         tuning_batch = tuning_batches(tune_set, task.collator(cfg, tune_set, simulator), cfg.data.batch_size,
                                       cfg.train.seed)
     loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=samples.collate,

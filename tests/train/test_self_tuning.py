@@ -147,6 +147,26 @@ def test_interrupted_and_resumed_self_tuned_run_equals_uninterrupted(tmp_path, d
         train(changed, resume=True, progress=False)
 
 
+def test_the_tuning_rollout_may_reach_beyond_the_training_pushforward(tmp_path, data):
+    from sim.families import configure
+
+    tuning = {"noise_std": {"init": 0.01, "range": [0.001, 0.2]}, "every": 2, "rollout_steps": 4}
+    cfg = Config.from_dict(_dict(tmp_path / "far", data, 8, tuning))
+    family = configure(cfg)
+    assert family.build_dataset(cfg)[0].future.shape[1] == 1  # training samples: pushforward 1
+    tune_set = family.tuning_dataset(cfg, cfg.data.train)
+    assert tune_set[0].future.shape[1] == 4  # the tuned step is the 5th after the clean state
+    model = family.build_model(cfg, tune_set).eval()
+    batch = family.collator(cfg, tune_set, model)([tune_set[0]], 0)
+    near = Config.from_dict(_dict(tmp_path / "near", data, 8, {**tuning, "rollout_steps": 1}))
+    with torch.no_grad():
+        far_loss, near_loss = (float(family.tuning_loss(model, batch, c)) for c in (cfg, near))
+    assert math.isfinite(far_loss) and far_loss != near_loss
+    train(cfg, progress=False)
+    rows = list(csv.DictReader((tmp_path / "far" / "self_tuning.csv").open()))
+    assert len(rows) == 4 and all(math.isfinite(float(r["tuning_loss"])) for r in rows)
+
+
 def test_config_errors_name_the_key(tmp_path, data):
     key = r"train\.self_tuning"
     for value, match in [({}, key + r" names no hyperparameter"),
@@ -158,8 +178,10 @@ def test_config_errors_name_the_key(tmp_path, data):
                                                                                      r"number in its range"),
                          ({"noise_std": {"range": [0.01, 0.1]}, "every": 0}, key + r"\.every must be an integer"),
                          ({"noise_std": {"range": [0.01, 0.1]}, "lr": -1}, key + r"\.lr must be a positive"),
-                         ({"noise_std": {"range": [0.01, 0.1]}, "rollout_steps": 3},
-                          key + r"\.rollout_steps must be an integer in \[0, model\.pushforward = 1\]"),
+                         ({"noise_std": {"range": [0.01, 0.1]}, "rollout_steps": -1},
+                          key + r"\.rollout_steps must be an integer >= 0"),
+                         ({"noise_std": {"range": [0.01, 0.1]}, "rollout_steps": 2.5},
+                          key + r"\.rollout_steps must be an integer >= 0"),
                          (0.1, key + r" must be a mapping")]:
         with pytest.raises(ConfigError, match=match):
             Config.from_dict(_dict(tmp_path / "run", data, tuning=value))
