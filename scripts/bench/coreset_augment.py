@@ -19,7 +19,10 @@ JSON keys, per variant `<v>` (full, coreset0.3, ...): `<v>_rmse_1`, `<v>_rmse_50
 trained samples that got noise: the augmentation saved is 1 minus it), `<v>_selection_s` (CPU
 seconds spent choosing coresets per run: proxies and facility location), `<v>_selection_share`
 (that over the run's training CPU seconds, selection included), `<v>_train_s` (training CPU
-seconds per run); `persistence_rmse_50` / `_all`; seeds, train_cpu_hours, commit, machine.
+seconds per run); `persistence_rmse_50` / `_all`; `augment_fraction_used`: the smallest noised
+fraction among the coreset variants whose mean all-rollout RMSE is at most full augmentation's
+plus the larger of their seed spreads (`equal_error_variants`; null when none is), the share of
+full augmentation's noisy samples that reaches its error; seeds, train_cpu_hours, commit, machine.
 `--quick`: the small size, 300 steps, one seed (the same quantities, not a measurement).
 """
 
@@ -33,6 +36,23 @@ from _common import ROOT, peak_mem_mb, report
 from _mesh_models import cylinder_data, cylinder_parser, over_seeds, rollout_metrics, set_threads, train_for_budget
 
 KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")
+
+
+def fraction_at_equal_error(results: dict, variants: list[str], metric: str = "rmse_all"
+                            ) -> tuple[float | None, list[str]]:
+    """The smallest noised fraction among the coreset variants whose mean ``metric`` equals full
+    augmentation's within the seed spread (|mean - full's mean| <= the larger of the two spreads),
+    and those variants; (None, []) when none does. A variant that errs less than full augmentation
+    by more than the spread counts as equal or better (it is, at less augmentation)."""
+    full, full_std = results[f"full_{metric}"], results.get(f"full_{metric}_std") or 0.0
+    matching = []
+    for v in variants:
+        mean, std = results[f"{v}_{metric}"], results.get(f"{v}_{metric}_std") or 0.0
+        if mean is not None and full is not None and mean - full <= max(std, full_std):
+            matching.append(v)
+    if not matching:
+        return None, []
+    return min(results[f"{v}_noised_fraction"] for v in matching), matching
 
 
 def main() -> None:
@@ -102,6 +122,8 @@ def main() -> None:
             f"{name}_train_s": float(np.mean(train_s)),
         })
     results.update(persistence)
+    results["augment_fraction_used"], results["equal_error_variants"] = fraction_at_equal_error(
+        results, [v for v in variants if v != "full"])
     results["peak_mem_mb"] = peak_mem_mb()
     cpu_s = sum(s["seconds"] for summaries in runs.values() for s in summaries)
     report("coreset_augment", results, args.json, seeds=seeds, train_cpu_hours=cpu_s / 3600)

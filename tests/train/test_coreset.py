@@ -313,3 +313,24 @@ def test_particle_runs_noise_only_the_coreset(tmp_path, particles, monkeypatch):
     assert sum(scale for _, scale, _ in seen) == pytest.approx(24 * summary["noised_fraction"])
     assert 0.3 < summary["noised_fraction"] < 0.7
     assert any(w != 1.0 for noised, _, w in seen if noised) and all(w == 1.0 for noised, _, w in seen if not noised)
+
+
+def test_the_bench_reports_the_least_augmentation_that_matches_full_augmentations_error(monkeypatch):
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.syspath_prepend(str(root / "scripts" / "bench"))
+    spec = importlib.util.spec_from_file_location("coreset_bench_under_test", root / "scripts" / "bench" /
+                                                  "coreset_augment.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)
+    spec.loader.exec_module(bench)
+    res = {"full_rmse_all": 0.40, "full_rmse_all_std": 0.02,
+           "coreset0.3_rmse_all": 0.45, "coreset0.3_rmse_all_std": 0.03, "coreset0.3_noised_fraction": 0.3,
+           "coreset0.5_rmse_all": 0.415, "coreset0.5_rmse_all_std": 0.01, "coreset0.5_noised_fraction": 0.5}
+    assert bench.fraction_at_equal_error(res, ["coreset0.3", "coreset0.5"]) == (0.5, ["coreset0.5"])
+    res["coreset0.3_rmse_all"] = 0.38  # better than full: equal or better at less augmentation
+    assert bench.fraction_at_equal_error(res, ["coreset0.3", "coreset0.5"]) == (0.3, ["coreset0.3", "coreset0.5"])
+    res["coreset0.3_rmse_all"], res["coreset0.5_rmse_all"] = 0.5, 0.6
+    assert bench.fraction_at_equal_error(res, ["coreset0.3", "coreset0.5"]) == (None, [])
