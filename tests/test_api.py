@@ -56,6 +56,35 @@ def test_load_gives_a_mesh_surrogate_whose_rollout_equals_the_engine(trained):
     np.testing.assert_allclose(out.point_fields["u"][:, wall], traj.point_fields["u"][:7, wall], atol=1e-7)
 
 
+def test_bf16_rollouts_run_the_network_in_bfloat16_and_stay_close_to_fp32(trained, monkeypatch):
+    import torch
+
+    ckpt, traj, _ = trained
+    ref = sim.load(ckpt).rollout(traj, 6)
+    surrogate = sim.load(ckpt).set_precision("bf16")
+    assert surrogate.describe()["precision"] == "bf16"
+    seen = []
+    real_linear = torch.nn.functional.linear
+
+    def linear(x, w, b=None):  # the dtype the network's products run in
+        out = real_linear(x, w, b)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", linear)
+    half = surrogate.rollout(traj, 6)
+    monkeypatch.undo()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert half.point_fields["u"].dtype == np.float32
+    a, b, start = ref.point_fields["u"][-1], half.point_fields["u"][-1], traj.point_fields["u"][0]
+    diff = np.linalg.norm(b - a) / np.linalg.norm(a - start)
+    assert 0 < diff < 0.05  # bfloat16 changes the result, by a small part of the rollout's change
+    with pytest.raises(SimError, match="precision must be one of fp32, bf16"):
+        surrogate.set_precision("int4")
+    np.testing.assert_array_equal(surrogate.set_precision("fp32").rollout(traj, 6).point_fields["u"],
+                                  ref.point_fields["u"])
+
+
 def test_rollout_streams_the_same_steps_it_returns(trained, tmp_path):
     ckpt, traj, _ = trained
     out = sim.load(ckpt).rollout(traj, 4, out=tmp_path / "r.pvd")

@@ -46,6 +46,20 @@ def set_correction(model: Any, name: str) -> None:
         member.config["correction"] = name
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def set_precision(model: Any, name: str) -> None:
+    """Roll ``model`` (a simulator or an ensemble's members) out in ``name`` precision: ``fp32``
+    (default) or ``bf16`` (the network's matrix products in bfloat16: about 1.5-3x faster on CPUs
+    with bfloat16 instructions and on GPUs, at a small error per step that a rollout accumulates;
+    measure it on your data with ``sim eval --precision bf16``). Training is always float32."""
+    if name not in PRECISIONS:
+        raise SimError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    for member in model if isinstance(model, list) else [model]:
+        member.inference_precision = name
+
+
 @register_family
 class MeshFamily(Family):
     """Mesh time stepping: one-step dynamics of point fields on a fixed mesh (MeshGraphNet, graph
@@ -191,11 +205,18 @@ class MeshSurrogate(Surrogate):
         train_cfg = (payload or {}).get("train", {}).get("config", {})
         self.train_data = train_cfg.get("data", {}).get("train")
 
+    def set_precision(self, name: str) -> MeshSurrogate:
+        """Roll out in ``fp32`` (default) or ``bf16`` from now on (:func:`set_precision`); returns
+        the surrogate, so ``sim.load(path).set_precision("bf16")`` reads as one step."""
+        set_precision(self._members(), name)
+        return self
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
-                "scalars": list(self.scalars), "history": self.history}
+                "scalars": list(self.scalars), "history": self.history,
+                "precision": self.simulator.inference_precision}
 
     # ----- checks: one readable error when the query does not fit the model; it names the
     # query's file (``where``, None for an object), not the model's

@@ -150,6 +150,12 @@ def test_cli_train_rollout_eval(tmp_path, data, capsys):
     assert main(["eval", str(ckpt), str(data), "--steps", "5"]) == 0
     table = capsys.readouterr().out
     assert table.count("\n") == 1 + 4 + 1  # header, 4 trajectories, mean
+    assert main(["eval", str(ckpt), str(data), "--steps", "5", "--precision", "bf16", "--json",
+                 str(tmp_path / "bf16.json")]) == 0
+    half = json.loads((tmp_path / "bf16.json").read_text())
+    assert main(["eval", str(ckpt), str(data), "--steps", "5", "--json", str(tmp_path / "fp32.json")]) == 0
+    full = json.loads((tmp_path / "fp32.json").read_text())
+    assert half["rmse_all"] != full["rmse_all"] and half["rmse_all"] == pytest.approx(full["rmse_all"], rel=0.1)
     assert main(["rollout", str(tmp_path / "nope.pt"), str(data), "--out", str(tmp_path / "x")]) == 2
 
 

@@ -178,6 +178,8 @@ class MeshSimulator(nn.Module):
         self.node_normalizer = Normalizer(node_in)
         self.edge_normalizer = Normalizer(edge_in)
         self.output_normalizer = Normalizer(self.num_features * self.bundle)
+        # the precision rollouts run the network in (set_precision); training is always float32
+        self.inference_precision = "fp32"
 
     @property
     def receptive_hops(self) -> int | None:
@@ -426,7 +428,13 @@ class MeshSimulator(nn.Module):
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
                        edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
                        scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
-        """Physical update (N, F) from tensors (the form ``torch.compile`` takes; see :meth:`update`)."""
+        """Physical update (N, F) from tensors (the form ``torch.compile`` takes; see :meth:`update`).
+        With ``inference_precision`` ``"bf16"`` the network runs under bfloat16 autocast (its
+        matrix products; normalisation, the state and its integration stay float32)."""
+        if self.inference_precision == "bf16":
+            with torch.autocast(state.device.type, dtype=torch.bfloat16):
+                out = self(state, node_type, edge_index, edge_attr, pos, batch, scalars, past)
+            return self.output_normalizer.inverse(out.float())
         return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars,
                                                    past))
 
