@@ -85,6 +85,38 @@ def test_bf16_rollouts_run_the_network_in_bfloat16_and_stay_close_to_fp32(traine
                                   ref.point_fields["u"])
 
 
+def test_a_parameter_sweep_runs_as_one_batch_and_equals_one_rollout_per_query(tmp_path):
+    data = diffusion_store(tmp_path / "kappa.h5", kappas=[0.04, 0.12])
+    cfg = _cfg(tmp_path, data, steps=30)
+    cfg.model.scalars = ["kappa"]
+    train(cfg, progress=False)
+    surrogate = sim.load(tmp_path / "run" / "checkpoint.pt")
+    with Store(data) as s:
+        traj = s.read(s.names()[0])
+    queries = [{"kappa": 0.04}, {"kappa": 0.08}, {"kappa": 0.12}]
+    calls = []
+    real = surrogate.simulator.predict_update
+
+    def counted(state, *args):
+        calls.append(state.shape[0])
+        return real(state, *args)
+
+    surrogate.simulator.predict_update = counted
+    swept = surrogate.sweep(traj, 5, queries)
+    del surrogate.simulator.predict_update
+    n = traj.mesh.num_points
+    assert calls == [3 * n] * 5  # one batched call per step for the three queries
+    assert len(swept) == 3
+    for q, out in zip(queries, swept):
+        alone = surrogate.rollout(traj, 5, params=q)
+        np.testing.assert_allclose(out.point_fields["u"], alone.point_fields["u"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(swept[0].point_fields["u"][-1], swept[2].point_fields["u"][-1])
+    with pytest.raises(SimError, match="non-empty list of dicts"):
+        surrogate.sweep(traj, 5, [])
+    with pytest.raises(SimError, match="takes no parameter"):
+        surrogate.sweep(traj, 5, [{"kappa": 0.1, "nu": 1.0}])
+
+
 def test_rollout_streams_the_same_steps_it_returns(trained, tmp_path):
     ckpt, traj, _ = trained
     out = sim.load(ckpt).rollout(traj, 4, out=tmp_path / "r.pvd")

@@ -78,7 +78,11 @@ class MeshStepper:
         self.correctors: list[Any] = []
         if self.correction == "divergence_free":
             self.columns = vector_field_slice(c, meshes[0].dim)
-            self.correctors = [DivergenceFree(m) for m in meshes]
+            factored: dict[int, DivergenceFree] = {}  # one factorisation per distinct mesh (a sweep repeats one)
+            for m in meshes:
+                if id(m) not in factored:
+                    factored[id(m)] = DivergenceFree(m)
+            self.correctors = [factored[id(m)] for m in meshes]
 
     def outputs(self) -> list[Frame]:
         host = self.state.cpu().numpy()
