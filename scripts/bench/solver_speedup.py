@@ -2,6 +2,7 @@
 
     python scripts/bench/solver_speedup.py [--quick] [--json PATH]
         [--cfd-checkpoint CKPT --cfd-data TEST.h5] [--mpm-checkpoint CKPT --mpm-data TEST.h5] [--frames N]
+        [--sweep K]
 
 For the first trajectory of each test store:
 
@@ -14,13 +15,20 @@ For the first trajectory of each test store:
   and components) at the last frame; MPM, ``|x_pred - x_true| / |x_true - x_start|`` at the last
   frame, the position error relative to how far the particles moved during the rollout.
 
+Levers, each measured alone on the cylinder model: bfloat16 inference (``--precision bf16``:
+time, speedup and final error of the same rollout), and a parameter sweep (``Surrogate.sweep``:
+--sweep K viscosities, 0.8-1.2x the trajectory's, from its first state as one batched graph per
+step, against the solver run once per query: CPU seconds per simulated frame of the sweep).
+
 Times are CPU seconds of one thread (torch and BLAS set to one thread), so the ratio does not
-depend on other jobs sharing the machine. Without checkpoints the script trains small models
+depend on other jobs sharing the machine (memory traffic still does: measure on an idle one). Without checkpoints the script trains small models
 itself (MeshGraphNet CPU preset, GIOROM CPU preset) for `--train-seconds` each on the small
 recipes; `--quick` does that with tiny budgets.
 
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
-mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames).
+mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
+cfd_surrogate_frame_s_bf16, cfd_speedup_bf16, cfd_final_rel_err_bf16; sweep_queries,
+sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity).
 """
 
 from __future__ import annotations
@@ -70,15 +78,35 @@ def mpm_solver_frame_s(traj, frames: int) -> float:
     return (time.process_time() - t) / (frames + 1)
 
 
-def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None) -> tuple[float, object, int]:
+def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32"
+                    ) -> tuple[float, object, int]:
     import sim
 
     surrogate = sim.load(checkpoint)
+    if precision != "fp32":
+        surrogate.set_precision(precision)
     start = getattr(surrogate, "history", 1)
     n = traj.num_steps - start if frames is None else frames
     t = time.process_time()
     out = surrogate.rollout(traj, n)
     return (time.process_time() - t) / n, out, n
+
+
+def sweep(checkpoint: Path, traj, queries: int, frames: int, solver_frame_s: float) -> dict[str, object]:
+    """CPU seconds per simulated frame of a viscosity sweep run as one batch, and the speedup over
+    the solver run once per query (its seconds per frame); null for a model without ``nu``."""
+    import sim
+
+    surrogate = sim.load(checkpoint)
+    if "nu" not in surrogate.describe().get("scalars", []):
+        return {"sweep_queries": queries, "sweep_frame_s": None, "sweep_speedup": None}
+    nu = float(traj.params["nu"])
+    params = [{"nu": nu * f} for f in np.linspace(0.8, 1.2, queries)]
+    t = time.process_time()
+    surrogate.sweep(traj, frames, params)
+    per = (time.process_time() - t) / (frames * queries)
+    return {"sweep_queries": queries, "sweep_frames": frames, "sweep_frame_s": per,
+            "sweep_speedup": solver_frame_s / per}
 
 
 def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
@@ -89,7 +117,8 @@ def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
     mpm = generate(load_recipe(ROOT / "datasets" / "mpm_jelly_2d.yaml"), "small")
     steps_budget = 20.0 if quick else seconds
     cfd = train_for_budget({
-        "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "noise_std": 0.02},
+        "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "noise_std": 0.02,
+                  "scalars": ["nu"]},
         "data": {"train": str(cf["train"])}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
         "train": {"steps": 1, "out": str(out / "cfd"), "checkpoint_every": 10**9}}, steps_budget)
     particle = train_for_budget({
@@ -112,6 +141,7 @@ def main() -> None:
     ap.add_argument("--mpm-data")
     ap.add_argument("--frames", type=int, help="solver frames timed (default 20, quick 5)")
     ap.add_argument("--train-seconds", type=float, default=300.0)
+    ap.add_argument("--sweep", type=int, help="viscosities of the parameter sweep (default 8; quick 3)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
     set_threads(1)
@@ -134,6 +164,12 @@ def main() -> None:
     res["cfd_speedup"] = res["cfd_solver_frame_s"] / per
     truth = traj.point_fields["velocity"][n]
     res["cfd_final_rel_err"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth) / np.linalg.norm(truth))
+    per, out, _ = rollout_frame_s(cfd_ckpt, traj, precision="bf16")
+    res["cfd_surrogate_frame_s_bf16"], res["cfd_speedup_bf16"] = per, res["cfd_solver_frame_s"] / per
+    res["cfd_final_rel_err_bf16"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth)
+                                          / np.linalg.norm(truth))
+    res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
+                     res["cfd_solver_frame_s"]))
 
     with Store(args.mpm_data or paths["mpm_data"]) as s:
         traj = s.read(s.names()[0])
