@@ -21,9 +21,10 @@ time, speedup and final error of the same rollout), and a parameter sweep (``Sur
 step, against the solver run once per query: CPU seconds per simulated frame of the sweep).
 
 Times are CPU seconds of one thread (torch and BLAS set to one thread), so the ratio does not
-depend on other jobs sharing the machine (memory traffic still does: measure on an idle one). Without checkpoints the script trains small models
-itself (MeshGraphNet CPU preset, GIOROM CPU preset) for `--train-seconds` each on the small
-recipes; `--quick` does that with tiny budgets.
+depend on other jobs sharing the machine (memory traffic still does: measure on an idle one).
+Without checkpoints the script trains small models itself (MeshGraphNet CPU preset, conditioned
+on the viscosity, GIOROM CPU preset) for `--train-seconds` each on the small recipes; `--quick`
+does that with tiny budgets.
 
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
 mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
