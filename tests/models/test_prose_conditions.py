@@ -47,6 +47,19 @@ def samples_of(n, num_points=96, t_end=3.0, seed0=0, **params):
     return out
 
 
+def short_store(path: Path, n: int) -> Path:
+    """A store of ``n`` short generated Lorenz / Thomas / Rossler trajectories (48 points)."""
+    with StoreWriter(path) as w:
+        for s in range(20):
+            try:
+                w.append(generate({"systems": LTS, "num_points": 48, "t_end": 1.5}, s))
+            except Rejected:
+                pass
+            if len(w.names()) == n:
+                break
+    return path
+
+
 def bench_module(monkeypatch):
     """scripts/bench/prose.py as a module (its helpers; main() is not run)."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts" / "bench"))
@@ -250,15 +263,7 @@ def test_gain_table_means_spreads_and_conditions_beyond_their_spread(monkeypatch
 
 
 def test_family_trains_on_shortened_windows_and_its_checkpoint_loads(tmp_path):
-    path = tmp_path / "train.h5"
-    with StoreWriter(path) as w:
-        for s in range(20):
-            try:
-                w.append(generate({"systems": LTS, "num_points": 48, "t_end": 1.5}, s))
-            except Rejected:
-                pass
-            if len(w.names()) == 6:
-                break
+    path = short_store(tmp_path / "train.h5", 6)
     cfg = Config.from_dict({
         "model": {"family": "prose", "network": "prose", "network_args": TINY,
                   "family_args": {"input_points": 16, "min_input_points": 4, "p_truncate": 1.0}},
@@ -312,15 +317,7 @@ def test_a_bench_process_waits_for_a_run_another_one_trains(monkeypatch, tmp_pat
 def test_a_finished_bench_run_is_continued_to_a_larger_budget_and_retrained_on_any_other_change(
         monkeypatch, tmp_path):
     bench = bench_module(monkeypatch)
-    path = tmp_path / "train.h5"
-    with StoreWriter(path) as w:
-        for s in range(20):
-            try:
-                w.append(generate({"systems": LTS, "num_points": 48, "t_end": 1.5}, s))
-            except Rejected:
-                pass
-            if len(w.names()) == 4:
-                break
+    path = short_store(tmp_path / "train.h5", 4)
     cfg = {"model": {"family": "prose", "network": "prose", "network_args": TINY,
                      "family_args": {"input_points": 16}},
            "data": {"train": str(path), "batch_size": 4},
