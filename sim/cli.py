@@ -344,9 +344,10 @@ def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_en
 
         set_correction(model, args.correction)
     if getattr(args, "precision", None) is not None:
-        if family.name != "mesh":
-            raise SimError(f"--precision applies to the rollouts of mesh models; this is a {family.name} model")
-        from sim.families.mesh import set_precision
+        if family.name not in ("mesh", "particle"):
+            raise SimError(f"--precision applies to the rollouts of mesh and particle models; this is a "
+                           f"{family.name} model")
+        from sim.families.base import set_precision
 
         set_precision(model, args.precision)
     ev = family.evaluate(model, Path(args.data), _entries(args, every_entry), getattr(args, "steps", None), out,
@@ -786,9 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "only on NaN/inf)")
     r.add_argument("--blowup-factor", metavar="X", help=blowup_help)
     r.add_argument("--correction", metavar="NAME", help=correction_help)
-    precision_help = ("mesh models: bf16 runs the network's matrix products in bfloat16 (faster on CPUs with "
-                      "bfloat16 instructions and on GPUs; check the error with sim eval --precision bf16); "
-                      "default fp32")
+    precision_help = ("mesh and particle models: bf16 runs the network's matrix products in bfloat16 (faster on "
+                      "CPUs with bfloat16 instructions and on GPUs; check the error with sim eval --precision "
+                      "bf16); default fp32")
     r.add_argument("--precision", choices=["fp32", "bf16"], help=precision_help)
     r.add_argument("--view", action="store_true", help="then open the viewer on the series written (as sim view)")
     r.add_argument("--partitions", type=POSITIVE_INT, metavar="N",

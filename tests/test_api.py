@@ -240,6 +240,8 @@ def test_mmgp_file_loads_as_a_surrogate_with_std(tmp_path):
         surrogate.predict(meshes[7])
     with pytest.raises(SimError, match="not time-stepping models"):
         surrogate.rollout(meshes[7], 3)
+    with pytest.raises(SimError, match="float32 only"):
+        surrogate.set_precision("bf16")
 
 
 def test_load_refuses_what_it_cannot_read(tmp_path):
@@ -280,6 +282,10 @@ def test_particle_surrogate_rolls_out_dense_points_and_any_queries(tmp_path):
     assert dense.positions.shape == (4, 10, 2) and np.isfinite(dense.positions).all()
     with pytest.raises(SimError, match="the model needs 6 frames to start"):
         surrogate.rollout(sm.Trajectory(traj.mesh, traj.times[:3], positions=traj.positions[:3]), 2)
+    half = surrogate.set_precision("bf16").rollout(traj, 3)  # bfloat16 network: close, not equal
+    moved = np.linalg.norm(out.positions[-1] - pos[h - 1])
+    assert 0 < np.linalg.norm(half.positions[-1] - out.positions[-1]) < 0.05 * moved
+    assert surrogate.describe()["precision"] == "bf16" and half.positions.dtype == out.positions.dtype
 
 
 def test_prose_surrogate_predicts_the_future_and_equations(tmp_path):

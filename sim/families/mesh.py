@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sim.errors import FileFormatError, SimError
-from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer
+from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer, set_precision
 from sim.mesh import Mesh, NodeType, Trajectory
 from sim.rollout.corrections import Correction
 
@@ -44,20 +44,6 @@ def set_correction(model: Any, name: str) -> None:
     name = check_correction(name)
     for member in model if isinstance(model, list) else [model]:
         member.config["correction"] = name
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def set_precision(model: Any, name: str) -> None:
-    """Roll ``model`` (a simulator or an ensemble's members) out in ``name`` precision: ``fp32``
-    (default) or ``bf16`` (the network's matrix products in bfloat16: about 1.5-3x faster on CPUs
-    with bfloat16 instructions and on GPUs, at a small error per step that a rollout accumulates;
-    measure it on your data with ``sim eval --precision bf16``). Training is always float32."""
-    if name not in PRECISIONS:
-        raise SimError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
-    for member in model if isinstance(model, list) else [model]:
-        member.inference_precision = name
 
 
 @register_family
@@ -206,8 +192,6 @@ class MeshSurrogate(Surrogate):
         self.train_data = train_cfg.get("data", {}).get("train")
 
     def set_precision(self, name: str) -> MeshSurrogate:
-        """Roll out in ``fp32`` (default) or ``bf16`` from now on (:func:`set_precision`); returns
-        the surrogate, so ``sim.load(path).set_precision("bf16")`` reads as one step."""
         set_precision(self._members(), name)
         return self
 

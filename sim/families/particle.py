@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sim.errors import SimError
-from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer
+from sim.families.base import Family, Recorder, Surrogate, register_family, series_writer, set_precision
 from sim.mesh import Mesh, Trajectory
 
 
@@ -132,7 +132,12 @@ class ParticleSurrogate(Surrogate):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "network": self.model.config["network"], "dim": self.model.dim,
-                "history": self.history, "dt": self.model.dt, "dense_decoder": self.model.decoder is not None}
+                "history": self.history, "dt": self.model.dt, "dense_decoder": self.model.decoder is not None,
+                "precision": self.model.inference_precision}
+
+    def set_precision(self, name: str) -> ParticleSurrogate:
+        set_precision(self.model, name)
+        return self
 
     def rollout(self, initial: Trajectory, steps: int, boundary: Any = None, queries: np.ndarray | None = None,
                 out: str | os.PathLike | None = None) -> Trajectory:

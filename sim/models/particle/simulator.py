@@ -90,6 +90,8 @@ class ParticleSimulator(nn.Module):
         self.type_embedding = nn.Embedding(NUM_PARTICLE_TYPES, type_embedding)
         self.velocity_normalizer = Normalizer.from_statistics(stats.vel_mean, stats.vel_std)
         self.acceleration_normalizer = Normalizer.from_statistics(stats.acc_mean, stats.acc_std)
+        # the precision rollouts run the network in (sim.families.base.set_precision); training is float32
+        self.inference_precision = "fp32"
         self.register_buffer("bounds", torch.tensor(stats.bounds, dtype=torch.float32), persistent=False)
         self.decoder = DenseDecoder(dim, **decoder) if decoder is not None else None
 
@@ -166,7 +168,13 @@ class ParticleSimulator(nn.Module):
     @torch.no_grad()
     def predict_acceleration(self, history: torch.Tensor, particle_type: torch.Tensor,
                              batch: torch.Tensor | None = None, network: Any = None) -> torch.Tensor:
-        """Physical acceleration (N, d) of the last frame."""
+        """Physical acceleration (N, d) of the last frame. With ``inference_precision`` ``"bf16"``
+        the network runs under bfloat16 autocast (its matrix products; the positions, features
+        and integration stay float32)."""
+        if self.inference_precision == "bf16":
+            with torch.autocast(history.device.type, dtype=torch.bfloat16):
+                out = self(history, particle_type, batch, network)
+            return self.acceleration_normalizer.inverse(out.float())
         return self.acceleration_normalizer.inverse(self(history, particle_type, batch, network))
 
     @torch.no_grad()
