@@ -29,7 +29,11 @@ does that with tiny budgets.
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
 mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
 cfd_ and mpm_surrogate_frame_s_bf16, _speedup_bf16, _final_rel_err_bf16; sweep_queries,
-sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity).
+sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity);
+cfd_scales and per scale (lists) cfd_scale_nodes, cfd_scale_solver_frame_s,
+cfd_scale_surrogate_frame_s(_bf16), cfd_scale_speedup(_bf16): the cylinder case meshed --scales
+times finer, the solver timed after a warm-up, the surrogate (as trained, applied to the finer
+mesh: time only) from the solver's state; a log-log PNG of time per frame against nodes (--png).
 """
 
 from __future__ import annotations
@@ -60,6 +64,87 @@ def cfd_solver_frame_s(traj, frames: int, warmup: float) -> float:
     for _ in range(frames * int(p["substeps"])):
         state = flow.step(state)
     return (time.process_time() - t) / frames
+
+
+def cfd_scaled(traj, scale: float, frames: int, warmup: float) -> tuple[float, object]:
+    """CPU seconds per stored frame of our solver on the trajectory's geometry and inflow meshed
+    ``scale`` times finer (mesh sizes / scale; the solver step follows the recipe's CFL rule), and
+    the flow after the timed frames as a one-step Trajectory (the surrogate's starting state)."""
+    from sim.mesh import Trajectory
+    from solvers.cfd.cylinder import solver_substeps
+    from solvers.cfd.geometry import Channel, channel_mesh
+    from solvers.cfd.navier_stokes import CylinderFlow
+
+    p = traj.params
+    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
+    mesh = channel_mesh(channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
+    dt_store = float(traj.dt)
+    substeps = solver_substeps(mesh, p["u_mean"], dt_store, 2.0)
+    flow = CylinderFlow(mesh, channel, nu=p["nu"], u_mean=p["u_mean"], dt=dt_store / substeps, ramp=0.5,
+                        kick=0.5 * p["u_mean"], kick_time=0.6)
+    state = flow.initial_state()
+    for _ in range(int(round(warmup * substeps / dt_store))):
+        state = flow.step(state)
+    t = time.process_time()
+    for _ in range(frames * substeps):
+        state = flow.step(state)
+    per = (time.process_time() - t) / frames
+    v, _ = flow.vertex_values(state)
+    start = Trajectory(mesh, np.array([0.0]), point_fields={"velocity": v[None].astype(np.float32)}, dt=dt_store,
+                       params=dict(p))
+    return per, start
+
+
+def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup: float) -> dict[str, list]:
+    """Solver and surrogate CPU seconds per frame on the same case meshed at each scale (the
+    surrogate as trained, applied to the finer meshes: its time, not its accuracy there)."""
+    import sim
+
+    out: dict[str, list] = {k: [] for k in ("nodes", "solver_frame_s", "surrogate_frame_s", "surrogate_frame_s_bf16",
+                                            "speedup", "speedup_bf16")}
+    for scale in scales:
+        solver_s, start = cfd_scaled(traj, scale, frames, warmup)
+        times = {}
+        for precision in ("fp32", "bf16"):
+            surrogate = sim.load(checkpoint).set_precision(precision)
+            surrogate.rollout(start, 1)  # warm-up
+            t = time.process_time()
+            surrogate.rollout(start, frames)
+            times[precision] = (time.process_time() - t) / frames
+        out["nodes"].append(int(start.mesh.num_points))
+        out["solver_frame_s"].append(solver_s)
+        out["surrogate_frame_s"].append(times["fp32"])
+        out["surrogate_frame_s_bf16"].append(times["bf16"])
+        out["speedup"].append(solver_s / times["fp32"])
+        out["speedup_bf16"].append(solver_s / times["bf16"])
+        print(f"scale {scale:g}: {start.mesh.num_points} nodes, solver {solver_s * 1e3:.0f} ms/frame, surrogate "
+              f"{times['fp32'] * 1e3:.0f} ms (bf16 {times['bf16'] * 1e3:.0f} ms)", flush=True)
+    return out
+
+
+def scale_png(scales: dict[str, list], path: Path) -> None:
+    """Log-log CPU seconds per frame against mesh nodes: solver, surrogate, surrogate in bf16."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim.mesh.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for key, label, style in (("solver_frame_s", "solver (Navier-Stokes, P2-P1)", "o-"),
+                              ("surrogate_frame_s", "MeshGraphNet", "s-"),
+                              ("surrogate_frame_s_bf16", "MeshGraphNet, bf16", "^--")):
+        ax.loglog(scales["nodes"], scales[key], style, label=label)
+    ax.set_xlabel("mesh nodes")
+    ax.set_ylabel("CPU seconds per stored frame (1 thread)")
+    ax.set_title("cylinder flow: time per frame against mesh size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
 
 
 def mpm_solver_frame_s(traj, frames: int) -> float:
@@ -143,6 +228,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, help="solver frames timed (default 20, quick 5)")
     ap.add_argument("--train-seconds", type=float, default=300.0)
     ap.add_argument("--sweep", type=int, help="viscosities of the parameter sweep (default 8; quick 3)")
+    ap.add_argument("--scales", type=float, nargs="*",
+                    help="mesh refinements of the cylinder case timed (default 1 2 3.9: ~1.7k, 7k, 25k nodes; "
+                         "quick 1 1.5; none: skip)")
+    ap.add_argument("--png", help="the time-per-frame plot (default: --json's path with .png)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
     set_threads(1)
@@ -171,6 +260,15 @@ def main() -> None:
                                           / np.linalg.norm(truth))
     res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
                      res["cfd_solver_frame_s"]))
+    scales = args.scales if args.scales is not None else ([1.0, 1.5] if args.quick else [1.0, 2.0, 3.9])
+    if scales:
+        res["cfd_scales"] = scales
+        by_scale = scale_sweep(cfd_ckpt, traj, scales, frames, warmup=0.2 if args.quick else 0.5)
+        res.update({f"cfd_scale_{k}": v for k, v in by_scale.items()})
+        png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+        if png:
+            scale_png(by_scale, Path(png))
+            print(f"wrote {png}")
 
     with Store(args.mpm_data or paths["mpm_data"]) as s:
         traj = s.read(s.names()[0])

@@ -68,6 +68,14 @@ def draw(params: dict[str, Any], seed: int) -> Mesh:
     return mesh
 
 
+def solver_substeps(mesh: Mesh, u_mean: float, dt_store: float, max_cfl: float) -> int:
+    """Solver steps per stored step: enough that 1.5 u_mean dt / (h_min / 2) <= max_cfl (the
+    peak inflow speed over the smallest edge's P2 node spacing)."""
+    tri = mesh.cells["triangle"]
+    edges = np.linalg.norm(mesh.points[tri] - np.roll(mesh.points[tri], 1, axis=1), axis=2)
+    return max(1, math.ceil(dt_store * 1.5 * u_mean / (0.5 * float(edges.min()) * max_cfl)))
+
+
 def solve(drawn: Mesh, params: dict[str, Any] | None = None) -> Trajectory:
     """Simulate a drawn candidate (:func:`draw`): its geometry and inflow from ``field_data``, the
     time settings (dt_store, max_cfl, warmup, ramp, kick, num_steps) from ``params``."""
@@ -79,11 +87,7 @@ def solve(drawn: Mesh, params: dict[str, Any] | None = None) -> Trajectory:
     channel = Channel(g["length"], g["height"], g["cx"], g["cy"], g["radius"])
     mesh = Mesh(drawn.points, drawn.cells, node_type=drawn.node_type)
     u_mean, nu = g["u_mean"], g["nu"]
-    tri = mesh.cells["triangle"]
-    edges = np.linalg.norm(mesh.points[tri] - np.roll(mesh.points[tri], 1, axis=1), axis=2)
-    h_min = float(edges.min())
-    # substeps so that 1.5 u_mean dt / (h_min / 2) <= max_cfl (P2 nodes are h / 2 apart)
-    substeps = max(1, math.ceil(p["dt_store"] * 1.5 * u_mean / (0.5 * h_min * p["max_cfl"])))
+    substeps = solver_substeps(mesh, u_mean, p["dt_store"], p["max_cfl"])
     dt = p["dt_store"] / substeps
     flow = CylinderFlow(mesh, channel, nu=nu, u_mean=u_mean, dt=dt, ramp=p["ramp"], kick=p["kick"] * u_mean,
                         kick_time=p["kick_time"])
