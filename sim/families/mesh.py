@@ -68,9 +68,6 @@ class MeshFamily(Family):
         if opts.bundle < 1:
             raise ConfigError(f"model.family_args.bundle must be >= 1 (frames per model call), got {opts.bundle}",
                               source)
-        if opts.bundle > 1 and cfg.model.history != 1:
-            raise ConfigError("model.family_args.bundle > 1 needs model.history 1 (a bundle's frames are not given "
-                              "as the next call's past)", source)
 
     def build_dataset(self, cfg: Any) -> Any:
         from sim.data.windows import MeshStepDataset

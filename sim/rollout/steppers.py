@@ -125,6 +125,7 @@ class MeshStepper:
                     bcs.append(self._boundary(s))
                 except IndexError:  # past the end of the boundary data: frames never handed out
                     bcs.append(bcs[-1])
+            before = self.inputs
             frames, self.inputs = self.simulator.advance(self.state, self.inputs,
                                                          torch.from_numpy(np.stack(bcs)).to(self.device),
                                                          update=self.update)
@@ -135,6 +136,10 @@ class MeshStepper:
                     fixed = previous + (fixed - raw_prev)
                 self.queue.append(fixed)
                 previous, raw_prev = fixed, f
+            if self.correctors and before.past is not None:  # the next call sees the corrected frames
+                self.inputs = before
+                for f in [self.state, *self.queue[:-1]]:
+                    self.inputs = self.inputs.shifted(f)
         self.state = self.queue.pop(0)
 
 

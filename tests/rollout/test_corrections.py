@@ -150,3 +150,35 @@ def test_a_bundling_models_frames_are_corrected_one_change_at_a_time():
     np.testing.assert_allclose(one, x0 + fix.project(raw1 - x0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(two, one + fix.project(raw2 - raw1), rtol=1e-5, atol=1e-5)
     assert np.abs(two - raw2).max() > 1e-4
+
+
+def test_after_a_corrected_bundle_the_next_call_sees_the_corrected_frames_as_its_past():
+    import torch
+
+    from sim.models.mesh import MeshSimulator
+    from sim.rollout.steppers import MeshStepper
+
+    torch.manual_seed(0)
+    mesh = channel(21, 8)
+    sim = MeshSimulator("meshgraphnet", {"latent": 8, "steps": 1}, ["velocity"], [2], edge_in=3,
+                        correction="divergence_free", bundle=2, history=3)
+    sim.eval()
+    rng = np.random.default_rng(3)
+    update = torch.as_tensor(rng.normal(size=(mesh.num_points, 4)), dtype=torch.float32)
+    seen = []
+
+    def fake(state, *args):
+        seen.append(args[-1].clone())  # the past frames the call is given
+        return update
+
+    sim.predict_update = fake
+    frames = rng.normal(size=(3, mesh.num_points, 2)).astype(np.float32)
+    st = MeshStepper(sim, [mesh], [frames], [0.1], [0.0])
+    with torch.inference_mode():
+        for s in (1, 2, 3):
+            st.advance(s)
+            if s == 1:
+                first = st.state.clone()
+    assert len(seen) == 2  # one call per bundle of two
+    # the second call's past: the state the bundle started from and the bundle's first (corrected) frame
+    torch.testing.assert_close(seen[1], torch.stack([torch.as_tensor(frames[-1]), first], dim=1))

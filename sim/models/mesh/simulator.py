@@ -158,9 +158,6 @@ class MeshSimulator(nn.Module):
             raise ValueError(f"history must be >= 1, got {history}")
         if bundle < 1:
             raise ValueError(f"bundle must be >= 1, got {bundle}")
-        if bundle > 1 and history > 1:
-            raise ValueError("temporal bundling (bundle > 1) works with history 1: a bundle's frames are not "
-                             "given as the next call's past")
         if bundle > 1:  # only when used, so one-frame checkpoints keep their configuration
             self.config["bundle"] = int(bundle)
         self.bundle = int(bundle)
@@ -333,7 +330,7 @@ class MeshSimulator(nn.Module):
                                  f"{boundary.shape[0]}")
             frames = torch.where(self.predicted_mask(inputs.node_type)[None, :, None], frames,
                                  boundary.to(frames.dtype))
-        return frames, inputs.shifted(state)
+        return frames, shifted_through(inputs, [state, *frames[:-1].unbind(0)])
 
     # -- training ----------------------------------------------------------------------------
     def loss(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -437,6 +434,14 @@ class MeshSimulator(nn.Module):
             return self.output_normalizer.inverse(out.float())
         return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars,
                                                    past))
+
+
+def shifted_through(inputs: StepInputs, frames: Sequence[torch.Tensor]) -> StepInputs:
+    """``inputs`` after each of ``frames`` (oldest first) joined its past in turn: the inputs of
+    the call after a bundle, whose past is the frames just before the bundle's last."""
+    for f in frames:
+        inputs = inputs.shifted(f)
+    return inputs
 
 
 def shift_history(past: torch.Tensor | None, state: torch.Tensor) -> torch.Tensor | None:
