@@ -282,13 +282,15 @@ def test_a_budget_plans_its_steps_from_the_training_loop_not_the_run_setup(tmp_p
     from sim.families import configure
     from sim.train.trainer import steps_for_budget
 
-    cfg = _config(tmp_path, data, clock="wall")
+    cfg = _config(tmp_path, data, clock="process")  # CPU time: what other jobs do not change
     task = configure(cfg)
     fast = steps_for_budget(cfg, task, 2.0, probe_steps=10)
     build = task.build_dataset
 
-    def slow_setup(*args, **kwargs):  # a large data set: seconds to read before the first step
-        time.sleep(1.0)
+    def slow_setup(*args, **kwargs):  # a large data set: a CPU second to read before the first step
+        start = time.process_time()
+        while time.process_time() - start < 1.0:
+            pass
         return build(*args, **kwargs)
 
     monkeypatch.setattr(task, "build_dataset", slow_setup)
