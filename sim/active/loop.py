@@ -271,6 +271,10 @@ def run_active(recipe: str | Path, model: str | Path | Mapping[str, Any], *, siz
     _write_json(state_path, state)
 
     train_path = out / "train.h5"
+    saved = sorted(out.glob("model.*"))
+    if (resume and state.get("pending") is None and state["rounds"] and state["rounds"][-1]["solver_calls"] >= budget
+            and saved):  # finished before with this budget: nothing to solve, fit or score again
+        return ActiveResult(out, state["rounds"], train_path, test_path, saved[0], {"stages": stages.generator})
     pool_path = Path(pool_store) if pool_store is not None else out / "pool.h5"
     pool_split = f"active_pool_{seed}"
     pool_meta = {"recipe": rec.name, "size": size, "split": pool_split, "recipe_seed": rec.seed, "role": "pool"}

@@ -108,6 +108,29 @@ def test_the_loop_resumes_after_an_exception_mid_batch(reference, tiny_recipe, m
     assert [r["error"] for r in state["rounds"]] == pytest.approx([r["error"] for r in ref["rounds"]])
 
 
+def test_a_finished_run_resumed_with_its_budget_returns_its_rounds_without_refitting(
+        reference, tiny_recipe, mmgp_config, tmp_path, monkeypatch):
+    import shutil
+
+    from sim.active import adapters
+
+    ref_out, result = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    fits = []
+    real = adapters.MMGPAdapter.fit
+
+    def counted(self, *args, **kwargs):
+        fits.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(adapters.MMGPAdapter, "fit", counted)
+    again = run_active(tiny_recipe, mmgp_config, out=out, resume=True, **RUN)
+    assert fits == [] and again.curve == result.curve and again.model.name == result.model.name
+    more = run_active(tiny_recipe, mmgp_config, out=out, resume=True, **{**RUN, "budget": 9})
+    assert fits and [c for c, _ in more.curve] == [3, 6, 8, 9]  # a larger budget continues
+
+
 KILLED = """
 import os, signal, sys
 from sim.active import run_active
