@@ -119,6 +119,13 @@ def train_model(cfg, budget: float, probe_steps: int) -> tuple[Path, dict]:
     return ckpt, summary
 
 
+def record(results: dict, prefix: str, summary: dict) -> None:
+    """A training run's steps, CPU and wall seconds under ``<prefix>_train_*``."""
+    results[f"{prefix}_train_steps"] = int(summary["steps"])
+    results[f"{prefix}_train_cpu_s"] = float(summary["cpu_seconds"])
+    results[f"{prefix}_train_wall_s"] = float(summary["seconds"])
+
+
 def test_trajectories(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     from sim.data.particles import PARTICLE_TYPE
     from sim.mesh import Store
@@ -248,9 +255,7 @@ def main() -> None:
             cfg = configure(kind, paths, material, n_grid, args.ratio, out)
             ckpt, summary = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 8)
             models[kind], _ = load_model(ckpt)
-            results[f"{material}_{kind}_train_steps"] = int(summary["steps"])
-            results[f"{material}_{kind}_train_cpu_s"] = float(summary["cpu_seconds"])
-            results[f"{material}_{kind}_train_wall_s"] = float(summary["seconds"])
+            record(results, f"{material}_{kind}", summary)
         g_mse, g_sparse, persist = rollout_mse(models["giorom"], trajs)
         f_mse, _, _ = rollout_mse(models["full"], trajs)
         if args.full_to_accuracy:  # train the baseline to GIOROM's accuracy, not to its budget
@@ -265,9 +270,7 @@ def main() -> None:
                 f_mse, _, _ = rollout_mse(models["full"], trajs)
                 rounds.append([full_budget, int(summary["steps"]), f_mse])
                 earlier += results[f"{material}_full_train_cpu_s"]
-                results[f"{material}_full_train_steps"] = int(summary["steps"])
-                results[f"{material}_full_train_cpu_s"] = float(summary["cpu_seconds"])
-                results[f"{material}_full_train_wall_s"] = float(summary["seconds"])
+                record(results, f"{material}_full", summary)
                 print(f"{material}: full model at {full_budget:g} CPU-s: mse {f_mse:.3g} (GIOROM {g_mse:.3g})",
                       flush=True)
             results[f"{material}_full_rounds"] = rounds

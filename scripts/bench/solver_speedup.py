@@ -49,21 +49,7 @@ from _mesh_models import set_threads, train_for_budget
 
 def cfd_solver_frame_s(traj, frames: int, warmup: float) -> float:
     """CPU seconds per stored frame of our Navier-Stokes solver on the trajectory's own case."""
-    from solvers.cfd.geometry import Channel, channel_mesh
-    from solvers.cfd.navier_stokes import CylinderFlow
-
-    p = traj.params
-    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
-    mesh = channel_mesh(channel, size=p["mesh_size"], size_min=p["mesh_size_min"])
-    flow = CylinderFlow(mesh, channel, nu=p["nu"], u_mean=p["u_mean"], dt=p["dt_solver"], ramp=0.5,
-                        kick=0.5 * p["u_mean"], kick_time=0.6)
-    state = flow.initial_state()
-    for _ in range(int(round(warmup / p["dt_solver"]))):
-        state = flow.step(state)
-    t = time.process_time()
-    for _ in range(frames * int(p["substeps"])):
-        state = flow.step(state)
-    return (time.process_time() - t) / frames
+    return cfd_scaled(traj, 1.0, frames, warmup)[0]
 
 
 def cfd_scaled(traj, scale: float, frames: int, warmup: float) -> tuple[float, object]:
@@ -102,11 +88,12 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
 
     out: dict[str, list] = {k: [] for k in ("nodes", "solver_frame_s", "surrogate_frame_s", "surrogate_frame_s_bf16",
                                             "speedup", "speedup_bf16")}
+    surrogate = sim.load(checkpoint)
     for scale in scales:
         solver_s, start = cfd_scaled(traj, scale, frames, warmup)
         times = {}
         for precision in ("fp32", "bf16"):
-            surrogate = sim.load(checkpoint).set_precision(precision)
+            surrogate.set_precision(precision)
             surrogate.rollout(start, 1)  # warm-up
             t = time.process_time()
             surrogate.rollout(start, frames)

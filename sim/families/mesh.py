@@ -70,11 +70,14 @@ class MeshFamily(Family):
                               source)
 
     def build_dataset(self, cfg: Any) -> Any:
+        return self._step_dataset(cfg, cfg.data.train, cfg.model.pushforward)
+
+    def _step_dataset(self, cfg: Any, path: Any, steps: int) -> Any:
+        """Samples of ``path`` holding the frames of ``steps`` model steps before the trained one."""
         from sim.data.windows import MeshStepDataset
 
-        bundle = self.parse_options(cfg).bundle
-        return MeshStepDataset(cfg.data.train, cfg.model.fields, scalars=cfg.model.scalars,
-                               horizon=(cfg.model.pushforward + 1) * bundle, history=cfg.model.history)
+        return MeshStepDataset(path, cfg.model.fields, scalars=cfg.model.scalars,
+                               horizon=(steps + 1) * self.parse_options(cfg).bundle, history=cfg.model.history)
 
     def build_model(self, cfg: Any, dataset: Any) -> Any:
         from sim.models.mesh import MeshSimulator
@@ -101,12 +104,9 @@ class MeshFamily(Family):
     def tuning_dataset(self, cfg: Any, path: Any) -> Any:
         """Samples holding the frames of the tuning rollout (``rollout_steps`` + 1 model steps),
         which may reach further than the training samples' pushforward."""
-        from sim.data.windows import MeshStepDataset
         from sim.train.config import self_tuning_options
 
-        steps = max(self_tuning_options(cfg)["rollout_steps"], cfg.model.pushforward)
-        return MeshStepDataset(path, cfg.model.fields, scalars=cfg.model.scalars,
-                               horizon=(steps + 1) * self.parse_options(cfg).bundle, history=cfg.model.history)
+        return self._step_dataset(cfg, path, max(self_tuning_options(cfg)["rollout_steps"], cfg.model.pushforward))
 
     def tuning_loss(self, model: Any, batch: Any, cfg: Any) -> Any:
         """Mean squared residual of the step after ``train.self_tuning.rollout_steps`` (default
@@ -291,18 +291,30 @@ class MeshSurrogate(Surrogate):
         return [self.simulator]
 
     def _run(self, mesh: Mesh, frames: np.ndarray, steps: int, dt: float, t0: float, bc: Callable,
-             writer: Any, keep: bool, params: dict[str, Any]) -> Recorder:
-        """The one rollout loop over this surrogate's stepper (an ensemble's members together)."""
+             recorders: list[Recorder], params: list[dict[str, Any]]) -> None:
+        """The one rollout loop over this surrogate's stepper (an ensemble's members together):
+        one trajectory per entry of ``params``, all from ``frames`` on ``mesh``, batched into one
+        graph per step, each written to its recorder."""
         from sim.rollout.engine import run
         from sim.rollout.steppers import EnsembleStepper, MeshStepper
 
-        steppers = [MeshStepper(m, [mesh], [frames], [dt], [t0], boundary=[bc], params=[params])
+        k = len(params)
+        steppers = [MeshStepper(m, [mesh] * k, [frames] * k, [dt] * k, [t0] * k, boundary=[bc] * k, params=params)
                     for m in self._members()]
         stepper = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
-        rec = Recorder(writer, keep)
         with self._lock:
-            run(stepper, steps, stepper.times, [rec])
-        return rec
+            run(stepper, steps, stepper.times, recorders)
+
+    def _start(self, initial: Any, steps: int, boundary: Any, dt: float | None, where: Any
+               ) -> tuple[Mesh, np.ndarray, float, float, Callable]:
+        """Mesh, initial frames, dt, start time and boundary function of a rollout from ``initial``
+        (one readable error when dt or steps do not fit)."""
+        mesh, frames, dt, t0, ref = self._initial(initial, dt, where)
+        if dt is None:
+            raise SimError("give dt: the initial state carries no time step", where)
+        if steps < 1:
+            raise SimError(f"steps must be >= 1, got {steps}", self.path)
+        return mesh, frames, dt, t0, self._boundary(boundary, mesh, frames[-1], steps, ref)
 
     def sweep(self, initial: Any, steps: int, params: list[dict[str, Any]], boundary: Any = None,
               dt: float | None = None) -> list[Trajectory]:
@@ -312,27 +324,13 @@ class MeshSurrogate(Surrogate):
         one per query. Returns one Trajectory per entry of ``params``, each what
         :meth:`rollout` with those params returns. ``initial``, ``boundary`` and ``dt`` as there
         (one boundary for all queries)."""
-        from sim.rollout.engine import run
-        from sim.rollout.steppers import EnsembleStepper, MeshStepper
-
         if not isinstance(params, (list, tuple)) or not params or not all(isinstance(p, dict) for p in params):
             raise SimError("sweep needs params as a non-empty list of dicts, one per query (e.g. [{'nu': 1e-3}, "
                            "{'nu': 2e-3}])", self.path)
         initial, where = self.mesh_query(initial, "initial")
-        mesh, frames, dt, t0, ref = self._initial(initial, dt, where)
-        if dt is None:
-            raise SimError("give dt: the initial state carries no time step", where)
-        if steps < 1:
-            raise SimError(f"steps must be >= 1, got {steps}", self.path)
-        bc = self._boundary(boundary, mesh, frames[-1], steps, ref)
-        queries = [self._params(initial, p) for p in params]
-        k = len(queries)
-        steppers = [MeshStepper(m, [mesh] * k, [frames] * k, [dt] * k, [t0] * k, boundary=[bc] * k, params=queries)
-                    for m in self._members()]
-        stepper = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
-        recs = [Recorder() for _ in range(k)]
-        with self._lock:
-            run(stepper, steps, stepper.times, recs)
+        mesh, frames, dt, t0, bc = self._start(initial, steps, boundary, dt, where)
+        recs = [Recorder() for _ in params]
+        self._run(mesh, frames, steps, dt, t0, bc, recs, [self._params(initial, p) for p in params])
         return [self._trajectory(mesh, r.times, r.states, True) for r in recs]
 
     def _params(self, initial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -377,16 +375,10 @@ class MeshSurrogate(Surrogate):
 
     def _rollout(self, initial: Mesh | Trajectory, where: Any, steps: int, boundary: Any, dt: float | None,
                  out: str | os.PathLike | None, keep: bool, params: dict[str, Any] | None) -> Trajectory:
-        mesh, frames, dt, t0, ref = self._initial(initial, dt, where)
-        x0 = frames[-1]
-        if dt is None:
-            raise SimError("give dt: the initial state carries no time step", where)
-        if steps < 1:
-            raise SimError(f"steps must be >= 1, got {steps}", self.path)
-        bc = self._boundary(boundary, mesh, x0, steps, ref)
+        mesh, frames, dt, t0, bc = self._start(initial, steps, boundary, dt, where)
         p = self._params(initial, params)
-        writer = self._series_writer(out, mesh, dt, std=len(self._members()) > 1)
-        rec = self._run(mesh, frames, steps, dt, t0, bc, writer, keep or out is None, p)
+        rec = Recorder(self._series_writer(out, mesh, dt, std=len(self._members()) > 1), keep or out is None)
+        self._run(mesh, frames, steps, dt, t0, bc, [rec], [p])
         return self._trajectory(mesh, rec.times, rec.states, keep)
 
     def _series_writer(self, out: Any, mesh: Mesh, dt: float, std: bool) -> Any:

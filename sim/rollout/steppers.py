@@ -35,6 +35,16 @@ def _times(t0s: Sequence[float], dts: Sequence[float]) -> list[Callable[[int], f
     return [(lambda s, t0=t0, dt=dt: t0 + s * dt) for t0, dt in zip(t0s, dts)]
 
 
+def per_distinct(meshes: Sequence[Mesh], build: Callable[[Mesh], Any]) -> list[Any]:
+    """``build(mesh)`` for each mesh, built once per distinct mesh object (a sweep repeats one
+    mesh: its graph and factorisations are shared)."""
+    built: dict[int, Any] = {}
+    for m in meshes:
+        if id(m) not in built:
+            built[id(m)] = build(m)
+    return [built[id(m)] for m in meshes]
+
+
 class MeshStepper:
     """Mesh simulator state for ``len(meshes)`` trajectories (see :func:`~sim.rollout.engine.rollout`)."""
 
@@ -65,11 +75,7 @@ class MeshStepper:
                                f"of the {k} trajectories")
             scalars = torch.as_tensor(np.stack([simulator.scalar_values(p, what=f"trajectory {i}")
                                                 for i, p in enumerate(params)]), device=device)
-        built: dict[int, Any] = {}  # one graph per distinct mesh (a sweep repeats one)
-        for m in meshes:
-            if id(m) not in built:
-                built[id(m)] = mesh_graph(m)
-        graphs = Batch.from_data_list([built[id(m)] for m in meshes]).to(device)
+        graphs = Batch.from_data_list(per_distinct(meshes, mesh_graph)).to(device)
         self.offsets = np.concatenate([[0], np.cumsum([m.num_points for m in meshes])])
         past = torch.as_tensor(np.concatenate([x[:-1] for x in frames], axis=1).transpose(1, 0, 2),
                                dtype=torch.float32, device=device) if h > 1 else None
@@ -82,11 +88,7 @@ class MeshStepper:
         self.correctors: list[Any] = []
         if self.correction == "divergence_free":
             self.columns = vector_field_slice(c, meshes[0].dim)
-            factored: dict[int, DivergenceFree] = {}  # one factorisation per distinct mesh (a sweep repeats one)
-            for m in meshes:
-                if id(m) not in factored:
-                    factored[id(m)] = DivergenceFree(m)
-            self.correctors = [factored[id(m)] for m in meshes]
+            self.correctors = per_distinct(meshes, DivergenceFree)
 
     def outputs(self) -> list[Frame]:
         host = self.state.cpu().numpy()
