@@ -2,18 +2,23 @@
 
     python scripts/bench/active_learning.py [--quick] [--json PATH] [--seeds 5] [--resume]
 
-For each seed and each strategy (kecor, random, variance; alternating within a seed) one
+For each seed and each strategy (`--strategies`, default kecor, kecor_pool, random, variance;
+alternating within a seed) one
 `sim.active.run_active` run: `--initial` uniform simulations, then batches of `--batch`
 chosen from a pool of `--pool` drawn candidates until `--budget` solver calls, MMGP refitted
 every round and scored on the recipe's test split of `--size` (PLAID's field RRMSE of `u`
 and `von_mises`, averaged). A seed fixes the pool and the initial simulations, shared by the
-strategies (paired comparison); the test set is shared by every run.
+strategies (paired comparison); the test set is shared by every run. `kecor` is the paper's
+objective (the coding rate of the batch), `kecor_pool` KECOR with `objective: pool` (the coding
+rate the batch removes from the whole pool, at the pool's mean variance as distortion),
+`kecor_trace` the same with `distortion: inf` (the summed pool variance removed); any other
+label is a selection plugin's name.
 
 JSON keys: `calls` (the solver-call grid), `<strategy>_rrmse_mean` / `_std` (over seeds, per
 number of calls, population std), `<strategy>_curves` (per seed), `<strategy>_final_rrmse_mean`
 / `_std`, `kecor_calls_ratio`: the solver calls KECOR needs to reach random's final mean error,
 linearly interpolated on KECOR's mean curve, divided by random's calls (the budget); null when
-KECOR's mean curve never reaches it (likewise `variance_calls_ratio`). `train_cpu_hours`: the
+KECOR's mean curve never reaches it (likewise `<strategy>_calls_ratio` for the others). `train_cpu_hours`: the
 CPU time of every MMGP fit; `solver_s`, `select_s`: wall time of the solves and selections.
 `--quick`: the small size, budget 10, 3 seeds (a smoke test of the same quantities).
 
@@ -37,7 +42,10 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, report
 
-STRATEGIES = ("kecor", "random", "variance")
+STRATEGIES = ("kecor", "kecor_pool", "random", "variance")
+# bench labels of selection plugins with parameters (a label not here is a plugin name)
+VARIANTS = {"kecor_pool": {"name": "kecor", "objective": "pool"},
+            "kecor_trace": {"name": "kecor", "objective": "pool", "distortion": "inf"}}
 
 
 def calls_to_reach(calls: list[int], curve: list[float], target: float) -> float | None:
@@ -68,8 +76,9 @@ def campaign(recipe: Path, model: dict, size: str, strategies: list[str], seeds:
             if path.exists() and not again:
                 shutil.rmtree(path)
             print(f"[{recipe.stem} {s}, seed {seed}]", flush=True)
-            res = run_active(recipe, model, size=size, strategy=s, seed=seed, out=path, workers=workers, resume=again,
-                             test=out / "test.h5", pool_store=out / f"pool_s{seed}.h5", **run)
+            res = run_active(recipe, model, size=size, strategy=VARIANTS.get(s, s), seed=seed, out=path,
+                             workers=workers, resume=again, test=out / "test.h5", pool_store=out / f"pool_s{seed}.h5",
+                             **run)
             calls = [c for c, _ in res.curve]
             if grid is not None and calls != grid:
                 raise SystemExit(f"{path}: solver-call grid {calls} differs from {grid}")
@@ -128,7 +137,8 @@ def main() -> None:
     ap.add_argument("--initial", type=int, help="initial simulations (default 8; quick 4)")
     ap.add_argument("--pool", type=int, help="candidates per seed (default 300; quick 24)")
     ap.add_argument("--modes", type=int, help="MMGP shape and field modes (default 16; quick 8)")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--strategies", default=",".join(STRATEGIES), help="MMGP campaign: labels, comma-separated")
+    ap.add_argument("--cylinder-strategies", default=",".join(STRATEGIES), help="the cylinder campaign's")
     ap.add_argument("--workers", type=int, default=1, help="solver processes per run")
     ap.add_argument("--resume", action="store_true", help="continue the runs in --out instead of starting over")
     ap.add_argument("--cylinder", action="store_true", help="also a mesh model on cylinder_flow at a small budget")
@@ -172,10 +182,12 @@ def main() -> None:
                  "train": {"steps": c_steps, "seed": 0, "log_every": 50, "checkpoint_every": 10**6,
                            "normalizer_accumulation_steps": min(1000, c_steps)}}
         c_batch, c_initial = (1, 2) if q else (2, 4)
-        c_grid, c_curves, c_timing = campaign(recipe, model, "small", strategies, c_seeds, c_out, args.resume,
+        c_strategies = [s.strip() for s in args.cylinder_strategies.split(",") if s.strip()]
+        c_grid, c_curves, c_timing = campaign(recipe, model, "small", c_strategies, c_seeds, c_out, args.resume,
                                               args.workers, budget=c_budget, batch=c_batch, initial=c_initial,
                                               pool=6 if q else 20)
-        results.update({"cylinder_budget": c_budget, "cylinder_batch": c_batch, "cylinder_initial": c_initial,
+        results.update({"cylinder_strategies": c_strategies, "cylinder_budget": c_budget, "cylinder_batch": c_batch,
+                        "cylinder_initial": c_initial,
                         "cylinder_train_steps": c_steps, "cylinder_calls": c_grid, "cylinder_seeds": c_seeds,
                         "cylinder_train_cpu_hours": c_timing["fit_cpu_s"] / 3600,
                         "cylinder_solver_s": c_timing["solver_s"]})
@@ -183,10 +195,10 @@ def main() -> None:
         fit_cpu += c_timing["fit_cpu_s"]
         print(f"\ncylinder flow: all-rollout RMSE (mean +- std over {len(c_seeds)} seeds) against simulated "
               "trajectories")
-        print(f"{'calls':>6}" + "".join(f"{s:>22}" for s in strategies))
+        print(f"{'calls':>6}" + "".join(f"{s:>22}" for s in c_strategies))
         for i, c in enumerate(c_grid):
             print(f"{c:>6}" + "".join(f"{results[f'cylinder_{s}_rmse_mean'][i]:>13.4g} +- "
-                                      f"{results[f'cylinder_{s}_rmse_std'][i]:<6.2g}" for s in strategies))
+                                      f"{results[f'cylinder_{s}_rmse_std'][i]:<6.2g}" for s in c_strategies))
     if args.cylinder_only:
         report("active_learning", results, args.json, seeds=c_seeds, train_cpu_hours=fit_cpu / 3600)
         return

@@ -9,7 +9,7 @@ import pytest
 
 from sim.plugins import build_plugin, get_plugin
 from sim.plugins.registry import PluginError
-from sim.plugins.selection import KECOR, greedy_logdet, logdet_coding_rate
+from sim.plugins.selection import KECOR, greedy_logdet, greedy_pool_rate, logdet_coding_rate, pool_coding_rate
 
 
 def random_psd(rng: np.random.Generator, pool: int, rank: int) -> np.ndarray:
@@ -70,7 +70,56 @@ def test_kecor_plugin_uses_the_scorer_kernel_and_noise():
     assert "ICCV" in get_plugin("kecor").paper
 
 
-@pytest.mark.parametrize("bad", [{"sigma2": 0.0}, {"kernel": "ntk"}])
+@pytest.mark.parametrize("distortion", [0.05, 1.0, float("inf")])
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_pool_gains_are_exact_and_each_pick_is_the_best_next_one(seed, distortion):
+    rng = np.random.default_rng(seed)
+    kernel = random_psd(rng, pool=9, rank=int(rng.integers(2, 10)))
+    sigma2 = float(rng.choice([0.01, 0.1]))
+    picks, gains = greedy_pool_rate(kernel, 4, sigma2, distortion)
+    assert len(set(picks.tolist())) == 4 and np.all(gains > 0)
+    for t in range(1, 5):
+        # the incremental (determinant-lemma) gains add up to the from-scratch reduction ...
+        assert pool_coding_rate(kernel, picks[:t], sigma2, distortion) == pytest.approx(gains[:t].sum(), rel=1e-8)
+        # ... and pick t is the candidate that raises it most
+        before = picks[: t - 1].tolist()
+        best = max(pool_coding_rate(kernel, before + [j], sigma2, distortion) for j in range(9) if j not in before)
+        assert pool_coding_rate(kernel, picks[:t], sigma2, distortion) == pytest.approx(best, rel=1e-8)
+
+
+def test_the_pool_objective_picks_what_informs_the_pool_not_an_isolated_outlier():
+    # ten candidates in a tight cluster and one far away with a larger variance of its own
+    z = np.vstack([np.full((10, 1), 1.0) + 0.01 * np.arange(10)[:, None], [[0.0]]])
+    kernel = 0.5 * np.exp(-0.5 * (z - z.T) ** 2 / 0.3**2)
+    kernel[10, 10] = 0.8  # an isolated candidate: largest own variance, uncorrelated with the rest
+    batch_first = greedy_logdet(kernel, 1, 1e-3)[0][0]
+    pool_first = greedy_pool_rate(kernel, 1, 1e-3, 0.1)[0][0]
+    alc_first = greedy_pool_rate(kernel, 1, 1e-3, float("inf"))[0][0]
+    assert batch_first == 10 and pool_first < 10 and alc_first < 10
+
+
+def test_kecor_pool_objective_uses_the_pools_mean_variance_by_default():
+    rng = np.random.default_rng(1)
+    kernel = random_psd(rng, 12, 4)
+
+    class Scorer:
+        def kernel(self, features, prior=False):
+            return kernel
+
+        def noise(self):
+            return 0.05
+
+    sel = KECOR(objective="pool")
+    picks = sel(Scorer(), np.zeros((12, 3)), 3, rng)
+    tau = float(np.mean(np.diag(kernel)))
+    assert sel.distortion_ == pytest.approx(tau)
+    assert picks.tolist() == greedy_pool_rate(kernel, 3, 0.05, tau)[0].tolist()
+    sel = build_plugin({"name": "kecor", "objective": "pool", "distortion": "inf"}, "selection")
+    assert sel(Scorer(), np.zeros((12, 3)), 3, rng).tolist() == greedy_pool_rate(kernel, 3, 0.05, np.inf)[0].tolist()
+
+
+@pytest.mark.parametrize("bad", [{"sigma2": 0.0}, {"kernel": "ntk"}, {"objective": "test"}, {"distortion": 0.0},
+                                 {"distortion": "max"}])
 def test_kecor_refuses_bad_parameters(bad):
     with pytest.raises(PluginError, match="kecor"):
         KECOR(**bad)

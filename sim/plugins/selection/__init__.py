@@ -21,8 +21,9 @@ a model class: :mod:`sim.active` wraps each model family in a scorer, so a strat
 for every family that has one.
 """
 
-from sim.plugins.selection.kecor import KECOR, greedy_logdet, logdet_coding_rate
+from sim.plugins.selection.kecor import KECOR, greedy_logdet, greedy_pool_rate, logdet_coding_rate, pool_coding_rate
 from sim.plugins.selection.uniform import UniformSelection
 from sim.plugins.selection.variance import MaxVariance
 
-__all__ = ["KECOR", "MaxVariance", "UniformSelection", "greedy_logdet", "logdet_coding_rate"]
+__all__ = ["KECOR", "MaxVariance", "UniformSelection", "greedy_logdet", "greedy_pool_rate", "logdet_coding_rate",
+           "pool_coding_rate"]
