@@ -10,9 +10,9 @@ every round and scored on the recipe's test split of `--size` (PLAID's field RRM
 and `von_mises`, averaged). A seed fixes the pool and the initial simulations, shared by the
 strategies (paired comparison); the test set is shared by every run. `kecor` is the paper's
 objective (the coding rate of the batch), `kecor_pool` KECOR with `objective: pool` (the coding
-rate the batch removes from the whole pool, at the pool's mean variance as distortion),
-`kecor_trace` the same with `distortion: inf` (the summed pool variance removed); any other
-label is a selection plugin's name.
+rate the batch removes from the whole pool, to first order: the summed pool variance removed),
+`kecor_pool_mean` the same at the pool's mean variance as distortion; any other label is a
+selection plugin's name.
 
 JSON keys: `calls` (the solver-call grid), `<strategy>_rrmse_mean` / `_std` (over seeds, per
 number of calls, population std), `<strategy>_curves` (per seed), `<strategy>_final_rrmse_mean`
@@ -45,7 +45,7 @@ from _common import ROOT, report
 STRATEGIES = ("kecor", "kecor_pool", "random", "variance")
 # bench labels of selection plugins with parameters (a label not here is a plugin name)
 VARIANTS = {"kecor_pool": {"name": "kecor", "objective": "pool"},
-            "kecor_trace": {"name": "kecor", "objective": "pool", "distortion": "inf"}}
+            "kecor_pool_mean": {"name": "kecor", "objective": "pool", "distortion": "mean"}}
 
 
 def calls_to_reach(calls: list[int], curve: list[float], target: float) -> float | None:

@@ -98,7 +98,7 @@ def test_the_pool_objective_picks_what_informs_the_pool_not_an_isolated_outlier(
     assert batch_first == 10 and pool_first < 10 and alc_first < 10
 
 
-def test_kecor_pool_objective_uses_the_pools_mean_variance_by_default():
+def test_kecor_pool_objective_distortions():
     rng = np.random.default_rng(1)
     kernel = random_psd(rng, 12, 4)
 
@@ -109,13 +109,14 @@ def test_kecor_pool_objective_uses_the_pools_mean_variance_by_default():
         def noise(self):
             return 0.05
 
-    sel = KECOR(objective="pool")
+    sel = build_plugin({"name": "kecor", "objective": "pool", "distortion": "mean"}, "selection")
     picks = sel(Scorer(), np.zeros((12, 3)), 3, rng)
     tau = float(np.mean(np.diag(kernel)))
     assert sel.distortion_ == pytest.approx(tau)
     assert picks.tolist() == greedy_pool_rate(kernel, 3, 0.05, tau)[0].tolist()
-    sel = build_plugin({"name": "kecor", "objective": "pool", "distortion": "inf"}, "selection")
+    sel = KECOR(objective="pool")  # the summed variance by default
     assert sel(Scorer(), np.zeros((12, 3)), 3, rng).tolist() == greedy_pool_rate(kernel, 3, 0.05, np.inf)[0].tolist()
+    assert sel.distortion_ == np.inf
 
 
 @pytest.mark.parametrize("bad", [{"sigma2": 0.0}, {"kernel": "ntk"}, {"objective": "test"}, {"distortion": 0.0},
