@@ -499,12 +499,35 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({fields})")
 
 
+def _strategy(text: str) -> str | dict:
+    """``--strategy``: a plugin name, or a YAML flow mapping with a ``name`` and its parameters."""
+    if not text.lstrip().startswith("{"):
+        return text
+    import yaml
+
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SimError(f"--strategy {text!r} is not a YAML mapping ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise SimError(f"--strategy {text!r}: a mapping needs a 'name' (e.g. {{name: kecor, objective: pool}})")
+    return spec
+
+
+def _strategy_label(spec: str | dict) -> str:
+    if isinstance(spec, str):
+        return spec
+    return "_".join([spec["name"]] + [f"{k}-{v}" for k, v in spec.items() if k != "name"])
+
+
 def cmd_active(args: argparse.Namespace) -> None:
     from sim.active import run_active
 
-    out = Path(args.out) if args.out else Path("runs") / f"active_{Path(args.recipe).stem}_{args.strategy}_s{args.seed}"
+    strategy = _strategy(args.strategy)
+    label = _strategy_label(strategy)
+    out = Path(args.out) if args.out else Path("runs") / f"active_{Path(args.recipe).stem}_{label}_s{args.seed}"
     _check_output(out, folder=True)
-    result = run_active(args.recipe, args.model, size=args.size, strategy=args.strategy, budget=args.budget,
+    result = run_active(args.recipe, args.model, size=args.size, strategy=strategy, budget=args.budget,
                         batch=args.batch, initial=args.initial, pool=args.pool, seed=args.seed, out=out,
                         workers=args.workers, resume=args.resume, test=args.test)
     print(f"{'round':>5} {'solver calls':>12} {'test error':>11}")
@@ -859,7 +882,8 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--budget", type=POSITIVE_INT, required=True, help="solver calls in all, the initial ones included")
     al.add_argument("--batch", type=POSITIVE_INT, required=True, help="solver calls per round")
     al.add_argument("--strategy", required=True,
-                    help="a selection plugin: kecor, random, variance (`sim plugins list --kind selection`)")
+                    help="a selection plugin: kecor, random, variance (`sim plugins list --kind selection`), or "
+                         "one with parameters as a YAML mapping: '{name: kecor, objective: pool}'")
     al.add_argument("--initial", type=POSITIVE_INT, default=4, help="simulations before the first fit (default 4)")
     al.add_argument("--pool", type=POSITIVE_INT, default=200,
                     help="candidates drawn (meshed, not solved) to choose from (default 200)")

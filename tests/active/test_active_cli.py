@@ -22,6 +22,9 @@ def args(recipe, config, out, **over):
     ({"--initial": "1"}, "needs at least 2 initial simulations"),
     ({"--budget": "0"}, "--budget: must be > 0"),
     ({"--size": "huge"}, "no size 'huge'"),
+    ({"--strategy": "{name: kecor, objective: all}"}, "kecor: objective must be 'batch' or 'pool'"),
+    ({"--strategy": "{objective: pool}"}, "a mapping needs a 'name'"),
+    ({"--strategy": "{name: kecor"}, "is not a YAML mapping"),
 ])
 def test_bad_inputs_are_one_line(tiny_recipe, mmgp_config, tmp_path, capsys, over, message):
     out = tmp_path / "run"
@@ -61,3 +64,13 @@ def test_a_cli_run_prints_its_curve(tiny_recipe, mmgp_config, tmp_path, capsys):
     # a finished run resumed with the same budget has nothing left to solve: it prints the same curve
     assert main(args(tiny_recipe, mmgp_config, out, **{"--strategy": "variance", "--resume": ""})) == 0
     assert capsys.readouterr().out.splitlines()[:4] == text.splitlines()[:4]
+
+
+def test_a_strategy_with_parameters_runs_and_is_recorded(tiny_recipe, mmgp_config, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(args(tiny_recipe, mmgp_config, out, **{"--strategy": "{name: kecor, objective: pool}"})) == 0
+    assert "solver calls" in capsys.readouterr().out
+    config = json.loads((out / "log.json").read_text())["config"]
+    assert config["strategy"] == {"name": "kecor", "objective": "pool"}
