@@ -66,11 +66,10 @@ every candidate with one linear solve per pick (O(b P^3)). As :math:`\tau \to \i
 :math:`\tau\, g(S)` tends to the summed variance the batch removes from the pool, Cohn's
 criterion (*Neural network exploration using optimal experiment design*, 1994), which
 ``distortion: inf``, the default, uses; ``"mean"`` takes the pool's mean variance as
-:math:`\tau` (measured on elasticity_shapes with MMGP, docs/active_learning.md: the sum saved
-more solver calls than the mean-variance distortion did, 0.78 against 0.88 of random's calls).
-g is monotone;
-unlike f it is not submodular in general (variance reduction is submodular only under
-conditions, Das & Kempe 2008), so the 1 - 1/e guarantee is not claimed for it.
+:math:`\tau` (on elasticity_shapes with MMGP the sum saved more solver calls, see
+docs/active_learning.md). g is monotone; unlike f it is not submodular in general (variance
+reduction is submodular only under conditions, Das & Kempe 2008), so the 1 - 1/e guarantee is
+not claimed for it.
 """
 
 from __future__ import annotations
