@@ -5,7 +5,7 @@
                                         [--starts 0.01 0.2] [--hand-noise 0.05] [--range 0.002 0.5]
                                         [--every 10] [--lr 0.01] [--tune-rollout 8] [--seed S] [--seeds N]
                                         [--data DIR]
-                                        [--resume] [--out DIR]
+                                        [--resume] [--out DIR] [--train-only [VARIANT ...]]
 
 Each seed trains, alternating within the seed so that the machine's load is shared:
 
@@ -78,6 +78,9 @@ def main() -> None:
                                                            "are reused)")
     ap.add_argument("--workers", type=int, default=2, help="solver processes if the data must be generated")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "self_tuning"))
+    ap.add_argument("--train-only", nargs="*", metavar="VARIANT",
+                    help="train these variants (hand, stn<start>; all when none are named) for the seeds and stop: "
+                         "for a second process that trains runs beside a --resume run, which evaluates them")
     args = ap.parse_args()
     set_threads(args.threads)
     lo, hi = args.range
@@ -95,9 +98,15 @@ def main() -> None:
     variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr,
                                    "rollout_steps": args.tune_rollout} for s in args.starts})
 
+    only = None if args.train_only is None else (args.train_only or list(variants))
+    unknown = sorted(set(only or []) - set(variants))
+    if unknown:
+        raise SystemExit(f"--train-only: no variant {unknown} (variants: {', '.join(variants)})")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for seed in seeds:
         for name, tuning in variants.items():
+            if only is not None and name not in only:
+                continue
             run = out / f"run_{size}_{name}_t{seconds:g}_seed{seed}"
             summary = train_for_budget({
                 "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "target": "delta",
@@ -113,6 +122,8 @@ def main() -> None:
             print(f"seed {seed} {name}: {summary['steps']} steps in {summary['seconds']:.0f} CPU-s"
                   + (f", noise_std {summary['self_tuned_noise_std']:.4g}" if tuning else ""), flush=True)
             runs[name].append(summary)
+    if only is not None:
+        return
 
     results: dict = {"size": size, "train_seconds": seconds, "starts": args.starts, "hand_noise": args.hand_noise,
                      "range": [lo, hi], "every": args.every, "hyper_lr": args.lr,
