@@ -3,9 +3,9 @@
     python scripts/bench/active_learning.py [--quick] [--json PATH] [--seeds 5] [--resume]
 
 For each seed and each strategy (`--strategies`, default kecor, kecor_pool, random, variance;
-alternating within a seed) one
-`sim.active.run_active` run: `--initial` uniform simulations, then batches of `--batch`
-chosen from a pool of `--pool` drawn candidates until `--budget` solver calls, MMGP refitted
+alternating within a seed) one `sim.active.run_active` run: `--initial` uniform simulations,
+then batches of `--batch` chosen from a pool of `--pool` drawn candidates until `--budget`
+solver calls, MMGP refitted
 every round and scored on the recipe's test split of `--size` (PLAID's field RRMSE of `u`
 and `von_mises`, averaged). A seed fixes the pool and the initial simulations, shared by the
 strategies (paired comparison); the test set is shared by every run. `kecor` is the paper's
@@ -18,8 +18,9 @@ JSON keys: `calls` (the solver-call grid), `<strategy>_rrmse_mean` / `_std` (ove
 number of calls, population std), `<strategy>_curves` (per seed), `<strategy>_final_rrmse_mean`
 / `_std`, `kecor_calls_ratio`: the solver calls KECOR needs to reach random's final mean error,
 linearly interpolated on KECOR's mean curve, divided by random's calls (the budget); null when
-KECOR's mean curve never reaches it (likewise `<strategy>_calls_ratio` for the others). `train_cpu_hours`: the
-CPU time of every MMGP fit; `solver_s`, `select_s`: wall time of the solves and selections.
+KECOR's mean curve never reaches it (likewise `<strategy>_calls_ratio` for the others).
+`train_cpu_hours`: the CPU time of every MMGP fit; `solver_s`, `select_s`: wall time of the
+solves and selections.
 `--quick`: the small size, budget 10, 3 seeds (a smoke test of the same quantities).
 
 `--cylinder`: the same comparison for a mesh time-stepping model (MeshGraphNet, CPU preset,
