@@ -171,7 +171,7 @@ def greedy_pool_rate(kernel: np.ndarray, batch: int, sigma2: float, distortion: 
     Returns:
         (indices (b,) in the order picked, gains (b,)): ``gains[:t].sum()`` is g of the first t picks.
     """
-    k = _check_kernel(kernel).copy()
+    k = _check_kernel(kernel)  # a new symmetric array: updated in place below
     pool = len(k)
     check_batch("kecor", batch, pool)
     if not sigma2 > 0:
@@ -191,8 +191,7 @@ def greedy_pool_rate(kernel: np.ndarray, batch: int, sigma2: float, distortion: 
         p = int(np.argmax(gain))
         picks[t], gains[t], taken[p] = p, gain[p], True
         col = k[:, p] / np.sqrt(k[p, p] + sigma2)
-        k = k - np.outer(col, col)
-        k = 0.5 * (k + k.T)
+        k -= np.outer(col, col)  # a symmetric update keeps k symmetric
     return picks, gains
 
 
