@@ -84,20 +84,51 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
 PHYSICS_KEYS = ("shedding_freq_err_median", "mean_field_rrmse", "fluct_rrmse", "spread_error_spearman")
 
 
+def _metrics_key(ckpts: list[str | Path], test: str | Path, steps: int | None, correction: str | None) -> dict:
+    """What a rollout's metrics depend on: the checkpoints' bytes, the test store, steps, correction."""
+    import hashlib
+
+    stat = Path(test).stat()
+    return {"checkpoints": [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in ckpts],
+            "test": [str(Path(test).resolve()), stat.st_size, stat.st_mtime_ns], "steps": steps,
+            "correction": correction}
+
+
 def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path, steps: int | None = None,
-                    correction: str | None = None) -> dict[str, Any]:
+                    correction: str | None = None, cache: str | Path | None = None) -> dict[str, Any]:
     """Means over the test trajectories of the rollout RMSE at 1, 50 and all steps and
     persistence's, and the flow metrics of ``sim eval`` (median shedding-frequency error, mean-
     and fluctuation-field relative RMSE; with several checkpoints, rolled out as an ensemble, the
     spread-error rank correlation). Rollouts run to the end unless they reach NaN/inf: one that
     runs away is measured with its error, not dropped. ``correction``: the rollout correction
-    (:mod:`sim.rollout.corrections`) instead of the checkpoint's own."""
+    (:mod:`sim.rollout.corrections`) instead of the checkpoint's own. ``cache``: a JSON file
+    (in the run's folder) that keeps the metrics with what they were computed from (checkpoint
+    bytes, test store, steps, correction) and the commit that computed them; they are reused while
+    those inputs match (whatever the code's commit since), so that a bench invocation that only
+    collects finished runs does not roll them out again."""
+    ckpts = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    key = _metrics_key(ckpts, test, steps, correction) if cache else None
+    if cache and Path(cache).exists():
+        kept = json.loads(Path(cache).read_text())
+        if kept.get("key") == key:
+            return kept["metrics"]
+    metrics = _rollout_metrics(ckpts, test, steps, correction)
+    if cache:
+        tmp = Path(cache).with_suffix(".tmp")
+        from _common import machine
+
+        tmp.write_text(json.dumps({"key": key, "commit": machine()["git_commit"], "metrics": metrics}, indent=1))
+        tmp.replace(cache)
+    return metrics
+
+
+def _rollout_metrics(ckpts: list[str | Path], test: str | Path, steps: int | None, correction: str | None
+                     ) -> dict[str, Any]:
     from sim.families import get_family
     from sim.families.mesh import set_correction
     from sim.rollout.engine import blowup_guard
     from sim.train import load_model
 
-    ckpts = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     models = [load_model(c)[0] for c in ckpts]
     if correction is not None:
         set_correction(models, correction)

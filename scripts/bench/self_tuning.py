@@ -5,7 +5,7 @@
                                         [--starts 0.01 0.2] [--hand-noise 0.05] [--range 0.002 0.5]
                                         [--every 10] [--lr 0.01] [--tune-rollout 8] [--seed S] [--seeds N]
                                         [--data DIR]
-                                        [--resume] [--out DIR] [--train-only [VARIANT ...]]
+                                        [--resume] [--out DIR] [--only [VARIANT ...]]
 
 Each seed trains, alternating within the seed so that the machine's load is shared:
 
@@ -19,7 +19,9 @@ all with the settings of `mgn_cylinder.py` (CPU preset, viscosity as input, push
 Adam 1e-3 -> 1e-5) for --train-seconds of this process's CPU time each (default 3000; quick 60),
 the step count planned from a probe of each run (a self-tuned step costs a little more: its
 hyperparameter steps are in the budget). Each checkpoint is rolled out on the test split with
-ground-truth boundary values and the divergence-free correction.
+ground-truth boundary values and the divergence-free correction; the metrics are kept in the
+run's folder (`rollout_metrics.json`), so that `--only` processes can train and roll out runs
+beside the one that collects them into the JSON (`--resume`).
 
 JSON keys, per variant `<v>` (hand, stn0.01, stn0.2, ...): `<v>_rmse_1`, `<v>_rmse_50`,
 `<v>_rmse_all` and the flow metrics (means over seeds, `_std` their spread, `<v>_per_seed`),
@@ -78,9 +80,10 @@ def main() -> None:
                                                            "are reused)")
     ap.add_argument("--workers", type=int, default=2, help="solver processes if the data must be generated")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "self_tuning"))
-    ap.add_argument("--train-only", nargs="*", metavar="VARIANT",
-                    help="train these variants (hand, stn<start>; all when none are named) for the seeds and stop: "
-                         "for a second process that trains runs beside a --resume run, which evaluates them")
+    ap.add_argument("--only", nargs="*", metavar="VARIANT",
+                    help="train and roll out only these variants (hand, stn<start>; all when none are named) for "
+                         "the seeds, then stop without the JSON: a second process beside a --resume one, which "
+                         "collects the kept metrics (never two processes on one run)")
     args = ap.parse_args()
     set_threads(args.threads)
     lo, hi = args.range
@@ -98,11 +101,16 @@ def main() -> None:
     variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr,
                                    "rollout_steps": args.tune_rollout} for s in args.starts})
 
-    only = None if args.train_only is None else (args.train_only or list(variants))
+    only = None if args.only is None else (args.only or list(variants))
     unknown = sorted(set(only or []) - set(variants))
     if unknown:
-        raise SystemExit(f"--train-only: no variant {unknown} (variants: {', '.join(variants)})")
+        raise SystemExit(f"--only: no variant {unknown} (variants: {', '.join(variants)})")
     runs: dict[str, list[dict]] = {v: [] for v in variants}
+
+    def metrics(summary: dict) -> dict:
+        return rollout_metrics(summary["checkpoint"], paths["test"], correction="divergence_free",
+                               cache=Path(summary["run"]) / "rollout_metrics.json")
+
     for seed in seeds:
         for name, tuning in variants.items():
             if only is not None and name not in only:
@@ -121,6 +129,9 @@ def main() -> None:
             summary["run"] = run
             print(f"seed {seed} {name}: {summary['steps']} steps in {summary['seconds']:.0f} CPU-s"
                   + (f", noise_std {summary['self_tuned_noise_std']:.4g}" if tuning else ""), flush=True)
+            if only is not None:
+                m = metrics(summary)
+                print(f"seed {seed} {name}: all-rollout RMSE {m['rmse_all']:.4g}", flush=True)
             runs[name].append(summary)
     if only is not None:
         return
@@ -132,7 +143,7 @@ def main() -> None:
                      "generation_s": gen_s}
     persistence = {}
     for name, summaries in runs.items():
-        per_seed = [rollout_metrics(s["checkpoint"], paths["test"], correction="divergence_free") for s in summaries]
+        per_seed = [metrics(s) for s in summaries]
         stats = over_seeds(per_seed, seeds, SEED_KEYS)
         persistence = {k: stats[k] for k in SEED_KEYS if k.startswith("persistence")}
         results.update({f"{name}_{k}": v for k, v in stats.items() if not k.startswith("persistence")})
