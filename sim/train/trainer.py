@@ -479,9 +479,11 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
                 **({"coreset": coreset.state_dict()} if coreset is not None else {}),
                 **({"self_tuning": tuner.state_dict()} if tuner is not None else {})})
 
+    # a resumed run whose budget was spent before it stopped is finished: no further step, its checkpoint untouched
+    spent = bool(start) and cfg.train.max_seconds is not None and clock() - t0 > cfg.train.max_seconds
     try:
         for batch in loader:
-            if step >= last:
+            if step >= last or spent:
                 break
             batch = batch.to(device)
             if coreset is not None:  # noise on this period's coreset only, weighted (sim.plugins.training.coreset)
@@ -553,7 +555,8 @@ def train(cfg: Config, task: Task, resume: bool = False, stop_after: int | None 
             if cfg.train.max_seconds is not None and clock() - t0 > cfg.train.max_seconds:
                 bar.write(f"stopping at step {step}: train.max_seconds = {cfg.train.max_seconds} reached")
                 break
-        checkpoint(step)
+        if step > start or not ckpt_path.exists():
+            checkpoint(step)
     finally:
         bar.close()
         if tuner is not None:

@@ -69,6 +69,23 @@ def test_resumed_log_has_each_step_once_and_the_same_losses(tmp_path, data):
     assert [r[1] for r in a] == [r[1] for r in b]  # the same mean losses (seconds differ)
 
 
+def test_resuming_a_finished_run_changes_nothing(tmp_path, data):
+    # stopped by its time budget: a resume takes no further step and leaves checkpoint and log as they are
+    budget = _config(tmp_path / "a", data, steps=10**6, max_seconds=0.3, checkpoint_every=10**6)
+    first = train(budget, progress=False)
+    ckpt, log = tmp_path / "a" / "run" / "checkpoint.pt", tmp_path / "a" / "run" / "metrics.csv"
+    before = ckpt.read_bytes(), log.read_text()
+    assert 0 < first["steps"] < 10**6
+    assert train(budget, resume=True, progress=False)["steps"] == first["steps"]
+    assert (ckpt.read_bytes(), log.read_text()) == before
+    # finished its steps: the same
+    done = _config(tmp_path / "b", data, steps=6)
+    train(done, progress=False)
+    ckpt = tmp_path / "b" / "run" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    assert train(done, resume=True, progress=False)["steps"] == 6 and ckpt.read_bytes() == before
+
+
 def test_resume_refuses_a_changed_configuration_and_names_the_keys(tmp_path, data):
     cfg = _config(tmp_path, data, steps=10)
     train(cfg, progress=False)
