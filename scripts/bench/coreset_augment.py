@@ -5,6 +5,7 @@ against input noise on a weighted coreset of them (`train.augment_coreset`, sim.
                                             [--fractions 0.3 0.5] [--every N] [--seed S] [--seeds N]
                                             [--noise-std 0.05] [--pushforward 2] [--scalars [NAME ...]]
                                             [--correction divergence_free] [--data DIR] [--resume]
+                                            [--out DIR] [--only [VARIANT ...]]
 
 Each seed trains one run per variant, alternating within the seed: `full` (noise on every
 sample, today's default) and `coreset<F>` for each `--fractions` F (noise on a fraction F of
@@ -12,7 +13,9 @@ the samples, chosen by facility location on the gradient proxy every `--every` s
 in the loss), all for the same `--train-steps` steps with the same seed (same initial weights,
 batches and noise draws), otherwise the settings of `mgn_cylinder.py` (CPU preset, viscosity
 as input, pushforward 2, noise 0.05, Adam 1e-3 -> 1e-5). Each checkpoint is rolled out on the
-test split with ground-truth boundary values (`--correction`, default divergence_free).
+test split with ground-truth boundary values (`--correction`, default divergence_free); the
+metrics are kept in the run's folder (`rollout_metrics.json`), so that `--only` processes can
+train and roll out runs beside the one that collects them into the JSON (`--resume`).
 
 JSON keys, per variant `<v>` (full, coreset0.3, ...): `<v>_rmse_1`, `<v>_rmse_50`, `<v>_rmse_all`
 (means over the seeds, `_std` their spread, `<v>_per_seed`), `<v>_noised_fraction` (share of the
@@ -73,6 +76,10 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue interrupted runs in --out")
     ap.add_argument("--workers", type=int, default=2, help="solver processes if the data must be generated")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "coreset_augment"))
+    ap.add_argument("--only", nargs="*", metavar="VARIANT",
+                    help="train and roll out only these variants (full, coreset<F>; all when none are named) for "
+                         "the seeds, then stop without the JSON: a second process beside a --resume one, which "
+                         "collects the kept metrics (never two processes on one run)")
     args = ap.parse_args()
     set_threads(args.threads)
     if any(not 0 < f <= 1 for f in args.fractions):
@@ -89,9 +96,20 @@ def main() -> None:
     variants: dict[str, dict | None] = {"full": None}
     variants.update({f"coreset{f:g}": {"fraction": f, "every": every} for f in args.fractions})
 
+    only = None if args.only is None else (args.only or list(variants))
+    unknown = sorted(set(only or []) - set(variants))
+    if unknown:
+        raise SystemExit(f"--only: no variant {unknown} (variants: {', '.join(variants)})")
+
+    def metrics(summary: dict) -> dict:
+        return rollout_metrics(summary["checkpoint"], paths["test"], correction=args.correction,
+                               cache=Path(summary["checkpoint"]).parent / "rollout_metrics.json")
+
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for seed in seeds:
         for name, coreset in variants.items():  # alternating within a seed: the machine's load is shared
+            if only is not None and name not in only:
+                continue
             summary = train_for_budget({
                 "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "target": "delta",
                           "noise_std": args.noise_std, "scalars": args.scalars, "pushforward": args.pushforward},
@@ -102,14 +120,18 @@ def main() -> None:
                           "out": str(out / f"run_{size}_{name}_n{steps}_e{every}_seed{seed}"),
                           **({"augment_coreset": coreset} if coreset else {})},
             }, 0.0, resume=args.resume, steps=steps)
+            if only is not None:
+                print(f"seed {seed} {name}: all-rollout RMSE {metrics(summary)['rmse_all']:.4g}", flush=True)
             runs[name].append(summary)
+    if only is not None:
+        return
 
     results: dict = {"size": size, "train_steps": steps, "every": every, "fractions": args.fractions,
                      "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars,
                      "pushforward": args.pushforward, "correction": args.correction, "generation_s": gen_s}
     persistence = {}
     for name, summaries in runs.items():
-        per_seed = [rollout_metrics(s["checkpoint"], paths["test"], correction=args.correction) for s in summaries]
+        per_seed = [metrics(s) for s in summaries]
         stats = over_seeds(per_seed, seeds, KEYS)
         persistence = {k: stats[k] for k in KEYS if k.startswith("persistence")}
         results.update({f"{name}_{k}": v for k, v in stats.items() if not k.startswith("persistence")})
