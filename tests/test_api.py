@@ -56,6 +56,27 @@ def test_load_gives_a_mesh_surrogate_whose_rollout_equals_the_engine(trained):
     np.testing.assert_allclose(out.point_fields["u"][:, wall], traj.point_fields["u"][:7, wall], atol=1e-7)
 
 
+def test_set_compile_rolls_out_through_torch_compile_with_the_same_result(trained, monkeypatch):
+    import torch
+
+    ckpt, traj, _ = trained
+    compiled = []
+
+    def fake_compile(fn, **kwargs):  # records what would be compiled; runs it as it is (compiling takes minutes)
+        compiled.append(getattr(fn, "__name__", type(fn).__name__))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    eager = sim.load(ckpt).rollout(traj, 4)
+    assert compiled == []
+    surrogate = sim.load(ckpt).set_compile()
+    assert surrogate.describe()["compiled"] is True
+    out = surrogate.rollout(traj, 4)
+    assert compiled == ["predict_update"]
+    np.testing.assert_array_equal(out.point_fields["u"], eager.point_fields["u"])
+    assert sim.load(ckpt).describe()["compiled"] is False and not surrogate.set_compile(False).compiled
+
+
 def test_bf16_rollouts_run_the_network_in_bfloat16_and_stay_close_to_fp32(trained, monkeypatch):
     import torch
 
@@ -242,6 +263,8 @@ def test_mmgp_file_loads_as_a_surrogate_with_std(tmp_path):
         surrogate.rollout(meshes[7], 3)
     with pytest.raises(SimError, match="float32 only"):
         surrogate.set_precision("bf16")
+    with pytest.raises(SimError, match="set_compile applies to mesh and particle models"):
+        surrogate.set_compile()
 
 
 def test_load_refuses_what_it_cannot_read(tmp_path):
@@ -255,7 +278,7 @@ def test_load_refuses_what_it_cannot_read(tmp_path):
         sim.load(tmp_path / "e.json")
 
 
-def test_particle_surrogate_rolls_out_dense_points_and_any_queries(tmp_path):
+def test_particle_surrogate_rolls_out_dense_points_and_any_queries(tmp_path, monkeypatch):
     """GIOROM through sim.load: the rollout of all particles equals the particle engine's, and
     unseen query points of the reference configuration are decoded too."""
     from tests.data.mpm_store import mpm_store
@@ -286,6 +309,13 @@ def test_particle_surrogate_rolls_out_dense_points_and_any_queries(tmp_path):
     moved = np.linalg.norm(out.positions[-1] - pos[h - 1])
     assert 0 < np.linalg.norm(half.positions[-1] - out.positions[-1]) < 0.05 * moved
     assert surrogate.describe()["precision"] == "bf16" and half.positions.dtype == out.positions.dtype
+    import torch
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)  # records, runs eagerly
+    again = surrogate.set_precision("fp32").set_compile().rollout(traj, 3)
+    assert compiled == [surrogate.model.network] and surrogate.describe()["compiled"] is True
+    np.testing.assert_array_equal(again.positions, out.positions)
 
 
 def test_prose_surrogate_predicts_the_future_and_equations(tmp_path):

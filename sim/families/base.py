@@ -73,6 +73,14 @@ class Surrogate:
         raise SimError(f"{self.family} models run in float32 only (set_precision applies to mesh and particle "
                        "models)", self.path)
 
+    def set_compile(self, on: bool = True) -> Surrogate:
+        """Run rollouts through ``torch.compile`` from now on (mesh models: the one-step map, compiled
+        once per mesh and batch size; particle models: the network, the radius graphs staying
+        eager). Same results; it pays on long rollouts of large meshes and costs a compile at the
+        first step of each new shape. Returns the surrogate: ``sim.load(path).set_compile()``."""
+        raise SimError(f"{self.family} models are not rolled out (set_compile applies to mesh and particle "
+                       "models)", self.path)
+
     @staticmethod
     def mesh_query(query: Any, what: str = "the mesh") -> tuple[Any, str | None]:
         """The caller's mesh or series as ours, and the file it came from (None for an object).

@@ -187,9 +187,14 @@ class MeshSurrogate(Surrogate):
         self.history = int(simulator.config.get("history", 1))  # frames per input (older checkpoints: 1)
         train_cfg = (payload or {}).get("train", {}).get("config", {})
         self.train_data = train_cfg.get("data", {}).get("train")
+        self.compiled = False
 
     def set_precision(self, name: str) -> MeshSurrogate:
         set_precision(self._members(), name)
+        return self
+
+    def set_compile(self, on: bool = True) -> MeshSurrogate:
+        self.compiled = bool(on)
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -197,7 +202,7 @@ class MeshSurrogate(Surrogate):
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
                 "scalars": list(self.scalars), "history": self.history,
-                "precision": self.simulator.inference_precision}
+                "precision": self.simulator.inference_precision, "compiled": self.compiled}
 
     # ----- checks: one readable error when the query does not fit the model; it names the
     # query's file (``where``, None for an object), not the model's
@@ -299,8 +304,8 @@ class MeshSurrogate(Surrogate):
         from sim.rollout.steppers import EnsembleStepper, MeshStepper
 
         k = len(params)
-        steppers = [MeshStepper(m, [mesh] * k, [frames] * k, [dt] * k, [t0] * k, boundary=[bc] * k, params=params)
-                    for m in self._members()]
+        steppers = [MeshStepper(m, [mesh] * k, [frames] * k, [dt] * k, [t0] * k, boundary=[bc] * k, params=params,
+                                compile=self.compiled) for m in self._members()]
         stepper = steppers[0] if len(steppers) == 1 else EnsembleStepper(steppers)
         with self._lock:
             run(stepper, steps, stepper.times, recorders)

@@ -129,14 +129,19 @@ class ParticleSurrogate(Surrogate):
         super().__init__(path)
         self.model = model
         self.history = int(model.config["history"])
+        self.compiled = False
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "network": self.model.config["network"], "dim": self.model.dim,
                 "history": self.history, "dt": self.model.dt, "dense_decoder": self.model.decoder is not None,
-                "precision": self.model.inference_precision}
+                "precision": self.model.inference_precision, "compiled": self.compiled}
 
     def set_precision(self, name: str) -> ParticleSurrogate:
         set_precision(self.model, name)
+        return self
+
+    def set_compile(self, on: bool = True) -> ParticleSurrogate:
+        self.compiled = bool(on)
         return self
 
     def rollout(self, initial: Trajectory, steps: int, boundary: Any = None, queries: np.ndarray | None = None,
@@ -171,7 +176,7 @@ class ParticleSurrogate(Surrogate):
         with self._lock:
             particle_rollout(self.model, [pos[: self.history]], steps, rest=[rest],
                              particle_types=None if types is None else [types],
-                             queries=None if queries is None else [q], writers=[rec], t0=t0)
+                             queries=None if queries is None else [q], writers=[rec], t0=t0, compile=self.compiled)
         moving = np.stack([q + s[DISPLACEMENT] for s in rec.states])
         return Trajectory(Mesh(q), np.asarray(rec.times), point_fields={DISPLACEMENT: np.stack(
             [s[DISPLACEMENT] for s in rec.states])}, positions=moving, dt=self.model.dt)
