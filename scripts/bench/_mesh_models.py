@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT
+from _common import ROOT, machine
 
 CYLINDER_RECIPE = ROOT / "datasets" / "cylinder_flow.yaml"
 
@@ -115,8 +115,6 @@ def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path,
     metrics = _rollout_metrics(ckpts, test, steps, correction)
     if cache:
         tmp = Path(cache).with_suffix(".tmp")
-        from _common import machine
-
         tmp.write_text(json.dumps({"key": key, "commit": machine()["git_commit"], "metrics": metrics}, indent=1))
         tmp.replace(cache)
     return metrics
