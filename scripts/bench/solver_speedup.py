@@ -16,7 +16,9 @@ For the first trajectory of each test store:
   frame, the position error relative to how far the particles moved during the rollout.
 
 Levers, each measured alone: bfloat16 inference of both models (``--precision bf16``: time,
-speedup and final error of the same rollout), and on the cylinder model a parameter sweep (``Surrogate.sweep``:
+speedup and final error of the same rollout), on the cylinder model ``torch.compile``
+(``Surrogate.set_compile``: the same, timed after a short rollout that compiles, whose CPU
+seconds are reported apart) and a parameter sweep (``Surrogate.sweep``:
 --sweep K viscosities, 0.8-1.2x the trajectory's, from its first state as one batched graph per
 step, against the solver run once per query: CPU seconds per simulated frame of the sweep).
 
@@ -28,7 +30,8 @@ does that with tiny budgets.
 
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
 mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
-cfd_ and mpm_surrogate_frame_s_bf16, _speedup_bf16, _final_rel_err_bf16; sweep_queries,
+cfd_ and mpm_surrogate_frame_s_bf16, _speedup_bf16, _final_rel_err_bf16; cfd_surrogate_frame_s_compiled,
+cfd_speedup_compiled, cfd_final_rel_err_compiled, cfd_compile_s; sweep_queries,
 sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity);
 cfd_scales and per scale (lists) cfd_scale_nodes, cfd_scale_solver_frame_s,
 cfd_scale_surrogate_frame_s(_bf16), cfd_scale_speedup(_bf16): the cylinder case meshed --scales
@@ -153,16 +156,34 @@ def mpm_solver_frame_s(traj, frames: int) -> float:
 
 def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32"
                     ) -> tuple[float, object, int]:
+    """CPU seconds per frame of the surrogate's rollout of ``traj``, the rollout and its frames."""
     import sim
 
     surrogate = sim.load(checkpoint)
     if precision != "fp32":
         surrogate.set_precision(precision)
+    return _timed(surrogate, traj, frames)
+
+
+def _timed(surrogate, traj, frames: int | None) -> tuple[float, object, int]:
     start = getattr(surrogate, "history", 1)
     n = traj.num_steps - start if frames is None else frames
     t = time.process_time()
     out = surrogate.rollout(traj, n)
     return (time.process_time() - t) / n, out, n
+
+
+def compiled_frame_s(checkpoint: Path, traj) -> tuple[float, object, float]:
+    """CPU seconds per frame of the rollout through torch.compile, timed after a 3-frame rollout
+    that compiles; the rollout, and the CPU seconds of that first rollout (the compile's cost)."""
+    import sim
+
+    surrogate = sim.load(checkpoint).set_compile()
+    t = time.process_time()
+    surrogate.rollout(traj, 3)
+    compile_s = time.process_time() - t
+    per, out, _ = _timed(surrogate, traj, None)
+    return per, out, compile_s
 
 
 def sweep(checkpoint: Path, traj, queries: int, frames: int, solver_frame_s: float) -> dict[str, object]:
@@ -245,6 +266,10 @@ def main() -> None:
     res["cfd_surrogate_frame_s_bf16"], res["cfd_speedup_bf16"] = per, res["cfd_solver_frame_s"] / per
     res["cfd_final_rel_err_bf16"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth)
                                           / np.linalg.norm(truth))
+    per, out, res["cfd_compile_s"] = compiled_frame_s(cfd_ckpt, traj)
+    res["cfd_surrogate_frame_s_compiled"], res["cfd_speedup_compiled"] = per, res["cfd_solver_frame_s"] / per
+    res["cfd_final_rel_err_compiled"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth)
+                                              / np.linalg.norm(truth))
     res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
                      res["cfd_solver_frame_s"]))
     scales = args.scales if args.scales is not None else ([1.0, 1.5] if args.quick else [1.0, 2.0, 3.9])
