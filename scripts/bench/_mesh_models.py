@@ -120,6 +120,31 @@ def rollout_metrics(checkpoint: str | Path | list[str | Path], test: str | Path,
     return metrics
 
 
+def kept_rollout_metrics(checkpoint: str | Path, test: str | Path, correction: str | None = None) -> dict[str, Any]:
+    """:func:`rollout_metrics` of a run's checkpoint, kept beside it (``rollout_metrics.json``)."""
+    return rollout_metrics(checkpoint, test, correction=correction,
+                           cache=Path(checkpoint).parent / "rollout_metrics.json")
+
+
+def add_only_option(ap: Any, variants: str) -> None:
+    """``--only [VARIANT ...]`` of a bench that trains variants (``variants``: how they are named)."""
+    ap.add_argument("--only", nargs="*", metavar="VARIANT",
+                    help=f"train and roll out only these variants ({variants}; all when none are named) for the "
+                         "seeds, then stop without the JSON: a second process beside a --resume one, which collects "
+                         "the kept metrics (never two processes on one run)")
+
+
+def only_variants(only: list[str] | None, variants: list[str]) -> list[str] | None:
+    """The variants ``--only`` names (all of them when it names none; None without the option);
+    an unknown name stops the bench with one error."""
+    if only is None:
+        return None
+    unknown = sorted(set(only) - set(variants))
+    if unknown:
+        raise SystemExit(f"--only: no variant {unknown} (variants: {', '.join(variants)})")
+    return only or list(variants)
+
+
 def _rollout_metrics(ckpts: list[str | Path], test: str | Path, steps: int | None, correction: str | None
                      ) -> dict[str, Any]:
     from sim.families import get_family

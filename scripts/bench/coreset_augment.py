@@ -36,7 +36,16 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, peak_mem_mb, report
-from _mesh_models import cylinder_data, cylinder_parser, over_seeds, rollout_metrics, set_threads, train_for_budget
+from _mesh_models import (
+    add_only_option,
+    cylinder_data,
+    cylinder_parser,
+    kept_rollout_metrics,
+    only_variants,
+    over_seeds,
+    set_threads,
+    train_for_budget,
+)
 
 KEYS = ("rmse_1", "rmse_50", "rmse_all", "persistence_rmse_50", "persistence_rmse_all")
 
@@ -76,10 +85,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue interrupted runs in --out")
     ap.add_argument("--workers", type=int, default=2, help="solver processes if the data must be generated")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "coreset_augment"))
-    ap.add_argument("--only", nargs="*", metavar="VARIANT",
-                    help="train and roll out only these variants (full, coreset<F>; all when none are named) for "
-                         "the seeds, then stop without the JSON: a second process beside a --resume one, which "
-                         "collects the kept metrics (never two processes on one run)")
+    add_only_option(ap, "full, coreset<F>")
     args = ap.parse_args()
     set_threads(args.threads)
     if any(not 0 < f <= 1 for f in args.fractions):
@@ -96,15 +102,7 @@ def main() -> None:
     variants: dict[str, dict | None] = {"full": None}
     variants.update({f"coreset{f:g}": {"fraction": f, "every": every} for f in args.fractions})
 
-    only = None if args.only is None else (args.only or list(variants))
-    unknown = sorted(set(only or []) - set(variants))
-    if unknown:
-        raise SystemExit(f"--only: no variant {unknown} (variants: {', '.join(variants)})")
-
-    def metrics(summary: dict) -> dict:
-        return rollout_metrics(summary["checkpoint"], paths["test"], correction=args.correction,
-                               cache=Path(summary["checkpoint"]).parent / "rollout_metrics.json")
-
+    only = only_variants(args.only, list(variants))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for seed in seeds:
         for name, coreset in variants.items():  # alternating within a seed: the machine's load is shared
@@ -121,7 +119,8 @@ def main() -> None:
                           **({"augment_coreset": coreset} if coreset else {})},
             }, 0.0, resume=args.resume, steps=steps)
             if only is not None:
-                print(f"seed {seed} {name}: all-rollout RMSE {metrics(summary)['rmse_all']:.4g}", flush=True)
+                m = kept_rollout_metrics(summary["checkpoint"], paths["test"], args.correction)
+                print(f"seed {seed} {name}: all-rollout RMSE {m['rmse_all']:.4g}", flush=True)
             runs[name].append(summary)
     if only is not None:
         return
@@ -131,7 +130,7 @@ def main() -> None:
                      "pushforward": args.pushforward, "correction": args.correction, "generation_s": gen_s}
     persistence = {}
     for name, summaries in runs.items():
-        per_seed = [metrics(s) for s in summaries]
+        per_seed = [kept_rollout_metrics(s["checkpoint"], paths["test"], args.correction) for s in summaries]
         stats = over_seeds(per_seed, seeds, KEYS)
         persistence = {k: stats[k] for k in KEYS if k.startswith("persistence")}
         results.update({f"{name}_{k}": v for k, v in stats.items() if not k.startswith("persistence")})

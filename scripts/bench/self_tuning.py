@@ -43,10 +43,12 @@ import numpy as np
 from _common import ROOT, peak_mem_mb, report
 from _mesh_models import (
     SEED_KEYS,
+    add_only_option,
     cylinder_data,
     cylinder_parser,
+    kept_rollout_metrics,
+    only_variants,
     over_seeds,
-    rollout_metrics,
     set_threads,
     train_for_budget,
 )
@@ -80,10 +82,7 @@ def main() -> None:
                                                            "are reused)")
     ap.add_argument("--workers", type=int, default=2, help="solver processes if the data must be generated")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "self_tuning"))
-    ap.add_argument("--only", nargs="*", metavar="VARIANT",
-                    help="train and roll out only these variants (hand, stn<start>; all when none are named) for "
-                         "the seeds, then stop without the JSON: a second process beside a --resume one, which "
-                         "collects the kept metrics (never two processes on one run)")
+    add_only_option(ap, "hand, stn<start>")
     args = ap.parse_args()
     set_threads(args.threads)
     lo, hi = args.range
@@ -101,16 +100,8 @@ def main() -> None:
     variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr,
                                    "rollout_steps": args.tune_rollout} for s in args.starts})
 
-    only = None if args.only is None else (args.only or list(variants))
-    unknown = sorted(set(only or []) - set(variants))
-    if unknown:
-        raise SystemExit(f"--only: no variant {unknown} (variants: {', '.join(variants)})")
+    only = only_variants(args.only, list(variants))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
-
-    def metrics(summary: dict) -> dict:
-        return rollout_metrics(summary["checkpoint"], paths["test"], correction="divergence_free",
-                               cache=Path(summary["run"]) / "rollout_metrics.json")
-
     for seed in seeds:
         for name, tuning in variants.items():
             if only is not None and name not in only:
@@ -130,7 +121,7 @@ def main() -> None:
             print(f"seed {seed} {name}: {summary['steps']} steps in {summary['seconds']:.0f} CPU-s"
                   + (f", noise_std {summary['self_tuned_noise_std']:.4g}" if tuning else ""), flush=True)
             if only is not None:
-                m = metrics(summary)
+                m = kept_rollout_metrics(summary["checkpoint"], paths["test"], "divergence_free")
                 print(f"seed {seed} {name}: all-rollout RMSE {m['rmse_all']:.4g}", flush=True)
             runs[name].append(summary)
     if only is not None:
@@ -143,7 +134,7 @@ def main() -> None:
                      "generation_s": gen_s}
     persistence = {}
     for name, summaries in runs.items():
-        per_seed = [metrics(s) for s in summaries]
+        per_seed = [kept_rollout_metrics(s["checkpoint"], paths["test"], "divergence_free") for s in summaries]
         stats = over_seeds(per_seed, seeds, SEED_KEYS)
         persistence = {k: stats[k] for k in SEED_KEYS if k.startswith("persistence")}
         results.update({f"{name}_{k}": v for k, v in stats.items() if not k.startswith("persistence")})

@@ -261,15 +261,17 @@ def main() -> None:
     res["cfd_surrogate_frame_s"], res["cfd_rollout_frames"] = per, n
     res["cfd_speedup"] = res["cfd_solver_frame_s"] / per
     truth = traj.point_fields["velocity"][n]
-    res["cfd_final_rel_err"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth) / np.linalg.norm(truth))
+
+    def final_rel_err(rollout) -> float:
+        return float(np.linalg.norm(rollout.point_fields["velocity"][-1] - truth) / np.linalg.norm(truth))
+
+    res["cfd_final_rel_err"] = final_rel_err(out)
     per, out, _ = rollout_frame_s(cfd_ckpt, traj, precision="bf16")
     res["cfd_surrogate_frame_s_bf16"], res["cfd_speedup_bf16"] = per, res["cfd_solver_frame_s"] / per
-    res["cfd_final_rel_err_bf16"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth)
-                                          / np.linalg.norm(truth))
+    res["cfd_final_rel_err_bf16"] = final_rel_err(out)
     per, out, res["cfd_compile_s"] = compiled_frame_s(cfd_ckpt, traj)
     res["cfd_surrogate_frame_s_compiled"], res["cfd_speedup_compiled"] = per, res["cfd_solver_frame_s"] / per
-    res["cfd_final_rel_err_compiled"] = float(np.linalg.norm(out.point_fields["velocity"][-1] - truth)
-                                              / np.linalg.norm(truth))
+    res["cfd_final_rel_err_compiled"] = final_rel_err(out)
     res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
                      res["cfd_solver_frame_s"]))
     scales = args.scales if args.scales is not None else ([1.0, 1.5] if args.quick else [1.0, 2.0, 3.9])
