@@ -36,7 +36,13 @@ sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity)
 cfd_scales and per scale (lists) cfd_scale_nodes, cfd_scale_solver_frame_s,
 cfd_scale_surrogate_frame_s(_bf16), cfd_scale_speedup(_bf16): the cylinder case meshed --scales
 times finer, the solver timed after a warm-up, the surrogate (as trained, applied to the finer
-mesh: time only) from the solver's state; a log-log PNG of time per frame against nodes (--png).
+mesh: time only) from the solver's state; diffusion_steps, diffusion_coarse_mesh_size and per size
+(--diffusion-sizes, lists) diffusion_nodes, diffusion_solver_setup_s, diffusion_solver_frame_s,
+diffusion_coarse_nodes, diffusion_coarse_plan_s, diffusion_coarse_frame_s, diffusion_coarse_speedup,
+diffusion_coarse_rel_err: one diffusion3d case meshed for each size, our solver timed per frame over
+the whole run, and the baseline any surrogate of it must beat: the same case solved on one coarse
+mesh and interpolated (P1) to the fine nodes every frame, with its relative L2 error at the last
+frame; a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
 
 from __future__ import annotations
@@ -112,8 +118,8 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
     return out
 
 
-def scale_png(scales: dict[str, list], path: Path) -> None:
-    """Log-log CPU seconds per frame against mesh nodes: solver, surrogate, surrogate in bf16."""
+def sizes_png(panels: list[tuple[str, list[int], dict[str, list[float]]]], path: Path) -> None:
+    """Log-log CPU seconds per frame against nodes, one panel per case: (title, nodes, {label: times})."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,20 +127,65 @@ def scale_png(scales: dict[str, list], path: Path) -> None:
 
     from sim.mesh.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, label, style in (("solver_frame_s", "solver (Navier-Stokes, P2-P1)", "o-"),
-                              ("surrogate_frame_s", "MeshGraphNet", "s-"),
-                              ("surrogate_frame_s_bf16", "MeshGraphNet, bf16", "^--")):
-        ax.loglog(scales["nodes"], scales[key], style, label=label)
-    ax.set_xlabel("mesh nodes")
-    ax.set_ylabel("CPU seconds per stored frame (1 thread)")
-    ax.set_title("cylinder flow: time per frame against mesh size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, nodes, series) in zip(axes[0], panels):
+        for (label, times), style in zip(series.items(), ("o-", "s-", "^--", "d-.")):
+            ax.loglog(nodes, times, style, label=label)
+        ax.set_xlabel("mesh nodes")
+        ax.set_ylabel("CPU seconds per stored frame (1 thread)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed: int = 7) -> dict[str, list]:
+    """The diffusion3d case of one seed meshed for each of ``nodes`` (about): our solver's CPU
+    seconds per frame (after its setup: meshing, assembly and factorisation, reported apart) over
+    ``steps`` frames, and the same case solved on one coarse mesh (``coarse_mesh_size``) and
+    interpolated to the fine nodes every frame (P1, the Dirichlet values set exactly): its CPU
+    seconds per frame (coarse step plus interpolation), speedup and relative L2 error at the last
+    frame. The coarse solve is the baseline a learned surrogate of this case has to beat."""
+    from large_mesh import mesh_size_for
+
+    from sim.mesh.interp import p1_matrix
+    from solvers.diffusion3d import heat_case
+
+    keys = ("nodes", "solver_setup_s", "solver_frame_s", "coarse_nodes", "coarse_plan_s", "coarse_frame_s",
+            "coarse_speedup", "coarse_rel_err")
+    out: dict[str, list] = {k: [] for k in keys}
+    t = time.process_time()
+    coarse = heat_case({"mesh_size": coarse_mesh_size}, seed)
+    coarse_setup = time.process_time() - t
+    for n in nodes:
+        t = time.process_time()
+        case = heat_case({"mesh_size": mesh_size_for(n)}, seed)
+        setup = time.process_time() - t
+        t = time.process_time()
+        truth = case.run(steps)
+        solver_s = (time.process_time() - t) / (steps - 1)
+        t = time.process_time()
+        decode = p1_matrix(coarse.mesh.points, coarse.mesh.cells, case.mesh.points)
+        plan = time.process_time() - t
+        fixed = case.solver.fixed
+        T = coarse.initial.copy()
+        t = time.process_time()
+        for _ in range(steps - 1):
+            T = coarse.solver.step(T, coarse.boundary)
+            fine = decode @ T
+            fine[fixed] = case.boundary
+        coarse_s = (time.process_time() - t) / (steps - 1)
+        err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
+        for k, v in zip(keys, (case.mesh.num_points, setup, solver_s, coarse.mesh.num_points, plan + coarse_setup,
+                               coarse_s, solver_s / coarse_s, err)):
+            out[k].append(v)
+        print(f"diffusion3d {case.mesh.num_points} nodes: solver {solver_s * 1e3:.1f} ms/frame (setup {setup:.1f} s); "
+              f"coarse solve on {coarse.mesh.num_points} nodes + interpolation {coarse_s * 1e3:.2f} ms/frame, "
+              f"error {err:.4f} at frame {steps - 1}", flush=True)
+    return out
 
 
 def mpm_solver_frame_s(traj, frames: int) -> float:
@@ -239,6 +290,12 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="*",
                     help="mesh refinements of the cylinder case timed (default 1 2 3.9: ~1.7k, 7k, 25k nodes; "
                          "quick 1 1.5; none: skip)")
+    ap.add_argument("--diffusion-sizes", type=int, nargs="*",
+                    help="nodes of the diffusion3d meshes timed (default 10000 50000 200000; quick 3000 8000; "
+                         "none: skip)")
+    ap.add_argument("--diffusion-steps", type=int, help="frames of each diffusion3d run (default 100; quick 10)")
+    ap.add_argument("--diffusion-coarse", type=float, default=0.065,
+                    help="mesh size of the coarse diffusion3d baseline (default 0.065: ~2.2k nodes)")
     ap.add_argument("--png", help="the time-per-frame plot (default: --json's path with .png)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
@@ -274,15 +331,29 @@ def main() -> None:
     res["cfd_final_rel_err_compiled"] = final_rel_err(out)
     res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
                      res["cfd_solver_frame_s"]))
+    panels: list = []
     scales = args.scales if args.scales is not None else ([1.0, 1.5] if args.quick else [1.0, 2.0, 3.9])
     if scales:
         res["cfd_scales"] = scales
         by_scale = scale_sweep(cfd_ckpt, traj, scales, frames, warmup=0.2 if args.quick else 0.5)
         res.update({f"cfd_scale_{k}": v for k, v in by_scale.items()})
-        png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
-        if png:
-            scale_png(by_scale, Path(png))
-            print(f"wrote {png}")
+        panels.append(("cylinder flow", by_scale["nodes"], {
+            "solver (Navier-Stokes, P2-P1)": by_scale["solver_frame_s"], "MeshGraphNet": by_scale["surrogate_frame_s"],
+            "MeshGraphNet, bf16": by_scale["surrogate_frame_s_bf16"]}))
+    sizes = args.diffusion_sizes if args.diffusion_sizes is not None else (
+        [3000, 8000] if args.quick else [10_000, 50_000, 200_000])
+    if sizes:
+        steps = args.diffusion_steps or (10 if args.quick else 100)
+        res["diffusion_steps"], res["diffusion_coarse_mesh_size"] = steps, args.diffusion_coarse
+        by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps)
+        res.update({f"diffusion_{k}": v for k, v in by_size.items()})
+        panels.append(("diffusion3d", by_size["nodes"], {
+            "solver (P1, implicit Euler)": by_size["solver_frame_s"],
+            f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"]}))
+    png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+    if png and panels:
+        sizes_png(panels, Path(png))
+        print(f"wrote {png}")
 
     with Store(args.mpm_data or paths["mpm_data"]) as s:
         traj = s.read(s.names()[0])

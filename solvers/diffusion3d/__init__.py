@@ -8,6 +8,7 @@ Mesh size controls the node count (measured: ``mesh_size`` 0.06 -> ~5k nodes,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,33 @@ def box_with_hole(cx: float, cy: float, radius: float, height: float, size: floa
     return Mesh(pts, {"tetra": tets})
 
 
-def generate(params: dict[str, Any], seed: int) -> Trajectory:
+@dataclass
+class HeatCase:
+    """One drawn case, ready to step: ``mesh`` (with node types, FIXED on Dirichlet nodes, and the
+    ``source`` point data), its ``solver``, the initial temperature ``initial`` (0, the Dirichlet
+    values on their nodes), the Dirichlet values ``boundary`` (in the order of
+    ``solver.fixed``) and the trajectory ``params``."""
+
+    mesh: Mesh
+    solver: HeatSolver
+    initial: np.ndarray
+    boundary: np.ndarray
+    params: dict[str, Any]
+
+    def run(self, steps: int) -> np.ndarray:
+        """(steps, N) temperatures: the initial one and ``steps - 1`` solver steps."""
+        out = np.empty((steps, self.mesh.num_points), dtype=np.float32)
+        T = self.initial.copy()
+        out[0] = T
+        for k in range(1, steps):
+            T = self.solver.step(T, self.boundary)
+            out[k] = T
+        return out
+
+
+def heat_case(params: dict[str, Any], seed: int) -> HeatCase:
+    """The case ``generate`` draws for ``params`` and ``seed``, not yet solved. The draws do not
+    depend on ``mesh_size``: one seed at two mesh sizes is the same case at two resolutions."""
     p = {**DEFAULTS, **params}
     rng = np.random.default_rng(seed)
     radius = _draw(rng, p["hole_radius"])
@@ -72,18 +99,21 @@ def generate(params: dict[str, Any], seed: int) -> Trajectory:
     T = np.zeros(len(x))
     bc = np.where(on_hole, t_hole, 0.0)[dirichlet]
     T[dirichlet] = bc
-    steps = int(p["num_steps"])
-    out = np.empty((steps, len(x)), dtype=np.float32)
-    out[0] = T
-    for k in range(1, steps):
-        T = solver.step(T, bc)
-        out[k] = T
     nt = np.where(dirichlet, NodeType.FIXED, NodeType.INTERIOR).astype(np.int32)
     mesh = Mesh(mesh.points, mesh.cells, point_data={"source": source.astype(np.float32)}, node_type=nt)
-    return Trajectory(mesh, np.arange(steps) * float(p["dt"]), point_fields={"temperature": out}, dt=float(p["dt"]),
-                      params={"hole_centre": [float(cx), float(cy)], "hole_radius": radius, "hole_temperature": t_hole,
-                              "kappa": kappa, "velocity": velocity.tolist(), "mesh_size": float(p["mesh_size"]),
-                              "height": float(p["height"])})
+    return HeatCase(mesh, solver, T, bc, {
+        "hole_centre": [float(cx), float(cy)], "hole_radius": radius, "hole_temperature": t_hole, "kappa": kappa,
+        "velocity": velocity.tolist(), "mesh_size": float(p["mesh_size"]), "height": float(p["height"]),
+        "dt": float(p["dt"])})
 
 
-__all__ = ["HeatSolver", "box_with_hole", "generate"]
+def generate(params: dict[str, Any], seed: int) -> Trajectory:
+    p = {**DEFAULTS, **params}
+    case = heat_case(p, seed)
+    steps = int(p["num_steps"])
+    out = case.run(steps)
+    return Trajectory(case.mesh, np.arange(steps) * float(p["dt"]), point_fields={"temperature": out},
+                      dt=float(p["dt"]), params={k: v for k, v in case.params.items() if k != "dt"})
+
+
+__all__ = ["HeatCase", "HeatSolver", "box_with_hole", "generate", "heat_case"]

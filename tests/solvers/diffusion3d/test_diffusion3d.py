@@ -59,3 +59,20 @@ def test_iterative_path_matches_the_direct_solve():
         a = direct.step(a, np.ones(fixed.sum()))
         b = iterative.step(b, np.ones(fixed.sum()))
     np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_one_seed_at_two_mesh_sizes_is_one_case_at_two_resolutions():
+    """heat_case's draws do not depend on the mesh size: the coarse and the fine run agree (the
+    coarse solution interpolated to the fine nodes) up to the discretisation error."""
+    from sim.mesh.interp import p1_matrix
+    from solvers.diffusion3d import heat_case
+
+    fine, coarse = heat_case({"mesh_size": 0.05}, 4), heat_case({"mesh_size": 0.1}, 4)
+    assert {k: v for k, v in fine.params.items() if k != "mesh_size"} == {
+        k: v for k, v in coarse.params.items() if k != "mesh_size"}
+    a = p1_matrix(coarse.mesh.points, coarse.mesh.cells, fine.mesh.points)
+    tf, tc = fine.run(30)[-1], coarse.run(30)[-1]
+    assert np.linalg.norm(a @ tc - tf) / np.linalg.norm(tf) < 0.1
+    other = heat_case({"mesh_size": 0.1}, 5)  # another seed is another case
+    b = p1_matrix(other.mesh.points, other.mesh.cells, fine.mesh.points, max_outside=10.0)  # other hole
+    assert np.linalg.norm(b @ other.run(30)[-1] - tf) / np.linalg.norm(tf) > 0.3
