@@ -332,6 +332,15 @@ def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_en
     _check_output(getattr(args, "json", None))
     blowup = _blowup_factor(args.blowup_factor)
     family, model = _load(args, command)
+    plot: bool | Path = getattr(args, "plot", False)
+    if command == "eval" and plot:
+        _check_output(plot, folder=True)
+        if family.name not in ("mesh", "particle"):
+            hint = "sim rollout --out DIR --plot draws its predictions" if "rollout" in family.commands else (
+                "its models do not roll out")
+            raise SimError(f"--plot draws the rollouts of mesh and particle models; this is a {family.name} model "
+                           f"({hint})")
+        plot = Path(plot)
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise SimError(f"--steps must be >= 1, got {args.steps}")
     if blowup and "rollout" not in family.commands:
@@ -351,7 +360,7 @@ def _evaluate(args: argparse.Namespace, command: str, out: Path | None, every_en
 
         set_precision(model, args.precision)
     ev = family.evaluate(model, Path(args.data), _entries(args, every_entry), getattr(args, "steps", None), out,
-                         getattr(args, "format", "pvd"), getattr(args, "plot", False),
+                         getattr(args, "format", "pvd"), plot,
                          compile=getattr(args, "compile", False), **blowup)
     print(ev.table())
     if getattr(args, "json", None):
@@ -464,7 +473,13 @@ def cmd_view(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    _evaluate(args, "eval", None, every_entry=True)
+    ev = _evaluate(args, "eval", None, every_entry=True)
+    if args.plot:
+        for row in ev.rows:
+            for kind in ("error", "probe", "step"):
+                png = Path(args.plot) / f"{row['entry']}_{kind}.png"
+                if png.exists():
+                    print(f"wrote {png}")
 
 
 def _parse_params(items: list[str]) -> dict[str, float]:
@@ -859,6 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=POSITIVE_INT)
     e.add_argument("--entry")
     e.add_argument("--json", help="write the metrics as JSON")
+    e.add_argument("--plot", metavar="DIR",
+                   help="write PNGs per entry to DIR: error vs step; for flows past an obstacle the transverse "
+                        "velocity behind it, predicted and true, with its spectrum; one step's prediction/truth/error")
     e.add_argument("--blowup-factor", metavar="X", help=blowup_help)
     e.add_argument("--correction", metavar="NAME", help=correction_help)
     e.add_argument("--precision", choices=["fp32", "bf16"], help=precision_help)

@@ -50,6 +50,18 @@ def test_rollout_and_eval_of_time_stepping_families(trained, family, tmp_path, c
     key = "data_rel_l2" if family == "prose" else "rmse_all"
     values = [e[key] for e in metrics["entries"].values()]
     assert all(np.isfinite(v) and v >= 0 for v in values)
+    capsys.readouterr()
+    pictures = tmp_path / "pictures"
+    code = main(["eval", str(ckpt), str(data), "--plot", str(pictures)])
+    if family == "prose":  # its pictures come with the predictions it writes
+        assert code == 2 and "sim rollout --out DIR --plot" in capsys.readouterr().err and not pictures.exists()
+        return
+    assert code == 0
+    printed = [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    with Store(data) as s:
+        names = s.names()
+    assert {f"{n}_error.png" for n in names} <= {p.name for p in pictures.iterdir()} == {Path(p).name for p in printed}
+    assert all(p.suffix == ".png" for p in pictures.iterdir())  # the pictures, not the series
 
 
 def test_mesh_rollout_series_carry_prediction_truth_and_error(trained, tmp_path):
@@ -68,6 +80,8 @@ def test_eval_and_predict_of_steady_families(trained, family, tmp_path):
     assert main(["eval", str(ckpt), str(data), "--json", str(tmp_path / "e.json")]) == 0
     metrics = json.loads((tmp_path / "e.json").read_text())
     assert 0 <= metrics["rrmse_u"] < 10 and len(metrics["entries"]) == 6
+    assert main(["eval", str(ckpt), str(data), "--plot", str(tmp_path / "pictures")]) == 2  # nothing rolls out
+    assert not (tmp_path / "pictures").exists()
     with Store(data) as s:
         sample = s.read(s.names()[0])
     write(Mesh(sample.points, sample.cells, node_type=sample.node_type), tmp_path / "query.vtu")

@@ -162,25 +162,36 @@ def mesh_case(model: Any, traj: Trajectory, name: str, steps: int | None, data: 
 
 
 def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: list[str] | None = None,
-                   steps: int | None = None, out: Path | None = None, fmt: str = "pvd", plot: bool = False,
+                   steps: int | None = None, out: Path | None = None, fmt: str = "pvd", plot: bool | Path = False,
                    device: str = "cpu", compile: bool = False, progress: bool = False) -> list[EntryResult]:
     """Roll ``model`` over each entry of a store (the one store evaluator of every
     time-stepping family; ``case`` prepares an entry for the family's stepper) and compare
     with the truth; persistence (the start held) is the baseline.
 
     Writes ``out/<entry>.pvd`` (or ``.xdmf``) with prediction, truth and error per step when
-    ``out`` is given, and PNGs (error vs step; for meshes one step's prediction/truth/error)
-    with ``plot``. All of it is written to a staging folder inside ``out`` and swapped in
-    only when every entry is done (:func:`sim.mesh.atomic.staged_dir`): a rollout that fails
-    or is killed leaves a previous rollout in ``out`` as it was, and files in ``out`` that
-    this rollout does not write are never touched.
+    ``out`` is given, and PNGs (error vs step; for flows past an obstacle the probe signal and
+    its spectrum; for meshes one step's prediction/truth/error) with ``plot``: True puts them
+    beside the series in ``out``, a folder puts them there (the metrics and the pictures
+    without the series). Everything is written to a staging folder and swapped in only when
+    every entry is done (:func:`sim.mesh.atomic.staged_dir`): a rollout that fails or is
+    killed leaves a previous rollout in ``out`` as it was, and files there that this rollout
+    does not write are never touched.
     """
     from tqdm import tqdm
 
     from sim.rollout.engine import run
 
     results = []
-    with (staged_dir(out) if out is not None else contextlib.nullcontext()) as stage, Store(data) as store:
+    pictures = out if plot is True else (Path(plot) if plot else None)
+    with contextlib.ExitStack() as stack:
+        stage = stack.enter_context(staged_dir(out)) if out is not None else None
+        if pictures is None:
+            plot_stage = None
+        elif pictures == out:
+            plot_stage = stage
+        else:
+            plot_stage = stack.enter_context(staged_dir(pictures))
+        store = stack.enter_context(Store(data))
         names = [check_entry_name(n, data) for n in (entries or store.names())]
         bar = None  # shown once the first entry is accepted: a refused model/data pair is one error line
         for name in names:
@@ -199,14 +210,14 @@ def evaluate_store(model: Any, data: str | Path, case: CaseBuilder, entries: lis
             pres = RolloutResult(final=[], mse=[persistence])
             extra = c.flow.metrics() if c.flow is not None else {}
             results.append(EntryResult(name, c.steps, res.rmse(0), res.mse[0], pres.rmse(0), path, extra))
-            if plot and stage is not None:
+            if plot_stage is not None:
                 from sim.rollout.plots import error_curve_png, snapshot_png
 
-                error_curve_png(stage / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
+                error_curve_png(plot_stage / f"{name}_error.png", res.mse[0], persistence, c.dt, name)
                 if c.flow is not None:
-                    c.flow.probe_png(stage / f"{name}_probe.png", name)
+                    c.flow.probe_png(plot_stage / f"{name}_probe.png", name)
                 if c.mesh_snapshot is not None:
-                    snapshot_png(stage / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
+                    snapshot_png(plot_stage / f"{name}_step.png", c.mesh_snapshot, ref, res, c.stepper.fields,
                                  c.stepper.dims, None, c.steps)
             bar.update(1)
         if bar is not None:
