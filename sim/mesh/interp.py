@@ -63,7 +63,8 @@ def p1_matrix(points: np.ndarray, cells: Any, query: np.ndarray, candidates: int
     v0 = pts[simp[:, 0]]
     edges = np.stack([pts[simp[:, i + 1]] - v0 for i in range(dim)], axis=2)  # (M, d, d): columns v_i - v0
     det = np.linalg.det(edges)
-    size = np.max(np.linalg.norm(pts[simp][:, :, None] - pts[simp][:, None], axis=-1), axis=(1, 2))
+    size = np.max([np.linalg.norm(pts[simp[:, i]] - pts[simp[:, j]], axis=1)  # longest edge
+                   for i in range(dim + 1) for j in range(i + 1, dim + 1)], axis=0)
     good = np.abs(det) > 1e-12 * size**dim
     inv = np.zeros_like(edges)
     inv[good] = np.linalg.inv(edges[good])
