@@ -8,6 +8,7 @@ the file takes physical inputs and gives physical outputs and needs nothing of `
   graph transformer): inputs ``state`` (N, F), ``node_type`` (N,), ``edge_index`` (2, E),
   ``edge_attr`` (E, d + 1) (relative mesh positions sender minus receiver and their norm),
   and as the model needs them ``mesh_pos`` (N, d), ``scalars`` (S,), ``past`` (N, h - 1, F),
+  ``static`` (N, K) (the node inputs: static point data of the mesh),
   ``dt`` (1,) and the transformer's ``attention_mask_<k>`` (2, M_k); outputs ``update``
   (the physical delta or time derivative) and ``next_state`` (the update applied on the
   nodes the model predicts, the other nodes unchanged: impose their boundary values);
@@ -187,7 +188,7 @@ class MeshStep(nn.Module):
         s = self.sim
         scalars = a.get("scalars")
         x = s.node_normalizer(s.node_features(state, node_type, None, None if scalars is None else scalars[None],
-                                              a.get("past")))
+                                              a.get("past"), a.get("static")))
         e = s.edge_normalizer(a["edge_attr"])
         masks = [a[k] for k in self.names if k.startswith("attention_mask_")]
         extra = _network_extras(s.network, edge_index, masks, None, self.plan)
@@ -310,6 +311,10 @@ def mesh_spec(sim: nn.Module) -> Spec:
     if h > 1:
         inputs.append(Port("past", ["num_nodes", h - 1, f], "float32",
                            f"the {h - 1} state(s) before `state`, oldest first, laid out as `state`"))
+    if c.get("node_inputs"):
+        parts = ", ".join(f"{k} ({w})" for k, w in zip(c["node_inputs"], c["node_input_dims"]))
+        inputs.append(Port("static", ["num_nodes", sim.num_static], "float32",
+                           f"the static point data {parts} of the mesh at each node, concatenated in this order"))
     if derivative:
         inputs.append(Port("dt", [1], "float32", "the time step (the model predicts a time derivative)"))
     inputs += _mask_inputs(net, _mask_plan(net))
@@ -323,7 +328,7 @@ def mesh_spec(sim: nn.Module) -> Spec:
     ]
     consts = {"fields": dict(zip(c["fields"], c["field_dims"])), "target": c["target"], "mesh_dim": d,
               "predicted_node_types": predicted, "node_types": _node_types(), "scalars": list(c.get("scalars") or []),
-              "history": h}
+              "history": h, "node_inputs": list(c.get("node_inputs") or [])}
     return Spec("mesh", c["network"], inputs, outputs, consts)
 
 
@@ -485,6 +490,9 @@ def _mesh_inputs(family: Any, sim: Any, path: Path | None, mesh: Any, state: Any
         out["scalars"] = sim.scalar_values(params, where)
     if h > 1:
         out["past"] = np.ascontiguousarray(np.asarray(before, dtype=np.float32).transpose(1, 0, 2))
+    static = sim.node_input_values(mesh_.point_data, mesh_.num_points, where)
+    if static is not None:
+        out["static"] = static
     if sim.config["target"] == "derivative":
         if dt is None:
             raise SimError("give dt: the model predicts a time derivative", where)
@@ -552,7 +560,9 @@ def _lattice_mesh(dim: int, size: int) -> Any:
 
 
 def _mesh_example(sim: Any, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Inputs on a synthetic channel mesh, with states drawn from the training statistics."""
+    """Inputs on a synthetic channel mesh, with states (and node inputs) drawn from the training statistics."""
+    from sim.mesh import NUM_NODE_TYPES
+
     c = sim.config
     d = int(c["edge_in"]) - 1
     if d not in (1, 2, 3):
@@ -566,6 +576,11 @@ def _mesh_example(sim: Any, size: int, rng: np.random.Generator) -> dict[str, np
     frames = (mean[:f] + std[:f] * rng.standard_normal((h, n, f))).astype(np.float32)
     ns = len(c.get("scalars") or [])
     params = dict(zip(c.get("scalars") or [], (mean[-ns:] if ns else [])))
+    at = f * h + NUM_NODE_TYPES  # the node inputs' columns of the node features
+    for name, w in zip(c.get("node_inputs") or [], c.get("node_input_dims") or []):
+        v = (mean[at:at + w] + std[at:at + w] * rng.standard_normal((n, w))).astype(np.float32)
+        mesh.point_data[name] = v[:, 0] if w == 1 else v
+        at += w
     return _mesh_inputs(_family("mesh"), sim, None, mesh, frames[-1], params, frames[:-1] if h > 1 else None,
                         1e-2 if c["target"] == "derivative" else None)
 
@@ -602,7 +617,8 @@ def _reference(family: str, sim: Any, inputs: dict[str, np.ndarray]) -> list[np.
         if family == "mesh":
             n = t["state"].shape[0]
             data = Data(node_type=t["node_type"], edge_index=t["edge_index"], edge_attr=t["edge_attr"],
-                        mesh_pos=t.get("mesh_pos"), batch=torch.zeros(n, dtype=torch.long), num_nodes=n)
+                        mesh_pos=t.get("mesh_pos"), batch=torch.zeros(n, dtype=torch.long), num_nodes=n,
+                        static=t.get("static"))
             step = sim.step_inputs(data, scalars=t["scalars"][None] if "scalars" in t else None, past=t.get("past"),
                                    dt=t["dt"] if "dt" in t else None)
             update = sim.update(t["state"], step)

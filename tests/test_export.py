@@ -396,3 +396,39 @@ def test_inputs_for_refuses_what_does_not_fit(flow_model, cylinder_meshes):
         inputs_for(flow_model, mesh, np.zeros((mesh.num_points, 2)))
     with pytest.raises(SimError, match="Mesh or Trajectory"):
         inputs_for(flow_model, np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_static_node_inputs_are_an_input_of_the_file(tmp_path):
+    """A model that reads a source density at every node takes it as ``static`` from the mesh."""
+    import sim
+    from tests.train.diffusion_data import square_mesh
+
+    torch.manual_seed(0)
+    model = MeshSimulator("meshgraphnet", {"latent": 16, "steps": 2}, ["u"], [1], 3, node_inputs=["source"])
+    model.node_normalizer.accumulate(torch.cat([torch.rand(40, 1), torch.eye(9)[torch.randint(0, 9, (40,))],
+                                                torch.rand(40, 1)], -1))
+    model.edge_normalizer.accumulate(torch.randn(40, 3))
+    model.output_normalizer.accumulate(0.01 * torch.randn(40, 1))
+    ckpt = tmp_path / "checkpoint.pt"
+    save_checkpoint(ckpt, model.eval())
+    out = tmp_path / "source.pt2"
+    export(ckpt, out)
+    assert json.loads(card_path(out).read_text())["constants"]["node_inputs"] == ["source"]
+    base = square_mesh(9)
+    rng = np.random.default_rng(0)
+    u, source = rng.random(base.num_points).astype(np.float32), rng.random(base.num_points).astype(np.float32)
+    mesh = Mesh(base.points, base.cells, point_data={"u": u, "source": source}, node_type=base.node_type)
+    inputs = inputs_for(ckpt, mesh)
+    assert list(inputs) == ["state", "node_type", "edge_index", "edge_attr", "static"]
+    np.testing.assert_array_equal(inputs["static"][:, 0], source)
+    program = torch.export.load(str(out)).module()
+    with torch.no_grad():
+        _, nxt = program(*[torch.from_numpy(v) for v in inputs.values()])
+    want = sim.load(ckpt).rollout(mesh, 1, dt=1.0).point_fields["u"][-1]
+    assert rel(nxt[:, 0], want) < TOL
+    inputs["static"] = 3 * inputs["static"]
+    with torch.no_grad():
+        _, moved = program(*[torch.from_numpy(v) for v in inputs.values()])
+    assert not torch.equal(moved, nxt)
+    with pytest.raises(SimError, match=r"has no point data \['source'\]"):
+        inputs_for(ckpt, Mesh(base.points, base.cells, point_data={"u": u}, node_type=base.node_type))

@@ -42,7 +42,10 @@ diffusion_coarse_nodes, diffusion_coarse_plan_s, diffusion_coarse_frame_s, diffu
 diffusion_coarse_rel_err: one diffusion3d case meshed for each size, our solver timed per frame over
 the whole run, and the baseline any surrogate of it must beat: the same case solved on one coarse
 mesh and interpolated (P1) to the fine nodes every frame, with its relative L2 error at the last
-frame; a log-log PNG of time per frame against nodes, one panel per case (--png).
+frame; with --diffusion-checkpoint also diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err,
+diffusion_surrogate_coarse_rel_err per size and diffusion_speedup_large, diffusion_rel_err_large (the
+largest size): the learned model rolled out on the coarse mesh and interpolated the same way;
+a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
 
 from __future__ import annotations
@@ -142,13 +145,21 @@ def sizes_png(panels: list[tuple[str, list[int], dict[str, list[float]]]], path:
     plt.close(fig)
 
 
-def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed: int = 7) -> dict[str, list]:
+def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed: int = 7,
+                    checkpoint: Path | None = None) -> dict[str, list]:
     """The diffusion3d case of one seed meshed for each of ``nodes`` (about): our solver's CPU
     seconds per frame (after its setup: meshing, assembly and factorisation, reported apart) over
     ``steps`` frames, and the same case solved on one coarse mesh (``coarse_mesh_size``) and
     interpolated to the fine nodes every frame (P1, the Dirichlet values set exactly): its CPU
     seconds per frame (coarse step plus interpolation), speedup and relative L2 error at the last
-    frame. The coarse solve is the baseline a learned surrogate of this case has to beat."""
+    frame. The coarse solve is the baseline a learned surrogate of this case has to beat.
+
+    With ``checkpoint`` (a mesh model of temperature trained on diffusion3d at
+    ``coarse_mesh_size``, reading the source as a node input) the learned surrogate runs the
+    same way: its rollout on the coarse mesh, each frame interpolated to the fine nodes; its CPU
+    seconds per frame (rollout plus interpolation), speedup, relative L2 error at the last frame
+    against the fine solver, and at the coarse level against the coarse solver (what it learned
+    apart from what the coarse mesh loses)."""
     from large_mesh import mesh_size_for
 
     from sim.mesh.interp import p1_matrix
@@ -160,6 +171,10 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
     t = time.process_time()
     coarse = heat_case({"mesh_size": coarse_mesh_size}, seed)
     coarse_setup = time.process_time() - t
+    learned = diffusion_surrogate(checkpoint, coarse, steps) if checkpoint is not None else None
+    if learned is not None:
+        keys += ("surrogate_frame_s", "speedup", "rel_err", "surrogate_coarse_rel_err")
+        out.update({k: [] for k in keys[-4:]})
     for n in nodes:
         t = time.process_time()
         case = heat_case({"mesh_size": mesh_size_for(n)}, seed)
@@ -179,13 +194,47 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
             fine[fixed] = case.boundary
         coarse_s = (time.process_time() - t) / (steps - 1)
         err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
-        for k, v in zip(keys, (case.mesh.num_points, setup, solver_s, coarse.mesh.num_points, plan + coarse_setup,
-                               coarse_s, solver_s / coarse_s, err)):
+        row = [case.mesh.num_points, setup, solver_s, coarse.mesh.num_points, plan + coarse_setup, coarse_s,
+               solver_s / coarse_s, err]
+        if learned is not None:
+            frames, rollout_s, coarse_err = learned
+            t = time.process_time()
+            for x in frames:
+                fine = decode @ x
+                fine[fixed] = case.boundary
+            per = rollout_s + (time.process_time() - t) / len(frames)
+            sur_err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
+            row += [per, solver_s / per, sur_err, coarse_err]
+            print(f"diffusion3d {case.mesh.num_points} nodes: learned surrogate {per * 1e3:.2f} ms/frame, "
+                  f"{solver_s / per:.1f}x, error {sur_err:.4f} (coarse level {coarse_err:.4f})", flush=True)
+        for k, v in zip(keys, row):
             out[k].append(v)
         print(f"diffusion3d {case.mesh.num_points} nodes: solver {solver_s * 1e3:.1f} ms/frame (setup {setup:.1f} s); "
               f"coarse solve on {coarse.mesh.num_points} nodes + interpolation {coarse_s * 1e3:.2f} ms/frame, "
               f"error {err:.4f} at frame {steps - 1}", flush=True)
     return out
+
+
+def diffusion_surrogate(checkpoint: Path, coarse, steps: int) -> tuple[list[np.ndarray], float, float]:
+    """The learned model's rollout of the coarse case ``coarse`` (a ``HeatCase``) over ``steps``
+    frames: its frames after the first (temperatures on the coarse nodes), its CPU seconds per
+    frame (after a one-step warm-up) and its relative L2 error at the last frame against the
+    coarse solver's."""
+    import sim
+    from sim.mesh import Mesh
+
+    surrogate = sim.load(checkpoint)
+    m = coarse.mesh
+    start = Mesh(m.points, m.cells, point_data={**m.point_data, "temperature": coarse.initial.astype(np.float32)},
+                 node_type=m.node_type)
+    dt = float(coarse.params["dt"])
+    surrogate.rollout(start, 1, dt=dt)
+    t = time.process_time()
+    traj = surrogate.rollout(start, steps - 1, dt=dt)
+    per = (time.process_time() - t) / (steps - 1)
+    frames = [np.asarray(x, dtype=np.float64) for x in traj.point_fields["temperature"][1:]]
+    truth = coarse.run(steps)[-1]
+    return frames, per, float(np.linalg.norm(frames[-1] - truth) / np.linalg.norm(truth))
 
 
 def mpm_solver_frame_s(traj, frames: int) -> float:
@@ -296,6 +345,9 @@ def main() -> None:
     ap.add_argument("--diffusion-steps", type=int, help="frames of each diffusion3d run (default 100; quick 10)")
     ap.add_argument("--diffusion-coarse", type=float, default=0.065,
                     help="mesh size of the coarse diffusion3d baseline (default 0.065: ~2.2k nodes)")
+    ap.add_argument("--diffusion-checkpoint",
+                    help="a mesh model of diffusion3d temperature trained at --diffusion-coarse (the recipe's coarse "
+                         "size), reading the source as a node input: timed and scored as the coarse solve is")
     ap.add_argument("--png", help="the time-per-frame plot (default: --json's path with .png)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
@@ -345,11 +397,17 @@ def main() -> None:
     if sizes:
         steps = args.diffusion_steps or (10 if args.quick else 100)
         res["diffusion_steps"], res["diffusion_coarse_mesh_size"] = steps, args.diffusion_coarse
-        by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps)
+        ckpt = Path(args.diffusion_checkpoint) if args.diffusion_checkpoint else None
+        by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps, checkpoint=ckpt)
         res.update({f"diffusion_{k}": v for k, v in by_size.items()})
-        panels.append(("diffusion3d", by_size["nodes"], {
-            "solver (P1, implicit Euler)": by_size["solver_frame_s"],
-            f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"]}))
+        lines = {"solver (P1, implicit Euler)": by_size["solver_frame_s"],
+                 f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"]}
+        if ckpt is not None:
+            res["diffusion_checkpoint"] = str(ckpt)
+            res["diffusion_speedup_large"] = by_size["speedup"][-1]
+            res["diffusion_rel_err_large"] = by_size["rel_err"][-1]
+            lines["MeshGraphNet on the coarse mesh, interpolated"] = by_size["surrogate_frame_s"]
+        panels.append(("diffusion3d", by_size["nodes"], lines))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png and panels:
         sizes_png(panels, Path(png))

@@ -38,6 +38,25 @@ def trajectory_scalars(params: dict | None, names: list[str], where: object = No
                        where) from None
 
 
+def static_node_inputs(point_data: dict, names: list[str], n: int, where: object = None, what: str = "the mesh",
+                       dims: list[int] | None = None) -> np.ndarray:
+    """(N, K) float32: the static point fields ``names`` of a mesh's ``point_data``, each
+    flattened per node and concatenated; one :class:`SimError` naming ``what`` (at ``where``) and
+    the missing fields, or a field whose size is not ``n`` nodes times its width in ``dims``."""
+    missing = [k for k in names if k not in point_data]
+    if missing:
+        raise SimError(f"{what} has no point data {missing} (the model reads them at every node; it has "
+                       f"{sorted(point_data)})", where)
+    parts = []
+    for i, k in enumerate(names):
+        a = np.asarray(point_data[k], dtype=np.float32)
+        if a.ndim == 0 or a.shape[0] != n or (dims is not None and a.size != n * dims[i]):
+            want = f"({n},)" if dims is None or dims[i] == 1 else f"({n}, {dims[i]})"
+            raise SimError(f"{what}: point data {k!r} has shape {a.shape}; the model expects {want}", where)
+        parts.append(a.reshape(n, -1))
+    return np.concatenate(parts, axis=1)
+
+
 class MeshStepDataset(StoreDataset):
     """Pairs (fields at t, fields at t+1) from every trajectory of a store.
 
@@ -52,21 +71,27 @@ class MeshStepDataset(StoreDataset):
         history: frames per input, the state at t and the ``history - 1`` before it, which
             come as ``past`` (for models that see recent changes, e.g. second-order dynamics
             stored as positions only). Samples start at the trajectory's step ``history - 1``.
+        node_inputs: names of static point data of each entry's mesh to attach as ``static``
+            (N, K) (inputs the model reads and does not predict, e.g. a source density); their
+            widths are ``node_input_dims``.
 
     Each item is a ``Data`` with ``state`` (N, F) at t, ``target`` (N, F) at t+1 (fields
     concatenated in ``fields`` order), ``edge_index``, ``edge_attr``, ``node_type``,
-    ``mesh_pos``, ``dt``, ``scalars`` (1, S), with ``horizon > 1`` ``future`` (N, horizon - 1, F)
-    at t+2.., with ``history > 1`` ``past`` (N, history - 1, F) at t-history+1..t-1 (oldest
+    ``mesh_pos``, ``dt``, ``scalars`` (1, S), with node inputs ``static`` (N, K), with
+    ``horizon > 1`` ``future`` (N, horizon - 1, F) at t+2.., with ``history > 1`` ``past`` (N, history - 1, F) at t-history+1..t-1 (oldest
     first), and ``entry``/``step`` identifying it.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], entries: list[str] | None = None,
-                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = (), horizon: int = 1, history: int = 1):
+                 graph_cache: int = 64, scalars: list[str] | tuple[str, ...] = (), horizon: int = 1, history: int = 1,
+                 node_inputs: list[str] | tuple[str, ...] = ()):
         if horizon < 1 or history < 1:
             raise ValueError(f"horizon and history must be >= 1, got {horizon} and {history}")
         self.path = Path(path)
         self.fields = list(fields)
         self.scalar_names = list(scalars)
+        self.node_inputs = list(node_inputs)
+        self.node_input_dims: list[int] | None = None
         self.horizon = int(horizon)
         self.history = int(history)
         self.scalars: dict[str, np.ndarray] = {}
@@ -85,6 +110,8 @@ class MeshStepDataset(StoreDataset):
                 if self.dims is not None and dims != self.dims:
                     raise SimError(f"entry {name!r}: field widths {dims} differ from {self.dims}", self.path)
                 self.dims = dims
+                if self.node_inputs:
+                    self._check_node_inputs(e, name)
                 self.scalars[name] = trajectory_scalars(e.attrs.get("params"), self.scalar_names, self.path,
                                                         f"entry {name!r}")[None]
                 self.index += [(name, t) for t in range(self.history - 1, e.num_steps - self.horizon)]
@@ -93,6 +120,23 @@ class MeshStepDataset(StoreDataset):
                            f"{self.history - 1 + self.horizon} steps", self.path)
         self._reset_store()
 
+    def _check_node_inputs(self, entry: object, name: str) -> None:
+        """The node inputs exist on ``entry``'s mesh, one value row per node, with the widths of
+        the first entry (read from the file's shapes, not the arrays)."""
+        pd = entry.point_data
+        n = int(entry.attrs.get("num_points", 0))
+        missing = [k for k in self.node_inputs if k not in pd]
+        if missing:
+            raise SimError(f"entry {name!r} has no point data {missing} for the node inputs (has {sorted(pd)})",
+                           self.path)
+        bad = [k for k in self.node_inputs if pd[k].ndim == 0 or pd[k].shape[0] != n]
+        if bad:
+            raise SimError(f"entry {name!r}: point data {bad} are not one row per node ({n})", self.path)
+        dims = [int(np.prod(pd[k].shape[1:])) for k in self.node_inputs]
+        if self.node_input_dims is not None and dims != self.node_input_dims:
+            raise SimError(f"entry {name!r}: node input widths {dims} differ from {self.node_input_dims}", self.path)
+        self.node_input_dims = dims
+
     @property
     def num_features(self) -> int:
         return int(sum(self.dims or []))
@@ -100,8 +144,12 @@ class MeshStepDataset(StoreDataset):
     def graph(self, name: str) -> Data:
         if name not in self._cache:
             entry = self._open().entry(name)
-            g = mesh_graph(entry.mesh())
+            mesh = entry.mesh()
+            g = mesh_graph(mesh)
             g.dt = float(entry.attrs.get("dt", 1.0))
+            if self.node_inputs:
+                g.static = torch.from_numpy(static_node_inputs(mesh.point_data, self.node_inputs, mesh.num_points,
+                                                               self.path, f"entry {name!r}", self.node_input_dims))
             self._cache[name] = g
             if len(self._cache) > self.graph_cache:
                 self._cache.popitem(last=False)
@@ -131,5 +179,7 @@ class MeshStepDataset(StoreDataset):
             data.future = torch.from_numpy(np.ascontiguousarray(frames[h + 2:].transpose(1, 0, 2)))
         if h:
             data.past = torch.from_numpy(np.ascontiguousarray(frames[:h].transpose(1, 0, 2)))
+        if self.node_inputs:
+            data.static = g.static
         return data
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class MeshOptions:
     # temporal bundling: frames predicted per model call (Brandstetter et al. 2022); a rollout of n
     # steps makes n / bundle calls, and training asks for the next bundle frames at once
     bundle: int = 1
+    # static point data of the mesh the model reads at every node and does not predict (e.g. the
+    # heat source density of diffusion3d); the data's meshes and every query mesh must carry them
+    node_inputs: list[str] = field(default_factory=list)
 
 
 def set_correction(model: Any, name: str) -> None:
@@ -76,8 +79,9 @@ class MeshFamily(Family):
         """Samples of ``path`` holding the frames of ``steps`` model steps before the trained one."""
         from sim.data.windows import MeshStepDataset
 
-        return MeshStepDataset(path, cfg.model.fields, scalars=cfg.model.scalars,
-                               horizon=(steps + 1) * self.parse_options(cfg).bundle, history=cfg.model.history)
+        opts = self.parse_options(cfg)
+        return MeshStepDataset(path, cfg.model.fields, scalars=cfg.model.scalars, horizon=(steps + 1) * opts.bundle,
+                               history=cfg.model.history, node_inputs=opts.node_inputs)
 
     def build_model(self, cfg: Any, dataset: Any) -> Any:
         from sim.models.mesh import MeshSimulator
@@ -95,7 +99,8 @@ class MeshFamily(Family):
         edge_in = int(dataset[0].edge_attr.shape[-1])
         model = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
                               noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward,
-                              history=m.history, correction=opts.correction, bundle=opts.bundle, **kwargs)
+                              history=m.history, correction=opts.correction, bundle=opts.bundle,
+                              node_inputs=opts.node_inputs, node_input_dims=dataset.node_input_dims, **kwargs)
         for norm in (model.node_normalizer, model.edge_normalizer, model.output_normalizer):
             norm.max_accumulations = cfg.train.normalizer_accumulation_steps
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank
@@ -162,7 +167,7 @@ class MeshFamily(Family):
             raise self.refuse("diagnose", "diagnose one member checkpoint of the ensemble")
         c = model.config
         dataset = MeshStepDataset(data, c["fields"], entries=[entry], scalars=c.get("scalars") or [],
-                                  history=int(c.get("history", 1)))
+                                  history=int(c.get("history", 1)), node_inputs=c.get("node_inputs") or ())
         first = dataset.history - 1  # a model that sees h frames starts at step h - 1
         if not first <= step < first + len(dataset):
             raise SimError(f"step {step} is outside entry {entry!r} (input steps {first}..{first + len(dataset) - 1})",
@@ -185,6 +190,7 @@ class MeshSurrogate(Surrogate):
         self.network = simulator.config["network"]
         self.scalars: list[str] = list(simulator.config.get("scalars") or [])
         self.history = int(simulator.config.get("history", 1))  # frames per input (older checkpoints: 1)
+        self.node_inputs: list[str] = list(simulator.config.get("node_inputs") or [])
         train_cfg = (payload or {}).get("train", {}).get("config", {})
         self.train_data = train_cfg.get("data", {}).get("train")
         self.compiled = False
@@ -201,7 +207,7 @@ class MeshSurrogate(Surrogate):
         return {**super().describe(), "network": self.network, "fields": dict(zip(self.fields, self.dims)),
                 "mesh_dim": self.edge_in - 1, "target": self.simulator.config["target"],
                 "predicted_node_types": [NodeType(t).name.lower() for t in self.simulator.config["predicted_types"]],
-                "scalars": list(self.scalars), "history": self.history,
+                "scalars": list(self.scalars), "history": self.history, "node_inputs": list(self.node_inputs),
                 "precision": self.simulator.inference_precision, "compiled": self.compiled}
 
     # ----- checks: one readable error when the query does not fit the model; it names the
@@ -220,6 +226,7 @@ class MeshSurrogate(Surrogate):
         if bad.size:
             raise SimError(f"unknown node type value(s) {bad.tolist()} (known: "
                            + ", ".join(f"{int(t)} {t.name.lower()}" for t in NodeType) + ")", where)
+        self.simulator.node_input_values(mesh.point_data, mesh.num_points, where)  # one error when one is missing
 
     def state_from(self, arrays: dict[str, Any], n: int, what: str, where: Any = None) -> np.ndarray:
         """(N, F) state from named point arrays, with a clear error for a missing or misshaped field."""
@@ -433,9 +440,10 @@ class EnsembleSurrogate(MeshSurrogate):
             if (list(m.config["fields"]) != self.fields or list(m.config["field_dims"]) != self.dims
                     or int(m.config["edge_in"]) != self.edge_in
                     or list(m.config.get("scalars") or []) != self.scalars
-                    or int(m.config.get("history", 1)) != self.history):
-                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters, history and "
-                                      "mesh as member 0", path)
+                    or int(m.config.get("history", 1)) != self.history
+                    or list(m.config.get("node_inputs") or []) != self.node_inputs):
+                raise FileFormatError(f"ensemble member {i} does not take the same fields, parameters, history, node "
+                                      "inputs and mesh as member 0", path)
         self.members = members
 
     def _members(self) -> list[Any]:

@@ -203,6 +203,11 @@ class StoreEntry:
         return dict(self.group["cell_fields"].items()) if "cell_fields" in self.group else {}
 
     @property
+    def point_data(self) -> dict[str, h5py.Dataset]:
+        """The static point data of the mesh, name -> ``h5py.Dataset`` of shape (N, ...), unread."""
+        return dict(self.group["point_data"].items()) if "point_data" in self.group else {}
+
+    @property
     def positions(self) -> h5py.Dataset | None:
         return self.group.get("positions")
 

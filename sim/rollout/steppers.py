@@ -22,6 +22,7 @@ import torch
 from torch_geometric.data import Batch
 
 from sim.data.particles import semi_implicit_euler
+from sim.data.windows import static_node_inputs
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Mesh
@@ -75,7 +76,7 @@ class MeshStepper:
                                f"of the {k} trajectories")
             scalars = torch.as_tensor(np.stack([simulator.scalar_values(p, what=f"trajectory {i}")
                                                 for i, p in enumerate(params)]), device=device)
-        graphs = Batch.from_data_list(per_distinct(meshes, mesh_graph)).to(device)
+        graphs = Batch.from_data_list(per_distinct(meshes, lambda m: self._graph(m))).to(device)
         self.offsets = np.concatenate([[0], np.cumsum([m.num_points for m in meshes])])
         past = torch.as_tensor(np.concatenate([x[:-1] for x in frames], axis=1).transpose(1, 0, 2),
                                dtype=torch.float32, device=device) if h > 1 else None
@@ -89,6 +90,15 @@ class MeshStepper:
         if self.correction == "divergence_free":
             self.columns = vector_field_slice(c, meshes[0].dim)
             self.correctors = per_distinct(meshes, DivergenceFree)
+
+    def _graph(self, mesh: Mesh) -> Any:
+        """The graph of ``mesh`` with the static node inputs the model reads (its point data)."""
+        g = mesh_graph(mesh)
+        c = self.simulator.config
+        if c.get("node_inputs"):
+            g.static = torch.from_numpy(static_node_inputs(mesh.point_data, c["node_inputs"], mesh.num_points,
+                                                           dims=c["node_input_dims"]))
+        return g
 
     def outputs(self) -> list[Frame]:
         host = self.state.cpu().numpy()

@@ -167,8 +167,8 @@ def test_after_a_corrected_bundle_the_next_call_sees_the_corrected_frames_as_its
     update = torch.as_tensor(rng.normal(size=(mesh.num_points, 4)), dtype=torch.float32)
     seen = []
 
-    def fake(state, *args):
-        seen.append(args[-1].clone())  # the past frames the call is given
+    def fake(state, node_type, edge_index, edge_attr, pos, batch, scalars, past, static=None):
+        seen.append(past.clone())  # the past frames the call is given
         return update
 
     sim.predict_update = fake

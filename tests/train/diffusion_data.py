@@ -49,6 +49,32 @@ def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: in
     return path
 
 
+def source_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0, rate: float = 0.3) -> Path:
+    """Trajectories of ``u <- u + 0.08 L u + rate * s`` with zero walls, ``s`` a random source field of
+    each trajectory stored as static point data ``source`` of its mesh: without the source the
+    one-step map is ambiguous (two trajectories from one state part ways)."""
+    base = square_mesh()
+    ei = cell_edges(base.cells, base.num_points)
+    n = base.num_points
+    wall = base.node_type == NodeType.WALL
+    rng = np.random.default_rng(seed)
+    with StoreWriter(path) as w:
+        for _ in range(trajectories):
+            centre = rng.uniform(0.2, 0.8, 2)
+            source = np.exp(-((base.points - centre) ** 2).sum(1) / 0.05).astype(np.float32)
+            mesh = Mesh(base.points, base.cells, point_data={"source": source}, node_type=base.node_type)
+            u = np.zeros((steps, n), dtype=np.float32)
+            u[0] = rng.random(n)
+            u[0][wall] = 0.0
+            for t in range(1, steps):
+                lap = np.zeros(n)
+                np.add.at(lap, ei[1], u[t - 1][ei[0]] - u[t - 1][ei[1]])
+                u[t] = u[t - 1] + 0.08 * lap + rate * source
+                u[t][wall] = 0.0
+            w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
+    return path
+
+
 def wave_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0, c2: float = 0.05) -> Path:
     """Trajectories of the discrete wave equation ``u_{t+1} = 2 u_t - u_{t-1} + c2 L u_t`` with zero
     walls, from a random state and a random first change: second order in time, so one frame

@@ -1,6 +1,6 @@
 """One-step mesh simulators: a graph network wrapped with its normalisers and target convention.
 
-The network sees normalised node features ``[state, one_hot(node_type), scalars]`` (and, with
+The network sees normalised node features ``[state, one_hot(node_type), node inputs, scalars]`` (and, with
 ``history`` h > 1, the h - 1 latest changes ``x_t - x_{t-1}, ..., x_{t-h+2} - x_{t-h+1}`` after
 the state) and normalised edge features, and predicts the normalised *update* of the state: a delta
 (``x_{t+1} - x_t``) or a derivative (``(x_{t+1} - x_t) / dt``). The rollout engine owns the
@@ -8,7 +8,9 @@ integration and the boundary conditions; the simulator only maps a state to an u
 ``scalars`` are parameters of the whole trajectory (e.g. the viscosity ``nu``), read from its
 ``params`` and broadcast to every node: without them a model must guess from one state what
 the physics is, and a dataset that varies the viscosity independently of the flow makes the
-one-step map ambiguous.
+one-step map ambiguous. ``node_inputs`` are static point fields of the mesh the model reads but
+does not predict (e.g. a heat source density, a material map): the same at every step, so they
+come from the mesh and not from the state.
 Loss (MeshGraphNet): MSE of the normalised update on the nodes the model predicts
 (interior and outflow by default), after input noise on the interior nodes.
 """
@@ -25,7 +27,7 @@ from torch import nn
 
 from sim.data.noise import mesh_input_noise, node_mask
 from sim.data.normalizer import Normalizer
-from sim.data.windows import trajectory_scalars
+from sim.data.windows import static_node_inputs, trajectory_scalars
 from sim.mesh import NUM_NODE_TYPES, NodeType
 from sim.models.registry import build_model, register_model
 
@@ -36,8 +38,9 @@ TARGETS = ("delta", "derivative")
 class StepInputs:
     """Everything the one-step map reads besides the state, aligned with the graph's nodes:
     node types, edges and their features, mesh positions, the node-to-graph map, each graph's
-    conditioning scalars (G, S), the frames before the state (N, h - 1, F) and the factor from
-    an update to a state change (N, 1): 1 for a delta target, each node's dt for a derivative.
+    conditioning scalars (G, S), the frames before the state (N, h - 1, F), the static node
+    inputs (N, K) and the factor from an update to a state change (N, 1): 1 for a delta target,
+    each node's dt for a derivative.
 
     The engine, the pushforward loss and the diagnostics all build it with
     :meth:`MeshSimulator.step_inputs` and call the map through it, so no caller assembles
@@ -52,6 +55,7 @@ class StepInputs:
     batch: torch.Tensor | None = None
     scalars: torch.Tensor | None = None
     past: torch.Tensor | None = None
+    static: torch.Tensor | None = None
 
     def subgraph(self, subset: torch.Tensor, edge_index: torch.Tensor, edge_mask: torch.Tensor) -> "StepInputs":
         """The inputs of the nodes ``subset`` with the (relabelled) ``edge_index`` of the edges
@@ -61,7 +65,7 @@ class StepInputs:
 
         return replace(self, node_type=self.node_type[subset], edge_index=edge_index,
                        edge_attr=self.edge_attr[edge_mask], scale=self.scale[subset], pos=take(self.pos),
-                       batch=take(self.batch), past=take(self.past))
+                       batch=take(self.batch), past=take(self.past), static=take(self.static))
 
     def to(self, dtype: torch.dtype) -> "StepInputs":
         """The same inputs with floating tensors in ``dtype`` (float64 for the verified bounds)."""
@@ -69,17 +73,18 @@ class StepInputs:
             return a.to(dtype) if a is not None and a.is_floating_point() else a
 
         return replace(self, edge_attr=cast(self.edge_attr), scale=cast(self.scale), pos=cast(self.pos),
-                       scalars=cast(self.scalars), past=cast(self.past))
+                       scalars=cast(self.scalars), past=cast(self.past), static=cast(self.static))
 
     def node_columns(self) -> torch.Tensor:
-        """Every node-aligned input as columns (N, K): ``[pos | node type | past frames | scalars]``,
+        """Every node-aligned input as columns: ``[pos | node type | past frames | node inputs | scalars]``,
         for tools that slice a graph by nodes (torch_geometric's influence utilities); rebuilt
         with :meth:`from_node_columns`."""
         n = self.node_type.shape[0]
         like = self.edge_attr
         parts = [self.pos.to(like.dtype) if self.pos is not None else like.new_zeros((n, 0)),
                  self.node_type.to(like.dtype)[:, None],
-                 self.past.reshape(n, -1) if self.past is not None else like.new_zeros((n, 0))]
+                 self.past.reshape(n, -1) if self.past is not None else like.new_zeros((n, 0)),
+                 self.static.to(like.dtype) if self.static is not None else like.new_zeros((n, 0))]
         if self.scalars is not None:
             s = (self.scalars if self.scalars.dim() == 2 else self.scalars.reshape(1, -1)).to(like.dtype)
             parts.append(s[self.batch] if self.batch is not None else s.expand(n, -1))
@@ -92,12 +97,14 @@ class StepInputs:
 
         d = 0 if self.pos is None else self.pos.shape[1]
         p = 0 if self.past is None else self.past.shape[1] * self.past.shape[2]
+        k = 0 if self.static is None else self.static.shape[1]
         pos = cols[:, :d]
         past = None if self.past is None else cols[:, d + 1:d + 1 + p].reshape(cols.shape[0], *self.past.shape[1:])
         return replace(self, node_type=cols[:, d].round().long(), edge_index=edge_index,
                        edge_attr=edge_features(pos, edge_index).to(self.edge_attr.dtype),
                        scale=self.scale[:1].expand(cols.shape[0], 1), pos=pos if self.pos is not None else None,
-                       batch=None, past=past, scalars=cols[:, d + 1 + p:] if self.scalars is not None else None)
+                       batch=None, past=past, static=cols[:, d + 1 + p:d + 1 + p + k] if k else None,
+                       scalars=cols[:, d + 1 + p + k:] if self.scalars is not None else None)
 
     def shifted(self, state: torch.Tensor) -> "StepInputs":
         """The inputs of the next step: ``state`` joins the frames before it."""
@@ -132,6 +139,10 @@ class MeshSimulator(nn.Module):
             velocities). Needs samples with ``past`` frames (``MeshStepDataset(history=...)``);
             a rollout starts from the last of ``history`` frames. Input noise goes on the
             current state only, so the latest change carries it as it carries a rollout's error.
+        node_inputs: names of static point fields of the mesh (``Mesh.point_data``) the model
+            reads at every node and does not predict, e.g. a source density; normalised with the
+            node features.
+        node_input_dims: width of each (default 1 each).
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
@@ -139,7 +150,7 @@ class MeshSimulator(nn.Module):
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
                  scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1, correction: str = "none",
-                 bundle: int = 1):
+                 bundle: int = 1, node_inputs: Sequence[str] = (), node_input_dims: Sequence[int] | None = None):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -161,8 +172,17 @@ class MeshSimulator(nn.Module):
         if bundle > 1:  # only when used, so one-frame checkpoints keep their configuration
             self.config["bundle"] = int(bundle)
         self.bundle = int(bundle)
+        dims = [1] * len(node_inputs) if node_input_dims is None else [int(d) for d in node_input_dims]
+        if len(dims) != len(node_inputs) or min(dims, default=1) < 1:
+            raise ValueError(f"node_input_dims {node_input_dims} do not fit node_inputs {list(node_inputs)}")
+        if set(node_inputs) & set(fields):
+            raise ValueError(f"node inputs {sorted(set(node_inputs) & set(fields))} are also state fields")
+        if node_inputs:  # only when used, so checkpoints without them keep their configuration
+            self.config["node_inputs"] = list(node_inputs)
+            self.config["node_input_dims"] = dims
+        self.num_static = int(sum(dims))
         self.num_features = int(sum(field_dims))
-        node_in = self.num_features * int(history) + NUM_NODE_TYPES + len(self.config["scalars"])
+        node_in = self.num_features * int(history) + NUM_NODE_TYPES + self.num_static + len(self.config["scalars"])
         # a hypernetwork takes the scalars (normalised with the node features) instead of the nodes
         self._hyper = len(self.config["scalars"]) if network_args.get("hypernet") is not None else 0
         # set by partitioned training for the step it runs (sim.distributed.training.HaloContext)
@@ -190,18 +210,29 @@ class MeshSimulator(nn.Module):
         if init is None or self.network.config.get("init") in (None, "default"):
             return
         inputs = self.step_inputs(sample)
-        x = self.node_features(sample.state, sample.node_type, inputs.batch, inputs.scalars, inputs.past)
+        x = self.node_features(sample.state, sample.node_type, inputs.batch, inputs.scalars, inputs.past,
+                               inputs.static)
         x = x[:, : x.shape[1] - self._hyper]  # the hypernetwork's scalars are not node inputs
         init(sample.edge_index, x.shape[0], x=x, batch=inputs.batch)
 
     def step_dataset(self, path: Any, training: bool = True) -> Any:
-        """The samples of store ``path`` shaped as this model consumes them (its fields, scalars and
-        history; with ``training``, the future frames its loss needs: pushforward and bundle)."""
+        """The samples of store ``path`` shaped as this model consumes them (its fields, scalars, node
+        inputs and history; with ``training``, the future frames its loss needs: pushforward and bundle)."""
         from sim.data.windows import MeshStepDataset
 
         c = self.config
         horizon = (c["pushforward"] + 1) * self.bundle if training else 1
-        return MeshStepDataset(path, c["fields"], scalars=c["scalars"], history=c["history"], horizon=horizon)
+        return MeshStepDataset(path, c["fields"], scalars=c["scalars"], history=c["history"], horizon=horizon,
+                               node_inputs=c.get("node_inputs") or ())
+
+    def node_input_values(self, point_data: dict[str, Any], n: int, where: Any = None, what: str = "the mesh"
+                          ) -> np.ndarray | None:
+        """The (N, K) static node inputs from a mesh's ``point_data`` (None for a model without
+        them; a :class:`~sim.errors.SimError` naming ``what`` and the missing or misshaped field)."""
+        names = self.config.get("node_inputs") or []
+        if not names:
+            return None
+        return static_node_inputs(point_data, names, n, where, what, self.config["node_input_dims"])
 
     def scalar_values(self, params: dict[str, Any] | None, where: Any = None, what: str = "the trajectory"
                       ) -> np.ndarray:
@@ -231,10 +262,11 @@ class MeshSimulator(nn.Module):
         return node_mask(node_type, self.config["predicted_types"])
 
     def node_features(self, state: torch.Tensor, node_type: torch.Tensor, batch: torch.Tensor | None = None,
-                      scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+                      scalars: torch.Tensor | None = None, past: torch.Tensor | None = None,
+                      static: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised node features (N, node_in): ``[state, changes, one_hot(node_type),
-        scalars]``, the changes from ``past`` (N, history - 1, F), the frames before ``state``
-        oldest first."""
+        static, scalars]``, the changes from ``past`` (N, history - 1, F), the frames before
+        ``state`` oldest first, ``static`` the node inputs (N, K)."""
         if state.shape[-1] != self.num_features:
             raise ValueError(f"state has {state.shape[-1]} features; the model was trained on "
                              f"{self.num_features} ({', '.join(self.config['fields'])})")
@@ -249,17 +281,26 @@ class MeshSimulator(nn.Module):
             frames = [*past.unbind(1), state]
             parts += [frames[i] - frames[i - 1] for i in range(h, 0, -1)]
         one_hot = nn.functional.one_hot(node_type.long().clamp(0, NUM_NODE_TYPES - 1), NUM_NODE_TYPES)
-        return torch.cat([*parts, one_hot.to(state.dtype), self.node_scalars(scalars, batch, state)], dim=-1)
+        parts.append(one_hot.to(state.dtype))
+        if self.num_static:
+            if static is None or static.shape != (state.shape[0], self.num_static):
+                got = "none" if static is None else tuple(static.shape)
+                raise ValueError(f"the model reads the node inputs {self.config['node_inputs']}: pass them as static "
+                                 f"({state.shape[0]}, {self.num_static}), got {got}")
+            parts.append(static.to(state.dtype))
+        return torch.cat([*parts, self.node_scalars(scalars, batch, state)], dim=-1)
 
     def forward(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
                 edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
-                scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+                scalars: torch.Tensor | None = None, past: torch.Tensor | None = None,
+                static: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised update (N, F) from the state (N, F) on a graph (``pos``: mesh coordinates,
         ``batch``: graph id per node, for networks that use them; ``scalars``: the conditioning
-        values per graph, (G, S); ``past``: the frames before the state, (N, history - 1, F))."""
+        values per graph, (G, S); ``past``: the frames before the state, (N, history - 1, F);
+        ``static``: the node inputs, (N, K))."""
         learn = self.training and torch.is_grad_enabled()  # pushforward passes leave the statistics alone
         part = self.halo if learn else None  # a partitioned training step: statistics of what this rank owns
-        x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past), accumulate=learn,
+        x = self.node_normalizer(self.node_features(state, node_type, batch, scalars, past, static), accumulate=learn,
                                  rows=None if part is None else slice(0, part.num_owned))
         e = self.edge_normalizer(edge_attr, accumulate=learn,
                                  rows=None if part is None else edge_index[1] < part.num_owned)
@@ -272,12 +313,16 @@ class MeshSimulator(nn.Module):
                     dt: torch.Tensor | float | None = None) -> StepInputs:
         """The inputs of the one-step map on a (batched) graph ``sample``: a ``Data`` with
         ``node_type``, ``edge_index``, ``edge_attr`` and optionally ``mesh_pos``, ``batch``, and, as
-        the datasets attach them, ``scalars`` (G, S), ``past`` (N, h - 1, F) and ``dt`` per graph;
-        ``scalars``/``past``/``dt`` given here take precedence. Checks that a model conditioned on
-        scalars or history gets them."""
+        the datasets attach them, ``scalars`` (G, S), ``past`` (N, h - 1, F), ``static`` (N, K)
+        and ``dt`` per graph; ``scalars``/``past``/``dt`` given here take precedence. Checks that a
+        model conditioned on scalars, history or node inputs gets them."""
         batch = getattr(sample, "batch", None)
         scalars = scalars if scalars is not None else getattr(sample, "scalars", None)
         past = past if past is not None else getattr(sample, "past", None)
+        reads = bool(self.config.get("node_inputs"))
+        static = getattr(sample, "static", None) if reads else None
+        if reads and static is None:
+            raise ValueError(f"the model reads the node inputs {self.config['node_inputs']}; the sample carries none")
         if self.config["scalars"] and scalars is None:
             raise ValueError(f"the model is conditioned on {self.config['scalars']}; the sample carries no scalars")
         if self.config["history"] > 1 and past is None:
@@ -294,13 +339,14 @@ class MeshSimulator(nn.Module):
             scale = dt[batch] if batch is not None and dt.shape[0] > 1 else dt.expand(n, 1) \
                 if dt.shape[0] == 1 else dt
         return StepInputs(node_type=sample.node_type, edge_index=sample.edge_index, edge_attr=sample.edge_attr,
-                          scale=scale, pos=getattr(sample, "mesh_pos", None), batch=batch, scalars=scalars, past=past)
+                          scale=scale, pos=getattr(sample, "mesh_pos", None), batch=batch, scalars=scalars, past=past,
+                          static=static)
 
     def update(self, state: torch.Tensor, inputs: StepInputs, normalised: bool = False) -> torch.Tensor:
         """The update (N, F) of ``state``: physical (a delta, or a derivative to multiply by
         ``inputs.scale``), or in the network's normalised units."""
         out = self(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
-                   inputs.scalars, inputs.past)
+                   inputs.scalars, inputs.past, inputs.static)
         return out if normalised else self.output_normalizer.inverse(out)
 
     def advance(self, state: torch.Tensor, inputs: StepInputs, boundary: torch.Tensor | None = None,
@@ -316,7 +362,7 @@ class MeshSimulator(nn.Module):
         (K, N, F) and the first value returned the K frames (K, N, F)."""
         fn = update or self.predict_update
         upd = fn(state, inputs.node_type, inputs.edge_index, inputs.edge_attr, inputs.pos, inputs.batch,
-                 inputs.scalars, inputs.past)
+                 inputs.scalars, inputs.past, inputs.static)
         k = int(self.config.get("bundle", 1))
         if k == 1:
             nxt = state + inputs.scale * upd
@@ -424,16 +470,17 @@ class MeshSimulator(nn.Module):
     @torch.no_grad()
     def predict_update(self, state: torch.Tensor, node_type: torch.Tensor, edge_index: torch.Tensor,
                        edge_attr: torch.Tensor, pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
-                       scalars: torch.Tensor | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+                       scalars: torch.Tensor | None = None, past: torch.Tensor | None = None,
+                       static: torch.Tensor | None = None) -> torch.Tensor:
         """Physical update (N, F) from tensors (the form ``torch.compile`` takes; see :meth:`update`).
         With ``inference_precision`` ``"bf16"`` the network runs under bfloat16 autocast (its
         matrix products; normalisation, the state and its integration stay float32)."""
         if self.inference_precision == "bf16":
             with torch.autocast(state.device.type, dtype=torch.bfloat16):
-                out = self(state, node_type, edge_index, edge_attr, pos, batch, scalars, past)
+                out = self(state, node_type, edge_index, edge_attr, pos, batch, scalars, past, static)
             return self.output_normalizer.inverse(out.float())
         return self.output_normalizer.inverse(self(state, node_type, edge_index, edge_attr, pos, batch, scalars,
-                                                   past))
+                                                   past, static))
 
 
 def shifted_through(inputs: StepInputs, frames: Sequence[torch.Tensor]) -> StepInputs:
