@@ -42,8 +42,9 @@ diffusion_coarse_nodes, diffusion_coarse_plan_s, diffusion_coarse_frame_s, diffu
 diffusion_coarse_rel_err: one diffusion3d case meshed for each size, our solver timed per frame over
 the whole run, and the baseline any surrogate of it must beat: the same case solved on one coarse
 mesh and interpolated (P1) to the fine nodes every frame, with its relative L2 error at the last
-frame; with --diffusion-checkpoint also diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err,
-diffusion_surrogate_coarse_rel_err per size and diffusion_speedup_large, diffusion_rel_err_large (the
+frame; and the learned surrogate (--diffusion-checkpoint, or trained here on the recipe's coarse
+size): diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err and
+diffusion_surrogate_coarse_rel_err per size, diffusion_speedup_large and diffusion_rel_err_large (the
 largest size): the learned model rolled out on the coarse mesh and interpolated the same way;
 a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
@@ -228,9 +229,10 @@ def diffusion_surrogate(checkpoint: Path, coarse, steps: int) -> tuple[list[np.n
     start = Mesh(m.points, m.cells, point_data={**m.point_data, "temperature": coarse.initial.astype(np.float32)},
                  node_type=m.node_type)
     dt = float(coarse.params["dt"])
-    surrogate.rollout(start, 1, dt=dt)
+    params = {k: coarse.params[k] for k in surrogate.describe()["scalars"]}  # e.g. the conductivity kappa
+    surrogate.rollout(start, 1, dt=dt, params=params)
     t = time.process_time()
-    traj = surrogate.rollout(start, steps - 1, dt=dt)
+    traj = surrogate.rollout(start, steps - 1, dt=dt, params=params)
     per = (time.process_time() - t) / (steps - 1)
     frames = [np.asarray(x, dtype=np.float64) for x in traj.point_fields["temperature"][1:]]
     truth = coarse.run(steps)[-1]
@@ -325,6 +327,28 @@ def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
             "mpm_data": mpm["test"]}
 
 
+DIFFUSION_MODEL = {"network": "meshgraphnet", "network_args": {"latent": 32, "steps": 4, "hidden_layers": 2},
+                   "fields": ["temperature"], "scalars": ["kappa"], "noise_std": 0.003,
+                   "family_args": {"node_inputs": ["source", "advection"], "bundle": 8}}
+
+
+def diffusion_model(quick: bool, seconds: float, out: Path, resume: bool = False) -> Path:
+    """Train the diffusion3d surrogate the bench times when no checkpoint is given: a small
+    MeshGraphNet (latent 32, 4 message-passing steps) of temperature on the recipe's ``coarse``
+    size (~2.2k nodes, generated with our solver when missing), conditioned on the conductivity
+    and reading the source density and the advection velocity at every node, eight frames per
+    call (temporal bundling); ``seconds`` of CPU, resumable."""
+    from solvers.recipes import generate, load_recipe
+
+    data = generate(load_recipe(ROOT / "datasets" / "diffusion3d.yaml"), "coarse")
+    summary = train_for_budget({
+        "model": DIFFUSION_MODEL, "data": {"train": str(data["train"]), "batch_size": 2},
+        "optim": {"lr": 1e-3, "lr_final": 1e-5},
+        "train": {"steps": 1, "out": str(out / "diffusion"), "checkpoint_every": 500}},
+        20.0 if quick else seconds, resume=resume)
+    return Path(summary["checkpoint"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -347,7 +371,10 @@ def main() -> None:
                     help="mesh size of the coarse diffusion3d baseline (default 0.065: ~2.2k nodes)")
     ap.add_argument("--diffusion-checkpoint",
                     help="a mesh model of diffusion3d temperature trained at --diffusion-coarse (the recipe's coarse "
-                         "size), reading the source as a node input: timed and scored as the coarse solve is")
+                         "size), reading the source as a node input: timed and scored as the coarse solve is "
+                         "(default: one trained here for --diffusion-train-seconds)")
+    ap.add_argument("--diffusion-train-seconds", type=float, default=7200.0,
+                    help="CPU seconds of the diffusion3d surrogate's training when no checkpoint is given")
     ap.add_argument("--png", help="the time-per-frame plot (default: --json's path with .png)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
@@ -397,17 +424,17 @@ def main() -> None:
     if sizes:
         steps = args.diffusion_steps or (10 if args.quick else 100)
         res["diffusion_steps"], res["diffusion_coarse_mesh_size"] = steps, args.diffusion_coarse
-        ckpt = Path(args.diffusion_checkpoint) if args.diffusion_checkpoint else None
+        ckpt = Path(args.diffusion_checkpoint) if args.diffusion_checkpoint else \
+            diffusion_model(args.quick, args.diffusion_train_seconds, Path(args.out), resume=True)
         by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps, checkpoint=ckpt)
         res.update({f"diffusion_{k}": v for k, v in by_size.items()})
-        lines = {"solver (P1, implicit Euler)": by_size["solver_frame_s"],
-                 f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"]}
-        if ckpt is not None:
-            res["diffusion_checkpoint"] = str(ckpt)
-            res["diffusion_speedup_large"] = by_size["speedup"][-1]
-            res["diffusion_rel_err_large"] = by_size["rel_err"][-1]
-            lines["MeshGraphNet on the coarse mesh, interpolated"] = by_size["surrogate_frame_s"]
-        panels.append(("diffusion3d", by_size["nodes"], lines))
+        res["diffusion_checkpoint"] = str(ckpt)
+        res["diffusion_speedup_large"] = by_size["speedup"][-1]
+        res["diffusion_rel_err_large"] = by_size["rel_err"][-1]
+        panels.append(("diffusion3d", by_size["nodes"], {
+            "solver (P1, implicit Euler)": by_size["solver_frame_s"],
+            f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"],
+            "MeshGraphNet on the coarse mesh, interpolated": by_size["surrogate_frame_s"]}))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png and panels:
         sizes_png(panels, Path(png))

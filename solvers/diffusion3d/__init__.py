@@ -51,9 +51,9 @@ def box_with_hole(cx: float, cy: float, radius: float, height: float, size: floa
 @dataclass
 class HeatCase:
     """One drawn case, ready to step: ``mesh`` (with node types, FIXED on Dirichlet nodes, and the
-    ``source`` point data), its ``solver``, the initial temperature ``initial`` (0, the Dirichlet
-    values on their nodes), the Dirichlet values ``boundary`` (in the order of
-    ``solver.fixed``) and the trajectory ``params``."""
+    ``source`` density and ``advection`` velocity as point data), its ``solver``, the initial
+    temperature ``initial`` (0, the Dirichlet values on their nodes), the Dirichlet values
+    ``boundary`` (in the order of ``solver.fixed``) and the trajectory ``params``."""
 
     mesh: Mesh
     solver: HeatSolver
@@ -100,7 +100,9 @@ def heat_case(params: dict[str, Any], seed: int) -> HeatCase:
     bc = np.where(on_hole, t_hole, 0.0)[dirichlet]
     T[dirichlet] = bc
     nt = np.where(dirichlet, NodeType.FIXED, NodeType.INTERIOR).astype(np.int32)
-    mesh = Mesh(mesh.points, mesh.cells, point_data={"source": source.astype(np.float32)}, node_type=nt)
+    advection = np.broadcast_to(velocity.astype(np.float32), x.shape).copy()  # uniform here; a field in general
+    mesh = Mesh(mesh.points, mesh.cells, point_data={"source": source.astype(np.float32), "advection": advection},
+                node_type=nt)
     return HeatCase(mesh, solver, T, bc, {
         "hole_centre": [float(cx), float(cy)], "hole_radius": radius, "hole_temperature": t_hole, "kappa": kappa,
         "velocity": velocity.tolist(), "mesh_size": float(p["mesh_size"]), "height": float(p["height"]),

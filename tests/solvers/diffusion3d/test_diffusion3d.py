@@ -33,6 +33,10 @@ def test_trajectory_holds_boundary_values_and_round_trips(tmp_path):
     np.testing.assert_array_equal(T[:, fixed], np.broadcast_to(T[0, fixed], T[:, fixed].shape))
     assert T[-1, ~fixed].max() > T[0, ~fixed].max()  # the sources and the hot hole heat the block
     assert list(traj.mesh.cells) == ["tetra"]
+    # the model inputs a surrogate reads at every node: the source density and the advection velocity
+    assert traj.mesh.point_data["source"].shape == (traj.mesh.num_points,)
+    np.testing.assert_allclose(traj.mesh.point_data["advection"],
+                               np.broadcast_to(traj.params["velocity"], (traj.mesh.num_points, 3)), rtol=1e-6)
     again = generate({"mesh_size": 0.08, "num_steps": 5}, 3)
     # part by part, so that a difference names what differs (mesh, connectivity or the solve)
     np.testing.assert_array_equal(again.mesh.points, traj.mesh.points)
