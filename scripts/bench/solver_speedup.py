@@ -42,7 +42,13 @@ diffusion_coarse_nodes, diffusion_coarse_plan_s, diffusion_coarse_frame_s, diffu
 diffusion_coarse_rel_err: one diffusion3d case meshed for each size, our solver timed per frame over
 the whole run, and the baseline any surrogate of it must beat: the same case solved on one coarse
 mesh and interpolated (P1) to the fine nodes every frame, with its relative L2 error at the last
-frame; and the learned surrogate (--diffusion-checkpoint, or trained here on the recipe's coarse
+frame; cfd_large_* (the finest --scales case solved over --large-frames stored frames as the reference:
+cfd_large_nodes, _frames, _truth_solve_s, _frame_s, _solver_frame_s, _speedup and the flow metrics
+_mean_field_rrmse, _fluct_rrmse, _shedding_freq_err of the surrogate rolled out on the recipe's mesh and
+interpolated (P1) to the fine one; the same metrics as _coarse_solver_* for our solver at the recipe's
+resolution interpolated, and _direct_* for the surrogate rolled out on the fine mesh itself),
+cfd_speedup_large and cfd_mean_field_rrmse_large (the interpolated surrogate's); and the learned surrogate
+(--diffusion-checkpoint, or trained here on the recipe's coarse
 size): diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err and
 diffusion_surrogate_coarse_rel_err per size, diffusion_speedup_large and diffusion_rel_err_large (the
 largest size): the learned model rolled out on the coarse mesh and interpolated the same way;
@@ -58,6 +64,18 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, report
 from _mesh_models import set_threads, train_for_budget
+
+
+def load(checkpoint: Path, correction: str | None = None):
+    """``sim.load(checkpoint)``, a mesh model set to roll out with ``correction`` when given."""
+    import sim
+
+    surrogate = sim.load(checkpoint)
+    if correction is not None:
+        from sim.families.mesh import set_correction
+
+        set_correction(getattr(surrogate, "members", None) or surrogate.simulator, correction)
+    return surrogate
 
 
 def cfd_solver_frame_s(traj, frames: int, warmup: float) -> float:
@@ -94,14 +112,14 @@ def cfd_scaled(traj, scale: float, frames: int, warmup: float) -> tuple[float, o
     return per, start
 
 
-def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup: float) -> dict[str, list]:
+def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup: float,
+                correction: str | None = None) -> dict[str, list]:
     """Solver and surrogate CPU seconds per frame on the same case meshed at each scale (the
     surrogate as trained, applied to the finer meshes: its time, not its accuracy there)."""
-    import sim
 
     out: dict[str, list] = {k: [] for k in ("nodes", "solver_frame_s", "surrogate_frame_s", "surrogate_frame_s_bf16",
                                             "speedup", "speedup_bf16")}
-    surrogate = sim.load(checkpoint)
+    surrogate = load(checkpoint, correction)
     for scale in scales:
         solver_s, start = cfd_scaled(traj, scale, frames, warmup)
         times = {}
@@ -120,6 +138,85 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
         print(f"scale {scale:g}: {start.mesh.num_points} nodes, solver {solver_s * 1e3:.0f} ms/frame, surrogate "
               f"{times['fp32'] * 1e3:.0f} ms (bf16 {times['bf16'] * 1e3:.0f} ms)", flush=True)
     return out
+
+
+def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s: float | None = None,
+              correction: str | None = None) -> dict[str, object]:
+    """The cylinder case of ``traj`` (a stored trajectory at the recipe's resolution) solved
+    ``scale`` times finer over its first ``frames`` stored steps (same geometry, inflow, warm-up
+    and solver step rule), and three ways to predict that fine flow, each scored with the flow
+    metrics (time-mean and fluctuation relative RMSE, shedding frequency) against it:
+
+    - ``decode``: the surrogate rolled out on the recipe's mesh (from the trajectory's first
+      frame, its boundary values) and interpolated (P1) to the fine nodes every frame, the
+      prescribed fine nodes (inflow, walls, cylinder) set to their values: its CPU seconds per
+      frame (rollout plus interpolation) and, given the fine solver's ``solver_frame_s``, the
+      speedup;
+    - ``coarse_solver``: the trajectory itself (our solver at the recipe's resolution)
+      interpolated the same way: what the coarse resolution alone loses;
+    - ``direct``: the surrogate rolled out on the fine mesh itself from the fine flow's first
+      frame (resolution transfer: it was trained on the recipe's meshes).
+
+    ``correction``: the rollout correction to run the surrogate with (default: its own)."""
+    from sim.mesh import Mesh, NodeType
+    from sim.mesh.interp import p1_matrix
+    from sim.rollout.flow import FlowStatistics
+    from solvers.cfd.cylinder import GEOMETRY, solve
+    from solvers.cfd.geometry import Channel, channel_mesh
+
+    p = traj.params
+    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
+    fine = channel_mesh(channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
+    values = {**{k: p[k] for k in GEOMETRY if k in p}, "mesh_size": p["mesh_size"] / scale,
+              "mesh_size_min": p["mesh_size_min"] / scale}
+    drawn = Mesh(fine.points, fine.cells, node_type=fine.node_type,
+                 field_data={k: np.array([float(v)]) for k, v in values.items()})
+    n = min(frames, traj.num_steps - 1) + 1
+    t = time.process_time()
+    truth = solve(drawn, {"dt_store": float(traj.dt), "num_steps": n, "warmup": p["warmup"]})
+    truth_s = time.process_time() - t
+    true_v = truth.point_fields["velocity"]
+    prescribed = fine.node_type != int(NodeType.INTERIOR)
+    prescribed &= fine.node_type != int(NodeType.OUTFLOW)
+    decode = p1_matrix(traj.mesh.points, traj.mesh.cells, fine.points)
+
+    def scored(frames_fine) -> dict[str, float]:
+        stats = FlowStatistics(fine, p, "velocity", true_v, 0.0, float(traj.dt))
+        for k, v in enumerate(frames_fine):
+            stats.write(k * float(traj.dt), point_fields={"velocity": v})
+        m = stats.metrics()
+        return {k: float(m[k]) for k in ("mean_field_rrmse", "fluct_rrmse", "shedding_freq_err") if k in m}
+
+    def to_fine(coarse_frames) -> list[np.ndarray]:
+        out = []
+        for k, v in enumerate(coarse_frames):
+            f = decode @ np.asarray(v, dtype=np.float64)
+            f[prescribed] = true_v[k][prescribed]
+            out.append(f)
+        return out
+
+    res: dict[str, object] = {"nodes": int(fine.num_points), "frames": n - 1, "truth_solve_s": truth_s}
+    surrogate = load(checkpoint, correction)
+    surrogate.rollout(traj, 1)  # warm-up
+    t = time.process_time()
+    pred = surrogate.rollout(traj, n - 1)
+    rollout_s = time.process_time() - t
+    t = time.process_time()
+    decoded = to_fine(pred.point_fields["velocity"])
+    per = (rollout_s + time.process_time() - t) / (n - 1)
+    res["frame_s"] = per
+    if solver_frame_s is not None:
+        res["solver_frame_s"], res["speedup"] = solver_frame_s, solver_frame_s / per
+    res.update(scored(decoded))
+    res.update({f"coarse_solver_{k}": v for k, v in scored(to_fine(traj.point_fields["velocity"][:n])).items()})
+    start = type(traj)(fine, truth.times, point_fields={"velocity": true_v}, dt=traj.dt, params=dict(p))
+    direct = surrogate.rollout(start, n - 1)
+    res.update({f"direct_{k}": v for k, v in scored(direct.point_fields["velocity"]).items()})
+    print(f"cylinder x{scale:g} ({fine.num_points} nodes, {n - 1} frames): interpolated surrogate "
+          f"{per * 1e3:.1f} ms/frame, mean-flow {res['mean_field_rrmse']:.3f}, fluctuation {res['fluct_rrmse']:.3f}; "
+          f"coarse solver interpolated {res['coarse_solver_mean_field_rrmse']:.3f}; surrogate on the fine mesh "
+          f"{res['direct_mean_field_rrmse']:.3f}", flush=True)
+    return res
 
 
 def sizes_png(panels: list[tuple[str, list[int], dict[str, list[float]]]], path: Path) -> None:
@@ -256,12 +353,12 @@ def mpm_solver_frame_s(traj, frames: int) -> float:
     return (time.process_time() - t) / (frames + 1)
 
 
-def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32"
+def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32",
+                    correction: str | None = None
                     ) -> tuple[float, object, int]:
     """CPU seconds per frame of the surrogate's rollout of ``traj``, the rollout and its frames."""
-    import sim
 
-    surrogate = sim.load(checkpoint)
+    surrogate = load(checkpoint, correction)
     if precision != "fp32":
         surrogate.set_precision(precision)
     return _timed(surrogate, traj, frames)
@@ -275,12 +372,11 @@ def _timed(surrogate, traj, frames: int | None) -> tuple[float, object, int]:
     return (time.process_time() - t) / n, out, n
 
 
-def compiled_frame_s(checkpoint: Path, traj) -> tuple[float, object, float]:
+def compiled_frame_s(checkpoint: Path, traj, correction: str | None = None) -> tuple[float, object, float]:
     """CPU seconds per frame of the rollout through torch.compile, timed after a 3-frame rollout
     that compiles; the rollout, and the CPU seconds of that first rollout (the compile's cost)."""
-    import sim
 
-    surrogate = sim.load(checkpoint).set_compile()
+    surrogate = load(checkpoint, correction).set_compile()
     t = time.process_time()
     surrogate.rollout(traj, 3)
     compile_s = time.process_time() - t
@@ -288,12 +384,12 @@ def compiled_frame_s(checkpoint: Path, traj) -> tuple[float, object, float]:
     return per, out, compile_s
 
 
-def sweep(checkpoint: Path, traj, queries: int, frames: int, solver_frame_s: float) -> dict[str, object]:
+def sweep(checkpoint: Path, traj, queries: int, frames: int, solver_frame_s: float, correction: str | None = None
+          ) -> dict[str, object]:
     """CPU seconds per simulated frame of a viscosity sweep run as one batch, and the speedup over
     the solver run once per query (its seconds per frame); null for a model without ``nu``."""
-    import sim
 
-    surrogate = sim.load(checkpoint)
+    surrogate = load(checkpoint, correction)
     if "nu" not in surrogate.describe().get("scalars", []):
         return {"sweep_queries": queries, "sweep_frame_s": None, "sweep_speedup": None}
     nu = float(traj.params["nu"])
@@ -363,6 +459,10 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="*",
                     help="mesh refinements of the cylinder case timed (default 1 2 3.9: ~1.7k, 7k, 25k nodes; "
                          "quick 1 1.5; none: skip)")
+    ap.add_argument("--large-frames", type=int,
+                    help="stored frames of the finest cylinder case solved and predicted for the error there (default: "
+                         "the test trajectory's; quick 10; 0: skip)")
+    ap.add_argument("--correction", help="rollout correction of the cylinder surrogate (default: its own)")
     ap.add_argument("--diffusion-sizes", type=int, nargs="*",
                     help="nodes of the diffusion3d meshes timed (default 10000 50000 200000; quick 3000 8000; "
                          "none: skip)")
@@ -393,7 +493,7 @@ def main() -> None:
         traj = s.read(s.names()[0])
     res["cfd_nodes"] = traj.mesh.num_points
     res["cfd_solver_frame_s"] = cfd_solver_frame_s(traj, frames, warmup=0.2 if args.quick else 0.5)
-    per, out, n = rollout_frame_s(cfd_ckpt, traj)
+    per, out, n = rollout_frame_s(cfd_ckpt, traj, correction=args.correction)
     res["cfd_surrogate_frame_s"], res["cfd_rollout_frames"] = per, n
     res["cfd_speedup"] = res["cfd_solver_frame_s"] / per
     truth = traj.point_fields["velocity"][n]
@@ -402,20 +502,28 @@ def main() -> None:
         return float(np.linalg.norm(rollout.point_fields["velocity"][-1] - truth) / np.linalg.norm(truth))
 
     res["cfd_final_rel_err"] = final_rel_err(out)
-    per, out, _ = rollout_frame_s(cfd_ckpt, traj, precision="bf16")
+    per, out, _ = rollout_frame_s(cfd_ckpt, traj, precision="bf16", correction=args.correction)
     res["cfd_surrogate_frame_s_bf16"], res["cfd_speedup_bf16"] = per, res["cfd_solver_frame_s"] / per
     res["cfd_final_rel_err_bf16"] = final_rel_err(out)
-    per, out, res["cfd_compile_s"] = compiled_frame_s(cfd_ckpt, traj)
+    per, out, res["cfd_compile_s"] = compiled_frame_s(cfd_ckpt, traj, args.correction)
     res["cfd_surrogate_frame_s_compiled"], res["cfd_speedup_compiled"] = per, res["cfd_solver_frame_s"] / per
     res["cfd_final_rel_err_compiled"] = final_rel_err(out)
     res.update(sweep(cfd_ckpt, traj, args.sweep or (3 if args.quick else 8), min(n, 50),
-                     res["cfd_solver_frame_s"]))
+                     res["cfd_solver_frame_s"], args.correction))
     panels: list = []
     scales = args.scales if args.scales is not None else ([1.0, 1.5] if args.quick else [1.0, 2.0, 3.9])
     if scales:
         res["cfd_scales"] = scales
-        by_scale = scale_sweep(cfd_ckpt, traj, scales, frames, warmup=0.2 if args.quick else 0.5)
+        by_scale = scale_sweep(cfd_ckpt, traj, scales, frames, warmup=0.2 if args.quick else 0.5,
+                               correction=args.correction)
         res.update({f"cfd_scale_{k}": v for k, v in by_scale.items()})
+        large_frames = args.large_frames if args.large_frames is not None else (10 if args.quick else traj.num_steps)
+        if large_frames:
+            large = cfd_large(cfd_ckpt, traj, max(scales), large_frames,
+                              by_scale["solver_frame_s"][int(np.argmax(scales))], args.correction)
+            res.update({f"cfd_large_{k}": v for k, v in large.items()})
+            res["cfd_speedup_large"] = large["speedup"]
+            res["cfd_mean_field_rrmse_large"] = large["mean_field_rrmse"]
         panels.append(("cylinder flow", by_scale["nodes"], {
             "solver (Navier-Stokes, P2-P1)": by_scale["solver_frame_s"], "MeshGraphNet": by_scale["surrogate_frame_s"],
             "MeshGraphNet, bf16": by_scale["surrogate_frame_s_bf16"]}))
