@@ -369,8 +369,10 @@ def particle_spec(sim: nn.Module) -> Spec:
                     "the next positions: v = (x_t - x_{t-1}) / dt + dt * acceleration, x_{t+1} = x_t + dt * v, "
                     "kept inside the bounds")]
     if c["sample_ratio"] < 1:
-        consts["note"] = (f"trained on a sparse subset ({c['sample_ratio']:g} of the particles, "
-                          f"{c['sampling']} sampling): give it such a subset (ParticleSimulator.sparse_indices)")
+        share = f"{c['sample_ratio']:g} of the particles" if c.get("sample_rule", "ratio") == "ratio" else \
+            f"as far apart as {c['sample_ratio']:g} of particles {c['reference_spacing']:.4g} apart"
+        consts["note"] = (f"trained on a sparse subset ({share}, {c['sampling']} sampling): give it such a subset "
+                          "(ParticleSimulator.sparse_indices)")
     return Spec("particle", c["network"], inputs, outputs, consts)
 
 

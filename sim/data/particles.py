@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from sim.data.sampling import sparse_subset, trajectory_seed
+from sim.data.sampling import (
+    SAMPLE_RULES,
+    particle_spacing,
+    spacing_ratio,
+    sparse_subset,
+    trajectory_seed,
+)
 from sim.data.store_dataset import StoreDataset
 from sim.errors import SimError
 from sim.graph import knn_bipartite
@@ -110,6 +116,11 @@ class ParticleWindowDataset(StoreDataset):
         sample_ratio: fraction of each trajectory's particles kept (1: all, GNS baseline).
         sampling: ``"fps"`` or ``"random"`` (see :mod:`sim.data.sampling`).
         seed: base seed of the per-trajectory subsets.
+        sample_rule: ``"ratio"`` (``sample_ratio`` of every trajectory's particles) or
+            ``"spacing"`` (the sparse nodes as far apart as ``sample_ratio`` makes them on
+            particles ``reference_spacing`` apart: :func:`~sim.data.sampling.spacing_ratio`).
+        reference_spacing: for ``"spacing"``, default: the median particle spacing of the
+            store's trajectories (their first frames), kept as :attr:`reference_spacing`.
         dense_queries: when > 0, each sample also carries up to this many particles of the
             full set at the last frame (for training the dense decoder): their reference
             positions, displacements and their ``decoder_neighbors`` nearest sparse nodes
@@ -125,14 +136,20 @@ class ParticleWindowDataset(StoreDataset):
 
     def __init__(self, path: str | os.PathLike, history: int = 6, sample_ratio: float = 1.0, sampling: str = "fps",
                  seed: int = 0, dense_queries: int = 0, decoder_neighbors: int = 16,
-                 entries: list[str] | None = None, cache: int = 64):
+                 entries: list[str] | None = None, cache: int = 64, sample_rule: str = "ratio",
+                 reference_spacing: float | None = None):
         if history < 3:
             raise ValueError("a particle window needs at least 3 positions (2 velocities)")
         self.path = Path(path)
         self.history, self.sample_ratio, self.sampling, self.seed = history, sample_ratio, sampling, seed
         self.dense_queries, self.decoder_neighbors, self.cache = dense_queries, decoder_neighbors, cache
+        if sample_rule not in SAMPLE_RULES:
+            raise ValueError(f"unknown sample rule {sample_rule!r} (known: {', '.join(SAMPLE_RULES)})")
+        self.sample_rule = sample_rule
+        self.reference_spacing = reference_spacing
         self.statistics = ParticleStatistics.from_store(self.path)
         self.index: list[tuple[str, int]] = []
+        spacings = []
         with Store(self.path) as store:
             for name in (entries if entries is not None else store.names()):
                 e = store.entry(name)
@@ -146,6 +163,10 @@ class ParticleWindowDataset(StoreDataset):
                     raise SimError(f"entry {name!r} has frame step {float(dt):g} but the statistics were computed "
                                    f"with {self.statistics.dt:g}", self.path)
                 self.index += [(name, t) for t in range(history - 1, e.num_steps - 1)]
+                if sample_rule == "spacing" and reference_spacing is None and len(spacings) < 16:
+                    spacings.append(particle_spacing(e.positions[0]))
+        if spacings:
+            self.reference_spacing = float(np.median(spacings))
         if not self.index:
             raise SimError(f"no trajectory has the {history + 1} frames a window needs", self.path)
         self._reset_store()
@@ -161,7 +182,9 @@ class ParticleWindowDataset(StoreDataset):
             pos = np.asarray(entry.positions[()], dtype=np.float32)
             mesh = entry.mesh()
             types = mesh.point_data.get(PARTICLE_TYPE, np.zeros(mesh.num_points, dtype=np.int64))
-            sparse = sparse_subset(pos[0], self.sample_ratio, self.sampling, trajectory_seed(self.seed, name))
+            ratio = self.sample_ratio if self.sample_rule == "ratio" else \
+                spacing_ratio(pos[0], self.sample_ratio, self.reference_spacing)
+            sparse = sparse_subset(pos[0], ratio, self.sampling, trajectory_seed(self.seed, name))
             item = {"positions": pos, "types": np.asarray(types, dtype=np.int64), "sparse": sparse}
             if self.dense_queries > 0:
                 item["neighbors"], _ = knn_bipartite(pos[0], pos[0][sparse], min(self.decoder_neighbors, len(sparse)))

@@ -7,6 +7,13 @@
 both in the reference configuration (the first frame), with ``ceil(ratio * N)`` particles
 (at least ``minimum``). The seed of a trajectory comes from a base seed and the entry
 name, so training, validation and rollout pick the same subset of a trajectory.
+
+A fixed ratio keeps the sparse nodes' count proportional to the particles': a set sampled
+twice as finely (in 2D, four times the particles) gets four times the nodes, half as far
+apart, and a network trained on the first sees a graph of another resolution. The
+``"spacing"`` rule (:func:`spacing_ratio`) keeps the nodes as far apart as in training
+instead: the ratio shrinks with the particles' spacing, so the network's cost stays that of
+the training resolution and only the dense decoding grows with the particles.
 """
 
 from __future__ import annotations
@@ -42,6 +49,30 @@ def subset_size(num_points: int, ratio: float, minimum: int = 8) -> int:
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"the sampling ratio must be in (0, 1], got {ratio}")
     return min(num_points, max(minimum, math.ceil(ratio * num_points)))
+
+
+SAMPLE_RULES = ("ratio", "spacing")
+
+
+def particle_spacing(points: np.ndarray) -> float:
+    """The median distance from a particle to its nearest neighbour (0 for fewer than 2)."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2:
+        return 0.0
+    d, _ = cKDTree(points).query(points, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def spacing_ratio(points: np.ndarray, ratio: float, reference_spacing: float) -> float:
+    """The sampling ratio that keeps sparse nodes as far apart on ``points`` (N, d) as ``ratio``
+    keeps them on particles ``reference_spacing`` apart: ``ratio * (s / reference_spacing) ** d``
+    for particles ``s`` apart (:func:`particle_spacing`), at most 1."""
+    if not reference_spacing > 0:
+        raise ValueError(f"the reference spacing must be > 0, got {reference_spacing}")
+    s = particle_spacing(points)
+    return min(1.0, max(ratio * (s / reference_spacing) ** np.shape(points)[1], 1e-9))
 
 
 def trajectory_seed(seed: int, name: str) -> int:

@@ -39,6 +39,9 @@ class ParticleOptions:
     history: int = 6
     sample_ratio: float = 1.0
     sampling: Literal["fps", "random"] = "fps"
+    # "ratio": sample_ratio of any particle set; "spacing": the sparse nodes as far apart as in
+    # training on any particle set (a finer set runs at the training resolution and is decoded)
+    sample_rule: Literal["ratio", "spacing"] = "ratio"
     sampling_seed: int = 0
     connectivity_radius: float | None = None
     type_embedding: int = 16
@@ -85,6 +88,7 @@ class ParticleFamily(Family):
         dense = cfg.data.dense_queries if a["decoder"] is not None else 0
         return ParticleWindowDataset(cfg.data.train, history=a["history"], sample_ratio=a["sample_ratio"],
                                      sampling=a["sampling"], seed=a["sampling_seed"], dense_queries=dense,
+                                     sample_rule=a["sample_rule"],
                                      decoder_neighbors=int((a["decoder"] or {}).get("neighbors", 16)))
 
     def build_model(self, cfg: Any, dataset: Any) -> Any:
@@ -94,6 +98,7 @@ class ParticleFamily(Family):
         m = cfg.model
         net_args = {**(preset_args(m.network, m.preset) if m.preset else {}), **m.network_args}
         return ParticleSimulator(m.network, net_args, dataset.statistics.to_dict(), noise_std=float(m.noise_std),
+                                 reference_spacing=getattr(dataset, "reference_spacing", None),
                                  **self.simulator_args(cfg))
 
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:

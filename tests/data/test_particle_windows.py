@@ -131,3 +131,69 @@ def test_sparse_windows_batch_with_their_decoder_neighbours(store):
     t = a.step
     q = np.flatnonzero((pos[0][:, None] == a.query_reference.numpy()[None]).all(-1).any(1))
     np.testing.assert_allclose(a.query_displacement.numpy(), pos[t][q] - pos[0][q], atol=1e-7)
+
+
+def test_the_spacing_rule_keeps_the_sparse_nodes_as_far_apart_on_a_finer_set():
+    """A block sampled twice as finely (four times the particles in 2D): a fixed ratio gives four
+    times the nodes, the spacing rule the same count and node spacing as on the training set."""
+    from sim.data.sampling import particle_spacing, spacing_ratio
+
+    def block(h):
+        g = np.arange(0.2, 0.6, h)
+        rng = np.random.default_rng(0)
+        return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2) + rng.uniform(-0.1, 0.1, (len(g) ** 2, 2)) * h
+
+    coarse, fine = block(0.01), block(0.005)
+    assert len(fine) == 4 * len(coarse)
+    s = particle_spacing(coarse)
+    assert 0.007 < s < 0.011 and 0.4 < particle_spacing(fine) / s < 0.6
+    assert spacing_ratio(coarse, 0.05, s) == pytest.approx(0.05)
+    r = spacing_ratio(fine, 0.05, s)
+    assert len(sparse_subset(fine, 0.05)) == 4 * len(sparse_subset(coarse, 0.05))
+    a, b = sparse_subset(coarse, 0.05, "fps", 1), sparse_subset(fine, r, "fps", 1)
+    assert abs(len(b) - len(a)) <= 0.15 * len(a)
+    assert particle_spacing(fine[b]) == pytest.approx(particle_spacing(coarse[a]), rel=0.15)
+    assert spacing_ratio(coarse, 0.9, particle_spacing(fine)) == 1.0  # a coarser set: never more than all
+    with pytest.raises(ValueError, match="reference spacing"):
+        spacing_ratio(fine, 0.05, 0.0)
+
+
+def test_a_spacing_model_samples_a_finer_set_at_its_training_spacing(store, tmp_path):
+    ds = ParticleWindowDataset(store, sample_ratio=0.1, sample_rule="spacing")
+    with Store(store) as s:
+        first = s.entry(s.names()[0]).positions[0]
+    from sim.data.sampling import particle_spacing
+
+    assert ds.reference_spacing == pytest.approx(particle_spacing(first), rel=0.3)
+    stats = ds.statistics.to_dict()
+    ratio_model = ParticleSimulator("meshgraphnet", {"latent": 8, "steps": 1}, stats, sample_ratio=0.1)
+    assert "sample_rule" not in ratio_model.config  # a ratio model's configuration is as before
+    model = ParticleSimulator("meshgraphnet", {"latent": 8, "steps": 1}, stats, sample_ratio=0.1,
+                              sample_rule="spacing", reference_spacing=ds.reference_spacing)
+    assert model.config["sample_rule"] == "spacing"
+    a = ds[0]
+    np.testing.assert_array_equal(model.sparse_indices(ds.trajectory(a.entry)["positions"][0], a.entry),
+                                  ds.trajectory(a.entry)["sparse"])  # training and rollout pick the same nodes
+    # the same bodies with four particles where there was one (each split into a 2 x 2 cluster)
+    h = ds.reference_spacing / 4
+    finer = np.concatenate([first + np.array(o) for o in [(-h, -h), (-h, h), (h, -h), (h, h)]])
+    n_ratio = len(ratio_model.sparse_indices(finer))
+    n_spacing = len(model.sparse_indices(finer))
+    assert n_ratio == subset_size(len(finer), 0.1)
+    assert n_spacing < 0.5 * n_ratio
+    with pytest.raises(ValueError, match="reference_spacing"):
+        ParticleSimulator("meshgraphnet", {"latent": 8, "steps": 1}, stats, sample_ratio=0.1, sample_rule="spacing")
+
+
+def test_the_family_records_the_training_spacing_in_the_model(store):
+    from sim.families import get_family
+    from sim.train import Config
+
+    cfg = Config.from_dict({"model": {"family": "particle", "network": "meshgraphnet",
+                                      "network_args": {"latent": 8, "steps": 1},
+                                      "family_args": {"sample_ratio": 0.1, "sample_rule": "spacing"}},
+                            "data": {"train": str(store)}, "train": {"steps": 1}})
+    family = get_family("particle")
+    ds = family.build_dataset(cfg)
+    model = family.build_model(cfg, ds)
+    assert ds.sample_rule == "spacing" and model.config["reference_spacing"] == ds.reference_spacing > 0

@@ -35,7 +35,7 @@ from torch import nn
 from sim.data.noise import random_walk_noise
 from sim.data.normalizer import Normalizer
 from sim.data.particles import ParticleStatistics, acceleration_target, velocities, wall_distances
-from sim.data.sampling import sparse_subset, trajectory_seed
+from sim.data.sampling import SAMPLE_RULES, spacing_ratio, sparse_subset, trajectory_seed
 from sim.graph import point_cloud_graph
 from sim.models.registry import build_model, register_model
 from sim.nn.dense_decoder import DecodePlan, DenseDecoder
@@ -53,6 +53,10 @@ class ParticleSimulator(nn.Module):
         connectivity_radius: radius of the particle graph (default: see the module docstring).
         sample_ratio: fraction of the particles the network runs on (1: all).
         sampling: ``"fps"`` or ``"random"``.
+        sample_rule: ``"ratio"`` (``sample_ratio`` of any particle set) or ``"spacing"`` (the
+            sparse nodes as far apart as in training on any particle set, so a finer set is
+            run at the training resolution and decoded: :func:`~sim.data.sampling.spacing_ratio`).
+        reference_spacing: the training particles' spacing, for ``"spacing"``.
         sampling_seed: base seed of the per-trajectory subsets.
         noise_std: random-walk noise std on the last velocity, in length per frame.
         type_embedding: width of the particle-type embedding.
@@ -69,7 +73,7 @@ class ParticleSimulator(nn.Module):
                  connectivity_radius: float | None = None, sample_ratio: float = 1.0, sampling: str = "fps",
                  sampling_seed: int = 0, noise_std: float = 0.0, type_embedding: int = 16,
                  max_neighbors: int | None = None, decoder: dict[str, Any] | None = None,
-                 decoder_loss_weight: float = 1.0):
+                 decoder_loss_weight: float = 1.0, sample_rule: str = "ratio", reference_spacing: float | None = None):
         super().__init__()
         stats = ParticleStatistics.from_dict(statistics)
         dim = stats.dim
@@ -84,6 +88,12 @@ class ParticleSimulator(nn.Module):
                        "noise_std": float(noise_std), "type_embedding": type_embedding,
                        "max_neighbors": max_neighbors, "decoder": None if decoder is None else dict(decoder),
                        "decoder_loss_weight": float(decoder_loss_weight)}
+        if sample_rule not in SAMPLE_RULES:
+            raise ValueError(f"unknown sample rule {sample_rule!r} (known: {', '.join(SAMPLE_RULES)})")
+        if sample_rule == "spacing":  # only when used, so ratio checkpoints keep their configuration
+            if reference_spacing is None or not reference_spacing > 0:
+                raise ValueError("the spacing sample rule needs the training particles' reference_spacing (> 0)")
+            self.config.update(sample_rule=sample_rule, reference_spacing=float(reference_spacing))
         self.dim, self.dt, self.radius = dim, stats.dt, float(connectivity_radius)
         node_in = (history - 1) * dim + 2 * dim + type_embedding
         self.network = build_model(network, node_in=node_in, edge_in=dim + 1, out_dim=dim, **network_args)
@@ -97,9 +107,12 @@ class ParticleSimulator(nn.Module):
 
     # -- inputs ---------------------------------------------------------------------------
     def sparse_indices(self, reference: np.ndarray, name: str = "") -> np.ndarray:
-        """The fixed sparse subset of a trajectory (all particles when ``sample_ratio`` is 1)."""
+        """The fixed sparse subset of a trajectory (all particles when ``sample_ratio`` is 1; with the
+        ``"spacing"`` rule, as many as keep the nodes as far apart as in training)."""
         c = self.config
-        return sparse_subset(reference, c["sample_ratio"], c["sampling"], trajectory_seed(c["sampling_seed"], name))
+        ratio = c["sample_ratio"] if c.get("sample_rule", "ratio") == "ratio" else \
+            spacing_ratio(reference, c["sample_ratio"], c["reference_spacing"])
+        return sparse_subset(reference, ratio, c["sampling"], trajectory_seed(c["sampling_seed"], name))
 
     def unit_positions(self, pos: torch.Tensor) -> torch.Tensor:
         lo, hi = self.bounds[:, 0].to(pos.dtype), self.bounds[:, 1].to(pos.dtype)
