@@ -30,6 +30,9 @@ does that with tiny budgets.
 
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
 mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
+mpm_refine and mpm_refined_particles, _solver_frame_s, _surrogate_frame_s, _speedup, _final_rel_err: the
+MPM case's bodies sampled --mpm-refine times finer per axis on a grid as much finer (the second particle
+count; the bench's GIOROM keeps its sparse nodes as far apart as in training, ``sample_rule: spacing``);
 cfd_ and mpm_surrogate_frame_s_bf16, _speedup_bf16, _final_rel_err_bf16; cfd_surrogate_frame_s_compiled,
 cfd_speedup_compiled, cfd_final_rel_err_compiled, cfd_compile_s; sweep_queries,
 sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity);
@@ -353,6 +356,44 @@ def mpm_solver_frame_s(traj, frames: int) -> float:
     return (time.process_time() - t) / (frames + 1)
 
 
+def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int | None = None) -> dict[str, float]:
+    """The trajectory's bodies sampled ``factor`` times finer per axis (each particle split into
+    ``factor**d`` at the offsets of a finer lattice, with its velocity) and our solver on a grid
+    ``factor`` times finer (the recipe's particles per cell): its CPU seconds per frame over
+    ``frames`` frames (default the trajectory's), and the surrogate rolled out on that finer set
+    from the solver's first frames: its CPU seconds per frame, the speedup and its final position
+    error relative to how far the particles moved (as for the recipe's own count)."""
+    from sim.mesh import Mesh, Trajectory
+    from solvers.mpm import Material, MPMSolver
+    from solvers.mpm.scenes import simulate
+
+    p = traj.params
+    d, n_grid, ppc = int(p["dim"]), int(p["n_grid"]) * factor, int(p["ppc"])
+    material = Material(p["material"], E=p["E"], nu=p["nu"], density=p["density"], yield_stress=p["yield_stress"],
+                        friction_deg=p["friction_deg"], viscosity=p["viscosity"])
+    solver = MPMSolver(d, n_grid, [material], gravity=p["gravity"], wall=p["wall"])
+    spacing = solver.dx / ppc
+    grid = np.stack(np.meshgrid(*[np.arange(factor)] * d, indexing="ij"), -1).reshape(-1, d)
+    offsets = (grid - (factor - 1) / 2) * spacing  # the finer lattice around each coarse particle
+    pos = np.asarray(traj.positions, dtype=np.float64)
+    x0 = (pos[0][:, None] + offsets[None]).reshape(-1, d)
+    v0 = np.repeat((pos[1] - pos[0]) / float(traj.dt), len(offsets), axis=0)
+    n = traj.num_steps if frames is None else min(frames + 1, traj.num_steps)
+    t = time.process_time()
+    truth, _ = simulate(solver, x0, v0, spacing, material.density, n, float(traj.dt))
+    solver_s = (time.process_time() - t) / (n - 1)
+    fine = Trajectory(Mesh(x0.astype(np.float32), point_data={"particle_type": np.zeros(len(x0), dtype=np.int64)}),
+                      np.arange(n) * float(traj.dt), positions=truth, dt=float(traj.dt), params=dict(p))
+    per, out, steps = rollout_frame_s(checkpoint, fine)
+    start = truth[n - steps - 1]
+    moved = np.linalg.norm(truth[-1] - start)
+    err = float(np.linalg.norm(out.positions[-1] - truth[-1]) / max(moved, 1e-12))
+    print(f"MPM x{factor} ({len(x0)} particles): solver {solver_s * 1e3:.0f} ms/frame, surrogate {per * 1e3:.1f} ms, "
+          f"{solver_s / per:.1f}x, final error {err:.3f}", flush=True)
+    return {"particles": int(len(x0)), "solver_frame_s": solver_s, "surrogate_frame_s": per,
+            "speedup": solver_s / per, "final_rel_err": err}
+
+
 def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32",
                     correction: str | None = None
                     ) -> tuple[float, object, int]:
@@ -416,7 +457,7 @@ def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
     particle = train_for_budget({
         "model": {"family": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
                   "family_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
-                                  "decoder": {"neighbors": 16}}},
+                                  "decoder": {"neighbors": 16}, "sample_rule": "spacing"}},
         "data": {"train": str(mpm["train"]), "dense_queries": 512}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
         "train": {"steps": 1, "out": str(out / "mpm"), "checkpoint_every": 10**9}}, steps_budget)
     return {"cfd": Path(cfd["checkpoint"]), "cfd_data": cf["test"], "mpm": Path(particle["checkpoint"]),
@@ -463,6 +504,9 @@ def main() -> None:
                     help="stored frames of the finest cylinder case solved and predicted for the error there (default: "
                          "the test trajectory's; quick 10; 0: skip)")
     ap.add_argument("--correction", help="rollout correction of the cylinder surrogate (default: its own)")
+    ap.add_argument("--mpm-refine", type=int, default=2,
+                    help="the MPM case also sampled this many times finer per axis, on a grid as much finer (the "
+                         "second particle count; 1: skip)")
     ap.add_argument("--diffusion-sizes", type=int, nargs="*",
                     help="nodes of the diffusion3d meshes timed (default 10000 50000 200000; quick 3000 8000; "
                          "none: skip)")
@@ -562,6 +606,9 @@ def main() -> None:
     res["mpm_surrogate_frame_s_bf16"], res["mpm_speedup_bf16"] = per, res["mpm_solver_frame_s"] / per
     res["mpm_final_rel_err_bf16"] = float(np.linalg.norm(out.positions[-1] - traj.positions[-1])
                                           / max(moved, 1e-12))
+    if args.mpm_refine > 1:
+        res["mpm_refine"] = args.mpm_refine
+        res.update({f"mpm_refined_{k}": v for k, v in mpm_refined(mpm_ckpt, traj, args.mpm_refine).items()})
     report("solver_speedup", res, args.json)
 
 
