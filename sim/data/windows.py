@@ -78,8 +78,8 @@ class MeshStepDataset(StoreDataset):
     Each item is a ``Data`` with ``state`` (N, F) at t, ``target`` (N, F) at t+1 (fields
     concatenated in ``fields`` order), ``edge_index``, ``edge_attr``, ``node_type``,
     ``mesh_pos``, ``dt``, ``scalars`` (1, S), with node inputs ``static`` (N, K), with
-    ``horizon > 1`` ``future`` (N, horizon - 1, F) at t+2.., with ``history > 1`` ``past`` (N, history - 1, F) at t-history+1..t-1 (oldest
-    first), and ``entry``/``step`` identifying it.
+    ``horizon > 1`` ``future`` (N, horizon - 1, F) at t+2.., with ``history > 1`` ``past``
+    (N, history - 1, F) at t-history+1..t-1 (oldest first), and ``entry``/``step`` identifying it.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], entries: list[str] | None = None,
@@ -102,14 +102,7 @@ class MeshStepDataset(StoreDataset):
             self.dims: list[int] | None = None
             for name in names:
                 e = store.entry(name)
-                pf = e.point_fields
-                missing = [f for f in self.fields if f not in pf]
-                if missing:
-                    raise SimError(f"entry {name!r} has no point field(s) {missing} (has {sorted(pf)})", self.path)
-                dims = [int(np.prod(pf[f].shape[2:])) for f in self.fields]
-                if self.dims is not None and dims != self.dims:
-                    raise SimError(f"entry {name!r}: field widths {dims} differ from {self.dims}", self.path)
-                self.dims = dims
+                self.dims = self._widths(name, e.point_fields, self.fields, 2, "point field(s)", "field", self.dims)
                 if self.node_inputs:
                     self._check_node_inputs(e, name)
                 self.scalars[name] = trajectory_scalars(e.attrs.get("params"), self.scalar_names, self.path,
@@ -125,17 +118,23 @@ class MeshStepDataset(StoreDataset):
         the first entry (read from the file's shapes, not the arrays)."""
         pd = entry.point_data
         n = int(entry.attrs.get("num_points", 0))
-        missing = [k for k in self.node_inputs if k not in pd]
-        if missing:
-            raise SimError(f"entry {name!r} has no point data {missing} for the node inputs (has {sorted(pd)})",
-                           self.path)
+        dims = self._widths(name, pd, self.node_inputs, 1, "point data", "node input", self.node_input_dims)
         bad = [k for k in self.node_inputs if pd[k].ndim == 0 or pd[k].shape[0] != n]
         if bad:
             raise SimError(f"entry {name!r}: point data {bad} are not one row per node ({n})", self.path)
-        dims = [int(np.prod(pd[k].shape[1:])) for k in self.node_inputs]
-        if self.node_input_dims is not None and dims != self.node_input_dims:
-            raise SimError(f"entry {name!r}: node input widths {dims} differ from {self.node_input_dims}", self.path)
         self.node_input_dims = dims
+
+    def _widths(self, name: str, arrays: dict, names: list[str], lead: int, kind: str, label: str,
+                known: list[int] | None) -> list[int]:
+        """The widths of ``names`` in an entry's ``arrays`` (beyond ``lead`` axes); one error naming
+        the entry and the missing arrays, or widths that differ from the entries before."""
+        missing = [k for k in names if k not in arrays]
+        if missing:
+            raise SimError(f"entry {name!r} has no {kind} {missing} (has {sorted(arrays)})", self.path)
+        dims = [int(np.prod(arrays[k].shape[lead:])) for k in names]
+        if known is not None and dims != known:
+            raise SimError(f"entry {name!r}: {label} widths {dims} differ from {known}", self.path)
+        return dims
 
     @property
     def num_features(self) -> int:

@@ -25,6 +25,18 @@ def square_mesh(n: int = 7) -> Mesh:
     return Mesh(pts, {"triangle": tri}, node_type=nt)
 
 
+def _square_setup(seed: int) -> tuple[Mesh, np.ndarray, np.ndarray, np.random.Generator]:
+    """The square mesh, its edges, its wall mask and the generator of a store's draws."""
+    mesh = square_mesh()
+    return mesh, cell_edges(mesh.cells, mesh.num_points), mesh.node_type == NodeType.WALL, np.random.default_rng(seed)
+
+
+def _laplacian(u: np.ndarray, ei: np.ndarray) -> np.ndarray:
+    lap = np.zeros(len(u))
+    np.add.at(lap, ei[1], u[ei[0]] - u[ei[1]])
+    return lap
+
+
 def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0,
                     kappas: list[float] | None = None) -> Path:
     """Trajectories of ``u <- u + kappa * L u`` (kappa 0.08, or ``kappas[i]`` for trajectory i,
@@ -40,9 +52,7 @@ def diffusion_store(path: Path, trajectories: int = 4, steps: int = 12, seed: in
             u[0] = rng.random(n)
             u[0][mesh.node_type == NodeType.WALL] = 0.0
             for t in range(1, steps):
-                lap = np.zeros(n)
-                np.add.at(lap, ei[1], u[t - 1][ei[0]] - u[t - 1][ei[1]])
-                u[t] = u[t - 1] + kappa * lap
+                u[t] = u[t - 1] + kappa * _laplacian(u[t - 1], ei)
                 u[t][mesh.node_type == NodeType.WALL] = 0.0
             w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u},
                                 params={} if kappas is None else {"kappa": kappa}))
@@ -53,11 +63,8 @@ def source_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int =
     """Trajectories of ``u <- u + 0.08 L u + rate * s`` with zero walls, ``s`` a random source field of
     each trajectory stored as static point data ``source`` of its mesh: without the source the
     one-step map is ambiguous (two trajectories from one state part ways)."""
-    base = square_mesh()
-    ei = cell_edges(base.cells, base.num_points)
+    base, ei, wall, rng = _square_setup(seed)
     n = base.num_points
-    wall = base.node_type == NodeType.WALL
-    rng = np.random.default_rng(seed)
     with StoreWriter(path) as w:
         for _ in range(trajectories):
             centre = rng.uniform(0.2, 0.8, 2)
@@ -67,9 +74,7 @@ def source_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int =
             u[0] = rng.random(n)
             u[0][wall] = 0.0
             for t in range(1, steps):
-                lap = np.zeros(n)
-                np.add.at(lap, ei[1], u[t - 1][ei[0]] - u[t - 1][ei[1]])
-                u[t] = u[t - 1] + 0.08 * lap + rate * source
+                u[t] = u[t - 1] + 0.08 * _laplacian(u[t - 1], ei) + rate * source
                 u[t][wall] = 0.0
             w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
     return path
@@ -79,11 +84,8 @@ def wave_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0
     """Trajectories of the discrete wave equation ``u_{t+1} = 2 u_t - u_{t-1} + c2 L u_t`` with zero
     walls, from a random state and a random first change: second order in time, so one frame
     does not determine the next (the velocity is not stored) and two frames do."""
-    mesh = square_mesh()
-    ei = cell_edges(mesh.cells, mesh.num_points)
+    mesh, ei, wall, rng = _square_setup(seed)
     n = mesh.num_points
-    wall = mesh.node_type == NodeType.WALL
-    rng = np.random.default_rng(seed)
     with StoreWriter(path) as w:
         for _ in range(trajectories):
             u = np.zeros((steps, n), dtype=np.float32)
@@ -91,9 +93,7 @@ def wave_store(path: Path, trajectories: int = 4, steps: int = 12, seed: int = 0
             u[1] = u[0] + rng.uniform(-0.1, 0.1, n)
             u[:2, wall] = 0.0
             for t in range(1, steps - 1):
-                lap = np.zeros(n)
-                np.add.at(lap, ei[1], u[t][ei[0]] - u[t][ei[1]])
-                u[t + 1] = 2 * u[t] - u[t - 1] + c2 * lap
+                u[t + 1] = 2 * u[t] - u[t - 1] + c2 * _laplacian(u[t], ei)
                 u[t + 1][wall] = 0.0
             w.append(Trajectory(mesh, np.arange(steps) * 0.1, point_fields={"u": u}))
     return path
