@@ -76,7 +76,7 @@ class MeshStepper:
                                f"of the {k} trajectories")
             scalars = torch.as_tensor(np.stack([simulator.scalar_values(p, what=f"trajectory {i}")
                                                 for i, p in enumerate(params)]), device=device)
-        graphs = Batch.from_data_list(per_distinct(meshes, lambda m: self._graph(m))).to(device)
+        graphs = Batch.from_data_list(per_distinct(meshes, self._graph)).to(device)
         self.offsets = np.concatenate([[0], np.cumsum([m.num_points for m in meshes])])
         past = torch.as_tensor(np.concatenate([x[:-1] for x in frames], axis=1).transpose(1, 0, 2),
                                dtype=torch.float32, device=device) if h > 1 else None
