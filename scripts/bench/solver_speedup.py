@@ -144,7 +144,7 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
 
 
 def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s: float | None = None,
-              correction: str | None = None) -> dict[str, object]:
+              correction: str | None = None, cache: Path | None = None) -> dict[str, object]:
     """The cylinder case of ``traj`` (a stored trajectory at the recipe's resolution) solved
     ``scale`` times finer over its first ``frames`` stored steps (same geometry, inflow, warm-up
     and solver step rule), and three ways to predict that fine flow, each scored with the flow
@@ -160,7 +160,9 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     - ``direct``: the surrogate rolled out on the fine mesh itself from the fine flow's first
       frame (resolution transfer: it was trained on the recipe's meshes).
 
-    ``correction``: the rollout correction to run the surrogate with (default: its own)."""
+    ``correction``: the rollout correction to run the surrogate with (default: its own).
+    ``cache``: a store holding the fine solve (written when missing, reused when it was solved
+    for the same case, scale and frames): the reference solve takes over an hour at 25k nodes."""
     from sim.mesh import Mesh, NodeType
     from sim.mesh.interp import p1_matrix
     from sim.rollout.flow import FlowStatistics
@@ -175,9 +177,10 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     drawn = Mesh(fine.points, fine.cells, node_type=fine.node_type,
                  field_data={k: np.array([float(v)]) for k, v in values.items()})
     n = min(frames, traj.num_steps - 1) + 1
-    t = time.process_time()
-    truth = solve(drawn, {"dt_store": float(traj.dt), "num_steps": n, "warmup": p["warmup"]})
-    truth_s = time.process_time() - t
+    truth, truth_s = _cached_solve(cache, {"case": {k: float(v) for k, v in values.items()}, "scale": scale,
+                                           "stored_frames": n}, lambda: solve(drawn, {
+                                               "dt_store": float(traj.dt), "num_steps": n, "warmup": p["warmup"]}))
+    fine = Mesh(truth.mesh.points, truth.mesh.cells, node_type=truth.mesh.node_type)
     true_v = truth.point_fields["velocity"]
     prescribed = fine.node_type != int(NodeType.INTERIOR)
     prescribed &= fine.node_type != int(NodeType.OUTFLOW)
@@ -220,6 +223,29 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
           f"coarse solver interpolated {res['coarse_solver_mean_field_rrmse']:.3f}; surrogate on the fine mesh "
           f"{res['direct_mean_field_rrmse']:.3f}", flush=True)
     return res
+
+
+def _cached_solve(cache: Path | None, key: dict, run) -> tuple[object, float]:
+    """``run()`` (a trajectory) and its CPU seconds, read from the store ``cache`` when it holds
+    the solve of the same ``key`` (written there atomically otherwise)."""
+    import json
+
+    from sim.mesh import Store, StoreWriter
+
+    if cache is not None and Path(cache).exists():
+        with Store(cache) as s:
+            meta = s.metadata
+            if meta.get("key") == json.loads(json.dumps(key)):
+                print(f"reference solve read from {cache}", flush=True)
+                return s.read("truth"), float(meta["solve_s"])
+    t = time.process_time()
+    truth = run()
+    solve_s = time.process_time() - t
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        with StoreWriter(cache, metadata={"key": key, "solve_s": solve_s}) as w:
+            w.append(truth, "truth")
+    return truth, solve_s
 
 
 def sizes_png(panels: list[tuple[str, list[int], dict[str, list[float]]]], path: Path) -> None:
@@ -564,7 +590,8 @@ def main() -> None:
         large_frames = args.large_frames if args.large_frames is not None else (10 if args.quick else traj.num_steps)
         if large_frames:
             large = cfd_large(cfd_ckpt, traj, max(scales), large_frames,
-                              by_scale["solver_frame_s"][int(np.argmax(scales))], args.correction)
+                              by_scale["solver_frame_s"][int(np.argmax(scales))], args.correction,
+                              cache=Path(args.out) / f"cfd_large_x{max(scales):g}.h5")
             res.update({f"cfd_large_{k}": v for k, v in large.items()})
             res["cfd_speedup_large"] = large["speedup"]
             res["cfd_mean_field_rrmse_large"] = large["mean_field_rrmse"]
