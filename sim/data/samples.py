@@ -3,8 +3,9 @@
 :class:`MeshSampleDataset` serves the entries of a store whose samples are meshes (e.g. the
 elasticity shape family): each item is a ``Data`` with the mesh graph (``edge_index``,
 ``edge_attr``, ``node_type``, ``mesh_pos``), the sample's input scalars (``scalars``, (1, S),
-read from the mesh's field data) and the output fields (``target``, (N, F), point data
-concatenated in ``fields`` order). Meshes differ between samples; graphs batch across them.
+read from the mesh's field data), the input point fields (``inputs``, (N, K), when the model
+reads some) and the output fields (``target``, (N, F), point data concatenated in ``fields``
+order). Meshes differ between samples; graphs batch across them.
 """
 
 from __future__ import annotations
@@ -48,11 +49,16 @@ class MeshSampleDataset(torch.utils.data.Dataset):
         fields: output point fields (each (N,) or (N, c)).
         scalars: input scalars (field data of each mesh).
         entries: entry names (default: all).
+        node_inputs: input point fields of each mesh (each (N,) or (N, c)), read at every node.
     """
 
     def __init__(self, path: str | os.PathLike, fields: list[str], scalars: list[str],
-                 entries: list[str] | None = None):
+                 entries: list[str] | None = None, node_inputs: list[str] | None = None):
+        from sim.data.windows import static_node_inputs
+
         self.path, self.fields, self.scalars = Path(path), list(fields), list(scalars)
+        self.node_inputs = list(node_inputs or [])
+        self.node_input_dims: list[int] = []
         self.items: list[Data] = []
         dims = None
         with Store(self.path) as store:
@@ -69,6 +75,16 @@ class MeshSampleDataset(torch.utils.data.Dataset):
                     raise SimError(f"entry {name!r}: field widths {d} differ from {dims}", self.path)
                 dims = d
                 g = mesh_graph(mesh)
+                if self.node_inputs:
+                    where = f"{self.path} entry {name!r}"
+                    inputs = static_node_inputs(mesh.point_data, self.node_inputs, mesh.num_points, where,
+                                                "the sample")
+                    widths = [int(np.prod(np.shape(mesh.point_data[k])[1:])) for k in self.node_inputs]
+                    if self.node_input_dims and widths != self.node_input_dims:
+                        raise SimError(f"entry {name!r}: node input widths {widths} differ from "
+                                       f"{self.node_input_dims}", self.path)
+                    self.node_input_dims = widths
+                    g.inputs = torch.from_numpy(inputs)
                 g.target = torch.from_numpy(target)
                 g.scalars = torch.from_numpy(s)[None]
                 g.entry = name

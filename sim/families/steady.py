@@ -9,6 +9,8 @@ Configuration (``model.family: steady``)::
       preset: cpu
       fields: [u, von_mises]       # output point fields of each sample
       scalars: [E, nu, load]       # input scalars (field data of each sample)
+      family_args:
+        node_inputs: [pressure]    # optional: input point fields of each mesh, read at every node
     data:
       train: datasets/elasticity_shapes/medium/train.h5
       valid: datasets/elasticity_shapes/medium/test.h5
@@ -19,7 +21,7 @@ and components divided by the largest true magnitude), aggregated as an RMS over
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ class SteadyOptions:
     """``model.family_args`` of steady graph models."""
 
     coords: bool = True  # append node coordinates to the node inputs
+    node_inputs: list[str] = field(default_factory=list)  # point fields of each mesh read at every node
 
 
 def rrmse(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -93,7 +96,8 @@ def field_evaluation(predict: Any, data: Path, entries: list[str] | None, fields
 class SteadyFamily(Family):
     """Steady fields: a graph network from a mesh and input scalars to fields in one pass (the
     graph-network baseline of MMGP, as PLAID trains it), without uncertainty of its own. Its
-    inputs are the node types, the scalars and optionally the coordinates."""
+    inputs are the node types, the scalars, optionally input point fields (``node_inputs``) and
+    the coordinates."""
 
     name = "steady"
     model_names = ("steady_simulator",)
@@ -103,7 +107,8 @@ class SteadyFamily(Family):
     def build_dataset(self, cfg: Any) -> Any:
         from sim.data.samples import MeshSampleDataset
 
-        return MeshSampleDataset(cfg.data.train, cfg.model.fields, cfg.model.scalars)
+        return MeshSampleDataset(cfg.data.train, cfg.model.fields, cfg.model.scalars,
+                                 node_inputs=self.parse_options(cfg).node_inputs)
 
     def build_model(self, cfg: Any, dataset: Any) -> Any:
         import dataclasses
@@ -115,7 +120,7 @@ class SteadyFamily(Family):
         args = {**(preset_args(m.network, m.preset) if m.preset else {}), **m.network_args}
         edge_in = int(dataset[0].edge_attr.shape[-1])
         return SteadySimulator(m.network, args, m.fields, dataset.dims, m.scalars, edge_in,
-                               **dataclasses.asdict(self.parse_options(cfg)))
+                               **dataclasses.asdict(self.parse_options(cfg)), node_input_dims=dataset.node_input_dims)
 
     def validate(self, model: Any, cfg: Any, device: Any) -> dict[str, float]:
         """RRMSE per field (RMS over the first ``data.valid_entries`` samples)."""
@@ -152,7 +157,8 @@ class SteadySurrogate(Surrogate):
     def describe(self) -> dict[str, Any]:
         c = self.model.config
         return {**super().describe(), "network": c["network"], "scalars_in": list(c["scalars"]),
-                "fields": dict(zip(c["fields"], c["field_dims"])), "mesh_dim": c["edge_in"] - 1}
+                "fields": dict(zip(c["fields"], c["field_dims"])), "mesh_dim": c["edge_in"] - 1,
+                "node_inputs": dict(zip(c.get("node_inputs", []), c.get("node_input_dims", [])))}
 
     def predict(self, query: Any, **scalars: Any):
         """Fields on ``query``'s nodes as a pyvista grid. ``query``: a Mesh, a pyvista or meshio
