@@ -55,6 +55,12 @@ cfd_speedup_large and cfd_mean_field_rrmse_large (the interpolated surrogate's);
 size): diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err and
 diffusion_surrogate_coarse_rel_err per size, diffusion_speedup_large and diffusion_rel_err_large (the
 largest size): the learned model rolled out on the coarse mesh and interpolated the same way;
+diffusion_corrected_frame_s, _corrected_speedup, _corrected_rel_err, _correction_size per size and
+diffusion_corrected_speedup_large, diffusion_corrected_rel_err_large: the coarse solve with a learned
+correction added to every frame (a steady MeshGraphNet of the fine solution minus the coarse one at the
+coarse nodes, reading the coarse temperature, source and advection: --diffusion-corrector, or trained here
+on --diffusion-corrector-cases cases solved at --diffusion-corrector-nodes), interpolated the same way;
+train_cpu_s: the training CPU seconds of each model measured (train_cpu_hours their sum);
 a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
 
@@ -273,7 +279,7 @@ def sizes_png(panels: list[tuple[str, list[int], dict[str, list[float]]]], path:
 
 
 def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed: int = 7,
-                    checkpoint: Path | None = None) -> dict[str, list]:
+                    checkpoint: Path | None = None, corrector: Path | None = None) -> dict[str, list]:
     """The diffusion3d case of one seed meshed for each of ``nodes`` (about): our solver's CPU
     seconds per frame (after its setup: meshing, assembly and factorisation, reported apart) over
     ``steps`` frames, and the same case solved on one coarse mesh (``coarse_mesh_size``) and
@@ -286,7 +292,12 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
     same way: its rollout on the coarse mesh, each frame interpolated to the fine nodes; its CPU
     seconds per frame (rollout plus interpolation), speedup, relative L2 error at the last frame
     against the fine solver, and at the coarse level against the coarse solver (what it learned
-    apart from what the coarse mesh loses)."""
+    apart from what the coarse mesh loses).
+
+    With ``corrector`` (a steady model of the coarse solution's correction, :func:`diffusion_corrector`)
+    the coarse solve with the learned correction added to every frame runs the same way:
+    ``corrected_frame_s`` (coarse step, correction and interpolation), ``corrected_speedup``,
+    ``corrected_rel_err`` at the last frame."""
     from large_mesh import mesh_size_for
 
     from sim.mesh.interp import p1_matrix
@@ -301,6 +312,10 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
     learned = diffusion_surrogate(checkpoint, coarse, steps) if checkpoint is not None else None
     if learned is not None:
         keys += ("surrogate_frame_s", "speedup", "rel_err", "surrogate_coarse_rel_err")
+        out.update({k: [] for k in keys[-4:]})
+    fixed_up = corrected_coarse(corrector, coarse, steps) if corrector is not None else None
+    if fixed_up is not None:
+        keys += ("corrected_frame_s", "corrected_speedup", "corrected_rel_err", "correction_size")
         out.update({k: [] for k in keys[-4:]})
     for n in nodes:
         t = time.process_time()
@@ -334,6 +349,17 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
             row += [per, solver_s / per, sur_err, coarse_err]
             print(f"diffusion3d {case.mesh.num_points} nodes: learned surrogate {per * 1e3:.2f} ms/frame, "
                   f"{solver_s / per:.1f}x, error {sur_err:.4f} (coarse level {coarse_err:.4f})", flush=True)
+        if fixed_up is not None:
+            frames, step_s, size = fixed_up
+            t = time.process_time()
+            for x in frames:
+                fine = decode @ x
+                fine[fixed] = case.boundary
+            per = step_s + (time.process_time() - t) / len(frames)
+            fix_err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
+            row += [per, solver_s / per, fix_err, size]
+            print(f"diffusion3d {case.mesh.num_points} nodes: coarse solve + learned correction {per * 1e3:.2f} "
+                  f"ms/frame, {solver_s / per:.1f}x, error {fix_err:.4f}", flush=True)
         for k, v in zip(keys, row):
             out[k].append(v)
         print(f"diffusion3d {case.mesh.num_points} nodes: solver {solver_s * 1e3:.1f} ms/frame (setup {setup:.1f} s); "
@@ -363,6 +389,105 @@ def diffusion_surrogate(checkpoint: Path, coarse, steps: int) -> tuple[list[np.n
     frames = [np.asarray(x, dtype=np.float64) for x in traj.point_fields["temperature"][1:]]
     truth = coarse.run(steps)[-1]
     return frames, per, float(np.linalg.norm(frames[-1] - truth) / np.linalg.norm(truth))
+
+
+CORRECTION_FRAMES = (1, 2, 3, 5, 8, 12, 20, 30, 45, 60, 80, 99)
+
+
+def correction_samples(path: Path, cases: int, fine_nodes: int, coarse_mesh_size: float, steps: int,
+                       first_seed: int = 1000) -> Path:
+    """The training samples of a learned correction of the coarse diffusion3d solve, as a store of
+    steady samples (resumable: cases already in it are kept): for each of ``cases`` drawn cases
+    (seeds ``first_seed``, ...; the bench's own case is seed 7, outside them), our solver on the
+    coarse mesh and on a mesh of about ``fine_nodes`` nodes, and at each of the frames
+    ``CORRECTION_FRAMES`` (below ``steps``) one sample on the coarse mesh: point data
+    ``temperature`` (the coarse solution), ``source`` and ``advection`` (inputs) and
+    ``correction`` (the fine solution evaluated at the coarse nodes minus the coarse one: the
+    output), field data ``kappa``."""
+    from large_mesh import mesh_size_for
+    from tqdm import tqdm
+
+    from sim.mesh import Mesh, Store, StoreWriter
+    from sim.mesh.interp import p1_matrix
+    from solvers.diffusion3d import heat_case
+
+    frames = [k for k in CORRECTION_FRAMES if k < steps]
+    done: set[str] = set()
+    if path.exists():
+        with Store(path) as s:
+            done = set(s.names())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with StoreWriter(path, append=path.exists()) as w:
+        for seed in tqdm(range(first_seed, first_seed + cases), desc="correction cases"):
+            if f"case{seed}_f{frames[-1]:03d}" in done:
+                continue
+            coarse = heat_case({"mesh_size": coarse_mesh_size}, seed)
+            fine = heat_case({"mesh_size": mesh_size_for(fine_nodes)}, seed)
+            c, f = coarse.run(steps), fine.run(steps)
+            sample = p1_matrix(fine.mesh.points, fine.mesh.cells, coarse.mesh.points)
+            m = coarse.mesh
+            for k in frames:
+                name = f"case{seed}_f{k:03d}"
+                if name in done:
+                    continue
+                pd = {**m.point_data, "temperature": c[k], "correction": (sample @ f[k] - c[k]).astype(np.float32)}
+                w.append(Mesh(m.points, m.cells, point_data=pd, node_type=m.node_type,
+                              field_data={"kappa": np.array([coarse.params["kappa"]])}), name)
+    return path
+
+
+DIFFUSION_CORRECTOR = {"family": "steady", "network": "meshgraphnet",
+                       "network_args": {"latent": 16, "steps": 2, "hidden_layers": 1},
+                       "fields": ["correction"], "scalars": ["kappa"],
+                       "family_args": {"node_inputs": ["temperature", "source", "advection"]}}
+
+
+def diffusion_corrector(quick: bool, seconds: float, out: Path, coarse_mesh_size: float, steps: int,
+                        cases: int, fine_nodes: int, resume: bool = False) -> Path:
+    """Train the learned correction of the coarse diffusion3d solve (``DIFFUSION_CORRECTOR``: a
+    steady MeshGraphNet, latent 16, two message-passing steps, small enough to cost about as much
+    per frame as a 30x speedup leaves at 200k nodes) on :func:`correction_samples`; ``seconds``
+    of CPU, resumable."""
+    data = correction_samples(out / "correction_samples.h5", 2 if quick else cases, 3000 if quick else fine_nodes,
+                              coarse_mesh_size, steps)
+    summary = train_for_budget({
+        "model": DIFFUSION_CORRECTOR, "data": {"train": str(data), "batch_size": 4},
+        "optim": {"lr": 1e-3, "lr_final": 1e-5},
+        "train": {"steps": 1, "out": str(out / "diffusion_corrector"), "checkpoint_every": 500,
+                  "normalizer_accumulation_steps": 200}},
+        20.0 if quick else seconds, resume=resume)
+    return Path(summary["checkpoint"])
+
+
+def corrected_coarse(checkpoint: Path, coarse, steps: int) -> tuple[list[np.ndarray], float, float]:
+    """The coarse solve of ``coarse`` (a ``HeatCase``) with the learned correction added to every
+    frame (not fed back into the solver): its frames after the first, CPU seconds per frame
+    (coarse step plus correction, after a warm-up) and the relative L2 size of the correction at
+    the last frame."""
+    import sim
+    from sim.graph import mesh_graph
+    from sim.mesh import Mesh
+
+    model = sim.load(checkpoint).model
+    m = coarse.mesh
+    scalars = {k: coarse.params[k] for k in model.config["scalars"]}
+    graph = mesh_graph(m)
+    pd = dict(m.point_data)
+
+    def corrected(T: np.ndarray) -> np.ndarray:
+        pd["temperature"] = T.astype(np.float32)
+        fix = model.predict(Mesh(m.points, m.cells, point_data=pd, node_type=m.node_type), scalars,
+                            graph=graph)["correction"]
+        return T + fix
+
+    corrected(coarse.initial)  # warm-up
+    T, frames = coarse.initial.copy(), []
+    t = time.process_time()
+    for _ in range(steps - 1):
+        T = coarse.solver.step(T, coarse.boundary)
+        frames.append(corrected(T))
+    per = (time.process_time() - t) / (steps - 1)
+    return frames, per, float(np.linalg.norm(frames[-1] - T) / np.linalg.norm(T))
 
 
 def mpm_solver_frame_s(traj, frames: int) -> float:
@@ -468,26 +593,33 @@ def sweep(checkpoint: Path, traj, queries: int, frames: int, solver_frame_s: flo
             "sweep_speedup": solver_frame_s / per}
 
 
-def small_models(quick: bool, seconds: float, out: Path) -> dict[str, Path]:
-    """Train the two surrogates on the small recipes when no checkpoints are given."""
+def small_models(quick: bool, seconds: float, out: Path, cfd: bool = True, mpm: bool = True) -> dict[str, Path]:
+    """Train the surrogates on the small recipes that were not given as checkpoints (``cfd``,
+    ``mpm``: which to train; resumable in ``out``), with the test stores of their recipes."""
     from solvers.recipes import generate, load_recipe
 
-    cf = generate(load_recipe(ROOT / "datasets" / "cylinder_flow.yaml"), "small")
-    mpm = generate(load_recipe(ROOT / "datasets" / "mpm_jelly_2d.yaml"), "small")
     steps_budget = 20.0 if quick else seconds
-    cfd = train_for_budget({
-        "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "noise_std": 0.02,
-                  "scalars": ["nu"]},
-        "data": {"train": str(cf["train"])}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
-        "train": {"steps": 1, "out": str(out / "cfd"), "checkpoint_every": 10**9}}, steps_budget)
-    particle = train_for_budget({
-        "model": {"family": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
-                  "family_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
-                                  "decoder": {"neighbors": 16}, "sample_rule": "spacing"}},
-        "data": {"train": str(mpm["train"]), "dense_queries": 512}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
-        "train": {"steps": 1, "out": str(out / "mpm"), "checkpoint_every": 10**9}}, steps_budget)
-    return {"cfd": Path(cfd["checkpoint"]), "cfd_data": cf["test"], "mpm": Path(particle["checkpoint"]),
-            "mpm_data": mpm["test"]}
+    paths: dict[str, Path] = {}
+    if cfd:
+        cf = generate(load_recipe(ROOT / "datasets" / "cylinder_flow.yaml"), "small")
+        paths["cfd_data"] = cf["test"]
+        paths["cfd"] = Path(train_for_budget({
+            "model": {"network": "meshgraphnet", "preset": "cpu", "fields": ["velocity"], "noise_std": 0.02,
+                      "scalars": ["nu"]},
+            "data": {"train": str(cf["train"])}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
+            "train": {"steps": 1, "out": str(out / "cfd"), "checkpoint_every": 500}},
+            steps_budget, resume=True)["checkpoint"])
+    if mpm:
+        jelly = generate(load_recipe(ROOT / "datasets" / "mpm_jelly_2d.yaml"), "small")
+        paths["mpm_data"] = jelly["test"]
+        paths["mpm"] = Path(train_for_budget({
+            "model": {"family": "particle", "network": "giorom", "preset": "cpu", "noise_std": 3e-5,
+                      "family_args": {"sample_ratio": 0.25, "sampling": "fps", "connectivity_radius": 2 / 64,
+                                      "decoder": {"neighbors": 16}, "sample_rule": "spacing"}},
+            "data": {"train": str(jelly["train"]), "dense_queries": 512}, "optim": {"lr": 1e-3, "lr_final": 1e-5},
+            "train": {"steps": 1, "out": str(out / "mpm"), "checkpoint_every": 500}},
+            steps_budget, resume=True)["checkpoint"])
+    return paths
 
 
 DIFFUSION_MODEL = {"network": "meshgraphnet", "network_args": {"latent": 32, "steps": 4, "hidden_layers": 2},
@@ -510,6 +642,14 @@ def diffusion_model(quick: bool, seconds: float, out: Path, resume: bool = False
         "train": {"steps": 1, "out": str(out / "diffusion"), "checkpoint_every": 500}},
         20.0 if quick else seconds, resume=resume)
     return Path(summary["checkpoint"])
+
+
+def training_record(checkpoint: Path) -> tuple[float, int]:
+    """(training CPU seconds, training seed) of a checkpoint written by our trainer."""
+    from sim.train import read_checkpoint
+
+    train = read_checkpoint(checkpoint)["train"]
+    return float(train["seconds"]), int(train["config"]["train"].get("seed", 0))
 
 
 def main() -> None:
@@ -545,6 +685,13 @@ def main() -> None:
                          "(default: one trained here for --diffusion-train-seconds)")
     ap.add_argument("--diffusion-train-seconds", type=float, default=7200.0,
                     help="CPU seconds of the diffusion3d surrogate's training when no checkpoint is given")
+    ap.add_argument("--diffusion-corrector",
+                    help="a steady model of the correction of the coarse diffusion3d solve (default: one trained here "
+                         "for --diffusion-corrector-seconds on --diffusion-corrector-cases cases solved at "
+                         "--diffusion-corrector-nodes; 'none': skip)")
+    ap.add_argument("--diffusion-corrector-seconds", type=float, default=2400.0)
+    ap.add_argument("--diffusion-corrector-cases", type=int, default=40)
+    ap.add_argument("--diffusion-corrector-nodes", type=int, default=50_000)
     ap.add_argument("--png", help="the time-per-frame plot (default: --json's path with .png)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "solver_speedup"))
     args = ap.parse_args()
@@ -552,9 +699,13 @@ def main() -> None:
     from sim.mesh import Store
 
     frames = args.frames or (5 if args.quick else 20)
+    for kind in ("cfd", "mpm"):
+        if getattr(args, f"{kind}_checkpoint") and not getattr(args, f"{kind}_data"):
+            raise SystemExit(f"--{kind}-checkpoint needs --{kind}-data (the test store of its recipe)")
     paths: dict[str, Path] = {}
     if not (args.cfd_checkpoint and args.mpm_checkpoint):
-        paths = small_models(args.quick, args.train_seconds, Path(args.out))
+        paths = small_models(args.quick, args.train_seconds, Path(args.out), cfd=not args.cfd_checkpoint,
+                             mpm=not args.mpm_checkpoint)
     cfd_ckpt = Path(args.cfd_checkpoint or paths["cfd"])
     mpm_ckpt = Path(args.mpm_checkpoint or paths["mpm"])
     res: dict[str, object] = {"frames_timed": frames, "cfd_checkpoint": str(cfd_ckpt), "mpm_checkpoint": str(mpm_ckpt)}
@@ -605,15 +756,27 @@ def main() -> None:
         res["diffusion_steps"], res["diffusion_coarse_mesh_size"] = steps, args.diffusion_coarse
         ckpt = Path(args.diffusion_checkpoint) if args.diffusion_checkpoint else \
             diffusion_model(args.quick, args.diffusion_train_seconds, Path(args.out), resume=True)
-        by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps, checkpoint=ckpt)
+        corrector = None
+        if args.diffusion_corrector != "none":
+            corrector = Path(args.diffusion_corrector) if args.diffusion_corrector else diffusion_corrector(
+                args.quick, args.diffusion_corrector_seconds, Path(args.out), args.diffusion_coarse, steps,
+                args.diffusion_corrector_cases, args.diffusion_corrector_nodes, resume=True)
+        by_size = diffusion_sizes(sizes, args.diffusion_coarse, steps, checkpoint=ckpt, corrector=corrector)
         res.update({f"diffusion_{k}": v for k, v in by_size.items()})
         res["diffusion_checkpoint"] = str(ckpt)
         res["diffusion_speedup_large"] = by_size["speedup"][-1]
         res["diffusion_rel_err_large"] = by_size["rel_err"][-1]
-        panels.append(("diffusion3d", by_size["nodes"], {
-            "solver (P1, implicit Euler)": by_size["solver_frame_s"],
-            f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"],
-            "MeshGraphNet on the coarse mesh, interpolated": by_size["surrogate_frame_s"]}))
+        series = {"solver (P1, implicit Euler)": by_size["solver_frame_s"],
+                  f"solver on a {by_size['coarse_nodes'][0]}-node mesh, interpolated": by_size["coarse_frame_s"],
+                  "MeshGraphNet on the coarse mesh, interpolated": by_size["surrogate_frame_s"]}
+        if corrector is not None:
+            res["diffusion_corrector"] = str(corrector)
+            res["diffusion_corrector_cases"] = args.diffusion_corrector_cases
+            res["diffusion_corrector_nodes"] = args.diffusion_corrector_nodes
+            res["diffusion_corrected_speedup_large"] = by_size["corrected_speedup"][-1]
+            res["diffusion_corrected_rel_err_large"] = by_size["corrected_rel_err"][-1]
+            series["coarse solve + learned correction, interpolated"] = by_size["corrected_frame_s"]
+        panels.append(("diffusion3d", by_size["nodes"], series))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png and panels:
         sizes_png(panels, Path(png))
@@ -636,7 +799,12 @@ def main() -> None:
     if args.mpm_refine > 1:
         res["mpm_refine"] = args.mpm_refine
         res.update({f"mpm_refined_{k}": v for k, v in mpm_refined(mpm_ckpt, traj, args.mpm_refine).items()})
-    report("solver_speedup", res, args.json)
+    models = {"cfd": cfd_ckpt, "mpm": mpm_ckpt, "diffusion": res.get("diffusion_checkpoint"),
+              "diffusion_corrector": res.get("diffusion_corrector")}
+    trained = {k: training_record(Path(v)) for k, v in models.items() if v}
+    res["train_cpu_s"] = {k: v[0] for k, v in trained.items()}
+    report("solver_speedup", res, args.json, seeds=sorted({v[1] for v in trained.values()}),
+           train_cpu_hours=sum(v[0] for v in trained.values()) / 3600)
 
 
 if __name__ == "__main__":
