@@ -17,6 +17,17 @@ import torch
 from torch import nn
 
 
+def mix_channels(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``einsum("bi...,io...->bo...", x, w)``: each retained mode's channels mixed by its own
+    matrix. For a few samples (a rollout) as one broadcast product and sum: einsum makes it a
+    batched matmul of many (b x i) @ (i x o) products, one per mode, whose per-product overhead
+    dominates at these sizes (measured on CPU, 32 channels, 12 x 12 modes: 0.07 ms against
+    0.55 ms for one sample, even at four; einsum wins from about eight)."""
+    if x.shape[0] <= 4:
+        return (x.unsqueeze(2) * w.unsqueeze(0)).sum(1)
+    return torch.einsum("bi...,io...->bo...", x, w)
+
+
 class SpectralConv(nn.Module):
     """Truncated Fourier layer.
 
@@ -49,7 +60,7 @@ class SpectralConv(nn.Module):
                 index.append(slice(0, m[axis]) if sign > 0 else slice(size[axis] - m[axis], size[axis]))
             index.append(slice(0, m[-1]))
             w = self.weight[c][(slice(None), slice(None)) + tuple(slice(0, k) for k in m)]
-            out[tuple(index)] = torch.einsum("bi...,io...->bo...", spec[tuple(index)], w)
+            out[tuple(index)] = mix_channels(spec[tuple(index)], w)
         return torch.fft.irfftn(out, s=size, dim=dims).to(x.dtype)
 
 

@@ -10,9 +10,9 @@ import torch
 
 from sim.data.sampling import sparse_subset
 from sim.graph import knn_bipartite
+from sim.models.particle.giorom import GIOROM, PRESETS
 from sim.nn.dense_decoder import DenseDecoder
 from sim.nn.fno import SpectralConv
-from sim.models.particle.giorom import GIOROM, PRESETS
 
 
 def _body(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -127,3 +127,19 @@ def test_spectral_layer_keeps_the_retained_modes_of_a_plane_wave():
     high = torch.cos(2 * math.pi * 7 * i / n).float()[None, None]  # mode 7 > 4: removed
     torch.testing.assert_close(layer(low), low, atol=1e-5, rtol=0)
     assert layer(high).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("batch", [1, 3, 9])
+def test_mode_channel_mixing_equals_the_einsum_it_replaces_with_its_gradients(batch):
+    from sim.nn.fno import mix_channels
+
+    g = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, 5, 4, 3, dtype=torch.cfloat, generator=g, requires_grad=True)
+    w = torch.randn(5, 6, 4, 3, dtype=torch.cfloat, generator=g, requires_grad=True)
+    ref = torch.einsum("bi...,io...->bo...", x, w)
+    out = mix_channels(x, w)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    gx, gw = torch.autograd.grad(ref.abs().sum(), (x, w))
+    hx, hw = torch.autograd.grad(out.abs().sum(), (x, w))
+    torch.testing.assert_close(hx, gx, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(hw, gw, atol=1e-4, rtol=1e-4)
