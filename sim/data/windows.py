@@ -10,6 +10,7 @@ meshes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,18 @@ def static_node_inputs(point_data: dict, names: list[str], n: int, where: object
             raise SimError(f"{what}: point data {k!r} has shape {a.shape}; the model expects {want}", where)
         parts.append(a.reshape(n, -1))
     return np.concatenate(parts, axis=1)
+
+
+def node_input_widths(node_inputs: Sequence[str], node_input_dims: Sequence[int] | None, predicted: Sequence[str],
+                      what: str = "state fields") -> list[int]:
+    """The widths of a model's node inputs (1 each unless ``node_input_dims`` says), checked: one
+    per input, positive, and no input among the fields the model predicts (``predicted``)."""
+    dims = [1] * len(node_inputs) if node_input_dims is None else [int(d) for d in node_input_dims]
+    if len(dims) != len(node_inputs) or min(dims, default=1) < 1:
+        raise ValueError(f"node_input_dims {node_input_dims} do not fit node_inputs {list(node_inputs)}")
+    if set(node_inputs) & set(predicted):
+        raise ValueError(f"node inputs {sorted(set(node_inputs) & set(predicted))} are also {what}")
+    return dims
 
 
 class MeshStepDataset(StoreDataset):

@@ -27,7 +27,7 @@ from torch import nn
 
 from sim.data.noise import mesh_input_noise, node_mask
 from sim.data.normalizer import Normalizer
-from sim.data.windows import static_node_inputs, trajectory_scalars
+from sim.data.windows import node_input_widths, static_node_inputs, trajectory_scalars
 from sim.mesh import NUM_NODE_TYPES, NodeType
 from sim.models.registry import build_model, register_model
 
@@ -172,11 +172,7 @@ class MeshSimulator(nn.Module):
         if bundle > 1:  # only when used, so one-frame checkpoints keep their configuration
             self.config["bundle"] = int(bundle)
         self.bundle = int(bundle)
-        dims = [1] * len(node_inputs) if node_input_dims is None else [int(d) for d in node_input_dims]
-        if len(dims) != len(node_inputs) or min(dims, default=1) < 1:
-            raise ValueError(f"node_input_dims {node_input_dims} do not fit node_inputs {list(node_inputs)}")
-        if set(node_inputs) & set(fields):
-            raise ValueError(f"node inputs {sorted(set(node_inputs) & set(fields))} are also state fields")
+        dims = node_input_widths(node_inputs, node_input_dims, fields)
         if node_inputs:  # only when used, so checkpoints without them keep their configuration
             self.config["node_inputs"] = list(node_inputs)
             self.config["node_input_dims"] = dims

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from sim.data.normalizer import Normalizer
+from sim.data.windows import node_input_widths
 from sim.mesh import NUM_NODE_TYPES, Mesh
 from sim.models.registry import build_model, register_model
 
@@ -47,11 +48,7 @@ class SteadySimulator(nn.Module):
         self.config = {"network": network, "network_args": dict(network_args), "fields": list(fields),
                        "field_dims": [int(d) for d in field_dims], "scalars": list(scalars), "edge_in": int(edge_in),
                        "coords": bool(coords)}
-        dims = [1] * len(node_inputs) if node_input_dims is None else [int(d) for d in node_input_dims]
-        if len(dims) != len(node_inputs) or min(dims, default=1) < 1:
-            raise ValueError(f"node_input_dims {node_input_dims} do not fit node_inputs {list(node_inputs)}")
-        if set(node_inputs) & set(fields):
-            raise ValueError(f"node inputs {sorted(set(node_inputs) & set(fields))} are also output fields")
+        dims = node_input_widths(node_inputs, node_input_dims, fields, "output fields")
         if node_inputs:  # only when used, so checkpoints without them keep their configuration
             self.config.update(node_inputs=list(node_inputs), node_input_dims=dims)
         self.num_outputs = int(sum(field_dims))
