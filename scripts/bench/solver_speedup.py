@@ -420,7 +420,9 @@ def correction_samples(path: Path, cases: int, fine_nodes: int, coarse_mesh_size
         with Store(path) as s:
             done = set(s.names())
     path.parent.mkdir(parents=True, exist_ok=True)
-    with StoreWriter(path, append=path.exists()) as w:
+    if not path.exists():
+        StoreWriter(path).close()  # an empty store, then appended to: every finished case survives a kill
+    with StoreWriter(path, append=True) as w:
         for seed in tqdm(range(first_seed, first_seed + cases), desc="correction cases"):
             if f"case{seed}_f{frames[-1]:03d}" in done:
                 continue
