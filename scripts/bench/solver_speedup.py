@@ -338,31 +338,19 @@ def diffusion_sizes(nodes: list[int], coarse_mesh_size: float, steps: int, seed:
         err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
         row = [case.mesh.num_points, setup, solver_s, coarse.mesh.num_points, plan + coarse_setup, coarse_s,
                solver_s / coarse_s, err]
-
-        def decoded(frames: list[np.ndarray]) -> tuple[float, float]:
-            """CPU seconds per frame of interpolating ``frames`` to the fine nodes, and the last
-            one's relative L2 error against the fine solve."""
+        for result, label in ((learned, "learned surrogate"), (fixed_up, "coarse solve + learned correction")):
+            if result is None:
+                continue
+            frames, step_s, extra = result  # extra: the coarse-level error, or the correction's size
             t = time.process_time()
             for x in frames:
                 fine = decode @ x
                 fine[fixed] = case.boundary
-            return (time.process_time() - t) / len(frames), float(np.linalg.norm(fine - truth[-1])
-                                                                 / np.linalg.norm(truth[-1]))
-
-        if learned is not None:
-            frames, rollout_s, coarse_err = learned
-            interp_s, sur_err = decoded(frames)
-            per = rollout_s + interp_s
-            row += [per, solver_s / per, sur_err, coarse_err]
-            print(f"diffusion3d {case.mesh.num_points} nodes: learned surrogate {per * 1e3:.2f} ms/frame, "
-                  f"{solver_s / per:.1f}x, error {sur_err:.4f} (coarse level {coarse_err:.4f})", flush=True)
-        if fixed_up is not None:
-            frames, step_s, size = fixed_up
-            interp_s, fix_err = decoded(frames)
-            per = step_s + interp_s
-            row += [per, solver_s / per, fix_err, size]
-            print(f"diffusion3d {case.mesh.num_points} nodes: coarse solve + learned correction {per * 1e3:.2f} "
-                  f"ms/frame, {solver_s / per:.1f}x, error {fix_err:.4f}", flush=True)
+            per = step_s + (time.process_time() - t) / len(frames)
+            last_err = float(np.linalg.norm(fine - truth[-1]) / np.linalg.norm(truth[-1]))
+            row += [per, solver_s / per, last_err, extra]
+            print(f"diffusion3d {case.mesh.num_points} nodes: {label} {per * 1e3:.2f} ms/frame, "
+                  f"{solver_s / per:.1f}x, error {last_err:.4f}", flush=True)
         for k, v in zip(keys, row):
             out[k].append(v)
         print(f"diffusion3d {case.mesh.num_points} nodes: solver {solver_s * 1e3:.1f} ms/frame (setup {setup:.1f} s); "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from sim.data.windows import static_node_inputs
 from sim.errors import SimError
 from sim.graph import mesh_graph
 from sim.mesh import Mesh, Store
@@ -54,8 +55,6 @@ class MeshSampleDataset(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike, fields: list[str], scalars: list[str],
                  entries: list[str] | None = None, node_inputs: list[str] | None = None):
-        from sim.data.windows import static_node_inputs
-
         self.path, self.fields, self.scalars = Path(path), list(fields), list(scalars)
         self.node_inputs = list(node_inputs or [])
         self.node_input_dims: list[int] = []
