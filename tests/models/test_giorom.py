@@ -88,6 +88,21 @@ def _inputs(n: int, seed: int, dim: int = 2, offset: float = 0.0):
     return x, ei, ea, pos
 
 
+def test_grid_edges_are_the_particle_grid_pairs_within_the_radius_both_ways():
+    model = GIOROM(7, 3, 2, dim=2, **dict(PRESETS["tiny"], gno_radius=0.2))
+    rng = np.random.default_rng(0)
+    pos = torch.as_tensor(rng.uniform(0.0, 1.0, (50, 2)), dtype=torch.float32)
+    batch = torch.as_tensor(np.repeat([0, 1], 25))
+    grid_pos, p2g, g2p = model.grid_edges(pos, batch, 2)
+    m = model.grid_nodes.shape[0]
+    d = torch.cdist(pos.double(), grid_pos.double())  # (particles, samples * M)
+    same = batch[:, None] == torch.arange(2 * m)[None, :] // m
+    want = {(int(i), int(j)) for i, j in zip(*torch.nonzero((d <= 0.2) & same, as_tuple=True))}
+    assert {(int(s), int(t)) for s, t in p2g.T} == want  # particle -> grid node
+    assert {(int(t), int(s)) for s, t in g2p.T} == want  # grid node -> particle
+    assert len(want) > 50
+
+
 @pytest.mark.parametrize("dim, processor", [(2, "fno"), (2, "transformer"), (3, "fno")])
 def test_each_sample_gets_its_own_grid_batch_of_two_equals_two_single_runs(dim, processor):
     torch.manual_seed(0)

@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from sim.graph import bipartite_radius_graph
+from sim.models.registry import register_model
 from sim.nn.fno import FNO
 from sim.nn.gno import KernelIntegral
 from sim.nn.layers import GraphNetBlock, mlp
-from sim.models.registry import register_model
 
 PRESETS: dict[str, dict[str, Any]] = {  # grid and modes left out follow the dimension (GRID, MODES)
     "tiny": {"latent": 16, "mp_before": 1, "mp_after": 1, "grid": 8, "grid_channels": 8, "modes": 3,
@@ -138,8 +138,7 @@ class GIOROM(nn.Module):
         gb = None if batch is None else np.repeat(np.arange(samples), m)
         r = self.config["gno_radius"]
         p2g = torch.from_numpy(bipartite_radius_graph(g, p, r, gb, pb)).to(pos.device)
-        g2p = torch.from_numpy(bipartite_radius_graph(p, g, r, pb, gb)).to(pos.device)
-        return grid_pos, p2g, g2p
+        return grid_pos, p2g, p2g.flip(0)  # the same pairs (|x - y| <= r is symmetric), one KD-tree search
 
     def operator(self, h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None,
                  grid_edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
