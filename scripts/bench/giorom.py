@@ -1,14 +1,15 @@
 """GIOROM against the full-resolution GNS-style baseline on 2D MPM water, sand and jelly.
 
     python scripts/bench/giorom.py [--quick] [--json PATH] [--train-seconds S] [--data-root DIR]
-                                   [--materials water,sand,jelly] [--ratio 0.05] [--out DIR]
+                                   [--materials water,sand,jelly] [--ratio 0.05] [--n-grid 96] [--out DIR]
 
 Per material: generates the data with our MLS-MPM solver if missing (the ``bench`` size
-below, ~2-6k particles, 100 frames, 8 train / 2 test trajectories; ``--quick``: the
-recipes' ``small`` size), trains both models through the shared trainer for the same
-budget of CPU time (``--train-seconds``, default 300 CPU-seconds each, 15 with
-``--quick``; CPU time rather than wall time so that other jobs on a shared machine do not
-change what each model gets), then
+below, ~2-6k particles, 100 frames, 8 train / 2 test trajectories; ``--n-grid N`` the same
+blocks on an N-cell grid, so about (N / 96)**2 times the particles, size ``bench_gN``;
+``--quick``: the recipes' ``small`` size), trains both models through the shared trainer for the
+same budget of CPU time (``--train-seconds``, default 300 CPU-seconds each, 15 with ``--quick``;
+``--full-seconds``: another first budget for the baseline; CPU time rather than wall time so
+that other jobs on a shared machine do not change what each model gets), then
 
 - rollout MSE of positions (mean over steps, particles and components) on the test split,
   from the first 6 frames to the end, GIOROM decoded to every particle
@@ -51,12 +52,21 @@ NOISE = {"water": 3e-4, "sand": 3e-5, "jelly": 3e-5}
 HISTORY = 6
 
 
-def dataset(material: str, quick: bool, root: Path) -> tuple[dict[str, Path], int]:
+def bench_size(n_grid: int) -> tuple[str, dict]:
+    """The bench size's name and definition at grid resolution ``n_grid`` (the blocks keep their size
+    in the unit box, so the particle count grows as ``n_grid**2``)."""
+    name = "bench" if n_grid == BENCH_SIZE["params"]["n_grid"] else f"bench_g{n_grid}"
+    return name, {**BENCH_SIZE, "params": {**BENCH_SIZE["params"], "n_grid": n_grid}}
+
+
+def dataset(material: str, quick: bool, root: Path, n_grid: int = BENCH_SIZE["params"]["n_grid"]
+            ) -> tuple[dict[str, Path], int]:
     from solvers.recipes import generate, load_recipe
 
     recipe = load_recipe(ROOT / "datasets" / f"mpm_{material}_2d.yaml")
-    size = "small" if quick else "bench"
-    recipe.sizes["bench"] = BENCH_SIZE
+    size = "small"
+    if not quick:
+        size, recipe.sizes[size] = bench_size(n_grid)
     n_grid = int({**recipe.params, **recipe.sizes[size]["params"]}.get("n_grid", 64))
     return generate(recipe, size, out=root / f"mpm_{material}_2d" / size), n_grid
 
@@ -222,11 +232,17 @@ def main() -> None:
                     help="training budget per model in CPU seconds (default 300, quick 15)")
     ap.add_argument("--data-root", default=str(ROOT / "datasets"), help="where the MPM datasets live / are generated")
     ap.add_argument("--materials", default="water,sand,jelly")
+    ap.add_argument("--n-grid", type=int, default=BENCH_SIZE["params"]["n_grid"],
+                    help="MPM grid resolution of the bench size (default 96: 2-6k particles; the particle count "
+                         "grows as its square, e.g. 192: 8-24k)")
     ap.add_argument("--ratio", type=float, default=0.05, help="GIOROM's sparse fraction of the particles")
     ap.add_argument("--full-to-accuracy", type=float, metavar="F",
                     help="retrain the full-resolution baseline with twice the budget (from scratch, its schedule "
                          "spanning the budget) until its rollout MSE is within F times GIOROM's, so the speed "
                          "ratio compares models that do the same job")
+    ap.add_argument("--full-seconds", type=float,
+                    help="the baseline's first training budget (CPU seconds; default --train-seconds): with "
+                         "--full-to-accuracy on a large case, skip rounds that cannot reach the accuracy")
     ap.add_argument("--full-max-seconds", type=float, default=14400.0,
                     help="the largest budget --full-to-accuracy tries (CPU seconds, default 14400)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "giorom"))
@@ -241,27 +257,31 @@ def main() -> None:
     from sim.train import load_model
 
     budget = args.train_seconds or (15.0 if args.quick else 300.0)
+    full_first = args.full_seconds or budget
     out = Path(args.out)
-    results: dict[str, object] = {"size": "small" if args.quick else "bench", "train_budget_cpu_s": budget,
+    results: dict[str, object] = {"size": "small" if args.quick else bench_size(args.n_grid)[0],
+                                  "n_grid": None if args.quick else args.n_grid, "train_budget_cpu_s": budget,
+                                  "full_first_budget_cpu_s": full_first,
                                   "sample_ratio": args.ratio, "preset_giorom": "cpu", "preset_full": "cpu"}
     decode_model = None
     for material in args.materials.split(","):
         t0 = time.perf_counter()
-        paths, n_grid = dataset(material, args.quick, Path(args.data_root))
+        paths, n_grid = dataset(material, args.quick, Path(args.data_root), args.n_grid)
         results[f"{material}_generation_s"] = time.perf_counter() - t0
         trajs = test_trajectories(paths["test"])
         models = {}
         for kind in ("giorom", "full"):
             cfg = configure(kind, paths, material, n_grid, args.ratio, out)
-            ckpt, summary = train_model(cfg, budget, probe_steps=20 if kind == "giorom" else 8)
+            ckpt, summary = train_model(cfg, budget if kind == "giorom" else full_first,
+                                        probe_steps=20 if kind == "giorom" else 8)
             models[kind], _ = load_model(ckpt)
             record(results, f"{material}_{kind}", summary)
         g_mse, g_sparse, persist = rollout_mse(models["giorom"], trajs)
         f_mse, _, _ = rollout_mse(models["full"], trajs)
         if args.full_to_accuracy:  # train the baseline to GIOROM's accuracy, not to its budget
-            rounds = [[budget, results[f"{material}_full_train_steps"], f_mse]]
+            rounds = [[full_first, results[f"{material}_full_train_steps"], f_mse]]
             earlier = 0.0  # CPU seconds of the rounds before the last
-            full_budget = budget
+            full_budget = full_first
             while f_mse > args.full_to_accuracy * g_mse and 2 * full_budget <= args.full_max_seconds:
                 full_budget *= 2
                 cfg = configure("full", paths, material, n_grid, args.ratio, out)
