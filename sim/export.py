@@ -167,7 +167,7 @@ def _network_extras(network: nn.Module, edge_index: torch.Tensor, masks: list[to
         sets, per_layer = plan
         extra["masks"] = [edge_index if not sets else masks[i] for i in per_layer]
     if grid_edges is not None:
-        extra["grid_edges"] = (grid_edges, grid_edges.flip(0))
+        extra["grid_edges"] = grid_edges
     return extra
 
 
@@ -529,7 +529,7 @@ def _particle_inputs(sim: Any, path: Path | None, positions: Any, particle_type:
     out = {"history": np.ascontiguousarray(pos.transpose(1, 0, 2)), "particle_type": ptype,
            "edge_index": g.edge_index.numpy().astype(np.int64), "edge_attr": g.edge_attr.numpy().astype(np.float32)}
     if "grid_edges" in spec.names:
-        _, p2g, _ = sim.network.grid_edges(sim.unit_positions(last), None, 1)
+        _, p2g = sim.network.grid_edges(sim.unit_positions(last), None, 1)
         out["grid_edges"] = p2g.numpy().astype(np.int64)
     out.update(_graph_masks(sim.network, g.edge_index, n, batched=False))
     return {k: out[k] for k in spec.names}

@@ -305,10 +305,10 @@ def test_masks_and_grid_edges_given_are_bitwise_the_ones_built():
     net = GIOROM(6, 3, 2, latent=8, mp_before=1, mp_after=1, grid=6, grid_channels=4, modes=2,
                  processor_layers=1).eval()
     pos = torch.rand(n, 2)
-    _, p2g, g2p = net.grid_edges(pos, None, 1)
+    _, p2g = net.grid_edges(pos, None, 1)
     feats, attr = torch.randn(n, 6), torch.randn(ei.shape[1], 3)
     with torch.no_grad():
-        assert torch.equal(net(feats, ei, attr, pos=pos), net(feats, ei, attr, pos=pos, grid_edges=(p2g, g2p)))
+        assert torch.equal(net(feats, ei, attr, pos=pos), net(feats, ei, attr, pos=pos, grid_edges=p2g))
 
 
 # ----------------------------------------------------------------------------- refusals

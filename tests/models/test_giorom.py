@@ -93,7 +93,8 @@ def test_grid_edges_are_the_particle_grid_pairs_within_the_radius_both_ways():
     rng = np.random.default_rng(0)
     pos = torch.as_tensor(rng.uniform(0.0, 1.0, (50, 2)), dtype=torch.float32)
     batch = torch.as_tensor(np.repeat([0, 1], 25))
-    grid_pos, p2g, g2p = model.grid_edges(pos, batch, 2)
+    grid_pos, p2g = model.grid_edges(pos, batch, 2)
+    g2p = p2g.flip(0)  # what the operator hands the grid -> particle kernel integral
     m = model.grid_nodes.shape[0]
     d = torch.cdist(pos.double(), grid_pos.double())  # (particles, samples * M)
     same = batch[:, None] == torch.arange(2 * m)[None, :] // m

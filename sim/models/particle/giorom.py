@@ -127,9 +127,10 @@ class GIOROM(nn.Module):
 
     @torch.compiler.disable  # host-side neighbour search (KD-tree): compiled models run it eagerly
     def grid_edges(self, pos: torch.Tensor, batch: torch.Tensor | None, samples: int
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-sample grid positions (samples * M, dim) and the particle -> grid and grid ->
-        particle kernel-integral edges, never across samples."""
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample grid positions (samples * M, dim) and the particle -> grid kernel-integral
+        edges (row 0 particles, row 1 grid nodes), never across samples; the grid -> particle
+        edges are the same pairs flipped (one KD-tree search)."""
         m = self.grid_nodes.shape[0]
         grid_pos = self.grid_nodes.to(pos.dtype).repeat(samples, 1)
         p = pos.detach().cpu().numpy()
@@ -137,19 +138,19 @@ class GIOROM(nn.Module):
         pb = None if batch is None else batch.detach().cpu().numpy()
         gb = None if batch is None else np.repeat(np.arange(samples), m)
         r = self.config["gno_radius"]
-        p2g = torch.from_numpy(bipartite_radius_graph(g, p, r, gb, pb)).to(pos.device)
-        return grid_pos, p2g, p2g.flip(0)  # the same pairs (|x - y| <= r is symmetric), one KD-tree search
+        return grid_pos, torch.from_numpy(bipartite_radius_graph(g, p, r, gb, pb)).to(pos.device)
 
     def operator(self, h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None,
-                 grid_edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                 grid_edges: torch.Tensor | None = None) -> torch.Tensor:
         """The neural-operator stage: particles -> per-sample grids -> processor -> particles
-        (``grid_edges``: the particle -> grid and grid -> particle edges of :meth:`grid_edges`, when
+        (``grid_edges``: the particle -> grid edges of :meth:`grid_edges`, when
         the caller has them: a traced export, :mod:`sim.export`, takes them as inputs)."""
         samples = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
         if grid_edges is None:
-            grid_pos, p2g, g2p = self.grid_edges(pos, batch, samples)
+            grid_pos, p2g = self.grid_edges(pos, batch, samples)
         else:
-            grid_pos, (p2g, g2p) = self.grid_nodes.to(pos.dtype).repeat(samples, 1), grid_edges
+            grid_pos, p2g = self.grid_nodes.to(pos.dtype).repeat(samples, 1), grid_edges
+        g2p = p2g.flip(0)  # the same pairs the other way (|x - y| <= r is symmetric)
         c, n, dim = self.config["grid_channels"], self.config["grid"], self.config["dim"]
         g = self.to_grid(h, pos, grid_pos, p2g)
         g = self.lift(torch.cat([g, grid_pos], dim=-1))  # (samples * M, C)
@@ -160,7 +161,7 @@ class GIOROM(nn.Module):
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                 pos: torch.Tensor | None = None, batch: torch.Tensor | None = None,
-                grid_edges: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                grid_edges: torch.Tensor | None = None) -> torch.Tensor:
         if pos is None:
             raise ValueError("GIOROM needs particle positions (pos) for its grid stage")
         if x.shape[-1] != self.config["node_in"] or edge_attr.shape[-1] != self.config["edge_in"]:
