@@ -61,7 +61,8 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
     (steps per budget second). ``resume``: continue the run in ``train.out`` with the steps it
     planned (its clock, and so the budget, runs on); otherwise a run there is replaced. ``steps``:
     train exactly this many steps instead (no time limit), so that runs on machines of different
-    speed or load are comparable."""
+    speed or load are comparable; with ``resume`` a run that planned fewer continues to ``steps``,
+    its learning-rate schedule stretched over the longer run (a warm restart from where it stopped)."""
     from sim.families import steps_for_budget, train
     from sim.train import Config, read_checkpoint
 
@@ -70,7 +71,7 @@ def train_for_budget(cfg_dict: dict[str, Any], seconds: float, clock: str = "pro
     cfg.train.max_seconds = None if steps else seconds
     ckpt = Path(cfg.train.out) / "checkpoint.pt"
     if resume and ckpt.exists():
-        cfg.train.steps = int(read_checkpoint(ckpt)["train"]["config"]["train"]["steps"])
+        cfg.train.steps = steps or int(read_checkpoint(ckpt)["train"]["config"]["train"]["steps"])
         summary = train(cfg, resume=True)
     else:
         if ckpt.exists():

@@ -3,7 +3,7 @@
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S] [--train-steps N]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
                                          [--scalars [NAME ...]] [--pushforward K] [--history H] [--seed S]
-                                         [--seeds N] [--resume]
+                                         [--seeds N] [--resume] [--warm-start DIR]
                                          [--checkpoint CKPT] [--workers N]
 
 Generates the dataset with our solver if it is missing (datasets/cylinder_flow/<size>),
@@ -85,6 +85,8 @@ seeds, train_cpu_hours, commit (+ sizes, preset, machine).
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -134,6 +136,10 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     ap.add_argument("--resume", action="store_true",
                     help="continue interrupted training runs (same settings) instead of starting them again")
+    ap.add_argument("--warm-start", metavar="DIR",
+                    help="start each seed from its finished run of the same settings in DIR (another --out, any "
+                         "--train-steps): copied into --out and continued to --train-steps, the learning-rate "
+                         "schedule stretched over the longer run (a warm restart)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "mgn_cylinder"))
     args = ap.parse_args()
@@ -157,6 +163,18 @@ def main() -> None:
             (f"_seed{seed}" if seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
             (f"_h{args.history}" if args.history > 1 else "") + (f"_b{args.bundle}" if args.bundle > 1 else "") + \
             (f"_n{args.train_steps}" if args.train_steps else "")
+        run_dir = out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"
+        if args.warm_start and not (run_dir / "checkpoint.pt").exists():
+            if not args.train_steps:
+                raise SystemExit("--warm-start continues runs to --train-steps: give it")
+            same = re.compile(re.escape(f"run_{size}_{args.preset}{re.sub(r'_n[0-9]+$', '', tag)}") + r"(_n[0-9]+)?"
+                              + re.escape(f"_noise{args.noise_std:g}"))
+            found = [d for d in sorted(Path(args.warm_start).iterdir())
+                     if same.fullmatch(d.name) and (d / "checkpoint.pt").exists()]
+            if len(found) != 1:
+                raise SystemExit(f"--warm-start: {len(found)} finished runs of seed {seed} with these settings in "
+                                 f"{args.warm_start} (need exactly one): {[d.name for d in found]}")
+            shutil.copytree(found[0], run_dir)
         summary = train_for_budget({
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
                       "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std,
@@ -165,11 +183,11 @@ def main() -> None:
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
-            "train": {"steps": 1, "seed": seed, "out": str(out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"),
+            "train": {"steps": 1, "seed": seed, "out": str(run_dir),
                       "log_every": 100,
                       "checkpoint_every": 2000, "normalizer_accumulation_steps": 1000,
                       "valid_every": 0 if args.quick else 2000},
-        }, budget, resume=args.resume, steps=args.train_steps)
+        }, budget, resume=args.resume or bool(args.warm_start), steps=args.train_steps)
         runs.append((Path(summary["checkpoint"]), summary))
     with Store(paths["test"]) as s:
         n_nodes = [int(s.entry(n).attrs["num_points"]) for n in s.names()]
