@@ -46,7 +46,8 @@ from _common import ROOT, report
 STRATEGIES = ("kecor", "kecor_pool", "random", "variance")
 # bench labels of selection plugins with parameters (a label not here is a plugin name)
 VARIANTS = {"kecor_pool": {"name": "kecor", "objective": "pool"},
-            "kecor_pool_mean": {"name": "kecor", "objective": "pool", "distortion": "mean"}}
+            "kecor_pool_mean": {"name": "kecor", "objective": "pool", "distortion": "mean"},
+            "kecor_pool_err": {"name": "kecor", "objective": "pool", "weighting": "error"}}
 
 
 def calls_to_reach(calls: list[int], curve: list[float], target: float) -> float | None:

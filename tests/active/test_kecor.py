@@ -10,6 +10,7 @@ import pytest
 from sim.plugins import build_plugin, get_plugin
 from sim.plugins.registry import PluginError
 from sim.plugins.selection import KECOR, greedy_logdet, greedy_pool_rate, logdet_coding_rate, pool_coding_rate
+from sim.plugins.selection.kecor import greedy_weighted_variance, weighted_variance_reduction
 
 
 def random_psd(rng: np.random.Generator, pool: int, rank: int) -> np.ndarray:
@@ -119,8 +120,62 @@ def test_kecor_pool_objective_distortions():
     assert sel.distortion_ == np.inf
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_error_weighted_gains_are_exact_and_each_pick_is_the_best_next_one(seed):
+    rng = np.random.default_rng(seed)
+    terms = [(random_psd(rng, 9, int(rng.integers(2, 9))), rng.uniform(0.0, 3.0, 9), float(rng.choice([0.01, 0.3])))
+             for _ in range(2)]
+    picks, gains = greedy_weighted_variance(terms, 4)
+    assert len(set(picks.tolist())) == 4
+    for t in range(1, 5):
+        assert weighted_variance_reduction(terms, picks[:t]) == pytest.approx(gains[:t].sum(), rel=1e-9, abs=1e-12)
+        before = weighted_variance_reduction(terms, picks[:t - 1])
+        others = [weighted_variance_reduction(terms, [*picks[:t - 1], j]) for j in range(9) if j not in picks[:t]]
+        assert gains[t - 1] >= max(others) - before - 1e-12
+
+
+def test_error_weighting_with_one_unit_term_is_the_pool_objective_and_weights_steer_the_picks():
+    rng = np.random.default_rng(3)
+    kernel = random_psd(rng, 12, 5)
+    one = greedy_weighted_variance([(kernel, np.ones(12), 0.05)], 4)
+    ref = greedy_pool_rate(kernel, 4, 0.05, np.inf)
+    assert one[0].tolist() == ref[0].tolist() and one[1] == pytest.approx(ref[1])
+    # two blocks of candidates that share nothing: only the weighted block's variance counts
+    block = np.zeros((12, 12))
+    block[:6, :6], block[6:, 6:] = kernel[:6, :6], 4.0 * kernel[6:, 6:]
+    weights = np.r_[np.ones(6), np.zeros(6)]
+    assert set(greedy_weighted_variance([(block, weights, 0.05)], 3)[0].tolist()) <= set(range(6))
+    assert set(greedy_weighted_variance([(block, np.ones(12), 0.05)], 1)[0].tolist()) <= set(range(6, 12))
+
+
+def test_kecor_error_weighting_reads_the_scorer_terms_and_refuses_a_scorer_without_them():
+    rng = np.random.default_rng(4)
+    terms = [(random_psd(rng, 10, 4), rng.uniform(0.5, 2.0, 10), 0.1), (random_psd(rng, 10, 3), np.ones(10), 0.02)]
+
+    class Scorer:
+        def error_terms(self, features, prior=False):
+            return terms
+
+    sel = build_plugin({"name": "kecor", "objective": "pool", "weighting": "error"}, "selection")
+    assert sel(Scorer(), np.zeros((10, 2)), 3, rng).tolist() == greedy_weighted_variance(terms, 3)[0].tolist()
+    assert sel.sigma2_ == [0.1, 0.02]
+
+    class Plain:
+        def kernel(self, features, prior=False):
+            return terms[0][0]
+
+        def noise(self):
+            return 0.1
+
+    with pytest.raises(PluginError, match="error_terms"):
+        sel(Plain(), np.zeros((10, 2)), 3, rng)
+    with pytest.raises(PluginError, match="weights"):
+        greedy_weighted_variance([(terms[0][0], -np.ones(10), 0.1)], 2)
+
+
 @pytest.mark.parametrize("bad", [{"sigma2": 0.0}, {"kernel": "ntk"}, {"objective": "test"}, {"distortion": 0.0},
-                                 {"distortion": "max"}])
+                                 {"distortion": "max"}, {"weighting": "loss"}, {"weighting": "error"},
+                                 {"weighting": "error", "objective": "pool", "distortion": "mean"}])
 def test_kecor_refuses_bad_parameters(bad):
     with pytest.raises(PluginError, match="kecor"):
         KECOR(**bad)

@@ -157,6 +157,34 @@ def test_predictive_uncertainty_adds_the_fitted_noise(family, fitted):
         fitted.predict(meshes[12], {"load": 1.5}, uncertainty="both")
 
 
+def test_error_weights_are_the_calibrated_relative_error_per_unit_of_posterior_variance(family, fitted):
+    from sklearn.base import clone
+
+    meshes, params = family
+    gp = fitted.field_gps_["u"]
+    # the calibration: leave-one-out z-scores in closed form, checked by refitting without each sample
+    # (the fitted hyperparameters held)
+    z2 = []
+    y = gp.y_train_
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        loo = clone(gp).set_params(kernel=gp.kernel_, optimizer=None).fit(gp.X_train_[keep], y[keep])
+        mean, std = loo.predict(gp.X_train_[i:i + 1], return_std=True)
+        z2.append(((y[i] - mean.ravel()) ** 2 / std.ravel() ** 2).mean())
+    calib = float(np.mean(z2))
+    assert fitted.gp_calibration()["u"] == pytest.approx(calib, rel=1e-6)
+    unseen = [12, 13]
+    x = fitted.gp_inputs([meshes[i] for i in unseen], {"load": np.array([params[i][2] for i in unseen])})
+    w = fitted.gp_error_weights(x)["u"]
+    var = np.diag(fitted.gp_covariance(x)["u"])
+    assert w.shape == (2,) and np.all(w > 0)
+    # a unit of posterior variance, de-calibrated, is the squared relative error of the latent draws
+    for j, i in enumerate(unseen):
+        lat = fitted.predict(meshes[i], {"load": params[i][2]}, uncertainty="latent", n_draws=4000)
+        rel2 = (lat["fields_std"]["u"] ** 2).mean() / (np.linalg.norm(lat["fields"]["u"], axis=1).max()) ** 2
+        assert w[j] * var[j] / calib == pytest.approx(rel2, rel=0.15)
+
+
 def test_save_load_predicts_the_same(tmp_path, family, fitted):
     meshes, params = family
     fitted.save(tmp_path / "m.npz")

@@ -288,6 +288,46 @@ class MMGP:
         """The fitted white-noise variance of each GP of ``outputs``, in the units of :meth:`gp_covariance`."""
         return {k: float(gp.kernel_.k2.noise_level) for k, gp in self._gps(outputs).items()}
 
+    def gp_error_weights(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per output field, weights (m,) that turn a unit of :meth:`gp_covariance`'s diagonal at the
+        inputs x into the expected squared relative field error there (RMS over nodes and components
+        over the largest predicted magnitude, squared; the POD truncation and transfer left out):
+
+            w_j = c * s^2 * q / peak_j^2
+
+        s the GP's output scale, q the mean square over the common support's values of the field's
+        POD modes summed (every mode shares the GP's kernel), peak_j the largest magnitude of the
+        predicted mean field in the power law's scaled units, and c the GP's leave-one-out
+        calibration: the mean of squared leave-one-out residuals over their predicted variances on
+        the training data (1 for a calibrated GP; a GP whose fitted noise sits at its bound and that
+        interpolates its data is typically over-confident, c > 1)."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        calibration = self.gp_calibration("fields")
+        out = {}
+        for k, gp in self.field_gps_.items():
+            pod, comps = self.field_pods_[k], self.field_components_[k]
+            q = float((pod.modes_**2).sum() / len(pod.modes_))
+            coef = gp.predict(x).reshape(len(x), -1) * gp.y_scale_ + gp.y_offset_
+            fields = pod.inverse_transform(coef).reshape(len(x), -1, comps)
+            peak = np.linalg.norm(fields, axis=2).max(1)
+            floor = 1e-6 * max(float(peak.max()), 1e-300)
+            out[k] = calibration[k] * gp.y_scale_**2 * q / np.maximum(peak, floor) ** 2
+        return out
+
+    def gp_calibration(self, outputs: str = "fields") -> dict[str, float]:
+        """Per GP, the mean over its training samples and columns of the squared leave-one-out
+        residual over its leave-one-out predictive variance (closed form from the fitted kernel's
+        Cholesky factor: residual [K^-1 y]_i / [K^-1]_ii, variance 1 / [K^-1]_ii). 1 for a GP whose
+        variances match its errors; above 1 when it is over-confident."""
+        from scipy.linalg import cho_solve
+
+        out = {}
+        for k, gp in self._gps(outputs).items():
+            inv = cho_solve((gp.L_, True), np.eye(len(gp.L_)))
+            alpha = np.asarray(gp.alpha_).reshape(len(inv), -1)
+            out[k] = float(np.mean(alpha**2 / np.diag(inv)[:, None]))
+        return out
+
     def _gps(self, outputs: str) -> dict[str, GaussianProcessRegressor]:
         self._check_fitted()
         if outputs not in ("fields", "scalars"):

@@ -70,6 +70,20 @@ criterion (*Neural network exploration using optimal experiment design*, 1994), 
 docs/active_learning.md). g is monotone; unlike f it is not submodular in general (variance
 reduction is submodular only under conditions, Das & Kempe 2008), so the 1 - 1/e guarantee is
 not claimed for it.
+
+Error weighting (``weighting="error"``, with the pool objective at ``distortion: inf``). One
+averaged kernel in the GPs' own units values a nat of every output and every candidate alike,
+while the test error is a sum over outputs of errors relative to each sample's own magnitude.
+A scorer with ``error_terms(features)`` gives, per output f, its kernel :math:`K_f`, its noise
+variance :math:`\sigma_f^2` and per-candidate weights :math:`w_f` that turn a unit of
+:math:`K_f`'s diagonal into that candidate's expected squared error in the metric's units; the
+batch then removes the most expected squared error from the pool,
+
+.. math:: h(S) = \sum_f \sum_j w_{fj}\,\left(K_{f,jj} - K_{f,jj|S}\right),
+
+each pick adding :math:`\sum_f w_f^T (k_{f,p} \odot k_{f,p}) / (K_{f,pp} + \sigma_f^2)` and
+conditioning every :math:`K_f` on it. With one output and unit weights it is the pool objective
+at ``distortion: inf``.
 """
 
 from __future__ import annotations
@@ -195,6 +209,61 @@ def greedy_pool_rate(kernel: np.ndarray, batch: int, sigma2: float, distortion: 
     return picks, gains
 
 
+def _check_terms(terms: Any) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    out = []
+    for i, term in enumerate(terms):
+        try:
+            kernel, weights, sigma2 = term
+        except (TypeError, ValueError):
+            raise PluginError(f"kecor: error term {i} must be (kernel, weights, sigma2)") from None
+        k = _check_kernel(kernel, f"kernel of error term {i}")
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape != (len(k),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise PluginError(f"kecor: error term {i} has weights of shape {w.shape} for {len(k)} candidates "
+                              "(they must be finite and >= 0)")
+        if not float(sigma2) > 0:
+            raise PluginError(f"kecor: error term {i} has sigma2 {sigma2} (must be > 0)")
+        out.append((k, w, float(sigma2)))
+    if not out or len({len(k) for k, _, _ in out}) != 1:
+        raise PluginError("kecor: the error terms must be one or more kernels over the same candidates")
+    return out
+
+
+def weighted_variance_reduction(terms: Any, subset: Any) -> float:
+    """h(S) = sum_f w_f . (diag K_f - diag K_f|S) from scratch: the reference the greedy error-weighted
+    gains add up to. ``terms``: (kernel (P, P), weights (P,), sigma2) per output; ``subset``: indices S."""
+    s = np.asarray(list(subset), dtype=np.int64)
+    return float(sum(w @ (np.diag(k) - np.diag(_conditioned(k, s, s2))) for k, w, s2 in _check_terms(terms)))
+
+
+def greedy_weighted_variance(terms: Any, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy maximiser of the error-weighted variance reduction h(S) (see the module docstring).
+
+    Args:
+        terms: per output (kernel (P, P) over the pool, weights (P,) >= 0, noise variance sigma2 > 0).
+        batch: b (1 <= b <= P).
+
+    Returns:
+        (indices (b,) in the order picked, gains (b,)): ``gains[:t].sum()`` is h of the first t picks.
+    """
+    terms = _check_terms(terms)  # fresh symmetric kernels: conditioned in place below
+    pool = len(terms[0][0])
+    check_batch("kecor", batch, pool)
+    taken = np.zeros(pool, dtype=bool)
+    picks, gains = np.zeros(batch, dtype=np.int64), np.zeros(batch)
+    for t in range(batch):
+        gain = np.zeros(pool)
+        for k, w, s2 in terms:
+            gain += (w @ k**2) / (np.clip(np.diag(k), 0.0, None) + s2)
+        gain[taken] = -np.inf
+        p = int(np.argmax(gain))
+        picks[t], gains[t], taken[p] = p, gain[p], True
+        for k, _, s2 in terms:
+            col = k[:, p] / np.sqrt(max(k[p, p], 0.0) + s2)
+            k -= np.outer(col, col)
+    return picks, gains
+
+
 @register_plugin("kecor", "selection",
                  paper="Luo, Chen, Fang, Zhang, Huang, Baktashmotlagh 2023, Kernel Coding Rate Maximization for "
                        "Active 3D Object Detection (ICCV)",
@@ -210,13 +279,16 @@ class KECOR:
             the batch removes from the whole pool, g; see the module docstring).
         distortion: tau of the pool objective: "inf" (the default: the summed variance
             removed), "mean" (the pool's mean variance under the kernel) or a number > 0.
+        weighting: "none" (one kernel, every candidate alike) or "error" (the pool objective
+            over the scorer's ``error_terms``: each output's kernel weighted per candidate into
+            expected squared test error; needs ``objective="pool"`` and ``distortion="inf"``).
 
     Shapes: ``features`` (P, d) -> indices (batch,) in the order picked; the last selection's
     gains are kept in ``gains_``, its sigma^2 in ``sigma2_`` and its tau in ``distortion_``.
     """
 
     def __init__(self, sigma2: float | None = None, kernel: str = "posterior", objective: str = "batch",
-                 distortion: float | str = "inf"):
+                 distortion: float | str = "inf", weighting: str = "none"):
         if sigma2 is not None and not sigma2 > 0:
             raise PluginError(f"kecor: sigma2 must be > 0, got {sigma2}")
         if kernel not in ("posterior", "prior"):
@@ -225,9 +297,23 @@ class KECOR:
             raise PluginError(f"kecor: objective must be 'batch' or 'pool', not {objective!r}")
         if distortion not in ("mean", "inf") and not (isinstance(distortion, (int, float)) and distortion > 0):
             raise PluginError(f"kecor: distortion must be 'mean', 'inf' or a number > 0, not {distortion!r}")
+        if weighting not in ("none", "error"):
+            raise PluginError(f"kecor: weighting must be 'none' or 'error', not {weighting!r}")
+        if weighting == "error" and (objective != "pool" or distortion != "inf" or sigma2 is not None):
+            raise PluginError("kecor: weighting 'error' is an option of objective 'pool' at distortion 'inf', with "
+                              "the scorer's own noise variances (no sigma2)")
         self.sigma2, self.kernel, self.objective, self.distortion = sigma2, kernel, objective, distortion
+        self.weighting = weighting
 
     def __call__(self, scorer: Any, features: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+        if self.weighting == "error":
+            if not hasattr(scorer, "error_terms"):
+                raise PluginError(f"kecor: weighting 'error' needs a scorer with error_terms(features); "
+                                  f"{type(scorer).__name__} has none")
+            terms = scorer.error_terms(features, prior=self.kernel == "prior")
+            picks, self.gains_ = greedy_weighted_variance(terms, batch)
+            self.sigma2_ = [s2 for _, _, s2 in terms]
+            return picks
         k = scorer.kernel(features, prior=self.kernel == "prior")
         sigma2 = self.sigma2 if self.sigma2 is not None else max(float(scorer.noise()), MIN_SIGMA2)
         self.sigma2_ = sigma2
