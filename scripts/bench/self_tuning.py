@@ -3,7 +3,8 @@
 
     python scripts/bench/self_tuning.py [--quick] [--json PATH] [--size medium] [--train-seconds S]
                                         [--starts 0.01 0.2] [--hand-noise 0.05] [--range 0.002 0.5]
-                                        [--every 10] [--lr 0.01] [--tune-rollout 8] [--seed S] [--seeds N]
+                                        [--every 10] [--lr 0.01] [--tune-rollout 8] [--warmup N] [--log-loss]
+                                        [--seed S] [--seeds N]
                                         [--data DIR]
                                         [--resume] [--out DIR] [--only [VARIANT ...]]
 
@@ -74,6 +75,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the hyperparameters")
     ap.add_argument("--tune-rollout", type=int, default=8,
                     help="model steps from a clean state before the step the tuning loss scores")
+    ap.add_argument("--warmup", type=int, default=0, help="training steps before the first hyperparameter step")
+    ap.add_argument("--log-loss", action="store_true", help="tune on the log of the tuning loss")
     ap.add_argument("--scalars", nargs="*", default=["nu"])
     ap.add_argument("--pushforward", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="first training seed")
@@ -98,7 +101,8 @@ def main() -> None:
     out = Path(args.out)
     variants: dict[str, dict | None] = {"hand": None}
     variants.update({f"stn{s:g}": {"noise_std": {"init": s, "range": [lo, hi]}, "every": args.every, "lr": args.lr,
-                                   "rollout_steps": args.tune_rollout} for s in args.starts})
+                                   "rollout_steps": args.tune_rollout, "warmup": args.warmup,
+                                   "log_loss": args.log_loss} for s in args.starts})
 
     only = only_variants(args.only, list(variants))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -129,7 +133,8 @@ def main() -> None:
 
     results: dict = {"size": size, "train_seconds": seconds, "starts": args.starts, "hand_noise": args.hand_noise,
                      "range": [lo, hi], "every": args.every, "hyper_lr": args.lr,
-                     "tune_rollout": args.tune_rollout, "scalars": args.scalars,
+                     "tune_rollout": args.tune_rollout, "warmup": args.warmup, "log_loss": args.log_loss,
+                     "scalars": args.scalars,
                      "pushforward": args.pushforward, "correction": "divergence_free", "preset": "cpu",
                      "generation_s": gen_s}
     persistence = {}

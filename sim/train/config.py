@@ -209,12 +209,13 @@ def augment_coreset_options(cfg: Config, source: Any = None) -> tuple[float, int
     return float(fraction), int(every)
 
 
-SELF_TUNING_DEFAULTS = {"every": 10, "lr": 0.01, "perturb": 0.5, "entropy": 1e-3, "rollout_steps": None}
+SELF_TUNING_DEFAULTS = {"every": 10, "lr": 0.01, "perturb": 0.5, "entropy": 1e-3, "rollout_steps": None,
+                        "warmup": 0, "log_loss": False}
 
 
 def self_tuning_options(cfg: Config, source: Any = None) -> dict[str, Any]:
     """``train.self_tuning`` checked, defaults filled in: ``hypers`` (name -> (init, lo, hi)),
-    ``every``, ``lr``, ``perturb``, ``entropy``, ``rollout_steps`` (one :class:`ConfigError`
+    ``every``, ``lr``, ``perturb``, ``entropy``, ``rollout_steps``, ``warmup``, ``log_loss`` (one :class:`ConfigError`
     naming the key otherwise)."""
     from sim.plugins.training.self_tuning import HYPERPARAMETERS
 
@@ -258,6 +259,11 @@ def self_tuning_options(cfg: Config, source: Any = None) -> dict[str, Any]:
     if isinstance(out["every"], bool) or not isinstance(out["every"], int) or out["every"] < 1:
         raise ConfigError(f"{key}.every must be an integer >= 1 (training steps between hyperparameter steps), "
                           f"got {out['every']!r}", source)
+    if isinstance(out["warmup"], bool) or not isinstance(out["warmup"], int) or out["warmup"] < 0:
+        raise ConfigError(f"{key}.warmup must be an integer >= 0 (training steps before the first hyperparameter "
+                          f"step), got {out['warmup']!r}", source)
+    if not isinstance(out["log_loss"], bool):
+        raise ConfigError(f"{key}.log_loss must be true or false, got {out['log_loss']!r}", source)
     steps = cfg.model.pushforward if out["rollout_steps"] is None else out["rollout_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"{key}.rollout_steps must be an integer >= 0 (model steps before the tuned one), got "

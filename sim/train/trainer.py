@@ -599,7 +599,8 @@ def _self_tuning(cfg: Config, task: Task, model: nn.Module, distributed: bool) -
                           "across ranks); train without torchrun or drop train.self_tuning")
     return get_plugin("self_tuning", "training").factory(model, opts["hypers"], every=opts["every"], lr=opts["lr"],
                                                          perturb=opts["perturb"], entropy=opts["entropy"],
-                                                         seed=cfg.train.seed)
+                                                         seed=cfg.train.seed, warmup=opts["warmup"],
+                                                         log_loss=opts["log_loss"])
 
 
 def _apply_hypers(values: Mapping[str, float], batch: Any, optimizer: torch.optim.Optimizer, cfg: Config) -> None:

@@ -89,6 +89,36 @@ def test_a_hyperparameter_step_moves_towards_a_lower_tuning_loss():
     assert len(tuner.history) == 5 and {"step", "noise_std", "sigma_noise_std", "tuning_loss"} <= set(tuner.history[0])
 
 
+def test_log_loss_steps_by_the_relative_change_and_warmup_holds_the_values():
+    def tuned(log_loss: bool, scale: float) -> float:
+        net = nn.Linear(1, 1)
+        with torch.no_grad():
+            net.weight.fill_(1.0)
+            net.bias.zero_()
+        tuner = SelfTuning(net, {"noise_std": (0.01, 0.001, 0.2)}, lr=0.05, perturb=1e-3, entropy=0.0,
+                           log_loss=log_loss)
+        with torch.no_grad():
+            tuner.response[0].fill_(1.0)
+        u0 = float(tuner.u.detach())
+        loss = tuner.tune(1, lambda: scale * ((net(torch.ones(1, 1)) - 2.0) ** 2).sum())
+        assert loss == pytest.approx(scale, rel=1e-2)  # the logged loss is the loss, not its log
+        # the gradient of the objective, from Adam's first moment after one step ((1 - beta1) g)
+        return float(tuner.optimizer.state[tuner.u]["exp_avg"][0]) / 0.1, float(tuner.u.detach()) - u0
+
+    g_plain, du_plain = tuned(False, 1.0)
+    g_big, _ = tuned(False, 100.0)
+    g_log, du_log = tuned(True, 1.0)
+    g_log_big, _ = tuned(True, 100.0)
+    assert g_big == pytest.approx(100 * g_plain, rel=1e-6)  # the plain loss's gradient scales with the loss
+    assert g_log_big == pytest.approx(g_log, rel=1e-6)  # the log's does not
+    assert g_log == pytest.approx(g_plain, rel=1e-2) and du_log > 0 and du_plain > 0  # d log L = dL / L at L ~ 1
+
+    tuner = SelfTuning(nn.Linear(1, 1), {"noise_std": (0.01, 0.001, 0.2)}, every=5, warmup=12)
+    assert [s for s in range(1, 31) if tuner.due(s)] == [15, 20, 25, 30]
+    assert [s for s in range(1, 16) if SelfTuning(nn.Linear(1, 1), {"noise_std": (0.01, 0.001, 0.2)},
+                                                  every=5).due(s)] == [5, 10, 15]
+
+
 def test_a_step_scales_the_batch_noise_and_sets_the_weight_decay():
     class B:
         num_nodes = 4
@@ -182,6 +212,8 @@ def test_config_errors_name_the_key(tmp_path, data):
                           key + r"\.rollout_steps must be an integer >= 0"),
                          ({"noise_std": {"range": [0.01, 0.1]}, "rollout_steps": 2.5},
                           key + r"\.rollout_steps must be an integer >= 0"),
+                         ({"noise_std": {"range": [0.01, 0.1]}, "warmup": -1}, key + r"\.warmup must be an integer"),
+                         ({"noise_std": {"range": [0.01, 0.1]}, "log_loss": 1}, key + r"\.log_loss must be true"),
                          (0.1, key + r" must be a mapping")]:
         with pytest.raises(ConfigError, match=match):
             Config.from_dict(_dict(tmp_path / "run", data, tuning=value))

@@ -13,13 +13,21 @@ units, zero at the start) learned. Two alternating steps:
   train with the hyperparameters at ``u'`` (the noise drawn for the batch is scaled to its value,
   the optimiser's weight decay set to its value) and the scaled layers; the weights and ``U``
   learn (``U``: how the best weights move with the hyperparameters);
-- every ``every`` training steps one hyperparameter step: the family's tuning loss
+- every ``every`` training steps (after the first ``warmup`` steps) one hyperparameter step: the
+  family's tuning loss
   (:meth:`~sim.families.base.Family.tuning_loss`: for mesh models the error of the step after
   ``valid_steps`` of the model's own steps from a clean state, on ``data.valid`` when the run
   has it, else on training samples), with the weights at ``u' = u + sigma * eps``, minus
   ``entropy`` times the perturbation's entropy (sum of log sigma), is minimised over ``u`` and
   ``log sigma`` by Adam (``lr``) through ``U``: the loss sees the hyperparameters only through the
-  best-response, which is why the weights must depend on them.
+  best-response, which is why the weights must depend on them. With ``log_loss`` the logarithm
+  of the tuning loss is minimised instead: its gradient is the relative change, so a batch
+  whose rollout error is a hundred times another's does not take a hundred times the step.
+
+Options beyond the paper: ``warmup`` holds the hyperparameters for the first training steps
+(the responses ``U`` already learn), because a short-horizon tuning loss early in training
+measures how well a barely trained model fits, which less input noise always helps, rather
+than how its rollouts hold; and ``log_loss`` above.
 
 After a hyperparameter step from ``u`` to ``u_new`` the response ``1 + (u_new - u) @ U`` is folded
 into the layers' weights and biases, so the model's own weights are always the best response at
@@ -68,10 +76,13 @@ class SelfTuning:
         perturb: initial sigma (unconstrained units).
         entropy: weight of the perturbation's entropy in the tuning objective.
         seed: the run's seed (perturbations are seeded by (seed, step)).
+        warmup: training steps before the first hyperparameter step.
+        log_loss: minimise the log of the tuning loss (relative changes) instead of the loss.
     """
 
     def __init__(self, model: nn.Module, hypers: Mapping[str, Sequence[float]], every: int = 10, lr: float = 0.01,
-                 perturb: float = 0.5, entropy: float = 1e-3, seed: int = 0):
+                 perturb: float = 0.5, entropy: float = 1e-3, seed: int = 0, warmup: int = 0,
+                 log_loss: bool = False):
         unknown = set(hypers) - set(HYPERPARAMETERS)
         if unknown or not hypers:
             raise ValueError(f"self-tuned hyperparameters are {', '.join(HYPERPARAMETERS)}; got {sorted(hypers)}")
@@ -86,6 +97,7 @@ class SelfTuning:
         self.log_sigma = torch.full((len(self.names),), math.log(perturb), dtype=torch.float64, device=device,
                                     requires_grad=True)
         self.every, self.entropy, self.seed = int(every), float(entropy), int(seed)
+        self.warmup, self.log_loss = int(warmup), bool(log_loss)
         self.optimizer = torch.optim.Adam([self.u, self.log_sigma], lr=lr)
         self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not self.layers:
@@ -127,7 +139,7 @@ class SelfTuning:
 
     def due(self, step: int) -> bool:
         """A hyperparameter step after training step ``step`` (counted from 1)?"""
-        return step % self.every == 0
+        return step > self.warmup and step % self.every == 0
 
     def tune(self, step: int, loss_fn: Callable[[], torch.Tensor]) -> float:
         """One hyperparameter step: ``loss_fn()`` (the tuning loss, run under the layers scaled to
@@ -137,7 +149,7 @@ class SelfTuning:
         self.delta = (self.u + self.log_sigma.exp() * self._eps(step, 2)) - u_old
         try:
             loss = loss_fn()
-            objective = loss - self.entropy * self.log_sigma.sum()
+            objective = (torch.log(loss) if self.log_loss else loss) - self.entropy * self.log_sigma.sum()
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             for r in self.response:  # only u and sigma move here; the responses learn in training steps
