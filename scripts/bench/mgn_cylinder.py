@@ -85,7 +85,7 @@ the ensemble's spread ranks its error with Spearman 0.79. Bundling costs a littl
 Why the flow metrics stay far from the truth (`sim eval --plot` of seed 0, bundled): the
 predicted transverse velocity behind the cylinder follows the truth for about one shedding
 period, then its oscillation slows and loses amplitude (on the first test trajectory the period
-grows from 0.19 to about 0.3 and the amplitude halves within 1.5 of the 3 simulated seconds), so
+grows from 0.19 to about 0.3 and the amplitude falls by a third within the first simulated second), so
 the shedding frequency comes out low on every fast-shedding trajectory (3.1 Hz against 9.5 Hz
 on the fastest). The same model without the divergence-free correction slows the same way and
 also drifts, so the correction is not what damps it.
