@@ -320,6 +320,13 @@ def test_cylinder_entry_packages_a_bench_runs_seeds_as_an_ensemble(tmp_path, mon
                                         "OUT/run.json"])
     assert "--seed 0 --seeds 2 --out OUT" in entry.extra["train_command"] and str(tmp_path) not in \
         (out / "card.md").read_text()
+    # a bundled run's JSON does not package one-frame checkpoints, and its training command bundles
+    (bench / "bundled.json").write_text(json.dumps({**meta, "bundle": 2}))
+    with pytest.raises(SimError, match=r"bundle: checkpoint 1, JSON 2"):
+        builder().build(["cylinder_flow", "--checkpoint", *map(str, ckpts), "--metrics-json",
+                         str(bench / "bundled.json"), "--out", str(tmp_path / "zoo3" / "cylinder_flow")])
+    assert "--history 1 --bundle 2 --correction" in builder()._train_command({**meta, "bundle": 2}, 0)
+    assert "--bundle" not in builder()._train_command(meta, 0)
     # an ensemble is every seed of the run its metrics were measured on
     with pytest.raises(SimError, match=r"every seed .* the JSON's seeds are \[0, 1\], the checkpoints' \[0, 0\]"):
         builder().build(["cylinder_flow", "--checkpoint", str(ckpts[0]), str(ckpts[0]), "--metrics-json",

@@ -436,7 +436,9 @@ def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path:
             cmd += [flag, str(meta[key])]
     cmd += ["--batch-size", str(meta.get("batch_size", 1)), "--noise-std", f"{meta['noise_std']:g}",
             "--scalars", *[str(s) for s in meta.get("scalars") or []], "--pushforward", str(meta["pushforward"]),
-            "--history", str(meta.get("history", 1)), "--correction", str(meta["correction"]), "--seed", str(seed),
+            "--history", str(meta.get("history", 1)),
+            *(["--bundle", str(meta["bundle"])] if int(meta.get("bundle") or 1) > 1 else []),
+            "--correction", str(meta["correction"]), "--seed", str(seed),
             *(["--seeds", str(n_seeds)] if n_seeds > 1 else []), "--out", out]
     if json_path:
         cmd += ["--json", json_path]
@@ -458,6 +460,9 @@ def _cylinder_run(cpath: Path, meta: dict[str, Any], jpath: Path) -> tuple[dict[
                        "bench's run wrote", cpath)
     differ = [f"{k}: checkpoint {cfg['model'].get(k)!r}, JSON {meta[k]!r}" for k in CONFIG_KEYS
               if k in cfg["model"] and cfg["model"].get(k) != meta[k]]
+    bundle = int((cfg["model"].get("family_args") or {}).get("bundle", 1))
+    if bundle != int(meta.get("bundle") or 1):
+        differ.append(f"bundle: checkpoint {bundle}, JSON {meta.get('bundle') or 1}")
     steps = int(train_state.get("step", 0))
     if meta.get("train_budget_s") is None and meta.get("train_steps") and steps != int(round(meta["train_steps"])):
         differ.append(f"train steps: checkpoint {steps}, JSON {meta['train_steps']:g}")
@@ -542,8 +547,10 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
     drift = ("Rollouts drift: " + ", ".join(f"{'over all ' + str(length) if h == 'all' else 'at ' + h} steps the "
                                             f"RMSE is {r:.2f} x persistence's" for h, r in ratio.items())
              + "; see the flow metrics for the shedding frequency and the mean flow.")
+    bundle = int((m.get("family_args") or {}).get("bundle", 1))
     detail = ("(CPU preset, latent 64, 6 message-passing steps"
-              + (f", {m.get('history')} frames in" if int(m.get("history") or 1) > 1 else "") + ")")
+              + (f", {m.get('history')} frames in" if int(m.get("history") or 1) > 1 else "")
+              + (f", {bundle} frames out per call" if bundle > 1 else "") + ")")
     what = (f"A deep ensemble of {len(cpaths)} MeshGraphNets {detail} trained from seeds "
             f"{', '.join(map(str, member_seeds))} on the same data (rollouts give the members' mean and, as "
             "`velocity_std`, their spread per node and step)" if ensemble else f"MeshGraphNet {detail}")
@@ -571,7 +578,7 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
         config={"network": m.get("network"), "preset": m.get("preset"), "network_args": m.get("network_args"),
                 "fields": m.get("fields"), "target": m.get("target"), "noise_std": m.get("noise_std"),
                 "scalars": m.get("scalars"), "pushforward": m.get("pushforward"), "history": m.get("history"),
-                "optim": cfg.get("optim"), "train_steps": steps,
+                **({"bundle": bundle} if bundle > 1 else {}), "optim": cfg.get("optim"), "train_steps": steps,
                 **({"seeds": member_seeds} if ensemble else {"seed": seed}),
                 "rollout_correction": meta["correction"]},
         usage='traj = sim.load("zoo:{name}").rollout(initial, steps=100)  # initial: a Trajectory with '
