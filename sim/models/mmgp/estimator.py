@@ -298,9 +298,8 @@ class MMGP:
         s the GP's output scale, q the mean square over the common support's values of the field's
         POD modes summed (every mode shares the GP's kernel), peak_j the largest magnitude of the
         predicted mean field in the power law's scaled units, and c the GP's leave-one-out
-        calibration: the mean of squared leave-one-out residuals over their predicted variances on
-        the training data (1 for a calibrated GP; a GP whose fitted noise sits at its bound and that
-        interpolates its data is typically over-confident, c > 1)."""
+        calibration (:meth:`gp_calibration`: 1 for a GP whose variances match its leave-one-out
+        errors, above 1 for an over-confident one)."""
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         calibration = self.gp_calibration("fields")
         out = {}
