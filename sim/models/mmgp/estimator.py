@@ -209,7 +209,8 @@ class MMGP:
     def _factor(self, name: str, scalars: dict[str, Any]) -> float:
         """The fitted power law's factor of output ``name`` at a query's input scalars."""
         coef = self.scale_coefs_[name]
-        log_s = [np.log(float(np.asarray(scalars[k]).ravel()[0])) for k in self.scale_names_]
+        with np.errstate(invalid="ignore", divide="ignore"):  # a non-positive input is the error below
+            log_s = [np.log(float(np.asarray(scalars[k]).ravel()[0])) for k in self.scale_names_]
         if coef[1:].any() and not all(np.isfinite(log_s)):
             raise SimError(f"input scalars {self.scale_names_} must be positive (the model's output scaling "
                            f"is a power law of them), got {[scalars[k] for k in self.scale_names_]}")
