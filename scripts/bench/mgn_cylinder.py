@@ -188,14 +188,13 @@ def main() -> None:
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
         tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
             (f"_seed{seed}" if seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
-            (f"_h{args.history}" if args.history > 1 else "") + (f"_b{args.bundle}" if args.bundle > 1 else "") + \
-            (f"_n{args.train_steps}" if args.train_steps else "")
-        run_dir = out / f"run_{size}_{args.preset}{tag}_noise{args.noise_std:g}"
+            (f"_h{args.history}" if args.history > 1 else "") + (f"_b{args.bundle}" if args.bundle > 1 else "")
+        stem, noise = f"run_{size}_{args.preset}{tag}", f"_noise{args.noise_std:g}"
+        run_dir = out / f"{stem}{f'_n{args.train_steps}' if args.train_steps else ''}{noise}"
         if args.warm_start and not (run_dir / "checkpoint.pt").exists():
             if not args.train_steps:
                 raise SystemExit("--warm-start continues runs to --train-steps: give it")
-            same = re.compile(re.escape(f"run_{size}_{args.preset}{re.sub(r'_n[0-9]+$', '', tag)}") + r"(_n[0-9]+)?"
-                              + re.escape(f"_noise{args.noise_std:g}"))
+            same = re.compile(re.escape(stem) + r"(_n[0-9]+)?" + re.escape(noise))  # the same run, any length
             found = [d for d in sorted(Path(args.warm_start).iterdir())
                      if same.fullmatch(d.name) and (d / "checkpoint.pt").exists()]
             if len(found) != 1:

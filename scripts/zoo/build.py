@@ -421,6 +421,11 @@ def _shown(path: Path, out: Path) -> str:
     return path.name
 
 
+def _bundle(model: dict[str, Any]) -> int:
+    """Frames a checkpoint's model configuration predicts per call (``family_args.bundle``, default 1)."""
+    return int((model.get("family_args") or {}).get("bundle", 1))
+
+
 def _train_command(meta: dict[str, Any], seed: int, out: str = "OUT", json_path: str | None = None,
                    n_seeds: int = 1) -> str:
     """The scripts/bench/mgn_cylinder.py command that trains a model (``n_seeds`` of them, seeds
@@ -460,7 +465,7 @@ def _cylinder_run(cpath: Path, meta: dict[str, Any], jpath: Path) -> tuple[dict[
                        "bench's run wrote", cpath)
     differ = [f"{k}: checkpoint {cfg['model'].get(k)!r}, JSON {meta[k]!r}" for k in CONFIG_KEYS
               if k in cfg["model"] and cfg["model"].get(k) != meta[k]]
-    bundle = int((cfg["model"].get("family_args") or {}).get("bundle", 1))
+    bundle = _bundle(cfg["model"])
     if bundle != int(meta.get("bundle") or 1):
         differ.append(f"bundle: checkpoint {bundle}, JSON {meta.get('bundle') or 1}")
     steps = int(train_state.get("step", 0))
@@ -547,7 +552,7 @@ def build_cylinder(args: argparse.Namespace, stage: Path, work: Path) -> Built:
     drift = ("Rollouts drift: " + ", ".join(f"{'over all ' + str(length) if h == 'all' else 'at ' + h} steps the "
                                             f"RMSE is {r:.2f} x persistence's" for h, r in ratio.items())
              + "; see the flow metrics for the shedding frequency and the mean flow.")
-    bundle = int((m.get("family_args") or {}).get("bundle", 1))
+    bundle = _bundle(m)
     detail = ("(CPU preset, latent 64, 6 message-passing steps"
               + (f", {m.get('history')} frames in" if int(m.get("history") or 1) > 1 else "")
               + (f", {bundle} frames out per call" if bundle > 1 else "") + ")")

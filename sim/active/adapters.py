@@ -153,16 +153,14 @@ class MMGPAdapter(SurrogateAdapter):
     def error_terms(self, features: np.ndarray, prior: bool = False) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Per output field (kernel (P, P), weights (P,), noise variance): the field GP's covariance,
         :meth:`MMGP.gp_error_weights` (a unit of its diagonal as expected squared relative error,
-        calibrated by leave-one-out) and its fitted noise (at least the selection's floor)."""
-        from sim.plugins.selection.kecor import MIN_SIGMA2
-
+        calibrated by leave-one-out) and its fitted noise variance."""
         self._check_fitted()
         if not self.fields_:
             raise SimError("error-weighted selection needs output fields (the model has output scalars only)")
         covs = self.mmgp_.gp_covariance(features, "fields", prior=prior)
         weights = self.mmgp_.gp_error_weights(features)
         noise = self.mmgp_.gp_noise("fields")
-        return [(0.5 * (covs[f] + covs[f].T), weights[f], max(noise[f], MIN_SIGMA2)) for f in self.fields_]
+        return [(covs[f], weights[f], noise[f]) for f in self.fields_]
 
     def score(self, test: list[Mesh]) -> dict[str, float]:
         from sim.families.steady import rrmse

@@ -192,15 +192,14 @@ def greedy_pool_rate(kernel: np.ndarray, batch: int, sigma2: float, distortion: 
         raise PluginError(f"kecor: sigma2 must be > 0, got {sigma2}")
     if not distortion > 0:
         raise PluginError(f"kecor: the distortion must be > 0, got {distortion}")
+    if np.isinf(distortion):  # the summed variance removed: the error-weighted greedy with unit weights
+        return greedy_weighted_variance([(k, np.ones(pool), sigma2)], batch)
     taken = np.zeros(pool, dtype=bool)
     picks, gains = np.zeros(batch, dtype=np.int64), np.zeros(batch)
     for t in range(batch):
         var = np.clip(np.diag(k), 0.0, None)
-        if np.isinf(distortion):
-            gain = (k**2).sum(0) / (var + sigma2)
-        else:
-            q = np.einsum("ij,ij->j", k, np.linalg.solve(distortion * np.eye(pool) + k, k))  # k_j^T (tau I + K)^-1 k_j
-            gain = -np.log1p(-np.clip(q / (var + sigma2), 0.0, 1.0 - 1e-15))
+        q = np.einsum("ij,ij->j", k, np.linalg.solve(distortion * np.eye(pool) + k, k))  # k_j^T (tau I + K)^-1 k_j
+        gain = -np.log1p(-np.clip(q / (var + sigma2), 0.0, 1.0 - 1e-15))
         gain[taken] = -np.inf
         p = int(np.argmax(gain))
         picks[t], gains[t], taken[p] = p, gain[p], True
@@ -310,7 +309,8 @@ class KECOR:
             if not hasattr(scorer, "error_terms"):
                 raise PluginError(f"kecor: weighting 'error' needs a scorer with error_terms(features); "
                                   f"{type(scorer).__name__} has none")
-            terms = scorer.error_terms(features, prior=self.kernel == "prior")
+            terms = [(k, w, max(float(s2), MIN_SIGMA2))
+                     for k, w, s2 in scorer.error_terms(features, prior=self.kernel == "prior")]
             picks, self.gains_ = greedy_weighted_variance(terms, batch)
             self.sigma2_ = [s2 for _, _, s2 in terms]
             return picks
