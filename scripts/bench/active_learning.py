@@ -128,17 +128,29 @@ def coarse_cylinder_recipe(path: Path) -> Path:
     return path
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: "N" (seeds 0..N-1) or a comma-separated list of seeds."""
+    try:
+        if "," not in text:
+            return list(range(int(text)))
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a comma-separated list of seeds, got {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
-    ap.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; quick 3)")
+    ap.add_argument("--seeds", type=seed_list, help="N: seeds 0..N-1 (default 5; quick 3); or a list, 0,2,4 (to split "
+                    "a campaign over processes sharing --out, then gather them with N and --resume)")
     ap.add_argument("--size", help="recipe size (default medium; quick small)")
     ap.add_argument("--budget", type=int, help="solver calls per run (default 60; quick 10)")
     ap.add_argument("--batch", type=int, help="solver calls per round (default 4; quick 2)")
     ap.add_argument("--initial", type=int, help="initial simulations (default 8; quick 4)")
     ap.add_argument("--pool", type=int, help="candidates per seed (default 300; quick 24)")
     ap.add_argument("--modes", type=int, help="MMGP shape and field modes (default 16; quick 8)")
+    ap.add_argument("--restarts", type=int, help="MMGP's GP optimiser restarts per fit (default 2; quick 0)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="MMGP campaign: labels, comma-separated")
     ap.add_argument("--cylinder-strategies", default=",".join(STRATEGIES), help="the cylinder campaign's")
     ap.add_argument("--workers", type=int, default=1, help="solver processes per run")
@@ -147,22 +159,24 @@ def main() -> None:
     ap.add_argument("--cylinder-only", action="store_true", help="only the cylinder comparison")
     ap.add_argument("--cylinder-budget", type=int, help="trajectories simulated per run (default 8; quick 4)")
     ap.add_argument("--cylinder-steps", type=int, help="training steps per fit (default 1000; quick 20)")
-    ap.add_argument("--cylinder-seeds", type=int, help="seeds of the cylinder runs (default 3; quick 1)")
+    ap.add_argument("--cylinder-seeds", type=seed_list, help="seeds of the cylinder runs, as --seeds (default 3; "
+                    "quick 1)")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "active_learning"))
     args = ap.parse_args()
 
     q = args.quick
-    seeds = list(range(args.seeds or (3 if q else 5)))
+    seeds = args.seeds or list(range(3 if q else 5))
     size = args.size or ("small" if q else "medium")
     budget, batch = args.budget or (10 if q else 60), args.batch or (2 if q else 4)
     initial, pool = args.initial or (4 if q else 8), args.pool or (24 if q else 300)
     modes = args.modes or (8 if q else 16)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    restarts = args.restarts if args.restarts is not None else (0 if q else 2)
     results: dict = {}
     fit_cpu = 0.0
     if not args.cylinder_only:
         model = {"model": {"family": "mmgp", "fields": ["u", "von_mises"], "scalars": ["E", "nu", "load"],
-                           "family_args": {"shape_modes": modes, "field_modes": modes, "n_restarts": 0 if q else 2,
+                           "family_args": {"shape_modes": modes, "field_modes": modes, "n_restarts": restarts,
                                            "n_draws": 10}}}
         grid, curves, timing = campaign(ROOT / "datasets" / "elasticity_shapes.yaml", model, size, strategies, seeds,
                                         Path(args.out) / size, args.resume, args.workers, budget=budget, batch=batch,
@@ -173,7 +187,7 @@ def main() -> None:
         results.update(timing)
         fit_cpu += timing["fit_cpu_s"]
     if args.cylinder or args.cylinder_only:
-        c_seeds = list(range(args.cylinder_seeds or (1 if q else 3)))
+        c_seeds = args.cylinder_seeds or list(range(1 if q else 3))
         c_budget, c_steps = args.cylinder_budget or (4 if q else 8), args.cylinder_steps or (20 if q else 1000)
         c_out = Path(args.out) / "cylinder"
         recipe = coarse_cylinder_recipe(c_out / "coarse.yaml") if q else ROOT / "datasets" / "cylinder_flow.yaml"

@@ -23,15 +23,21 @@ from scipy.sparse.linalg import splu
 from sim.errors import MeshError
 
 
+def _edge_keys(edges: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per undirected edge, min * n + max: sorting the keys sorts the edges by (min, max),
+    as ``np.unique(..., axis=0)`` of the sorted pairs would, at a fraction of its cost."""
+    e = np.asarray(edges, dtype=np.int64)
+    return np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1])
+
+
 def boundary_loop(triangles: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Boundary nodes of a triangulated disk in counter-clockwise order.
 
     Raises a MeshError if the boundary is not a single closed loop (holes, several parts).
     """
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    key = np.sort(edges, axis=1)
-    uniq, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    boundary = edges[counts[inverse.ravel()] == 1]  # oriented as in their triangle
+    _, inverse, counts = np.unique(_edge_keys(edges, len(points)), return_inverse=True, return_counts=True)
+    boundary = edges[counts[inverse] == 1]  # oriented as in their triangle
     if len(boundary) == 0:
         raise MeshError("the mesh has no boundary")
     nxt = {}
@@ -110,7 +116,8 @@ def floater_map(points: np.ndarray, triangles: np.ndarray, pins: int = 4,
     out[loop] = np.stack([np.cos(theta), np.sin(theta)], 1)
     # uniform-weight graph Laplacian
     e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    e = np.unique(np.sort(e, axis=1), axis=0)
+    key = np.unique(_edge_keys(e, n))
+    e = np.stack([key // n, key % n], 1)
     adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     adj = (adj + adj.T).tocsr()
     lap = (sp.diags(np.asarray(adj.sum(1)).ravel()) - adj).tocsr()
