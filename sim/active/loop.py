@@ -379,7 +379,10 @@ def _loop(state: dict[str, Any], state_path: Path, out: Path, adapter: Surrogate
             left = [n for n in candidates if n not in chosen]
             k = min(state["config"]["batch"], budget - calls)
             rng = np.random.default_rng([seed, 1 + len(state["rounds"])])
-            picks = np.asarray(selector(adapter, adapter.features([candidates[n] for n in left]), k, rng))
+            # a strategy that declares ``uses_features = False`` (random) gets (P, 0) instead of the embedded pool
+            feats = (adapter.features([candidates[n] for n in left]) if getattr(selector, "uses_features", True)
+                     else np.zeros((len(left), 0)))
+            picks = np.asarray(selector(adapter, feats, k, rng))
             if picks.shape != (k,) or len(set(picks.tolist())) != k or picks.min() < 0 or picks.max() >= len(left):
                 raise ActiveError(f"strategy {state['config']['strategy']['name']!r} returned {picks.tolist()} for a "
                                   f"batch of {k} distinct candidates out of {len(left)}")

@@ -176,3 +176,18 @@ def test_draw_then_solve_is_the_generator():
     a, b = generate(params, 11), solve(draw(params, 11), params)
     assert np.array_equal(a.points, b.points) and np.array_equal(a.point_data["u"], b.point_data["u"])
     assert "u" not in draw(params, 11).point_data
+
+
+def test_a_strategy_that_ignores_features_is_not_given_an_embedded_pool(tiny_recipe, mmgp_config, tmp_path,
+                                                                          monkeypatch):
+    """random declares uses_features = False: the loop must not embed the pool for it (a model pass
+    per candidate every round), and it still picks distinct candidates until the budget is spent."""
+    from sim.active.adapters import MMGPAdapter
+
+    def no_embedding(self, candidates):
+        raise AssertionError("the pool was embedded for a strategy that does not use features")
+
+    monkeypatch.setattr(MMGPAdapter, "features", no_embedding)
+    out = tmp_path / "random"
+    run_active(tiny_recipe, mmgp_config, out=out, **{**RUN, "strategy": "random"})
+    check_complete(out, 8)

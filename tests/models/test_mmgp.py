@@ -78,6 +78,29 @@ def test_p1_transfer_of_a_linear_field_is_exact(family):
     assert np.allclose(np.asarray(op.sum(1)).ravel(), 1.0)  # a partition of unity everywhere (clamped too)
 
 
+def test_morph_cache_gives_the_floater_map_and_its_point_locator_once_per_mesh(family):
+    from sim.models.mmgp.morphing import MorphCache
+    from sim.models.mmgp.transfer import trifinder
+
+    cache = MorphCache(size=2)
+    a, b, c = family[0][:3]
+    morphed, finder = cache(a.points, a.cells["triangle"], 4)
+    np.testing.assert_array_equal(morphed, floater_map(a.points, a.cells["triangle"], pins=4))
+    assert not morphed.flags.writeable  # shared between models: nobody may change it in place
+    again = cache(a.points.copy(), a.cells["triangle"].copy(), 4)  # equal content, other arrays: a hit
+    assert again[0] is morphed and again[1] is finder
+    assert cache(a.points, a.cells["triangle"], 3)[0] is not morphed  # the pins are part of the key
+    probe = b.points * 0.5 + 0.25
+    q = floater_map(b.points, b.cells["triangle"], pins=4) * 0.9
+    np.testing.assert_array_equal(finder(q[:, 0], q[:, 1]),
+                                  trifinder(morphed, a.cells["triangle"])(q[:, 0], q[:, 1]))
+    np.testing.assert_allclose(p1_transfer(morphed, a.cells["triangle"], probe, finder=finder).toarray(),
+                               p1_transfer(morphed, a.cells["triangle"], probe).toarray())
+    cache(b.points, b.cells["triangle"], 4)
+    cache(c.points, c.cells["triangle"], 4)  # the oldest entries go beyond the size
+    assert cache(a.points, a.cells["triangle"], 4)[0] is not morphed
+
+
 def test_mass_matrix_integrates_exactly(family):
     mesh = family[0][2]
     m = p1_mass_matrix(mesh.points, mesh.cells["triangle"])

@@ -41,9 +41,9 @@ from sklearn.preprocessing import StandardScaler
 from sim.errors import FileFormatError, SimError
 from sim.mesh import Mesh
 from sim.mesh.atomic import atomic_path
-from sim.models.mmgp.morphing import floater_map
+from sim.models.mmgp.morphing import MORPHS
 from sim.models.mmgp.pod import POD
-from sim.models.mmgp.transfer import p1_mass_matrix, p1_transfer
+from sim.models.mmgp.transfer import p1_mass_matrix, p1_transfer, trifinder
 
 FORMAT = "sim.mmgp"
 VERSION = 1
@@ -109,10 +109,11 @@ class MMGP:
         tri = _triangles(mesh, i)
         if not self.morph:
             return mesh.points[:, :2].astype(np.float64)
-        return floater_map(mesh.points, tri, self.pins)
+        return MORPHS(mesh.points[:, :2], tri, self.pins)[0]
 
     def _to_common(self, mesh: Mesh, morphed: np.ndarray, i: Any):
-        """Operator (Nc, N) from the mesh's P1 space to the common nodes."""
+        """Operator (Nc, N) from the mesh's P1 space to the common nodes (``morphed``: the mesh's
+        :meth:`_morphed` coordinates)."""
         if not self.morph:
             if mesh.num_points != len(self.common_points_) or not np.array_equal(_triangles(mesh, i),
                                                                                  self.common_triangles_):
@@ -120,7 +121,16 @@ class MMGP:
             import scipy.sparse as sp
 
             return sp.identity(mesh.num_points, format="csr")
-        return p1_transfer(morphed, _triangles(mesh, i), self.common_morphed_)
+        tri = _triangles(mesh, i)
+        return p1_transfer(morphed, tri, self.common_morphed_, finder=MORPHS(mesh.points[:, :2], tri, self.pins)[1])
+
+    def _from_common(self, morphed: np.ndarray):
+        """Operator (N, Nc) from the common support's P1 space to a mesh's morphed nodes."""
+        finder = getattr(self, "_common_finder", None)
+        if finder is None or finder[0] is not self.common_morphed_:  # built once per fitted (or loaded) support
+            finder = self._common_finder = (self.common_morphed_,
+                                            trifinder(self.common_morphed_, self.common_triangles_))
+        return p1_transfer(self.common_morphed_, self.common_triangles_, morphed, finder=finder[1])
 
     def _shape_snapshot(self, mesh: Mesh, op) -> np.ndarray:
         return np.asarray(op @ mesh.points[:, :2].astype(np.float64)).ravel()
@@ -351,7 +361,7 @@ class MMGP:
         x, morphed = self._embed(mesh, scalars)
         back = None
         if self.morph:
-            back = p1_transfer(self.common_morphed_, self.common_triangles_, morphed)
+            back = self._from_common(morphed)
         return x, back
 
     def predict(self, mesh: Mesh, scalars: dict[str, float] | None = None, return_std: bool = True,
@@ -416,7 +426,7 @@ class MMGP:
         Each stage includes the ones before it, so the differences are the stages' shares."""
         x, morphed = self._embed(mesh, scalars)  # the query is morphed once for both directions
         op = self._to_common(mesh, morphed, "query")
-        back = p1_transfer(self.common_morphed_, self.common_triangles_, morphed) if self.morph else None
+        back = self._from_common(morphed) if self.morph else None
         out = {}
         for k, truth in fields.items():
             truth = _as_2d(truth, mesh.num_points, f"field {k!r}")

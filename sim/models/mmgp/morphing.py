@@ -16,6 +16,8 @@ An optional Wendland C2 radial-basis morphing moves chosen interior points after
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
@@ -127,6 +129,50 @@ def floater_map(points: np.ndarray, triangles: np.ndarray, pins: int = 4,
         rhs = -lap[interior][:, loop] @ out[loop]
         out[interior] = np.stack([solve.solve(rhs[:, c]) for c in range(2)], 1)
     return out
+
+
+class MorphCache:
+    """The last ``size`` Floater maps and point locators of meshes, keyed by their content.
+
+    The map of a mesh depends only on its points, triangles and pins, and locating points in
+    the morphed mesh needs a search structure built from it (:func:`~sim.models.mmgp.transfer.
+    trifinder`): an active-learning loop embeds the same few hundred candidate meshes into a
+    freshly fitted model every round, so both are computed once per mesh. The cached arrays
+    are read-only.
+    """
+
+    def __init__(self, size: int = 2048):
+        from collections import OrderedDict
+
+        self.size = size
+        self._items: OrderedDict[bytes, tuple[np.ndarray, Any]] = OrderedDict()
+
+    def __call__(self, points: np.ndarray, triangles: np.ndarray, pins: int) -> tuple[np.ndarray, Any]:
+        """(morphed (N, 2), trifinder of the morphed mesh) of :func:`floater_map` with ``pins``."""
+        import hashlib
+
+        from sim.models.mmgp.transfer import trifinder
+
+        pts = np.ascontiguousarray(points, dtype=np.float64)
+        tri = np.ascontiguousarray(triangles, dtype=np.int64)
+        h = hashlib.blake2b(digest_size=20)
+        for a in (np.array(pts.shape + tri.shape + (pins,), dtype=np.int64), pts, tri):
+            h.update(a.tobytes())
+        key = h.digest()
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        morphed = floater_map(pts, tri, pins)
+        morphed.setflags(write=False)
+        item = (morphed, trifinder(morphed, tri))
+        self._items[key] = item
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
+
+
+MORPHS = MorphCache()  # shared by every MMGP of the process
 
 
 def wendland_c2(r: np.ndarray) -> np.ndarray:

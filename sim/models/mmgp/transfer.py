@@ -10,6 +10,8 @@ Linear fields are therefore transferred exactly inside the mesh.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
@@ -17,14 +19,22 @@ from scipy.spatial import cKDTree
 from sim.models.mmgp.morphing import boundary_loop
 
 
-def p1_transfer(points: np.ndarray, triangles: np.ndarray, query: np.ndarray) -> sp.csr_matrix:
-    """(num_query, num_points) interpolation operator from the source P1 space to ``query``."""
+def trifinder(points: np.ndarray, triangles: np.ndarray) -> Any:
+    """The point-location structure of a triangle mesh (matplotlib's trapezoid map), what
+    :func:`p1_transfer` searches; building it is most of a transfer's cost, so a caller that
+    transfers from one mesh many times can build it once and pass it in."""
     from matplotlib.tri import Triangulation
 
     pts = np.asarray(points, dtype=np.float64)[:, :2]
+    return Triangulation(pts[:, 0], pts[:, 1], triangles).get_trifinder()
+
+
+def p1_transfer(points: np.ndarray, triangles: np.ndarray, query: np.ndarray, finder: Any = None) -> sp.csr_matrix:
+    """(num_query, num_points) interpolation operator from the source P1 space to ``query``
+    (``finder``: :func:`trifinder` of the source mesh, built here when not given)."""
+    pts = np.asarray(points, dtype=np.float64)[:, :2]
     q = np.asarray(query, dtype=np.float64)[:, :2]
-    tri = Triangulation(pts[:, 0], pts[:, 1], triangles)
-    found = tri.get_trifinder()(q[:, 0], q[:, 1])
+    found = (finder if finder is not None else trifinder(pts, triangles))(q[:, 0], q[:, 1])
     rows, cols, vals = [], [], []
     inside = np.flatnonzero(found >= 0)
     if len(inside):

@@ -16,6 +16,9 @@ called as ``selector(scorer, features, batch, rng) -> indices``:
   observation noise variance, in the kernel's units);
 - ``batch``: how many to pick; ``rng``: a ``numpy.random.Generator`` for strategies that draw.
 
+A selector whose class sets ``uses_features = False`` gets a (P, 0) array instead (embedding a
+pool costs a model pass per candidate, wasted on a strategy that only counts them).
+
 It returns ``batch`` distinct row indices (int64), in the order picked. Selectors never see
 a model class: :mod:`sim.active` wraps each model family in a scorer, so a strategy works
 for every family that has one.

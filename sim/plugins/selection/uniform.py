@@ -18,7 +18,10 @@ from sim.plugins.selection.base import check_batch
                                               "Learning Literature Survey)",
                  summary="uniform draws without replacement from the candidate pool (the active-learning baseline)")
 class UniformSelection:
-    """Shapes: ``features`` (P, d) -> indices (batch,)."""
+    """Shapes: ``features`` (P, d) -> indices (batch,); only their count is used, so the loop
+    passes (P, 0) (``uses_features = False``) instead of embedding the pool."""
+
+    uses_features = False
 
     def __call__(self, scorer: Any, features: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
         pool = len(features)
