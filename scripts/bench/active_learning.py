@@ -2,7 +2,7 @@
 
     python scripts/bench/active_learning.py [--quick] [--json PATH] [--seeds 5] [--resume]
 
-For each seed and each strategy (`--strategies`, default kecor, kecor_pool, random, variance;
+For each seed and each strategy (`--strategies`, default kecor, kecor_pool, kecor_pool_err, random, variance;
 alternating within a seed) one `sim.active.run_active` run: `--initial` uniform simulations,
 then batches of `--batch` chosen from a pool of `--pool` drawn candidates until `--budget`
 solver calls, MMGP refitted
@@ -11,7 +11,9 @@ and `von_mises`, averaged). A seed fixes the pool and the initial simulations, s
 strategies (paired comparison); the test set is shared by every run. `kecor` is the paper's
 objective (the coding rate of the batch), `kecor_pool` KECOR with `objective: pool` (the coding
 rate the batch removes from the whole pool, to first order: the summed pool variance removed),
-`kecor_pool_mean` the same at the pool's mean variance as distortion; any other label is a
+`kecor_pool_mean` the same at the pool's mean variance as distortion, `kecor_pool_err` the pool
+objective on each field's kernel weighted into expected squared test error (`weighting: error`);
+any other label is a
 selection plugin's name.
 
 JSON keys: `calls` (the solver-call grid), `<strategy>_rrmse_mean` / `_std` (over seeds, per
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, report
 
-STRATEGIES = ("kecor", "kecor_pool", "random", "variance")
+STRATEGIES = ("kecor", "kecor_pool", "kecor_pool_err", "random", "variance")
 # bench labels of selection plugins with parameters (a label not here is a plugin name)
 VARIANTS = {"kecor_pool": {"name": "kecor", "objective": "pool"},
             "kecor_pool_mean": {"name": "kecor", "objective": "pool", "distortion": "mean"},
@@ -148,11 +150,12 @@ def main() -> None:
     ap.add_argument("--budget", type=int, help="solver calls per run (default 60; quick 10)")
     ap.add_argument("--batch", type=int, help="solver calls per round (default 4; quick 2)")
     ap.add_argument("--initial", type=int, help="initial simulations (default 8; quick 4)")
-    ap.add_argument("--pool", type=int, help="candidates per seed (default 300; quick 24)")
+    ap.add_argument("--pool", type=int, help="candidates per seed (default 1000; quick 24)")
     ap.add_argument("--modes", type=int, help="MMGP shape and field modes (default 16; quick 8)")
     ap.add_argument("--restarts", type=int, help="MMGP's GP optimiser restarts per fit (default 2; quick 0)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="MMGP campaign: labels, comma-separated")
-    ap.add_argument("--cylinder-strategies", default=",".join(STRATEGIES), help="the cylinder campaign's")
+    ap.add_argument("--cylinder-strategies", default="kecor,kecor_pool,random,variance",
+                    help="the cylinder campaign's")
     ap.add_argument("--workers", type=int, default=1, help="solver processes per run")
     ap.add_argument("--resume", action="store_true", help="continue the runs in --out instead of starting over")
     ap.add_argument("--cylinder", action="store_true", help="also a mesh model on cylinder_flow at a small budget")
@@ -168,7 +171,7 @@ def main() -> None:
     seeds = args.seeds or list(range(3 if q else 5))
     size = args.size or ("small" if q else "medium")
     budget, batch = args.budget or (10 if q else 60), args.batch or (2 if q else 4)
-    initial, pool = args.initial or (4 if q else 8), args.pool or (24 if q else 300)
+    initial, pool = args.initial or (4 if q else 8), args.pool or (24 if q else 1000)
     modes = args.modes or (8 if q else 16)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     restarts = args.restarts if args.restarts is not None else (0 if q else 2)
