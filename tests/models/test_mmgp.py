@@ -82,8 +82,8 @@ def test_morph_cache_gives_the_floater_map_and_its_point_locator_once_per_mesh(f
     from sim.models.mmgp.morphing import MorphCache
     from sim.models.mmgp.transfer import trifinder
 
-    cache = MorphCache(size=2)
     a, b, c = family[0][:3]
+    cache = MorphCache()
     morphed, finder = cache(a.points, a.cells["triangle"], 4)
     np.testing.assert_array_equal(morphed, floater_map(a.points, a.cells["triangle"], pins=4))
     assert not morphed.flags.writeable  # shared between models: nobody may change it in place
@@ -96,9 +96,13 @@ def test_morph_cache_gives_the_floater_map_and_its_point_locator_once_per_mesh(f
                                   trifinder(morphed, a.cells["triangle"])(q[:, 0], q[:, 1]))
     np.testing.assert_allclose(p1_transfer(morphed, a.cells["triangle"], probe, finder=finder).toarray(),
                                p1_transfer(morphed, a.cells["triangle"], probe).toarray())
+    cache = MorphCache(max_nodes=a.num_points + b.num_points + c.num_points - 1)  # room for two of them
+    first = cache(a.points, a.cells["triangle"], 4)[0]
     cache(b.points, b.cells["triangle"], 4)
-    cache(c.points, c.cells["triangle"], 4)  # the oldest entries go beyond the size
-    assert cache(a.points, a.cells["triangle"], 4)[0] is not morphed
+    cache(a.points, a.cells["triangle"], 4)  # a hit makes a the newest again
+    cache(c.points, c.cells["triangle"], 4)  # beyond the node budget: the least recently used (b) goes
+    assert len(cache) == 2 and cache.nodes == a.num_points + c.num_points
+    assert cache(a.points, a.cells["triangle"], 4)[0] is first
 
 
 def test_mass_matrix_integrates_exactly(family):

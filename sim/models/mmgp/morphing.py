@@ -132,20 +132,25 @@ def floater_map(points: np.ndarray, triangles: np.ndarray, pins: int = 4,
 
 
 class MorphCache:
-    """The last ``size`` Floater maps and point locators of meshes, keyed by their content.
+    """Floater maps and point locators of the meshes seen last, keyed by their content.
 
     The map of a mesh depends only on its points, triangles and pins, and locating points in
     the morphed mesh needs a search structure built from it (:func:`~sim.models.mmgp.transfer.
     trifinder`): an active-learning loop embeds the same few hundred candidate meshes into a
-    freshly fitted model every round, so both are computed once per mesh. The cached arrays
-    are read-only.
+    freshly fitted model every round, so both are computed once per mesh. The least recently
+    used entries go once the cached meshes hold more than ``max_nodes`` nodes in all (the
+    newest always stays). The cached arrays are read-only.
     """
 
-    def __init__(self, size: int = 2048):
+    def __init__(self, max_nodes: int = 4_000_000):
         from collections import OrderedDict
 
-        self.size = size
+        self.max_nodes = max_nodes
+        self.nodes = 0
         self._items: OrderedDict[bytes, tuple[np.ndarray, Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def __call__(self, points: np.ndarray, triangles: np.ndarray, pins: int) -> tuple[np.ndarray, Any]:
         """(morphed (N, 2), trifinder of the morphed mesh) of :func:`floater_map` with ``pins``."""
@@ -167,8 +172,9 @@ class MorphCache:
         morphed.setflags(write=False)
         item = (morphed, trifinder(morphed, tri))
         self._items[key] = item
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        self.nodes += len(morphed)
+        while self.nodes > self.max_nodes and len(self._items) > 1:
+            self.nodes -= len(self._items.popitem(last=False)[1][0])
         return item
 
 
