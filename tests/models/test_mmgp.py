@@ -274,7 +274,7 @@ def test_the_mean_training_field_is_kept_unscaled(tmp_path, family, fitted):
     """The plain mean of the training fields on the common support (the mean-field baseline) is the
     unscaled one, also after saving and loading; the POD's mean is of the scaled fields."""
     meshes, params = family
-    ops = [fitted._to_common(meshes[i], fitted._morphed(meshes[i], i), i) for i in range(12)]
+    ops = [fitted._to_common(meshes[i], fitted._morph(meshes[i], i), i) for i in range(12)]
     plain = np.mean([np.asarray(op @ field_of(meshes[i], params[i][2])).ravel() for i, op in enumerate(ops)], 0)
     np.testing.assert_allclose(fitted.field_means_["u"], plain, rtol=1e-12, atol=1e-12)
     assert not np.allclose(fitted.field_pods_["u"].mean_, plain, rtol=1e-3)

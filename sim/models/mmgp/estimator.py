@@ -105,15 +105,15 @@ class MMGP:
                                                                                random_state)
 
     # ---------------------------------------------------------------- embedding
-    def _morphed(self, mesh: Mesh, i: Any) -> np.ndarray:
+    def _morph(self, mesh: Mesh, i: Any) -> tuple[np.ndarray, Any]:
+        """(the mesh's morphed coordinates (N, 2), their point locator; None without morphing)."""
         tri = _triangles(mesh, i)
         if not self.morph:
-            return mesh.points[:, :2].astype(np.float64)
-        return MORPHS(mesh.points[:, :2], tri, self.pins)[0]
+            return mesh.points[:, :2].astype(np.float64), None
+        return MORPHS(mesh.points[:, :2], tri, self.pins)
 
-    def _to_common(self, mesh: Mesh, morphed: np.ndarray, i: Any):
-        """Operator (Nc, N) from the mesh's P1 space to the common nodes (``morphed``: the mesh's
-        :meth:`_morphed` coordinates)."""
+    def _to_common(self, mesh: Mesh, morph: tuple[np.ndarray, Any], i: Any):
+        """Operator (Nc, N) from the mesh's P1 space to the common nodes (``morph``: :meth:`_morph`)."""
         if not self.morph:
             if mesh.num_points != len(self.common_points_) or not np.array_equal(_triangles(mesh, i),
                                                                                  self.common_triangles_):
@@ -121,8 +121,8 @@ class MMGP:
             import scipy.sparse as sp
 
             return sp.identity(mesh.num_points, format="csr")
-        tri = _triangles(mesh, i)
-        return p1_transfer(morphed, tri, self.common_morphed_, finder=MORPHS(mesh.points[:, :2], tri, self.pins)[1])
+        morphed, finder = morph
+        return p1_transfer(morphed, _triangles(mesh, i), self.common_morphed_, finder=finder)
 
     def _from_common(self, morphed: np.ndarray):
         """Operator (N, Nc) from the common support's P1 space to a mesh's morphed nodes."""
@@ -163,7 +163,7 @@ class MMGP:
         common = meshes[idx]
         self.common_points_ = common.points[:, :2].astype(np.float64)
         self.common_triangles_ = _triangles(common, idx).copy()
-        self.common_morphed_ = self._morphed(common, idx)
+        self.common_morphed_ = self._morph(common, idx)[0]
         if self.refine:  # the same refinement of the physical and the morphed support (scikit-fem keeps vertices first)
             from skfem import MeshTri
 
@@ -176,7 +176,7 @@ class MMGP:
             tri[cw] = tri[cw][:, [0, 2, 1]]  # counter-clockwise, as the meshes' own triangles
             self.common_triangles_ = tri
         mass = p1_mass_matrix(self.common_points_, self.common_triangles_)
-        ops = [self._to_common(m, self._morphed(m, i), i) for i, m in enumerate(meshes)]
+        ops = [self._to_common(m, self._morph(m, i), i) for i, m in enumerate(meshes)]
         self.shape_pod_ = POD(self.shape_modes, mass, components=2).fit(
             np.stack([self._shape_snapshot(m, op) for m, op in zip(meshes, ops)]))
         shape_coef = self.shape_pod_.transform(np.stack([self._shape_snapshot(m, op) for m, op in zip(meshes, ops)]))
@@ -350,12 +350,12 @@ class MMGP:
         missing = [k for k in self.scalar_names_ if k not in scalars]
         if missing:
             raise SimError(f"missing input scalar(s) {missing} (the model was fitted with {self.scalar_names_})")
-        morphed = self._morphed(mesh, i)
-        op = self._to_common(mesh, morphed, i)
+        morph = self._morph(mesh, i)
+        op = self._to_common(mesh, morph, i)
         coef = self.shape_pod_.transform(self._shape_snapshot(mesh, op)[None])
         x = np.hstack([coef] + [np.atleast_2d(np.asarray(scalars[k], dtype=float)).reshape(1, -1)
                                 for k in self.scalar_names_])
-        return self.x_scaler_.transform(x), morphed
+        return self.x_scaler_.transform(x), morph[0]
 
     def _inputs(self, mesh: Mesh, scalars: dict[str, float] | None) -> tuple[np.ndarray, Any]:
         x, morphed = self._embed(mesh, scalars)
@@ -425,7 +425,7 @@ class MMGP:
 
         Each stage includes the ones before it, so the differences are the stages' shares."""
         x, morphed = self._embed(mesh, scalars)  # the query is morphed once for both directions
-        op = self._to_common(mesh, morphed, "query")
+        op = self._to_common(mesh, self._morph(mesh, "query"), "query")  # a hit of the morph cache
         back = self._from_common(morphed) if self.morph else None
         out = {}
         for k, truth in fields.items():

@@ -16,6 +16,7 @@ An optional Wendland C2 radial-basis morphing moves chosen interior points after
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -154,8 +155,6 @@ class MorphCache:
 
     def __call__(self, points: np.ndarray, triangles: np.ndarray, pins: int) -> tuple[np.ndarray, Any]:
         """(morphed (N, 2), trifinder of the morphed mesh) of :func:`floater_map` with ``pins``."""
-        import hashlib
-
         from sim.models.mmgp.transfer import trifinder
 
         pts = np.ascontiguousarray(points, dtype=np.float64)
