@@ -47,7 +47,7 @@ from torch import nn
 from sim.errors import SimError
 from sim.mesh.atomic import atomic_path
 from sim.train.checkpoint import read_checkpoint, save_checkpoint, save_ensemble
-from sim.train.config import Config, ConfigError, augment_coreset_options
+from sim.train.config import Config, ConfigError, augment_coreset_options, self_tuning_options
 
 # Configuration keys a resumed run may change without --allow-change: how long it runs, where
 # it writes, how often it logs, validates and checkpoints, how it loads batches (the batches do
@@ -591,7 +591,6 @@ def _self_tuning(cfg: Config, task: Task, model: nn.Module, distributed: bool) -
     if cfg.train.self_tuning is None:
         return None
     from sim.plugins import get_plugin
-    from sim.train.config import self_tuning_options
 
     opts = self_tuning_options(cfg)
     if distributed:
@@ -660,13 +659,38 @@ def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int =
         with tempfile.TemporaryDirectory() as tmp:
             probe.train.out, probe.train.steps = tmp, warmup_steps
             train(probe, task, progress=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        probe.train.out, probe.train.steps = tmp, probe_steps
-        # the seconds of the training loop on the run's clock: reading the data and building the
-        # model are paid once per run, not per step (counting them planned a fifth of the steps a
-        # budget holds on a large steady set)
-        per_step = float(train(probe, task, progress=False)["seconds"]) / probe_steps
-    return max(1, int(0.9 * seconds / max(per_step, 1e-9)))
+
+    def seconds_per_step(run: Config) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            run.train.out, run.train.steps = tmp, probe_steps
+            # the seconds of the training loop on the run's clock: reading the data and building the
+            # model are paid once per run, not per step (counting them planned a fifth of the steps a
+            # budget holds on a large steady set)
+            return max(float(train(run, task, progress=False)["seconds"]) / probe_steps, 1e-9)
+
+    usable = 0.9 * seconds
+    held = _self_tuning_warmup(cfg)
+    if not held:
+        return max(1, int(usable / seconds_per_step(probe)))
+    # Self-tuning that holds its hyperparameters for the first ``held`` steps: those steps cost
+    # less than the later ones, which also take the hyperparameter steps (a rollout of the tuning
+    # loss every few steps). A probe inside the warmup alone would plan steps at the cheap rate and
+    # the budget would stop the run before its learning-rate schedule ends.
+    plain = seconds_per_step(probe)
+    tuned_probe = copy.deepcopy(probe)
+    tuned_probe.train.self_tuning = {**cfg.train.self_tuning, "warmup": 0}
+    tuned = seconds_per_step(tuned_probe)
+    if usable <= held * plain:
+        return max(1, int(usable / plain))
+    return held + int((usable - held * plain) / tuned)
+
+
+def _self_tuning_warmup(cfg: Config) -> int:
+    """Training steps a self-tuned run holds its hyperparameters before tuning them (0 without
+    ``train.self_tuning``)."""
+    if cfg.train.self_tuning is None:
+        return 0
+    return int(self_tuning_options(cfg)["warmup"])
 
 
 def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, progress: bool | None = None,

@@ -227,3 +227,26 @@ def test_config_errors_name_the_key(tmp_path, data):
         with pytest.raises(ConfigError, match=rf"the {family} family defines no tuning loss"):
             train(Config.from_dict(d), progress=False)
         assert not (tmp_path / family).exists()
+
+
+def test_a_budget_with_a_tuning_warmup_plans_the_later_steps_at_the_tuned_cost(tmp_path, data, monkeypatch):
+    import sim.train.trainer as trainer
+
+    def fake_train(run, task, progress=None):  # a held step costs 10 ms, a tuned one (with its rollouts) 20 ms
+        tuning = run.train.self_tuning
+        tuned = tuning is not None and tuning.get("warmup", 0) < run.train.steps
+        return {"seconds": run.train.steps * (0.02 if tuned else 0.01)}
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    tuning = {"noise_std": {"init": 0.01, "range": [0.001, 0.2]}, "every": 5}
+    held = Config.from_dict(_dict(tmp_path / "w", data, 1, {**tuning, "warmup": 100}))
+    # 9 usable seconds: 100 held steps (1 s), then 8 s of tuned ones
+    assert trainer.steps_for_budget(held, None, 10.0, probe_steps=20) == 100 + 400
+    # a budget that ends inside the warmup is all held steps
+    assert trainer.steps_for_budget(held, None, 0.5, probe_steps=20) == 45
+    # no warmup: every step at the tuned cost, from one probe
+    assert trainer.steps_for_budget(Config.from_dict(_dict(tmp_path / "n", data, 1, tuning)), None, 10.0,
+                                    probe_steps=20) == 450
+    # no self-tuning at all: the plain cost
+    plain = Config.from_dict(_dict(tmp_path / "p", data, 1, None, self_tuning=None))
+    assert trainer.steps_for_budget(plain, None, 10.0, probe_steps=20) == 900
