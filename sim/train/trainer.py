@@ -660,13 +660,13 @@ def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int =
             probe.train.out, probe.train.steps = tmp, warmup_steps
             train(probe, task, progress=False)
 
-    def seconds_per_step(run: Config) -> float:
+    def seconds_per_step(run: Config, steps: int = probe_steps) -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            run.train.out, run.train.steps = tmp, probe_steps
+            run.train.out, run.train.steps = tmp, steps
             # the seconds of the training loop on the run's clock: reading the data and building the
             # model are paid once per run, not per step (counting them planned a fifth of the steps a
             # budget holds on a large steady set)
-            return max(float(train(run, task, progress=False)["seconds"]) / probe_steps, 1e-9)
+            return max(float(train(run, task, progress=False)["seconds"]) / steps, 1e-9)
 
     usable = 0.9 * seconds
     held = _self_tuning_warmup(cfg)
@@ -679,7 +679,8 @@ def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int =
     plain = seconds_per_step(probe)
     tuned_probe = copy.deepcopy(probe)
     tuned_probe.train.self_tuning = {**cfg.train.self_tuning, "warmup": 0}
-    tuned = seconds_per_step(tuned_probe)
+    every = int(self_tuning_options(cfg)["every"])  # whole periods: the probe holds its share of tuning steps
+    tuned = seconds_per_step(tuned_probe, every * math.ceil(probe_steps / every))
     if usable <= held * plain:
         return max(1, int(usable / plain))
     return held + int((usable - held * plain) / tuned)

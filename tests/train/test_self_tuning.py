@@ -247,6 +247,14 @@ def test_a_budget_with_a_tuning_warmup_plans_the_later_steps_at_the_tuned_cost(t
     # no warmup: every step at the tuned cost, from one probe
     assert trainer.steps_for_budget(Config.from_dict(_dict(tmp_path / "n", data, 1, tuning)), None, 10.0,
                                     probe_steps=20) == 450
+    # a tuning period longer than the probe: the probe runs one whole period (a 20-step probe would
+    # hold no hyperparameter step and plan at the held cost)
+    calls = []
+    monkeypatch.setattr(trainer, "train", lambda run, task, progress=None: calls.append(run.train.steps)
+                        or fake_train(run, task))
+    sparse = Config.from_dict(_dict(tmp_path / "s", data, 1, {**tuning, "every": 50, "warmup": 100}))
+    assert trainer.steps_for_budget(sparse, None, 10.0, probe_steps=20) == 500
+    assert calls == [20, 50]
     # no self-tuning at all: the plain cost
     plain = Config.from_dict(_dict(tmp_path / "p", data, 1, None, self_tuning=None))
     assert trainer.steps_for_budget(plain, None, 10.0, probe_steps=20) == 900
