@@ -669,29 +669,24 @@ def steps_for_budget(cfg: Config, task: Task, seconds: float, probe_steps: int =
             return max(float(train(run, task, progress=False)["seconds"]) / steps, 1e-9)
 
     usable = 0.9 * seconds
-    held = _self_tuning_warmup(cfg)
-    if not held:
+    if cfg.train.self_tuning is None:
         return max(1, int(usable / seconds_per_step(probe)))
+    opts = self_tuning_options(cfg)
+    # a self-tuned probe runs whole tuning periods, so that it holds its share of hyperparameter steps
+    period_steps = opts["every"] * math.ceil(probe_steps / opts["every"])
+    held = opts["warmup"]
+    if not held:
+        return max(1, int(usable / seconds_per_step(probe, period_steps)))
     # Self-tuning that holds its hyperparameters for the first ``held`` steps: those steps cost
     # less than the later ones, which also take the hyperparameter steps (a rollout of the tuning
     # loss every few steps). A probe inside the warmup alone would plan steps at the cheap rate and
     # the budget would stop the run before its learning-rate schedule ends.
     plain = seconds_per_step(probe)
-    tuned_probe = copy.deepcopy(probe)
-    tuned_probe.train.self_tuning = {**cfg.train.self_tuning, "warmup": 0}
-    every = int(self_tuning_options(cfg)["every"])  # whole periods: the probe holds its share of tuning steps
-    tuned = seconds_per_step(tuned_probe, every * math.ceil(probe_steps / every))
     if usable <= held * plain:
         return max(1, int(usable / plain))
-    return held + int((usable - held * plain) / tuned)
-
-
-def _self_tuning_warmup(cfg: Config) -> int:
-    """Training steps a self-tuned run holds its hyperparameters before tuning them (0 without
-    ``train.self_tuning``)."""
-    if cfg.train.self_tuning is None:
-        return 0
-    return int(self_tuning_options(cfg)["warmup"])
+    tuned_probe = copy.deepcopy(probe)
+    tuned_probe.train.self_tuning = {**cfg.train.self_tuning, "warmup": 0}
+    return held + int((usable - held * plain) / seconds_per_step(tuned_probe, period_steps))
 
 
 def train_ensemble(cfg: Config, task: Task, members: int, resume: bool = False, progress: bool | None = None,

@@ -344,8 +344,10 @@ class MMGP:
             raise ValueError(f"outputs must be 'fields' or 'scalars', not {outputs!r}")
         return self.field_gps_ if outputs == "fields" else self.output_gps_
 
-    def _embed(self, mesh: Mesh, scalars: dict[str, float] | None, i: Any = "query") -> tuple[np.ndarray, np.ndarray]:
-        """Standardised GP input (1, d) of one mesh and its morphed coordinates."""
+    def _embed(self, mesh: Mesh, scalars: dict[str, float] | None, i: Any = "query"
+               ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Standardised GP input (1, d) of one mesh, its morphed coordinates and its operator to the
+        common support (:meth:`_to_common`)."""
         scalars = scalars or {}
         missing = [k for k in self.scalar_names_ if k not in scalars]
         if missing:
@@ -355,10 +357,10 @@ class MMGP:
         coef = self.shape_pod_.transform(self._shape_snapshot(mesh, op)[None])
         x = np.hstack([coef] + [np.atleast_2d(np.asarray(scalars[k], dtype=float)).reshape(1, -1)
                                 for k in self.scalar_names_])
-        return self.x_scaler_.transform(x), morph[0]
+        return self.x_scaler_.transform(x), morph[0], op
 
     def _inputs(self, mesh: Mesh, scalars: dict[str, float] | None) -> tuple[np.ndarray, Any]:
-        x, morphed = self._embed(mesh, scalars)
+        x, morphed, _ = self._embed(mesh, scalars)
         back = None
         if self.morph:
             back = self._from_common(morphed)
@@ -424,8 +426,7 @@ class MMGP:
         - ``prediction``: the model's prediction (the GP's coefficients instead of the true ones).
 
         Each stage includes the ones before it, so the differences are the stages' shares."""
-        x, morphed = self._embed(mesh, scalars)  # the query is morphed once for both directions
-        op = self._to_common(mesh, self._morph(mesh, "query"), "query")  # a hit of the morph cache
+        x, morphed, op = self._embed(mesh, scalars)  # the query is morphed once for both directions
         back = self._from_common(morphed) if self.morph else None
         out = {}
         for k, truth in fields.items():
