@@ -2,7 +2,7 @@
 
     python scripts/bench/mgn_cylinder.py [--quick] [--json PATH] [--size medium] [--train-seconds S] [--train-steps N]
                                          [--preset cpu|paper] [--mp-steps N] [--latent W]
-                                         [--scalars [NAME ...]] [--pushforward K] [--history H] [--seed S]
+                                         [--scalars [NAME ...]] [--pushforward K] [--unrolled] [--history H] [--seed S]
                                          [--seeds N] [--resume] [--warm-start DIR]
                                          [--checkpoint CKPT] [--workers N]
 
@@ -156,6 +156,9 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=1, help="frames per input (the state and those before it)")
     ap.add_argument("--bundle", type=int, default=1,
                     help="temporal bundling: frames predicted per model call (a rollout makes steps / bundle calls)")
+    ap.add_argument("--unrolled", action="store_true",
+                    help="unrolled training: the gradient flows through the pushforward steps and the loss counts "
+                         "every step of them (model.family_args.unrolled)")
     ap.add_argument("--correction", default="divergence_free", choices=CORRECTIONS,
                     help="applied after every rollout step (sim.rollout.corrections; default divergence_free: the "
                          "velocity update projected onto divergence-free fields); a rollout setting, so trained "
@@ -188,7 +191,8 @@ def main() -> None:
         overrides = {k: v for k, v in (("steps", args.mp_steps), ("latent", args.latent)) if v}
         tag = "".join(f"_{k}{v}" for k, v in overrides.items()) + "".join(f"_{k}" for k in args.scalars) + \
             (f"_seed{seed}" if seed else "") + (f"_pf{args.pushforward}" if args.pushforward else "") + \
-            (f"_h{args.history}" if args.history > 1 else "") + (f"_b{args.bundle}" if args.bundle > 1 else "")
+            (f"_h{args.history}" if args.history > 1 else "") + (f"_b{args.bundle}" if args.bundle > 1 else "") + \
+            ("_unrolled" if args.unrolled else "")
         stem, noise = f"run_{size}_{args.preset}{tag}", f"_noise{args.noise_std:g}"
         run_dir = out / f"{stem}{f'_n{args.train_steps}' if args.train_steps else ''}{noise}"
         if args.warm_start and not (run_dir / "checkpoint.pt").exists():
@@ -205,7 +209,8 @@ def main() -> None:
             "model": {"network": "meshgraphnet", "preset": args.preset, "network_args": overrides,
                       "fields": ["velocity"], "target": "delta", "noise_std": args.noise_std,
                       "scalars": args.scalars, "pushforward": args.pushforward,
-                      "history": args.history, **({"family_args": {"bundle": args.bundle}} if args.bundle > 1 else {})},
+                      "history": args.history, "family_args": {**({"bundle": args.bundle} if args.bundle > 1 else {}),
+                                                               **({"unrolled": True} if args.unrolled else {})}},
             "data": {"train": str(paths["train"]), "valid": str(paths["valid"]), "batch_size": args.batch_size,
                      "valid_entries": 2, "valid_rollout_steps": 50},
             "optim": {"name": "adam", "lr": 1e-3, "lr_final": 1e-5, "schedule": "exponential"},
@@ -227,7 +232,8 @@ def main() -> None:
     report("mgn_cylinder", {
         "size": size, "preset": args.preset, "mp_steps": args.mp_steps, "latent": args.latent,
         "batch_size": args.batch_size, "noise_std": args.noise_std, "scalars": args.scalars,
-        "pushforward": args.pushforward, "history": args.history, "bundle": args.bundle, "correction": args.correction,
+        "pushforward": args.pushforward, "history": args.history, "bundle": args.bundle, "unrolled": args.unrolled,
+        "correction": args.correction,
         "train_steps": float(np.mean(steps)) if steps else None,
         "train_budget_s": None if args.train_steps else budget, "generation_s": gen_s,
         **results,

@@ -37,6 +37,9 @@ class MeshOptions:
     # static point data of the mesh the model reads at every node and does not predict (e.g. the
     # heat source density of diffusion3d); the data's meshes and every query mesh must carry them
     node_inputs: list[str] = field(default_factory=list)
+    # train through the pushforward steps (unrolled training): the gradient flows through the
+    # model's own k steps and the loss is the mean over all k + 1 steps, not the last one only
+    unrolled: bool = False
 
 
 def set_correction(model: Any, name: str) -> None:
@@ -71,6 +74,9 @@ class MeshFamily(Family):
         if opts.bundle < 1:
             raise ConfigError(f"model.family_args.bundle must be >= 1 (frames per model call), got {opts.bundle}",
                               source)
+        if opts.unrolled and not cfg.model.pushforward:
+            raise ConfigError("model.family_args.unrolled trains through the pushforward steps: set "
+                              "model.pushforward >= 1", source)
 
     def build_dataset(self, cfg: Any) -> Any:
         return self._step_dataset(cfg, cfg.data.train, cfg.model.pushforward)
@@ -100,7 +106,8 @@ class MeshFamily(Family):
         model = MeshSimulator(m.network, args, m.fields, dataset.dims, edge_in, target=m.target,
                               noise_std=m.noise_std, scalars=m.scalars, pushforward=m.pushforward,
                               history=m.history, correction=opts.correction, bundle=opts.bundle,
-                              node_inputs=opts.node_inputs, node_input_dims=dataset.node_input_dims, **kwargs)
+                              node_inputs=opts.node_inputs, node_input_dims=dataset.node_input_dims,
+                              unrolled=opts.unrolled, **kwargs)
         for norm in (model.node_normalizer, model.edge_normalizer, model.output_normalizer):
             norm.max_accumulations = cfg.train.normalizer_accumulation_steps
         model.initialize(dataset[0])  # graph-aware init plugins (network_args.init); same sample on every rank

@@ -143,6 +143,10 @@ class MeshSimulator(nn.Module):
             reads at every node and does not predict, e.g. a source density; normalised with the
             node features.
         node_input_dims: width of each (default 1 each).
+        unrolled: train through the pushforward steps (unrolled training, backpropagation
+            through the model's own rollout): the k steps keep their gradient and the loss is
+            the mean squared residual over all k + 1 steps, so the model is also taught not to
+            make the errors its later steps inherit, not only to correct them.
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
@@ -150,7 +154,8 @@ class MeshSimulator(nn.Module):
                  noise_types: Sequence[int] = (NodeType.INTERIOR,),
                  predicted_types: Sequence[int] = (NodeType.INTERIOR, NodeType.OUTFLOW),
                  scalars: Sequence[str] = (), pushforward: int = 0, history: int = 1, correction: str = "none",
-                 bundle: int = 1, node_inputs: Sequence[str] = (), node_input_dims: Sequence[int] | None = None):
+                 bundle: int = 1, node_inputs: Sequence[str] = (), node_input_dims: Sequence[int] | None = None,
+                 unrolled: bool = False):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -172,6 +177,8 @@ class MeshSimulator(nn.Module):
         if bundle > 1:  # only when used, so one-frame checkpoints keep their configuration
             self.config["bundle"] = int(bundle)
         self.bundle = int(bundle)
+        if unrolled:  # only when used, so checkpoints without it keep their configuration
+            self.config["unrolled"] = True
         dims = node_input_widths(node_inputs, node_input_dims, fields)
         if node_inputs:  # only when used, so checkpoints without them keep their configuration
             self.config["node_inputs"] = list(node_inputs)
@@ -418,6 +425,8 @@ class MeshSimulator(nn.Module):
     def _residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         target, node_type, part = batch.target, batch.node_type, self.halo
+        if k and self.config.get("unrolled") and torch.is_grad_enabled():
+            return self._unrolled_residual(batch, state, inputs, k)
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
         b = self.bundle
@@ -431,6 +440,34 @@ class MeshSimulator(nn.Module):
         pred = self.update(state, inputs, normalised=True)
         norm_update = self.output_normalizer(delta, rows=None if part is None else slice(0, part.num_owned))
         return pred - norm_update, self.predicted_mask(node_type)
+
+    def _unrolled_residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residuals of k + 1 steps of the model's own rollout from ``state``, the gradient
+        flowing through every step, side by side along the feature axis (N, (k + 1) * F * bundle):
+        the mean of their squares is the mean over the steps."""
+        future = getattr(batch, "future", None)
+        b, part = self.bundle, self.halo
+        if future is None or future.shape[1] < (k + 1) * b - 1:
+            raise ValueError(f"an unrolled loss of {k + 1} steps needs samples with {(k + 1) * b - 1} future frames "
+                             "beyond t+1 (MeshStepDataset(horizon=(pushforward + 1) * bundle))")
+        frames = [batch.target, *future.unbind(1)]
+        rows = None if part is None else slice(0, part.num_owned)
+        residuals = []
+        for j in range(k + 1):
+            pred = self.update(state, inputs, normalised=True)
+            own = frames[j * b:(j + 1) * b]
+            delta = torch.cat([(f - state) / inputs.scale for f in own], dim=-1)
+            residuals.append(pred - self.output_normalizer(delta, rows=rows))
+            if j == k:
+                break
+            upd = self.output_normalizer.inverse(pred)
+            boundary = own[0] if b == 1 else torch.stack(own)
+            out, inputs = self.advance(state, inputs, boundary=boundary, update=lambda *_: upd)
+            state = out if b == 1 else out[-1]
+            if part is not None:
+                state = part.exchange(state)
+        return torch.cat(residuals, dim=-1), self.predicted_mask(batch.node_type)
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
         p = self.config["pushforward"]
