@@ -275,3 +275,37 @@ print(json.dumps({{"peak_mem_mb": status("VmHWM"), "base_mem_mb": base, "seconds
     if res.returncode != 0:
         raise RuntimeError(f"the rollout process failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def flow_interpolator(coarse: Any, fine: Any, truth: np.ndarray) -> Any:
+    """A function of velocity frames on mesh ``coarse`` that interpolates them (P1) to the nodes of
+    mesh ``fine`` and sets each frame's prescribed fine nodes (inflow, walls, obstacle) to their
+    values in ``truth`` (the fine flow, one frame per frame); the interpolation matrix is built
+    here, once."""
+    from sim.mesh import NodeType
+    from sim.mesh.interp import p1_matrix
+
+    prescribed = (fine.node_type != int(NodeType.INTERIOR)) & (fine.node_type != int(NodeType.OUTFLOW))
+    decode = p1_matrix(coarse.points, coarse.cells, fine.points)
+
+    def to_fine(frames: Any) -> list[np.ndarray]:
+        out = []
+        for k, v in enumerate(frames):
+            f = decode @ np.asarray(v, dtype=np.float64)
+            f[prescribed] = truth[k][prescribed]
+            out.append(f)
+        return out
+
+    return to_fine
+
+
+def flow_scores(mesh: Any, params: dict[str, Any], truth: np.ndarray, frames: Any, dt: float) -> dict[str, float]:
+    """The flow metrics of ``sim eval`` (time-mean and fluctuation relative RMSE, shedding-frequency
+    error) of velocity ``frames`` on ``mesh`` against ``truth``, frame 0 the shared start."""
+    from sim.rollout.flow import FlowStatistics
+
+    stats = FlowStatistics(mesh, params, "velocity", truth, 0.0, float(dt))
+    for k, v in enumerate(frames):
+        stats.write(k * float(dt), point_fields={"velocity": v})
+    m = stats.metrics()
+    return {k: float(m[k]) for k in ("mean_field_rrmse", "fluct_rrmse", "shedding_freq_err") if k in m}

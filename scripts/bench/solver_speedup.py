@@ -72,7 +72,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, report
-from _mesh_models import set_threads, train_for_budget
+from _mesh_models import flow_interpolator, flow_scores, set_threads, train_for_budget
 
 
 def load(checkpoint: Path, correction: str | None = None):
@@ -169,9 +169,7 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     ``correction``: the rollout correction to run the surrogate with (default: its own).
     ``cache``: a store holding the fine solve (written when missing, reused when it was solved
     for the same case, scale and frames): the reference solve takes over an hour at 25k nodes."""
-    from sim.mesh import Mesh, NodeType
-    from sim.mesh.interp import p1_matrix
-    from sim.rollout.flow import FlowStatistics
+    from sim.mesh import Mesh
     from solvers.cfd.cylinder import GEOMETRY, solve
     from solvers.cfd.geometry import Channel, channel_mesh
 
@@ -188,25 +186,11 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
                                                "dt_store": float(traj.dt), "num_steps": n, "warmup": p["warmup"]}))
     fine = Mesh(truth.mesh.points, truth.mesh.cells, node_type=truth.mesh.node_type)
     true_v = truth.point_fields["velocity"]
-    prescribed = fine.node_type != int(NodeType.INTERIOR)
-    prescribed &= fine.node_type != int(NodeType.OUTFLOW)
-    decode = p1_matrix(traj.mesh.points, traj.mesh.cells, fine.points)
 
     def scored(frames_fine) -> dict[str, float]:
-        stats = FlowStatistics(fine, p, "velocity", true_v, 0.0, float(traj.dt))
-        for k, v in enumerate(frames_fine):
-            stats.write(k * float(traj.dt), point_fields={"velocity": v})
-        m = stats.metrics()
-        return {k: float(m[k]) for k in ("mean_field_rrmse", "fluct_rrmse", "shedding_freq_err") if k in m}
+        return flow_scores(fine, p, true_v, frames_fine, float(traj.dt))
 
-    def to_fine(coarse_frames) -> list[np.ndarray]:
-        out = []
-        for k, v in enumerate(coarse_frames):
-            f = decode @ np.asarray(v, dtype=np.float64)
-            f[prescribed] = true_v[k][prescribed]
-            out.append(f)
-        return out
-
+    to_fine = flow_interpolator(traj.mesh, fine, true_v)
     res: dict[str, object] = {"nodes": int(fine.num_points), "frames": n - 1, "truth_solve_s": truth_s}
     surrogate = load(checkpoint, correction)
     surrogate.rollout(traj, 1)  # warm-up
