@@ -64,9 +64,14 @@ def test_the_gradient_flows_through_the_model_s_own_steps(data):
     g_plain, g_unrolled = last_step_grad(plain), last_step_grad(unrolled)
     # the same value of the last step's loss, but a different gradient: the earlier steps are in it
     assert not torch.allclose(g_plain, g_unrolled, rtol=1e-3, atol=1e-8)
-    with torch.no_grad():  # without gradient (evaluation, tuning rollouts) the plain residual
+    with torch.no_grad():  # without gradient the plain residual
         err, _ = unrolled._residual(batch, batch.state, unrolled.step_inputs(batch), 2)
     assert err.shape[-1] == 1
+    unrolled.eval()  # in eval mode too (the self-tuning loss: the step after the rollout, with gradient)
+    err, _ = unrolled.rollout_residual(batch, 2)
+    ref, _ = plain.eval().rollout_residual(batch, 2)
+    assert err.shape[-1] == 1 and err.requires_grad
+    torch.testing.assert_close(err, ref)
 
 
 def test_unrolled_training_learns_and_needs_a_pushforward(tmp_path, data):

@@ -146,7 +146,8 @@ class MeshSimulator(nn.Module):
         unrolled: train through the pushforward steps (unrolled training, backpropagation
             through the model's own rollout): the k steps keep their gradient and the loss is
             the mean squared residual over all k + 1 steps, so the model is also taught not to
-            make the errors its later steps inherit, not only to correct them.
+            make the errors its later steps inherit, not only to correct them. Training mode
+            only: in eval mode (validation, the self-tuning loss) the residual is the plain one.
     """
 
     def __init__(self, network: str, network_args: dict[str, Any], fields: Sequence[str], field_dims: Sequence[int],
@@ -425,7 +426,7 @@ class MeshSimulator(nn.Module):
     def _residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         target, node_type, part = batch.target, batch.node_type, self.halo
-        if k and self.config.get("unrolled") and torch.is_grad_enabled():
+        if k and self.config.get("unrolled") and self.training and torch.is_grad_enabled():
             return self._unrolled_residual(batch, state, inputs, k)
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
