@@ -2,6 +2,7 @@
 
     python scripts/bench/giorom.py [--quick] [--json PATH] [--train-seconds S] [--data-root DIR]
                                    [--materials water,sand,jelly] [--ratio 0.05] [--n-grid 96] [--out DIR]
+                                   [--giorom-only]
 
 Per material: generates the data with our MLS-MPM solver if missing (the ``bench`` size
 below, ~2-6k particles, 100 frames, 8 train / 2 test trajectories; ``--n-grid N`` the same
@@ -26,6 +27,11 @@ that other jobs on a shared machine do not change what each model gets), then
   query points sampled inside the body (``decode_s_10k`` ...; neighbour lists and
   coefficients built once per query set, reported as ``decode_plan_s_*``) and the time of
   a whole dense frame (sparse step + decode, ``dense_frame_s_*``).
+
+``--giorom-only`` trains and measures GIOROM alone (its MSE, sparse MSE, persistence, frame time
+and the decode times; no baseline keys): the model another bench takes, e.g. the MPM case of
+``solver_speedup.py`` (``--materials jelly --n-grid 192 --giorom-only``, then
+``--mpm-checkpoint OUT/jelly_giorom/checkpoint.pt --mpm-data DATA_ROOT/mpm_jelly_2d/bench_g192/test.h5``).
 
 Presets: GIOROM ``cpu`` (latent 64, 2 + 2 interaction layers, 32x32 grid per sample,
 32 channels, FNO 4 layers x 12 modes), 5 % of the particles by farthest-point sampling,
@@ -245,6 +251,9 @@ def main() -> None:
                          "--full-to-accuracy on a large case, skip rounds that cannot reach the accuracy")
     ap.add_argument("--full-max-seconds", type=float, default=14400.0,
                     help="the largest budget --full-to-accuracy tries (CPU seconds, default 14400)")
+    ap.add_argument("--giorom-only", action="store_true",
+                    help="train and measure GIOROM alone (no full-resolution baseline, no speed ratio): a model for "
+                         "another bench, e.g. solver_speedup.py --mpm-checkpoint OUT/jelly_giorom/checkpoint.pt")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "giorom"))
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: with torch's default of one per core, a parallel region on a "
@@ -270,13 +279,23 @@ def main() -> None:
         results[f"{material}_generation_s"] = time.perf_counter() - t0
         trajs = test_trajectories(paths["test"])
         models = {}
-        for kind in ("giorom", "full"):
+        for kind in ("giorom",) if args.giorom_only else ("giorom", "full"):
             cfg = configure(kind, paths, material, n_grid, args.ratio, out)
             ckpt, summary = train_model(cfg, budget if kind == "giorom" else full_first,
                                         probe_steps=20 if kind == "giorom" else 8)
             models[kind], _ = load_model(ckpt)
             record(results, f"{material}_{kind}", summary)
         g_mse, g_sparse, persist = rollout_mse(models["giorom"], trajs)
+        if args.giorom_only:
+            times = frame_times(models, trajs[0])
+            results.update({f"{material}_giorom_mse": g_mse, f"{material}_giorom_sparse_mse": g_sparse,
+                            f"{material}_persistence_mse": persist, f"{material}_giorom_frame_s": times["giorom"],
+                            f"{material}_giorom_frame_cpu_s": times["giorom_cpu"],
+                            f"{material}_particles": float(np.mean([len(t[1][0]) for t in trajs])),
+                            f"{material}_rollout_frames": len(trajs[0][1]) - HISTORY})
+            decode_model = decode_model or (models["giorom"], trajs[0])
+            print(f"{material}: giorom mse {g_mse:.3g} (persistence {persist:.3g})", flush=True)
+            continue
         f_mse, _, _ = rollout_mse(models["full"], trajs)
         if args.full_to_accuracy:  # train the baseline to GIOROM's accuracy, not to its budget
             rounds = [[full_first, results[f"{material}_full_train_steps"], f_mse]]
