@@ -22,7 +22,8 @@ error is that of the solver at scale 0.5 is as good, on that metric, as our solv
 the nodes.
 
 JSON keys: scales, and per scale (lists in the order of scales) nodes (mean over trajectories),
-frame_s (CPU seconds of the solver per stored frame, one thread), rmse_50, rmse_all,
+frame_s (CPU seconds of the whole solve, its warm-up from rest included, per stored frame; one
+thread), rmse_50, rmse_all,
 shedding_freq_err_median, mean_field_rrmse, fluct_rrmse (means over trajectories, the shedding
 error's median); per_trajectory: the same per trajectory and scale.
 """
