@@ -72,6 +72,9 @@ def test_the_gradient_flows_through_the_model_s_own_steps(data):
     ref, _ = plain.eval().rollout_residual(batch, 2)
     assert err.shape[-1] == 1 and err.requires_grad
     torch.testing.assert_close(err, ref)
+    unrolled.train().halo = object()  # a partitioned step: its halo exchange carries no gradient
+    with pytest.raises(ValueError, match="unrolled training runs in one process"):
+        unrolled._residual(batch, batch.state, unrolled.step_inputs(batch), 2)
 
 
 def test_unrolled_training_learns_and_needs_a_pushforward(tmp_path, data):

@@ -448,26 +448,26 @@ class MeshSimulator(nn.Module):
         flowing through every step, side by side along the feature axis (N, (k + 1) * F * bundle):
         the mean of their squares is the mean over the steps."""
         future = getattr(batch, "future", None)
-        b, part = self.bundle, self.halo
+        b = self.bundle
+        if self.halo is not None:  # the halo exchange between a partition's steps carries no gradient
+            raise ValueError("unrolled training runs in one process: partitioned (halo) training exchanges the "
+                             "halo's state without gradient, so it cannot train through the steps")
         if future is None or future.shape[1] < (k + 1) * b - 1:
             raise ValueError(f"an unrolled loss of {k + 1} steps needs samples with {(k + 1) * b - 1} future frames "
                              "beyond t+1 (MeshStepDataset(horizon=(pushforward + 1) * bundle))")
         frames = [batch.target, *future.unbind(1)]
-        rows = None if part is None else slice(0, part.num_owned)
         residuals = []
         for j in range(k + 1):
             pred = self.update(state, inputs, normalised=True)
             own = frames[j * b:(j + 1) * b]
             delta = torch.cat([(f - state) / inputs.scale for f in own], dim=-1)
-            residuals.append(pred - self.output_normalizer(delta, rows=rows))
+            residuals.append(pred - self.output_normalizer(delta))
             if j == k:
                 break
             upd = self.output_normalizer.inverse(pred)
             boundary = own[0] if b == 1 else torch.stack(own)
             out, inputs = self.advance(state, inputs, boundary=boundary, update=lambda *_: upd)
             state = out if b == 1 else out[-1]
-            if part is not None:
-                state = part.exchange(state)
         return torch.cat(residuals, dim=-1), self.predicted_mask(batch.node_type)
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
