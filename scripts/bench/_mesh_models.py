@@ -309,3 +309,21 @@ def flow_scores(mesh: Any, params: dict[str, Any], truth: np.ndarray, frames: An
         stats.write(k * float(dt), point_fields={"velocity": v})
     m = stats.metrics()
     return {k: float(m[k]) for k in ("mean_field_rrmse", "fluct_rrmse", "shedding_freq_err") if k in m}
+
+
+def rescaled_case(traj: Any, scale: float) -> tuple[Any, dict[str, float]]:
+    """The cylinder case of stored trajectory ``traj`` meshed ``scale`` times as fine (the recipe's
+    mesh sizes divided by ``scale``): the mesh as the recipe's solver takes it (its geometry and
+    mesh sizes in ``field_data``) and those values."""
+    from sim.mesh import Mesh
+    from solvers.cfd.cylinder import GEOMETRY
+    from solvers.cfd.geometry import Channel, channel_mesh
+
+    p = traj.params
+    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
+    mesh = channel_mesh(channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
+    values = {**{k: float(p[k]) for k in GEOMETRY if k in p}, "mesh_size": p["mesh_size"] / scale,
+              "mesh_size_min": p["mesh_size_min"] / scale}
+    drawn = Mesh(mesh.points, mesh.cells, node_type=mesh.node_type,
+                 field_data={k: np.array([float(v)]) for k, v in values.items()})
+    return drawn, values

@@ -35,23 +35,16 @@ import time
 
 import numpy as np
 from _common import report
-from _mesh_models import cylinder_data, flow_interpolator, flow_scores, set_threads
+from _mesh_models import cylinder_data, flow_interpolator, flow_scores, rescaled_case, set_threads
 from tqdm import tqdm
 
 
 def resolved(traj, scale: float) -> dict[str, float]:
     """Our solver on ``traj``'s case meshed ``scale`` times as fine, scored against ``traj``."""
-    from sim.mesh import Mesh
-    from solvers.cfd.cylinder import GEOMETRY, solve
-    from solvers.cfd.geometry import Channel, channel_mesh
+    from solvers.cfd.cylinder import solve
 
     p = traj.params
-    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
-    mesh = channel_mesh(channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
-    values = {**{k: p[k] for k in GEOMETRY if k in p}, "mesh_size": p["mesh_size"] / scale,
-              "mesh_size_min": p["mesh_size_min"] / scale}
-    drawn = Mesh(mesh.points, mesh.cells, node_type=mesh.node_type,
-                 field_data={k: np.array([float(v)]) for k, v in values.items()})
+    drawn, _ = rescaled_case(traj, scale)
     n = traj.num_steps
     t = time.process_time()
     sol = solve(drawn, {"dt_store": float(traj.dt), "num_steps": n, "warmup": p["warmup"]})

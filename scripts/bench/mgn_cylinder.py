@@ -93,8 +93,9 @@ One option changed from the bundled model, seed 0 only (its row above: 0.0242 / 
 | `--mp-steps 12` (twice the message passing; 1.48 CPU-hours) | 0.0235 | 0.175 | 0.411 | 0.11 | 0.154 | 0.365 |
 
 The last two rows ran on another machine than the rest of the table (0.79 and 1.48 training
-CPU-hours; docs/results/mgn_cylinder_h2_b4_seed0.json, mgn_cylinder_h2_b2_mp12_seed0.json). Four frames per call kept the RMSE of two and cut every flow metric by a fifth to a
-third (shedding 0.18 -> 0.12, mean flow 0.143 -> 0.116, fluctuation 0.355 -> 0.257) for the same
+CPU-hours; docs/results/mgn_cylinder_h2_b4_seed0.json, mgn_cylinder_h2_b2_mp12_seed0.json).
+Four frames per call kept the RMSE of two and cut every flow metric by a fifth to a third
+(shedding 0.18 -> 0.12, mean flow 0.143 -> 0.116, fluctuation 0.355 -> 0.257) for the same
 training cost; twice the message passing, at twice the cost, helped the shedding frequency
 (0.11) and rollout-50 a little and not the mean flow or the fluctuation. Per trajectory (`sim eval
 CKPT TEST --correction divergence_free --plot DIR` of the four-frame model) the frequency errors

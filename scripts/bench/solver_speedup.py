@@ -72,7 +72,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, report
-from _mesh_models import flow_interpolator, flow_scores, set_threads, train_for_budget
+from _mesh_models import flow_interpolator, flow_scores, rescaled_case, set_threads, train_for_budget
 
 
 def load(checkpoint: Path, correction: str | None = None):
@@ -170,16 +170,10 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     ``cache``: a store holding the fine solve (written when missing, reused when it was solved
     for the same case, scale and frames): the reference solve takes over an hour at 25k nodes."""
     from sim.mesh import Mesh
-    from solvers.cfd.cylinder import GEOMETRY, solve
-    from solvers.cfd.geometry import Channel, channel_mesh
+    from solvers.cfd.cylinder import solve
 
     p = traj.params
-    channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
-    fine = channel_mesh(channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
-    values = {**{k: p[k] for k in GEOMETRY if k in p}, "mesh_size": p["mesh_size"] / scale,
-              "mesh_size_min": p["mesh_size_min"] / scale}
-    drawn = Mesh(fine.points, fine.cells, node_type=fine.node_type,
-                 field_data={k: np.array([float(v)]) for k, v in values.items()})
+    drawn, values = rescaled_case(traj, scale)
     n = min(frames, traj.num_steps - 1) + 1
     truth, truth_s = _cached_solve(cache, {"case": {k: float(v) for k, v in values.items()}, "scale": scale,
                                            "stored_frames": n}, lambda: solve(drawn, {
