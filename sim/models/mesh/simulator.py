@@ -425,50 +425,58 @@ class MeshSimulator(nn.Module):
 
     def _residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        target, node_type, part = batch.target, batch.node_type, self.halo
+        node_type, part = batch.node_type, self.halo
         if k and self.config.get("unrolled") and self.training and torch.is_grad_enabled():
             return self._unrolled_residual(batch, state, inputs, k)
         if k:
             state, inputs = self.pushforward(batch, state, k, inputs)
-        b = self.bundle
-        if b == 1:
-            if k:
-                target = batch.future[:, k - 1]
-            delta = (target - state) / inputs.scale
-        else:  # the next b frames after the (pushed-forward) state, each as an update of it
-            frames = [target, *batch.future.unbind(1)][k * b:(k + 1) * b]
-            delta = torch.cat([(f - state) / inputs.scale for f in frames], dim=-1)
+        own = self._frames(batch)[k * self.bundle:(k + 1) * self.bundle]  # the frames after the (pushed) state
         pred = self.update(state, inputs, normalised=True)
-        norm_update = self.output_normalizer(delta, rows=None if part is None else slice(0, part.num_owned))
-        return pred - norm_update, self.predicted_mask(node_type)
+        return pred - self._normalised_update(state, inputs, own, part), self.predicted_mask(node_type)
 
     def _unrolled_residual(self, batch: Any, state: torch.Tensor, inputs: StepInputs, k: int
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """The residuals of k + 1 steps of the model's own rollout from ``state``, the gradient
         flowing through every step, side by side along the feature axis (N, (k + 1) * F * bundle):
         the mean of their squares is the mean over the steps."""
-        future = getattr(batch, "future", None)
-        b = self.bundle
         if self.halo is not None:  # the halo exchange between a partition's steps carries no gradient
             raise ValueError("unrolled training runs in one process: partitioned (halo) training exchanges the "
                              "halo's state without gradient, so it cannot train through the steps")
-        if future is None or future.shape[1] < (k + 1) * b - 1:
-            raise ValueError(f"an unrolled loss of {k + 1} steps needs samples with {(k + 1) * b - 1} future frames "
-                             "beyond t+1 (MeshStepDataset(horizon=(pushforward + 1) * bundle))")
-        frames = [batch.target, *future.unbind(1)]
+        b = self.bundle
+        frames = self._frames(batch, k, "an unrolled loss of")
         residuals = []
         for j in range(k + 1):
-            pred = self.update(state, inputs, normalised=True)
             own = frames[j * b:(j + 1) * b]
-            delta = torch.cat([(f - state) / inputs.scale for f in own], dim=-1)
-            residuals.append(pred - self.output_normalizer(delta))
-            if j == k:
-                break
-            upd = self.output_normalizer.inverse(pred)
-            boundary = own[0] if b == 1 else torch.stack(own)
-            out, inputs = self.advance(state, inputs, boundary=boundary, update=lambda *_: upd)
-            state = out if b == 1 else out[-1]
+            pred = self.update(state, inputs, normalised=True)
+            residuals.append(pred - self._normalised_update(state, inputs, own))
+            if j < k:
+                upd = self.output_normalizer.inverse(pred)
+                state, inputs = self._advance_through(state, inputs, own, update=lambda *_: upd)
         return torch.cat(residuals, dim=-1), self.predicted_mask(batch.node_type)
+
+    def _frames(self, batch: Any, k: int = 0, what: str = "pushforward of") -> list[torch.Tensor]:
+        """``[target, *future]`` of ``batch``, checked to hold the frames of k + 1 model steps."""
+        future = getattr(batch, "future", None)
+        need = (k + 1) * self.bundle - 1
+        if k and (future is None or future.shape[1] < need):
+            raise ValueError(f"{what} {k} steps needs samples with {need} future frames beyond t+1 "
+                             "(MeshStepDataset(horizon=(pushforward + 1) * bundle))")
+        return [batch.target] if future is None else [batch.target, *future.unbind(1)]
+
+    def _normalised_update(self, state: torch.Tensor, inputs: StepInputs, own: list[torch.Tensor],
+                           part: Any = None) -> torch.Tensor:
+        """The true update of ``state`` to the next ``bundle`` frames ``own``, normalised (the
+        statistics of a partitioned step: the rows this rank owns)."""
+        delta = torch.cat([(f - state) / inputs.scale for f in own], dim=-1)
+        return self.output_normalizer(delta, rows=None if part is None else slice(0, part.num_owned))
+
+    def _advance_through(self, state: torch.Tensor, inputs: StepInputs, own: list[torch.Tensor],
+                         update: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, StepInputs]:
+        """One model call from ``state`` with the true boundary values of the ``bundle`` frames
+        ``own`` after it: the last frame it reaches and the inputs of the call after it."""
+        one = self.bundle == 1
+        out, inputs = self.advance(state, inputs, boundary=own[0] if one else torch.stack(own), update=update)
+        return (out if one else out[-1]), inputs
 
     def _pushforward_steps(self, generator: torch.Generator | None) -> int:
         p = self.config["pushforward"]
@@ -484,19 +492,11 @@ class MeshSimulator(nn.Module):
         """The state after ``k`` model steps (:meth:`advance`) from ``state`` on ``batch``'s graph,
         the prescribed nodes set to the true values (``batch.target``, then ``batch.future``), as a
         rollout does, and the inputs of the step after it; no gradient flows through it."""
-        future = getattr(batch, "future", None)
         b = self.bundle
-        if future is None or future.shape[1] < (k + 1) * b - 1:
-            raise ValueError(f"pushforward of {k} steps needs samples with {(k + 1) * b - 1} future frames beyond "
-                             "t+1 (MeshStepDataset(horizon=(pushforward + 1) * bundle))")
+        frames = self._frames(batch, k)
         inputs = inputs or self.step_inputs(batch)
-        frames = [batch.target, *future.unbind(1)]
         for j in range(k):
-            if b == 1:
-                state, inputs = self.advance(state, inputs, boundary=frames[j])
-            else:
-                out, inputs = self.advance(state, inputs, boundary=torch.stack(frames[j * b:(j + 1) * b]))
-                state = out[-1]
+            state, inputs = self._advance_through(state, inputs, frames[j * b:(j + 1) * b])
             if self.halo is not None:  # a partitioned step: the halo takes its owners' new state
                 state = self.halo.exchange(state)
         return state, inputs
