@@ -1,0 +1,130 @@
+"""The hybrid of solvers.cfd.corrected: coarse solve from a stored state, correction samples, stepper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.errors import SimError
+from sim.families.base import rollout_evaluation
+from sim.mesh import Store, StoreWriter
+from sim.rollout.evaluate import evaluate_store
+from solvers.cfd.corrected import CoarseFlow, corrected_case, correction_samples, prescribed_nodes
+from solvers.cfd.cylinder import generate
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    params = {"mesh_size": 0.05, "mesh_size_min": 0.016, "num_steps": 8, "warmup": 1.0, "u_mean": 1.0,
+              "reynolds": 200.0}
+    path = tmp_path_factory.mktemp("hybrid") / "flow.h5"
+    with StoreWriter(path) as w:
+        w.append(generate(params, seed=3), "a")
+    return path
+
+
+def _traj(store):
+    with Store(store) as s:
+        return s.read("a")
+
+
+def test_coarse_flow_at_the_stored_resolution_continues_the_stored_flow(store):
+    traj = _traj(store)
+    coarse = CoarseFlow(traj.mesh, traj.params, float(traj.dt), 1.0)
+    assert coarse.mesh.num_points == traj.mesh.num_points
+    v, p = traj.point_fields["velocity"], traj.point_fields["pressure"]
+    s = coarse.start(v[2], p[2], float(traj.times[2]))
+    v0, _ = coarse.on_stored(s)
+    np.testing.assert_allclose(v0, v[2], atol=1e-5)  # restriction then interpolation at the vertices: exact
+    errors = []
+    for k in range(3, 8):
+        s = coarse.advance(s)
+        errors.append(np.sqrt(((coarse.on_stored(s)[0] - v[k]) ** 2).mean()))
+    persistence = np.sqrt(((v[7] - v[2]) ** 2).mean())
+    # the restart (P2 midpoint values interpolated) costs a small offset that does not grow,
+    # while the flow moves on: the solve follows the stored flow
+    assert errors[-1] < 0.35 * persistence
+    assert errors[-1] < 1.5 * errors[0]
+
+
+def test_a_coarser_mesh_has_fewer_nodes_and_stays_close(store):
+    traj = _traj(store)
+    coarse = CoarseFlow(traj.mesh, traj.params, float(traj.dt), 0.7)
+    assert coarse.mesh.num_points < 0.75 * traj.mesh.num_points
+    v, p = traj.point_fields["velocity"], traj.point_fields["pressure"]
+    s = coarse.advance(coarse.start(v[0], p[0], float(traj.times[0])))
+    v1, _ = coarse.on_stored(s)
+    assert np.linalg.norm(v1 - v[1]) / np.linalg.norm(v[1]) < 0.2  # 13 % on this very coarse mesh
+
+
+def test_a_trajectory_without_the_case_parameters_is_refused(store):
+    traj = _traj(store)
+    params = {k: v for k, v in traj.params.items() if k != "nu"}
+    with pytest.raises(SimError, match="nu"):
+        CoarseFlow(traj.mesh, params, float(traj.dt), 0.7)
+
+
+def test_correction_samples_add_up_to_the_truth_and_resume(store, tmp_path):
+    traj = _traj(store)
+    out = correction_samples(store, tmp_path / "samples.h5", 0.7, starts=(0, 4), frames=3, every=1)
+    with Store(out) as s:
+        names = s.names()
+        assert names == ["a_s000_001", "a_s000_002", "a_s000_003", "a_s004_005", "a_s004_006", "a_s004_007"]
+        sample = s.read("a_s004_006")
+    pd = sample.point_data
+    fixed = prescribed_nodes(traj.mesh)
+    truth = traj.point_fields["velocity"][6]
+    np.testing.assert_allclose((pd["coarse_velocity"] + pd["correction"])[~fixed], truth[~fixed], atol=1e-5)
+    assert np.all(pd["correction"][fixed] == 0)
+    assert np.abs(pd["correction"][~fixed]).max() > 1e-3  # the coarse mesh does lose something
+    assert float(sample.field_data["reynolds"][0]) == pytest.approx(traj.params["reynolds"])
+    correction_samples(store, out, 0.7, starts=(0, 4), frames=3, every=1)  # a second call adds nothing
+    with Store(out) as s:
+        assert s.names() == names
+
+
+class Constant:
+    """A stand-in corrector adding one constant vector everywhere."""
+
+    def __init__(self, c):
+        self.c = np.asarray(c, dtype=np.float32)
+
+    def predict(self, mesh, scalars, graph=None):
+        assert set(scalars) == {"reynolds", "u_mean"}
+        assert mesh.point_data["coarse_velocity"].shape == (mesh.num_points, 2)
+        return {"correction": np.broadcast_to(self.c, (mesh.num_points, 2))}
+
+
+def _rollout(store, model, steps=None):
+    res = evaluate_store(model, store, corrected_case(0.7), None, steps)
+    return res[0]
+
+
+def test_the_stepper_adds_the_correction_and_keeps_the_prescribed_values(store):
+    traj = _traj(store)
+    fixed = prescribed_nodes(traj.mesh)
+    case = corrected_case(0.7)
+    plain = case(None, traj, "a", 3, store).stepper
+    fixed_up = case(Constant([0.1, -0.2]), traj, "a", 3, store).stepper
+    pair = case([Constant([0.1, -0.2]), Constant([0.3, 0.2])], traj, "a", 3, store).stepper
+    for s in (1, 2):
+        for st in (plain, fixed_up, pair):
+            st.advance(s)
+        a, b, e = plain.outputs()[0], fixed_up.outputs()[0], pair.outputs()[0]
+        np.testing.assert_allclose(b.values[~fixed] - a.values[~fixed], np.broadcast_to([0.1, -0.2], (int((~fixed)
+                                   .sum()), 2)), atol=1e-5)
+        np.testing.assert_allclose(b.values[fixed], traj.point_fields["velocity"][s][fixed], atol=1e-6)
+        np.testing.assert_allclose(e.values[~fixed] - a.values[~fixed], np.broadcast_to([0.2, 0.0], (int((~fixed)
+                                   .sum()), 2)), atol=1e-5)  # the members' mean
+        np.testing.assert_allclose(e.fields["velocity_std"][~fixed], np.broadcast_to([0.1, 0.2], (int((~fixed)
+                                   .sum()), 2)), atol=1e-5)  # and their spread
+        assert np.all(e.fields["velocity_std"][fixed] == 0)
+
+
+def test_the_store_evaluator_scores_the_hybrid(store):
+    coarse = _rollout(store, None)
+    assert coarse.steps == 7 and 0 < coarse.rmse["all"] < coarse.persistence_rmse["all"]
+    worse = _rollout(store, Constant([0.5, 0.0]))
+    assert worse.rmse["all"] > coarse.rmse["all"] + 0.1  # a wrong correction shows in the score
+    ev = rollout_evaluation([coarse, worse])
+    assert ev.summary["rmse_1"] == pytest.approx((coarse.rmse["1"] + worse.rmse["1"]) / 2)
