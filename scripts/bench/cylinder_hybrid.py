@@ -1,8 +1,8 @@
 """Our cylinder-flow solver on a coarser mesh plus a learned correction, scored as the mesh models are.
 
     python scripts/bench/cylinder_hybrid.py [--quick] [--json PATH] [--size medium] [--data DIR] [--scale 0.7]
-                                            [--train-seconds S] [--seed S] [--seeds N] [--resume] [--train-only]
-                                            [--out DIR]
+                                            [--train-seconds S] [--seed S] [--seeds N] [--resume]
+                                            [--only train|seeds|coarse] [--out DIR]
 
 The hybrid of :mod:`solvers.cfd.corrected`: our solver on the case meshed ``--scale`` times as
 fine (0.7: about half the stored nodes), started from the stored first frame, its velocity
@@ -22,12 +22,15 @@ seed's hybrid (means over seeds, ``<key>_std`` the spread, ``per_seed``), and th
 correctors as an ensemble over the one coarse solve (``spread_error_spearman`` and
 ``ensemble_*``). Also the CPU seconds per stored frame of the hybrid (``frame_s``: coarse steps,
 interpolation and correction) and of the coarse solve alone (``coarse_frame_s``), one thread.
+``train_cpu_hours`` counts the correctors' training and the samples' coarse solves
+(``samples_cpu_s``: two trajectories' samples made again, timed, times the trajectories).
 ``--quick``: the small set, one test trajectory, a 60-second budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,20 +42,40 @@ CORRECTOR = {"family": "steady", "network": "meshgraphnet", "preset": "cpu", "fi
              "scalars": ["reynolds", "u_mean"], "family_args": {"node_inputs": ["coarse_velocity", "coarse_pressure"]}}
 
 
-def scored(correctors, test: Path, scale: float, entries: list[str] | None) -> dict[str, object]:
-    """The rollout metrics of the hybrid with ``correctors`` (loaded steady models; none: the
-    coarse solve alone) on the test store, and its CPU seconds per frame."""
+def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] | None,
+           cache: Path | None = None) -> dict[str, object]:
+    """The rollout metrics of the hybrid with the correctors of the checkpoints ``correctors``
+    (none: the coarse solve alone) on the test store, and its CPU seconds per frame; kept in
+    ``cache`` (a JSON file) with what they depend on (checkpoint bytes, test store, scale, entries)
+    and reused while that matches."""
+    import hashlib
+    import json
+
     from sim.families.base import rollout_evaluation
     from sim.rollout.evaluate import evaluate_store
+    from sim.train import load_model
     from solvers.cfd.corrected import corrected_case
 
+    stat = Path(test).stat()
+    key = {"checkpoints": [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in correctors],
+           "test": [str(Path(test).resolve()), stat.st_size, stat.st_mtime_ns], "scale": scale, "entries": entries}
+    if cache is not None and cache.exists():
+        kept = json.loads(cache.read_text())
+        if kept.get("key") == key:
+            return kept["metrics"]
+    models = [load_model(c)[0] for c in correctors]
     t = time.process_time()
-    results = evaluate_store(correctors or None, test, corrected_case(scale), entries, None, progress=True)
+    results = evaluate_store(models or None, test, corrected_case(scale), entries, None, progress=True)
     seconds = time.process_time() - t
     s = rollout_evaluation(results).summary
     keys = (*SEED_KEYS, "spread_error_spearman")
-    return {**{k: s.get(k) for k in keys}, "frame_s": seconds / sum(r.steps for r in results),
-            "test_trajectories": len(results)}
+    metrics = {**{k: s.get(k) for k in keys}, "frame_s": seconds / sum(r.steps for r in results),
+               "test_trajectories": len(results)}
+    if cache is not None:
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "metrics": metrics}, indent=1))
+        tmp.replace(cache)
+    return metrics
 
 
 def main() -> None:
@@ -66,9 +89,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="first training seed")
     ap.add_argument("--seeds", type=int, default=1, help="correctors to train (seeds seed, seed + 1, ...)")
     ap.add_argument("--resume", action="store_true", help="continue the seeds' runs in --out")
-    ap.add_argument("--train-only", action="store_true",
-                    help="train the seeds' correctors and stop (a process beside another one; a later run with "
-                         "--resume measures them)")
+    ap.add_argument("--only", choices=["train", "seeds", "coarse"],
+                    help="train the seeds' correctors, or measure only the seeds' hybrids or only the coarse solve "
+                         "(each kept beside what it measured), then stop without the JSON: processes beside each "
+                         "other; a last run with --resume collects what they kept and measures the ensemble")
     ap.add_argument("--out", default=str(ROOT / "bench_results" / "cylinder_hybrid"))
     ap.add_argument("--workers", type=int, default=2, help="processes generating a missing dataset")
     ap.add_argument("--threads", type=int, default=1)
@@ -76,7 +100,6 @@ def main() -> None:
     set_threads(args.threads)
 
     from sim.mesh import Store
-    from sim.train import load_model
     from solvers.cfd.corrected import correction_samples
 
     size = args.size or ("small" if args.quick else "medium")
@@ -87,13 +110,17 @@ def main() -> None:
         train_names = s.names()[:4] if args.quick else None
     with Store(paths["test"]) as s:
         test_names = s.names()[:1] if args.quick else None
-    t = time.process_time()
     samples = correction_samples(paths["train"], out / f"samples_{size}_s{args.scale:g}.h5", args.scale,
                                  entries=train_names)
-    samples_s = time.process_time() - t
+    with Store(paths["train"]) as s:  # the samples' cost, timed again on two trajectories (the store resumes)
+        names = train_names or s.names()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.process_time()
+        correction_samples(paths["train"], Path(tmp) / "timed.h5", args.scale, entries=names[:2])
+        samples_s = (time.process_time() - t) / 2 * len(names)
     seeds = [args.seed + i for i in range(args.seeds)]
     runs = []
-    for seed in seeds:
+    for seed in [] if args.only == "coarse" else seeds:
         summary = train_for_budget({
             "model": CORRECTOR, "data": {"train": str(samples), "batch_size": 4},
             "optim": {"lr": 1e-3, "lr_final": 1e-5},
@@ -101,24 +128,30 @@ def main() -> None:
                       "checkpoint_every": 500, "log_every": 100, "normalizer_accumulation_steps": 500}},
             budget, resume=args.resume)
         runs.append(summary)
-    if args.train_only:
+    ckpts = [Path(r["checkpoint"]) for r in runs]
+    coarse_cache = out / f"coarse_metrics_{size}_s{args.scale:g}.json"
+    if args.only == "coarse":
+        scored([], paths["test"], args.scale, test_names, coarse_cache)
+    if args.only == "seeds":
+        for c in ckpts:
+            scored([c], paths["test"], args.scale, test_names, c.parent / "hybrid_metrics.json")
+    if args.only:
         return
-    models = [load_model(r["checkpoint"])[0] for r in runs]
-    coarse = scored([], paths["test"], args.scale, test_names)
-    per_seed = [scored([m], paths["test"], args.scale, test_names) for m in models]
+    coarse = scored([], paths["test"], args.scale, test_names, coarse_cache)
+    per_seed = [scored([c], paths["test"], args.scale, test_names, c.parent / "hybrid_metrics.json") for c in ckpts]
     results = over_seeds(per_seed, seeds)
-    if len(models) > 1:
-        ens = scored(models, paths["test"], args.scale, test_names)
+    if len(ckpts) > 1:
+        ens = scored(ckpts, paths["test"], args.scale, test_names)
         results.update({"spread_error_spearman": ens["spread_error_spearman"],
                         **{f"ensemble_{k}": ens[k] for k in ENSEMBLE_KEYS}})
     report("cylinder_hybrid", {
         "size": size, "scale": args.scale, "corrector": CORRECTOR, "train_budget_s": budget,
-        "train_steps": float(np.mean([r["steps"] for r in runs])), "samples_s": samples_s,
+        "train_steps": float(np.mean([r["steps"] for r in runs])), "samples_cpu_s": samples_s,
         **results,
         "frame_s": float(np.mean([m["frame_s"] for m in per_seed])), "coarse_frame_s": coarse["frame_s"],
         **{f"coarse_{k}": coarse[k] for k in SEED_KEYS if not k.startswith("persistence")},
         "test_trajectories": coarse["test_trajectories"],
-    }, args.json, seeds=seeds, train_cpu_hours=(samples_s + sum(r["seconds"] for r in runs)) / 3600)
+    }, args.json, seeds=seeds, train_cpu_hours=(samples_s + sum(r["seconds"] for r in runs)) / 3600)  # samples included
 
 
 if __name__ == "__main__":
