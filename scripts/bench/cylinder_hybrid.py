@@ -2,7 +2,7 @@
 
     python scripts/bench/cylinder_hybrid.py [--quick] [--json PATH] [--size medium] [--data DIR] [--scale 0.7]
                                             [--train-seconds S] [--seed S] [--seeds N] [--resume]
-                                            [--only train|seeds|coarse] [--out DIR]
+                                            [--member-scales S ...] [--only train|seeds|coarse] [--out DIR]
 
 The hybrid of :mod:`solvers.cfd.corrected`: our solver on the case meshed ``--scale`` times as
 fine (0.7: about half the stored nodes), started from the stored first frame, its velocity
@@ -19,8 +19,10 @@ Measured on the test split with the rollout metrics of ``sim eval`` (the same as
 shedding-frequency error, time-mean and fluctuation relative RMSE; the rollouts start from the
 first stored frame, boundary values from the truth): the coarse solve alone (``coarse_*``), each
 seed's hybrid (means over seeds, ``<key>_std`` the spread, ``per_seed``), and the seeds'
-correctors as an ensemble over the one coarse solve (``spread_error_spearman`` and
-``ensemble_*``). Also the CPU seconds per stored frame of the hybrid (``frame_s``: coarse steps,
+correctors as an ensemble (``spread_error_spearman`` and ``ensemble_*``): over the one coarse
+solve, or with ``--member-scales`` each member on its own coarse mesh (a perturbed-model
+ensemble whose members' shedding drifts apart as the truth's drifts from each). Also the CPU
+seconds per stored frame of the hybrid (``frame_s``: coarse steps,
 interpolation and correction) and of the coarse solve alone (``coarse_frame_s``), one thread.
 ``train_cpu_hours`` counts the correctors' training and the samples' coarse solves
 (``samples_cpu_s``: two trajectories' samples made again, timed, times the trajectories).
@@ -43,7 +45,7 @@ CORRECTOR = {"family": "steady", "network": "meshgraphnet", "preset": "cpu", "fi
 
 
 def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] | None,
-           cache: Path | None = None) -> dict[str, object]:
+           cache: Path | None = None, member_scales: list[float] | None = None) -> dict[str, object]:
     """The rollout metrics of the hybrid with the correctors of the checkpoints ``correctors``
     (none: the coarse solve alone) on the test store, and its CPU seconds per frame; kept in
     ``cache`` (a JSON file) with what they depend on (checkpoint bytes, test store, scale, entries)
@@ -58,14 +60,16 @@ def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] 
 
     stat = Path(test).stat()
     key = {"checkpoints": [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in correctors],
-           "test": [str(Path(test).resolve()), stat.st_size, stat.st_mtime_ns], "scale": scale, "entries": entries}
+           "test": [str(Path(test).resolve()), stat.st_size, stat.st_mtime_ns], "scale": scale, "entries": entries,
+           **({"member_scales": member_scales} if member_scales else {})}
     if cache is not None and cache.exists():
         kept = json.loads(cache.read_text())
         if kept.get("key") == key:
             return kept["metrics"]
     models = [load_model(c)[0] for c in correctors]
     t = time.process_time()
-    results = evaluate_store(models or None, test, corrected_case(scale), entries, None, progress=True)
+    results = evaluate_store(models or None, test, corrected_case(scale, member_scales), entries, None,
+                             progress=True)
     seconds = time.process_time() - t
     s = rollout_evaluation(results).summary
     keys = (*SEED_KEYS, "spread_error_spearman")
@@ -89,6 +93,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="first training seed")
     ap.add_argument("--seeds", type=int, default=1, help="correctors to train (seeds seed, seed + 1, ...)")
     ap.add_argument("--resume", action="store_true", help="continue the seeds' runs in --out")
+    ap.add_argument("--member-scales", type=float, nargs="+",
+                    help="the ensemble's members each on its own coarse mesh at these scales (one per seed) "
+                         "instead of sharing the one at --scale")
     ap.add_argument("--only", choices=["train", "seeds", "coarse"],
                     help="train the seeds' correctors, or measure only the seeds' hybrids or only the coarse solve "
                          "(each kept beside what it measured), then stop without the JSON: processes beside each "
@@ -98,6 +105,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     set_threads(args.threads)
+    if args.member_scales and len(args.member_scales) != args.seeds:
+        raise SystemExit(f"--member-scales: {len(args.member_scales)} scales for {args.seeds} seeds (one per seed)")
 
     from sim.mesh import Store
     from solvers.cfd.corrected import correction_samples
@@ -141,11 +150,13 @@ def main() -> None:
     per_seed = [scored([c], paths["test"], args.scale, test_names, c.parent / "hybrid_metrics.json") for c in ckpts]
     results = over_seeds(per_seed, seeds)
     if len(ckpts) > 1:
-        ens = scored(ckpts, paths["test"], args.scale, test_names)
+        ens = scored(ckpts, paths["test"], args.scale, test_names, out / f"ensemble_metrics_{size}.json",
+                     args.member_scales)
         results.update({"spread_error_spearman": ens["spread_error_spearman"],
                         **{f"ensemble_{k}": ens[k] for k in ENSEMBLE_KEYS}})
     report("cylinder_hybrid", {
-        "size": size, "scale": args.scale, "corrector": CORRECTOR, "train_budget_s": budget,
+        "size": size, "scale": args.scale, "member_scales": args.member_scales, "corrector": CORRECTOR,
+        "train_budget_s": budget,
         "train_steps": float(np.mean([r["steps"] for r in runs])), "samples_cpu_s": samples_s,
         **results,
         "frame_s": float(np.mean([m["frame_s"] for m in per_seed])), "coarse_frame_s": coarse["frame_s"],

@@ -199,12 +199,18 @@ class CorrectedStepper:
         self.spread = stack.std(0).astype(np.float32)
 
 
-def corrected_case(scale: float):
+def corrected_case(scale: float, member_scales: list[float] | None = None):
     """A case builder of :func:`sim.rollout.evaluate.evaluate_store` for the hybrid at ``scale``:
     the model is a corrector (a loaded steady model), a list of them (an ensemble over the one
-    coarse solve) or None (the coarse solve alone)."""
+    coarse solve) or None (the coarse solve alone).
+
+    ``member_scales`` (one per corrector of the list): each member runs its own coarse solve at
+    its own scale instead (an ensemble of perturbed coarse models, whose shedding drifts apart
+    as the members' resolutions differ: a spread that grows with the uncertainty of the
+    dynamics, which correctors sharing one coarse solve cannot show)."""
     from sim.mesh.series import SeriesLayout
     from sim.rollout.evaluate import Case, flow_statistics
+    from sim.rollout.steppers import EnsembleStepper
 
     def case(model: Any, traj: Trajectory, name: str, steps: int | None, data: Any, device: Any = "cpu",
              compile: bool = False) -> Case:
@@ -216,8 +222,16 @@ def corrected_case(scale: float):
         n = traj.num_steps - 1 if steps is None else min(steps, traj.num_steps - 1)
         ref = np.asarray(traj.point_fields["velocity"][:n + 1], dtype=np.float32)
         correctors = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
-        stepper = CorrectedStepper(correctors, CoarseFlow(traj.mesh, traj.params, float(traj.dt), scale), traj, 0,
-                                   lambda s: ref[s])
+        if member_scales is not None:
+            if len(member_scales) != len(correctors) or len(correctors) < 2:
+                raise SimError(f"{len(member_scales)} member scales for {len(correctors)} correctors: give one "
+                               "per member of an ensemble")
+            stepper = EnsembleStepper([CorrectedStepper([c], CoarseFlow(traj.mesh, traj.params, float(traj.dt), sc),
+                                                        traj, 0, lambda s: ref[s])
+                                       for c, sc in zip(correctors, member_scales)])
+        else:
+            stepper = CorrectedStepper(correctors, CoarseFlow(traj.mesh, traj.params, float(traj.dt), scale), traj,
+                                       0, lambda s: ref[s])
         dt, t0 = float(traj.dt), float(traj.times[0])
         series = ["velocity", "velocity_truth", "velocity_error"] + (["velocity_std"] if len(correctors) > 1 else [])
         layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)

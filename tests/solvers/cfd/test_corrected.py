@@ -128,3 +128,18 @@ def test_the_store_evaluator_scores_the_hybrid(store):
     assert worse.rmse["all"] > coarse.rmse["all"] + 0.1  # a wrong correction shows in the score
     ev = rollout_evaluation([coarse, worse])
     assert ev.summary["rmse_1"] == pytest.approx((coarse.rmse["1"] + worse.rmse["1"]) / 2)
+
+
+def test_members_on_their_own_coarse_meshes_spread_where_one_coarse_solve_does_not(store):
+    traj = _traj(store)
+    same = [Constant([0.1, 0.0]), Constant([0.1, 0.0])]
+    shared = corrected_case(0.7)(same, traj, "a", 3, store).stepper
+    perturbed = corrected_case(0.7, member_scales=[0.65, 0.75])(same, traj, "a", 3, store).stepper
+    for s in (1, 2):
+        shared.advance(s)
+        perturbed.advance(s)
+    assert np.all(shared.outputs()[0].fields["velocity_std"] == 0)  # identical correctors, one solve: no spread
+    spread = perturbed.outputs()[0].fields["velocity_std"]
+    assert spread.max() > 1e-3 and np.all(spread[prescribed_nodes(traj.mesh)] == 0)
+    with pytest.raises(SimError, match="member scales"):
+        corrected_case(0.7, member_scales=[0.7])(same, traj, "a", 3, store)
