@@ -40,8 +40,10 @@ import numpy as np
 from _common import ROOT, report
 from _mesh_models import ENSEMBLE_KEYS, SEED_KEYS, cylinder_data, over_seeds, set_threads, train_for_budget
 
+from solvers.cfd.corrected import CORRECTOR_INPUTS, CORRECTOR_SCALARS
+
 CORRECTOR = {"family": "steady", "network": "meshgraphnet", "preset": "cpu", "fields": ["correction"],
-             "scalars": ["reynolds", "u_mean"], "family_args": {"node_inputs": ["coarse_velocity", "coarse_pressure"]}}
+             "scalars": list(CORRECTOR_SCALARS), "family_args": {"node_inputs": list(CORRECTOR_INPUTS)}}
 
 
 def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] | None,
