@@ -18,6 +18,7 @@ its own, so the hybrid is as stable as the solver).
   interpolation to the stored mesh;
 - :func:`correction_samples`: the correction's training samples from a store of trajectories
   (steady samples on the stored meshes);
+- :func:`corrected_rollout`: the hybrid rolled out from a stored trajectory, as a trajectory;
 - :class:`CorrectedStepper` / :func:`corrected_case`: the hybrid as a stepper of the one rollout
   loop (:func:`sim.rollout.evaluate.evaluate_store` scores it like any mesh model; several
   correctors roll out as an ensemble).
@@ -239,3 +240,31 @@ def corrected_case(scale: float, member_scales: list[float] | None = None):
                     flow=flow_statistics(traj, ["velocity"], [2], ref, t0, dt))
 
     return case
+
+
+def corrected_rollout(correctors: Any, traj: Trajectory, scale: float, steps: int | None = None,
+                      member_scales: list[float] | None = None) -> Trajectory:
+    """The hybrid rolled out from the first frame of the stored trajectory ``traj`` for ``steps``
+    stored steps (default: as many as it has), the prescribed velocities from ``traj``: a
+    trajectory on its mesh with ``velocity`` (and ``velocity_std`` for an ensemble).
+    ``correctors``: checkpoint paths or loaded steady models (a list: an ensemble), or None for
+    the coarse solve alone; ``member_scales`` as in :func:`corrected_case`."""
+    from sim.rollout.engine import run
+    from sim.train import load_model
+
+    members = [] if correctors is None else list(correctors) if isinstance(correctors, (list, tuple)) \
+        else [correctors]
+    members = [load_model(m)[0] if isinstance(m, (str, Path)) else m for m in members]
+    c = corrected_case(scale, member_scales)(members if len(members) > 1 else (members[0] if members else None),
+                                             traj, "trajectory", steps, None)
+    frames: dict[str, list[np.ndarray]] = {}
+
+    class Keep:
+        def write(self, time: float, point_fields: dict[str, Any] | None = None, **_: Any) -> None:
+            for k, v in (point_fields or {}).items():
+                frames.setdefault(k, []).append(np.array(v, dtype=np.float32))
+
+    run(c.stepper, c.steps, c.stepper.times, [Keep()])
+    times = traj.times[0] + np.arange(c.steps + 1) * float(traj.dt)
+    return Trajectory(traj.mesh, times, point_fields={k: np.stack(v) for k, v in frames.items()}, dt=traj.dt,
+                      params=dict(traj.params))

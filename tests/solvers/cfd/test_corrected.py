@@ -9,7 +9,7 @@ from sim.errors import SimError
 from sim.families.base import rollout_evaluation
 from sim.mesh import Store, StoreWriter
 from sim.rollout.evaluate import evaluate_store
-from solvers.cfd.corrected import CoarseFlow, corrected_case, correction_samples, prescribed_nodes
+from solvers.cfd.corrected import CoarseFlow, corrected_case, corrected_rollout, correction_samples, prescribed_nodes
 from solvers.cfd.cylinder import generate
 
 
@@ -143,3 +143,17 @@ def test_members_on_their_own_coarse_meshes_spread_where_one_coarse_solve_does_n
     assert spread.max() > 1e-3 and np.all(spread[prescribed_nodes(traj.mesh)] == 0)
     with pytest.raises(SimError, match="member scales"):
         corrected_case(0.7, member_scales=[0.7])(same, traj, "a", 3, store)
+
+
+def test_corrected_rollout_returns_the_hybrid_trajectory(store):
+    traj = _traj(store)
+    fixed = prescribed_nodes(traj.mesh)
+    plain = corrected_rollout(None, traj, 0.7, steps=3)
+    assert plain.num_steps == 4 and plain.times[0] == traj.times[0]
+    np.testing.assert_allclose(plain.point_fields["velocity"][0], traj.point_fields["velocity"][0])
+    np.testing.assert_allclose(plain.point_fields["velocity"][3][fixed], traj.point_fields["velocity"][3][fixed],
+                               atol=1e-6)
+    pair = corrected_rollout([Constant([0.0, 0.1]), Constant([0.0, 0.3])], traj, 0.7, steps=3)
+    np.testing.assert_allclose(pair.point_fields["velocity"][3][~fixed] - plain.point_fields["velocity"][3][~fixed],
+                               np.broadcast_to([0.0, 0.2], (int((~fixed).sum()), 2)), atol=1e-5)
+    assert pair.point_fields["velocity_std"].shape == (4, traj.mesh.num_points, 2)
