@@ -50,7 +50,10 @@ cfd_large_nodes, _frames, _truth_solve_s, _frame_s, _solver_frame_s, _speedup an
 _mean_field_rrmse, _fluct_rrmse, _shedding_freq_err of the surrogate rolled out on the recipe's mesh and
 interpolated (P1) to the fine one; the same metrics as _coarse_solver_* for our solver at the recipe's
 resolution interpolated, and _direct_* for the surrogate rolled out on the fine mesh itself),
-cfd_speedup_large and cfd_mean_field_rrmse_large (the interpolated surrogate's); and the learned surrogate
+and with --cfd-hybrid CKPT ... _hybrid_frame_s, _hybrid_speedup and the flow metrics as _hybrid_* for our solver on the
+recipe's mesh coarsened --cfd-hybrid-scale times plus the learned correction (solvers.cfd.corrected), interpolated;
+cfd_speedup_large and cfd_mean_field_rrmse_large (the hybrid's when measured, else the interpolated surrogate's:
+cfd_large_headline says which); and the learned surrogate
 (--diffusion-checkpoint, or trained here on the recipe's coarse
 size): diffusion_surrogate_frame_s, diffusion_speedup, diffusion_rel_err and
 diffusion_surrogate_coarse_rel_err per size, diffusion_speedup_large and diffusion_rel_err_large (the
@@ -150,7 +153,8 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
 
 
 def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s: float | None = None,
-              correction: str | None = None, cache: Path | None = None) -> dict[str, object]:
+              correction: str | None = None, cache: Path | None = None, hybrid: list[Path] | None = None,
+              hybrid_scale: float = 0.7) -> dict[str, object]:
     """The cylinder case of ``traj`` (a stored trajectory at the recipe's resolution) solved
     ``scale`` times finer over its first ``frames`` stored steps (same geometry, inflow, warm-up
     and solver step rule), and three ways to predict that fine flow, each scored with the flow
@@ -164,7 +168,11 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     - ``coarse_solver``: the trajectory itself (our solver at the recipe's resolution)
       interpolated the same way: what the coarse resolution alone loses;
     - ``direct``: the surrogate rolled out on the fine mesh itself from the fine flow's first
-      frame (resolution transfer: it was trained on the recipe's meshes).
+      frame (resolution transfer: it was trained on the recipe's meshes);
+    - ``hybrid`` (given the checkpoints of correctors, :mod:`solvers.cfd.corrected`): our solver
+      on the recipe's mesh coarsened ``hybrid_scale`` times plus the learned correction to the
+      recipe's mesh (an ensemble for several), interpolated to the fine nodes the same way: its
+      CPU seconds per frame (coarse solve, correction, interpolation) and speedup.
 
     ``correction``: the rollout correction to run the surrogate with (default: its own).
     ``cache``: a store holding the fine solve (written when missing, reused when it was solved
@@ -199,6 +207,23 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
         res["solver_frame_s"], res["speedup"] = solver_frame_s, solver_frame_s / per
     res.update(scored(decoded))
     res.update({f"coarse_solver_{k}": v for k, v in scored(to_fine(traj.point_fields["velocity"][:n])).items()})
+    if hybrid:
+        from sim.train import load_model
+        from solvers.cfd.corrected import corrected_rollout
+
+        correctors = [load_model(c)[0] for c in hybrid]
+        members = correctors if len(correctors) > 1 else correctors[0]
+        corrected_rollout(members, traj, hybrid_scale, 1)  # warm-up
+        t = time.process_time()
+        rolled = corrected_rollout(members, traj, hybrid_scale, n - 1)
+        decoded = to_fine(rolled.point_fields["velocity"])
+        per = (time.process_time() - t) / (n - 1)
+        res["hybrid_frame_s"] = per
+        if solver_frame_s is not None:
+            res["hybrid_speedup"] = solver_frame_s / per
+        res.update({f"hybrid_{k}": v for k, v in scored(decoded).items()})
+        print(f"cylinder x{scale:g}: coarse solve x{hybrid_scale:g} + learned correction, interpolated "
+              f"{per * 1e3:.1f} ms/frame, mean-flow {res['hybrid_mean_field_rrmse']:.3f}", flush=True)
     start = type(traj)(fine, truth.times, point_fields={"velocity": true_v}, dt=traj.dt, params=dict(p))
     direct = surrogate.rollout(start, n - 1)
     res.update({f"direct_{k}": v for k, v in scored(direct.point_fields["velocity"]).items()})
@@ -641,6 +666,11 @@ def main() -> None:
                     help="stored frames of the finest cylinder case solved and predicted for the error there (default: "
                          "the test trajectory's; quick 10; 0: skip)")
     ap.add_argument("--correction", help="rollout correction of the cylinder surrogate (default: its own)")
+    ap.add_argument("--cfd-hybrid", nargs="+", metavar="CKPT",
+                    help="correctors of the coarse cylinder solve (scripts/bench/cylinder_hybrid.py; several: an "
+                         "ensemble) measured on the largest case as well; the cfd_*_large headline is then theirs")
+    ap.add_argument("--cfd-hybrid-scale", type=float, default=0.7,
+                    help="the coarse mesh of --cfd-hybrid: the recipe's mesh sizes divided by this")
     ap.add_argument("--mpm-refine", type=int, default=2,
                     help="the MPM case also sampled this many times finer per axis, on a grid as much finer (the "
                          "second particle count; 1: skip)")
@@ -711,12 +741,16 @@ def main() -> None:
         res.update({f"cfd_scale_{k}": v for k, v in by_scale.items()})
         large_frames = args.large_frames if args.large_frames is not None else (10 if args.quick else traj.num_steps)
         if large_frames:
+            hybrid = [Path(c) for c in args.cfd_hybrid or []]
             large = cfd_large(cfd_ckpt, traj, max(scales), large_frames,
                               by_scale["solver_frame_s"][int(np.argmax(scales))], args.correction,
-                              cache=Path(args.out) / f"cfd_large_x{max(scales):g}.h5")
+                              cache=Path(args.out) / f"cfd_large_x{max(scales):g}.h5", hybrid=hybrid,
+                              hybrid_scale=args.cfd_hybrid_scale)
             res.update({f"cfd_large_{k}": v for k, v in large.items()})
-            res["cfd_speedup_large"] = large["speedup"]
-            res["cfd_mean_field_rrmse_large"] = large["mean_field_rrmse"]
+            best = "hybrid_" if hybrid else ""  # the headline: the hybrid when measured
+            res["cfd_large_headline"] = "hybrid" if hybrid else "surrogate"
+            res["cfd_speedup_large"] = large[f"{best}speedup"]
+            res["cfd_mean_field_rrmse_large"] = large[f"{best}mean_field_rrmse"]
         panels.append(("cylinder flow", by_scale["nodes"], {
             "solver (Navier-Stokes, P2-P1)": by_scale["solver_frame_s"], "MeshGraphNet": by_scale["surrogate_frame_s"],
             "MeshGraphNet, bf16": by_scale["surrogate_frame_s_bf16"]}))
@@ -771,7 +805,8 @@ def main() -> None:
         res["mpm_refine"] = args.mpm_refine
         res.update({f"mpm_refined_{k}": v for k, v in mpm_refined(mpm_ckpt, traj, args.mpm_refine).items()})
     models = {"cfd": cfd_ckpt, "mpm": mpm_ckpt, "diffusion": res.get("diffusion_checkpoint"),
-              "diffusion_corrector": res.get("diffusion_corrector")}
+              "diffusion_corrector": res.get("diffusion_corrector"),
+              **{f"cfd_hybrid_{i}": c for i, c in enumerate(args.cfd_hybrid or [])}}
     trained = {k: training_record(Path(v)) for k, v in models.items() if v}
     res["train_cpu_s"] = {k: v[0] for k, v in trained.items()}
     report("solver_speedup", res, args.json, seeds=sorted({v[1] for v in trained.values()}),
