@@ -67,7 +67,7 @@ one seed each, 0.88-0.92 training CPU-hours each.
 
 Three seeds each of `--history 2` (`--history 2 --train-steps 15000 --seeds 3`, 2.7 CPU-hours in
 all; docs/results/mgn_cylinder_history2.json) and of `--history 2 --bundle 2` (the same with two
-frames per call, 2.3 CPU-hours; docs/results/mgn_cylinder.json), mean and spread, and the ensemble
+frames per call, 2.3 CPU-hours; docs/results/mgn_cylinder_h2_b2.json), mean and spread, and the ensemble
 of each three:
 
 | model | rollout-1 | rollout-50 | all | shedding freq. err. | mean flow | fluctuation |
@@ -113,6 +113,12 @@ Twice the training (the schedule restarted at 1e-4 from the 15,000-step weights,
 helps a little at short horizons and on the flow metrics and not over whole rollouts. Twice the
 noise, which the self-tuning runs preferred for the one-frame model (docs/models.md), hurts this
 one on every metric.
+
+None of these learned steppers reaches the flow metrics our solver reaches on half the nodes
+(scripts/bench/cylinder_resolution.py); our solver on such a mesh plus a learned MeshGraphNet
+correction (scripts/bench/cylinder_hybrid.py, solvers.cfd.corrected) does: rollout-50 0.094, all
+0.201, shedding 0.012, mean flow 0.049, fluctuation 0.135 over three seeds, the run that
+docs/results/mgn_cylinder.json holds (docs/models.md).
 
 Why the flow metrics stay far from the truth (`sim eval --plot` of seed 0, bundled): the
 predicted transverse velocity behind the cylinder follows the truth for about one shedding
