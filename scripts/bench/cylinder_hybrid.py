@@ -22,8 +22,8 @@ seed's hybrid (means over seeds, ``<key>_std`` the spread, ``per_seed``), and th
 correctors as an ensemble (``spread_error_spearman`` and ``ensemble_*``): over the one coarse
 solve, or with ``--member-scales`` each member on its own coarse mesh (a perturbed-model
 ensemble whose members' shedding drifts apart as the truth's drifts from each). Also the CPU
-seconds per stored frame of the hybrid (``frame_s``: coarse steps,
-interpolation and correction) and of the coarse solve alone (``coarse_frame_s``), one thread.
+seconds per stored frame of the hybrid (``frame_s``: coarse steps, interpolation and
+correction) and of the coarse solve alone (``coarse_frame_s``), one thread.
 ``train_cpu_hours`` counts the correctors' training and the samples' coarse solves
 (``samples_cpu_s``: two trajectories' samples made again, timed, times the trajectories).
 ``--quick``: the small set, one test trajectory, a 60-second budget.

@@ -125,7 +125,7 @@ def correction_samples(source: str | Path, path: str | Path, scale: float, start
     done: set[str] = set()
     if path.exists():
         with Store(path) as s:
-            done = {n.split("_s")[0] for n in s.names()}
+            done = {n.rsplit("_s", 1)[0] for n in s.names()}  # <trajectory>_s<start>_<frame>
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         StoreWriter(path).close()  # an empty store, then appended to: every finished trajectory survives a kill
