@@ -4,15 +4,16 @@
                                             [--train-seconds S] [--seed S] [--seeds N] [--resume]
                                             [--member-scales S ...] [--only train|seeds|coarse] [--out DIR]
 
-The hybrid of :mod:`solvers.cfd.corrected`: our solver on the case meshed ``--scale`` times as
-fine (0.7: about half the stored nodes), started from the stored first frame, its velocity
-interpolated (P1) to the stored mesh every stored step and corrected by a steady MeshGraphNet
-(CPU preset: latent 64, 6 message-passing steps) that reads the interpolated coarse velocity and
-pressure, the node types and the case's Reynolds number and inflow speed. The correction's
-training samples come from the training split: the coarse solve started from stored frames 0,
-100 and 200 and run 30 stored steps, a sample every second step (the true velocity minus the
-interpolated coarse one); each seed trains a corrector on them for ``--train-seconds`` CPU
-seconds (resumable with ``--resume``).
+The hybrid of :mod:`sim.rollout.hybrid` with the cylinder's coarse solver
+(:mod:`solvers.cfd.corrected`): our solver on the case meshed ``--scale`` times as fine (0.7:
+about half the stored nodes), started from the stored first frame, its velocity interpolated
+(P1) to the stored mesh every stored step and corrected by a steady MeshGraphNet (CPU preset:
+latent 64, 6 message-passing steps) that reads the interpolated coarse velocity and pressure,
+the node types and the case's Reynolds number and inflow speed. The correction's training
+samples come from the training split: the coarse solve started from stored frames 0, 100 and 200
+and run 30 stored steps, a sample every second step (the true velocity minus the interpolated
+coarse one); each seed trains a corrector on them for ``--train-seconds`` CPU seconds (resumable
+with ``--resume``).
 
 Measured on the test split with the rollout metrics of ``sim eval`` (the same as
 ``mgn_cylinder.py``: rollout RMSE at 1, 50 and all steps against persistence, median
@@ -57,8 +58,9 @@ def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] 
 
     from sim.families.base import rollout_evaluation
     from sim.rollout.evaluate import evaluate_store
+    from sim.rollout.hybrid import corrected_case
     from sim.train import load_model
-    from solvers.cfd.corrected import corrected_case
+    from solvers.cfd.corrected import coarse_flow
 
     stat = Path(test).stat()
     key = {"checkpoints": [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in correctors],
@@ -70,7 +72,7 @@ def scored(correctors: list[Path], test: Path, scale: float, entries: list[str] 
             return kept["metrics"]
     models = [load_model(c)[0] for c in correctors]
     t = time.process_time()
-    results = evaluate_store(models or None, test, corrected_case(scale, member_scales), entries, None,
+    results = evaluate_store(models or None, test, corrected_case(coarse_flow, scale, member_scales), entries, None,
                              progress=True)
     seconds = time.process_time() - t
     s = rollout_evaluation(results).summary

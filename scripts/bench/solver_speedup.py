@@ -211,14 +211,15 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     res.update(scored(decoded))
     res.update({f"coarse_solver_{k}": v for k, v in scored(to_fine(traj.point_fields["velocity"][:n])).items()})
     if hybrid:
+        from sim.rollout.hybrid import corrected_rollout
         from sim.train import load_model
-        from solvers.cfd.corrected import corrected_rollout
+        from solvers.cfd.corrected import coarse_flow
 
         correctors = [load_model(c)[0] for c in hybrid]
         members = correctors if len(correctors) > 1 else correctors[0]
-        corrected_rollout(members, traj, hybrid_scale, 1)  # warm-up
+        corrected_rollout(members, traj, coarse_flow, hybrid_scale, 1)  # warm-up
         t = time.process_time()
-        rolled = corrected_rollout(members, traj, hybrid_scale, n - 1)
+        rolled = corrected_rollout(members, traj, coarse_flow, hybrid_scale, n - 1)
         decoded = to_fine(rolled.point_fields["velocity"])
         per = (time.process_time() - t) / (n - 1)
         res["hybrid_frame_s"] = per

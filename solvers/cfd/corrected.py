@@ -18,10 +18,9 @@ its own, so the hybrid is as stable as the solver).
   interpolation to the stored mesh;
 - :func:`correction_samples`: the correction's training samples from a store of trajectories
   (steady samples on the stored meshes);
-- :func:`corrected_rollout`: the hybrid rolled out from a stored trajectory, as a trajectory;
-- :class:`CorrectedStepper` / :func:`corrected_case`: the hybrid as a stepper of the one rollout
-  loop (:func:`sim.rollout.evaluate.evaluate_store` scores it like any mesh model; several
-  correctors roll out as an ensemble).
+- :func:`coarse_flow`: the factory :mod:`sim.rollout.hybrid` takes (its stepper, case builder and
+  ``corrected_rollout`` run any coarse solver with a learned correction; the rollout loop and the
+  store evaluator score the hybrid like any mesh model).
 """
 
 from __future__ import annotations
@@ -45,9 +44,13 @@ class CoarseFlow:
     parameters, ``dt_store`` its stored step) meshed ``scale`` times as fine (the stored mesh
     sizes divided by ``scale``), with the recipe's solver-step rule, inflow ramp and kick.
 
-    ``start`` restricts a stored state (vertex velocity and pressure, P1 on the stored mesh) to
-    the coarse spaces (P2 velocity, P1 pressure) with the exact boundary values; ``advance`` runs
-    one stored step; ``on_stored`` interpolates the coarse vertex values to the stored nodes."""
+    The coarse solver of :mod:`sim.rollout.hybrid`: ``start`` restricts a stored frame (vertex
+    velocity and pressure, P1 on the stored mesh) to the coarse spaces (P2 velocity, P1 pressure)
+    with the exact boundary values; ``advance`` runs one stored step; ``on_stored`` interpolates
+    the coarse vertex values to the stored nodes; ``field`` is the field the correction is added
+    to and ``prescribed`` the stored nodes whose values the case prescribes."""
+
+    field = "velocity"
 
     def __init__(self, mesh: Mesh, params: dict[str, Any], dt_store: float, scale: float):
         from sim.mesh.interp import p1_matrix
@@ -70,8 +73,14 @@ class CoarseFlow:
         self.restrict_u = p1_matrix(mesh.points, mesh.cells, self.flow.vb.doflocs.T)
         self.restrict_p = p1_matrix(mesh.points, mesh.cells, self.flow.pb.doflocs.T)
         self.prolong = p1_matrix(self.mesh.points, self.mesh.cells, mesh.points)
+        self.prescribed = prescribed_nodes(mesh)
 
-    def start(self, velocity: np.ndarray, pressure: np.ndarray, t: float) -> FlowState:
+    def start(self, traj: Trajectory, frame: int) -> FlowState:
+        """The coarse state of stored frame ``frame`` of ``traj``."""
+        return self.state(traj.point_fields["velocity"][frame], traj.point_fields["pressure"][frame],
+                          float(traj.times[frame]))
+
+    def state(self, velocity: np.ndarray, pressure: np.ndarray, t: float) -> FlowState:
         u = self.restrict_u @ np.asarray(velocity, dtype=np.float64)
         s = FlowState(np.ascontiguousarray(u[:, 0]), np.ascontiguousarray(u[:, 1]),
                       self.restrict_p @ np.asarray(pressure, dtype=np.float64), float(t))
@@ -83,10 +92,18 @@ class CoarseFlow:
             s = self.flow.step(s)
         return s
 
-    def on_stored(self, s: FlowState) -> tuple[np.ndarray, np.ndarray]:
+    def on_stored(self, s: FlowState) -> dict[str, np.ndarray]:
         """Velocity (N, 2) and pressure (N,) of state ``s`` at the stored mesh's nodes."""
         v, p = self.flow.vertex_values(s)
-        return self.prolong @ v, self.prolong @ p
+        return {"velocity": self.prolong @ v, "pressure": self.prolong @ p}
+
+
+def coarse_flow(traj: Trajectory, scale: float) -> CoarseFlow:
+    """The coarse solver of a stored cylinder trajectory at ``scale`` (the factory of
+    :func:`sim.rollout.hybrid.corrected_case` and ``corrected_rollout``)."""
+    if not isinstance(traj, Trajectory) or "pressure" not in traj.point_fields:
+        raise SimError("the hybrid starts from stored velocity and pressure: give a cylinder_flow trajectory")
+    return CoarseFlow(traj.mesh, traj.params, float(traj.dt), scale)
 
 
 def prescribed_nodes(mesh: Mesh) -> np.ndarray:
@@ -96,14 +113,14 @@ def prescribed_nodes(mesh: Mesh) -> np.ndarray:
     return (mesh.node_type != int(NodeType.INTERIOR)) & (mesh.node_type != int(NodeType.OUTFLOW))
 
 
-def _sample(traj: Trajectory, k: int, velocity: np.ndarray, pressure: np.ndarray) -> Mesh:
+def _sample(traj: Trajectory, k: int, coarse: dict[str, np.ndarray]) -> Mesh:
     """One steady sample on the stored mesh: the coarse values as inputs, the correction to frame
     ``k`` of ``traj`` as output (zero at the prescribed nodes, which take their true values)."""
     m, p = traj.mesh, traj.params
     truth = np.asarray(traj.point_fields["velocity"][k], dtype=np.float64)
-    correction = truth - velocity
+    correction = truth - coarse["velocity"]
     correction[prescribed_nodes(m)] = 0.0
-    pd = {"coarse_velocity": velocity.astype(np.float32), "coarse_pressure": pressure.astype(np.float32),
+    pd = {**{f"coarse_{name}": v.astype(np.float32) for name, v in coarse.items()},
           "correction": correction.astype(np.float32)}
     return Mesh(m.points, m.cells, point_data=pd, node_type=m.node_type,
                 field_data={k2: np.array([float(p[k2])]) for k2 in CORRECTOR_SCALARS})
@@ -140,131 +157,12 @@ def correction_samples(source: str | Path, path: str | Path, scale: float, start
             for j in starts:
                 if j + 1 >= traj.num_steps:
                     continue
-                s = coarse.start(traj.point_fields["velocity"][j], traj.point_fields["pressure"][j],
-                                 float(traj.times[j]))
+                s = coarse.start(traj, j)
                 for k in range(j + 1, min(j + frames, traj.num_steps - 1) + 1):
                     s = coarse.advance(s)
                     if (k - j) % every == 0:
-                        samples.append((f"{name}_s{j:03d}_{k:03d}", _sample(traj, k, *coarse.on_stored(s))))
+                        samples.append((f"{name}_s{j:03d}_{k:03d}", _sample(traj, k, coarse.on_stored(s))))
             with StoreWriter(path, append=True) as w:  # one trajectory's samples at a time
                 for entry, sample in samples:
                     w.append(sample, entry)
     return path
-
-
-class CorrectedStepper:
-    """The hybrid on one stored trajectory, as a stepper of :func:`sim.rollout.engine.run`: the
-    coarse solve from the stored state at frame ``start`` and, every stored step, its velocity on
-    the stored mesh plus the correction of each of ``correctors`` (steady models; none: the coarse
-    solve alone), the prescribed nodes set from ``boundary(step)`` (the true values). Several
-    correctors share the one coarse solve and report the mean (``velocity``) and their spread
-    (``velocity_std``)."""
-
-    size = 1
-
-    def __init__(self, correctors: list[Any], coarse: CoarseFlow, traj: Trajectory, start: int, boundary: Any):
-        from sim.graph import mesh_graph
-
-        self.correctors, self.coarse, self.traj, self.boundary = list(correctors), coarse, traj, boundary
-        self.fields, self.dims = ["velocity"], [2]
-        self.prescribed = prescribed_nodes(traj.mesh)
-        dt, t0 = float(traj.dt), float(traj.times[start])
-        self.times = [lambda s: t0 + s * dt]
-        self.state = coarse.start(traj.point_fields["velocity"][start], traj.point_fields["pressure"][start], t0)
-        self.velocity = np.asarray(traj.point_fields["velocity"][start], dtype=np.float32)
-        self.spread = np.zeros_like(self.velocity)
-        self.scalars = {k: float(traj.params[k]) for k in CORRECTOR_SCALARS}
-        self.graph = mesh_graph(traj.mesh) if self.correctors else None
-
-    def outputs(self) -> list[Any]:
-        from sim.rollout.engine import Frame
-
-        fields = {"velocity": self.velocity}
-        if len(self.correctors) > 1:
-            fields["velocity_std"] = self.spread
-        return [Frame(self.velocity, fields)]
-
-    def advance(self, step: int) -> None:
-        self.state = self.coarse.advance(self.state)
-        v, p = self.coarse.on_stored(self.state)
-        members = [v]
-        if self.correctors:
-            m = self.traj.mesh
-            sample = Mesh(m.points, m.cells, node_type=m.node_type,
-                          point_data={"coarse_velocity": v.astype(np.float32), "coarse_pressure": p.astype(np.float32)})
-            members = [v + c.predict(sample, self.scalars, graph=self.graph)["correction"] for c in self.correctors]
-        for x in members:
-            x[self.prescribed] = self.boundary(step)[self.prescribed]
-        stack = np.stack(members)
-        self.velocity = stack.mean(0).astype(np.float32)
-        self.spread = stack.std(0).astype(np.float32)
-
-
-def corrected_case(scale: float, member_scales: list[float] | None = None):
-    """A case builder of :func:`sim.rollout.evaluate.evaluate_store` for the hybrid at ``scale``:
-    the model is a corrector (a loaded steady model), a list of them (an ensemble over the one
-    coarse solve) or None (the coarse solve alone).
-
-    ``member_scales`` (one per corrector of the list): each member runs its own coarse solve at
-    its own scale instead (an ensemble of perturbed coarse models, whose shedding drifts apart
-    as the members' resolutions differ: a spread that grows with the uncertainty of the
-    dynamics, which correctors sharing one coarse solve cannot show)."""
-    from sim.mesh.series import SeriesLayout
-    from sim.rollout.evaluate import Case, flow_statistics
-    from sim.rollout.steppers import EnsembleStepper
-
-    def case(model: Any, traj: Trajectory, name: str, steps: int | None, data: Any, device: Any = "cpu",
-             compile: bool = False) -> Case:
-        if not isinstance(traj, Trajectory) or "velocity" not in traj.point_fields \
-                or "pressure" not in traj.point_fields:
-            raise SimError(f"entry {name!r} is not a flow trajectory with velocity and pressure", data)
-        if traj.num_steps < 2:
-            raise SimError(f"entry {name!r} has {traj.num_steps} step(s); a rollout needs two", data)
-        n = traj.num_steps - 1 if steps is None else min(steps, traj.num_steps - 1)
-        ref = np.asarray(traj.point_fields["velocity"][:n + 1], dtype=np.float32)
-        correctors = [] if model is None else list(model) if isinstance(model, (list, tuple)) else [model]
-        if member_scales is not None:
-            if len(member_scales) != len(correctors) or len(correctors) < 2:
-                raise SimError(f"{len(member_scales)} member scales for {len(correctors)} correctors: give one "
-                               "per member of an ensemble")
-            stepper = EnsembleStepper([CorrectedStepper([c], CoarseFlow(traj.mesh, traj.params, float(traj.dt), sc),
-                                                        traj, 0, lambda s: ref[s])
-                                       for c, sc in zip(correctors, member_scales)])
-        else:
-            stepper = CorrectedStepper(correctors, CoarseFlow(traj.mesh, traj.params, float(traj.dt), scale), traj,
-                                       0, lambda s: ref[s])
-        dt, t0 = float(traj.dt), float(traj.times[0])
-        series = ["velocity", "velocity_truth", "velocity_error"] + (["velocity_std"] if len(correctors) > 1 else [])
-        layout = SeriesLayout(traj.mesh, point_fields=series, dt=dt, params=traj.params)
-        return Case(stepper, ref, ref, n, t0, dt, layout, mesh_snapshot=traj,
-                    flow=flow_statistics(traj, ["velocity"], [2], ref, t0, dt))
-
-    return case
-
-
-def corrected_rollout(correctors: Any, traj: Trajectory, scale: float, steps: int | None = None,
-                      member_scales: list[float] | None = None) -> Trajectory:
-    """The hybrid rolled out from the first frame of the stored trajectory ``traj`` for ``steps``
-    stored steps (default: as many as it has), the prescribed velocities from ``traj``: a
-    trajectory on its mesh with ``velocity`` (and ``velocity_std`` for an ensemble).
-    ``correctors``: checkpoint paths or loaded steady models (a list: an ensemble), or None for
-    the coarse solve alone; ``member_scales`` as in :func:`corrected_case`."""
-    from sim.rollout.engine import run
-    from sim.train import load_model
-
-    members = [] if correctors is None else list(correctors) if isinstance(correctors, (list, tuple)) \
-        else [correctors]
-    members = [load_model(m)[0] if isinstance(m, (str, Path)) else m for m in members]
-    c = corrected_case(scale, member_scales)(members if len(members) > 1 else (members[0] if members else None),
-                                             traj, "trajectory", steps, None)
-    frames: dict[str, list[np.ndarray]] = {}
-
-    class Keep:
-        def write(self, time: float, point_fields: dict[str, Any] | None = None, **_: Any) -> None:
-            for k, v in (point_fields or {}).items():
-                frames.setdefault(k, []).append(np.array(v, dtype=np.float32))
-
-    run(c.stepper, c.steps, c.stepper.times, [Keep()])
-    times = traj.times[0] + np.arange(c.steps + 1) * float(traj.dt)
-    return Trajectory(traj.mesh, times, point_fields={k: np.stack(v) for k, v in frames.items()}, dt=traj.dt,
-                      params=dict(traj.params))

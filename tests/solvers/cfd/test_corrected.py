@@ -9,7 +9,8 @@ from sim.errors import SimError
 from sim.families.base import rollout_evaluation
 from sim.mesh import Store, StoreWriter
 from sim.rollout.evaluate import evaluate_store
-from solvers.cfd.corrected import CoarseFlow, corrected_case, corrected_rollout, correction_samples, prescribed_nodes
+from sim.rollout.hybrid import corrected_case, corrected_rollout
+from solvers.cfd.corrected import CoarseFlow, coarse_flow, correction_samples, prescribed_nodes
 from solvers.cfd.cylinder import generate
 
 
@@ -32,14 +33,14 @@ def test_coarse_flow_at_the_stored_resolution_continues_the_stored_flow(store):
     traj = _traj(store)
     coarse = CoarseFlow(traj.mesh, traj.params, float(traj.dt), 1.0)
     assert coarse.mesh.num_points == traj.mesh.num_points
-    v, p = traj.point_fields["velocity"], traj.point_fields["pressure"]
-    s = coarse.start(v[2], p[2], float(traj.times[2]))
-    v0, _ = coarse.on_stored(s)
+    v = traj.point_fields["velocity"]
+    s = coarse.start(traj, 2)
+    v0 = coarse.on_stored(s)["velocity"]
     np.testing.assert_allclose(v0, v[2], atol=1e-5)  # restriction then interpolation at the vertices: exact
     errors = []
     for k in range(3, 8):
         s = coarse.advance(s)
-        errors.append(np.sqrt(((coarse.on_stored(s)[0] - v[k]) ** 2).mean()))
+        errors.append(np.sqrt(((coarse.on_stored(s)["velocity"] - v[k]) ** 2).mean()))
     persistence = np.sqrt(((v[7] - v[2]) ** 2).mean())
     # the restart (P2 midpoint values interpolated) costs a small offset that does not grow,
     # while the flow moves on: the solve follows the stored flow
@@ -51,9 +52,9 @@ def test_a_coarser_mesh_has_fewer_nodes_and_stays_close(store):
     traj = _traj(store)
     coarse = CoarseFlow(traj.mesh, traj.params, float(traj.dt), 0.7)
     assert coarse.mesh.num_points < 0.75 * traj.mesh.num_points
-    v, p = traj.point_fields["velocity"], traj.point_fields["pressure"]
-    s = coarse.advance(coarse.start(v[0], p[0], float(traj.times[0])))
-    v1, _ = coarse.on_stored(s)
+    v = traj.point_fields["velocity"]
+    s = coarse.advance(coarse.start(traj, 0))
+    v1 = coarse.on_stored(s)["velocity"]
     assert np.linalg.norm(v1 - v[1]) / np.linalg.norm(v[1]) < 0.2  # 13 % on this very coarse mesh
 
 
@@ -86,6 +87,8 @@ def test_correction_samples_add_up_to_the_truth_and_resume(store, tmp_path):
 class Constant:
     """A stand-in corrector adding one constant vector everywhere."""
 
+    config = {"scalars": ["reynolds", "u_mean"]}
+
     def __init__(self, c):
         self.c = np.asarray(c, dtype=np.float32)
 
@@ -96,14 +99,14 @@ class Constant:
 
 
 def _rollout(store, model, steps=None):
-    res = evaluate_store(model, store, corrected_case(0.7), None, steps)
+    res = evaluate_store(model, store, corrected_case(coarse_flow, 0.7), None, steps)
     return res[0]
 
 
 def test_the_stepper_adds_the_correction_and_keeps_the_prescribed_values(store):
     traj = _traj(store)
     fixed = prescribed_nodes(traj.mesh)
-    case = corrected_case(0.7)
+    case = corrected_case(coarse_flow, 0.7)
     plain = case(None, traj, "a", 3, store).stepper
     fixed_up = case(Constant([0.1, -0.2]), traj, "a", 3, store).stepper
     pair = case([Constant([0.1, -0.2]), Constant([0.3, 0.2])], traj, "a", 3, store).stepper
@@ -133,8 +136,8 @@ def test_the_store_evaluator_scores_the_hybrid(store):
 def test_members_on_their_own_coarse_meshes_spread_where_one_coarse_solve_does_not(store):
     traj = _traj(store)
     same = [Constant([0.1, 0.0]), Constant([0.1, 0.0])]
-    shared = corrected_case(0.7)(same, traj, "a", 3, store).stepper
-    perturbed = corrected_case(0.7, member_scales=[0.65, 0.75])(same, traj, "a", 3, store).stepper
+    shared = corrected_case(coarse_flow, 0.7)(same, traj, "a", 3, store).stepper
+    perturbed = corrected_case(coarse_flow, 0.7, member_scales=[0.65, 0.75])(same, traj, "a", 3, store).stepper
     for s in (1, 2):
         shared.advance(s)
         perturbed.advance(s)
@@ -142,18 +145,18 @@ def test_members_on_their_own_coarse_meshes_spread_where_one_coarse_solve_does_n
     spread = perturbed.outputs()[0].fields["velocity_std"]
     assert spread.max() > 1e-3 and np.all(spread[prescribed_nodes(traj.mesh)] == 0)
     with pytest.raises(SimError, match="member scales"):
-        corrected_case(0.7, member_scales=[0.7])(same, traj, "a", 3, store)
+        corrected_case(coarse_flow, 0.7, member_scales=[0.7])(same, traj, "a", 3, store)
 
 
 def test_corrected_rollout_returns_the_hybrid_trajectory(store):
     traj = _traj(store)
     fixed = prescribed_nodes(traj.mesh)
-    plain = corrected_rollout(None, traj, 0.7, steps=3)
+    plain = corrected_rollout(None, traj, coarse_flow, 0.7, steps=3)
     assert plain.num_steps == 4 and plain.times[0] == traj.times[0]
     np.testing.assert_allclose(plain.point_fields["velocity"][0], traj.point_fields["velocity"][0])
     np.testing.assert_allclose(plain.point_fields["velocity"][3][fixed], traj.point_fields["velocity"][3][fixed],
                                atol=1e-6)
-    pair = corrected_rollout([Constant([0.0, 0.1]), Constant([0.0, 0.3])], traj, 0.7, steps=3)
+    pair = corrected_rollout([Constant([0.0, 0.1]), Constant([0.0, 0.3])], traj, coarse_flow, 0.7, steps=3)
     np.testing.assert_allclose(pair.point_fields["velocity"][3][~fixed] - plain.point_fields["velocity"][3][~fixed],
                                np.broadcast_to([0.0, 0.2], (int((~fixed).sum()), 2)), atol=1e-5)
     assert pair.point_fields["velocity_std"].shape == (4, traj.mesh.num_points, 2)
