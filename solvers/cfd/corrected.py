@@ -33,7 +33,7 @@ import numpy as np
 from sim.errors import SimError
 from sim.mesh import Mesh, NodeType, Trajectory
 from solvers.cfd.geometry import Channel, channel_mesh
-from solvers.cfd.navier_stokes import CylinderFlow, FlowState
+from solvers.cfd.navier_stokes import FlowState
 
 CORRECTOR_INPUTS = ("coarse_velocity", "coarse_pressure")  # point fields the correction reads
 CORRECTOR_SCALARS = ("reynolds", "u_mean")
@@ -54,7 +54,7 @@ class CoarseFlow:
 
     def __init__(self, mesh: Mesh, params: dict[str, Any], dt_store: float, scale: float):
         from sim.mesh.interp import p1_matrix
-        from solvers.cfd.cylinder import DEFAULTS, solver_substeps
+        from solvers.cfd.cylinder import case_flow
 
         missing = [k for k in ("length", "height", "cx", "cy", "radius", "u_mean", "nu", "mesh_size",
                                "mesh_size_min") if k not in params]
@@ -66,10 +66,7 @@ class CoarseFlow:
         p = params
         self.channel = Channel(p["length"], p["height"], p["cx"], p["cy"], p["radius"])
         self.mesh = channel_mesh(self.channel, size=p["mesh_size"] / scale, size_min=p["mesh_size_min"] / scale)
-        self.substeps = solver_substeps(self.mesh, p["u_mean"], dt_store, DEFAULTS["max_cfl"])
-        self.flow = CylinderFlow(self.mesh, self.channel, nu=p["nu"], u_mean=p["u_mean"],
-                                 dt=dt_store / self.substeps, ramp=DEFAULTS["ramp"],
-                                 kick=DEFAULTS["kick"] * p["u_mean"], kick_time=DEFAULTS["kick_time"])
+        self.flow, self.substeps = case_flow(self.mesh, self.channel, p["u_mean"], p["nu"], {"dt_store": dt_store})
         self.restrict_u = p1_matrix(mesh.points, mesh.cells, self.flow.vb.doflocs.T)
         self.restrict_p = p1_matrix(mesh.points, mesh.cells, self.flow.pb.doflocs.T)
         self.prolong = p1_matrix(self.mesh.points, self.mesh.cells, mesh.points)
@@ -77,13 +74,10 @@ class CoarseFlow:
 
     def start(self, traj: Trajectory, frame: int) -> FlowState:
         """The coarse state of stored frame ``frame`` of ``traj``."""
-        return self.state(traj.point_fields["velocity"][frame], traj.point_fields["pressure"][frame],
-                          float(traj.times[frame]))
-
-    def state(self, velocity: np.ndarray, pressure: np.ndarray, t: float) -> FlowState:
-        u = self.restrict_u @ np.asarray(velocity, dtype=np.float64)
-        s = FlowState(np.ascontiguousarray(u[:, 0]), np.ascontiguousarray(u[:, 1]),
-                      self.restrict_p @ np.asarray(pressure, dtype=np.float64), float(t))
+        u = self.restrict_u @ np.asarray(traj.point_fields["velocity"][frame], dtype=np.float64)
+        pressure = np.asarray(traj.point_fields["pressure"][frame], dtype=np.float64)
+        s = FlowState(np.ascontiguousarray(u[:, 0]), np.ascontiguousarray(u[:, 1]), self.restrict_p @ pressure,
+                      float(traj.times[frame]))
         s.ux[self.flow.vel_fixed], s.uy[self.flow.vel_fixed] = self.flow.velocity_bc(s.t)
         return s
 
@@ -113,13 +107,13 @@ def prescribed_nodes(mesh: Mesh) -> np.ndarray:
     return (mesh.node_type != int(NodeType.INTERIOR)) & (mesh.node_type != int(NodeType.OUTFLOW))
 
 
-def _sample(traj: Trajectory, k: int, coarse: dict[str, np.ndarray]) -> Mesh:
+def _sample(traj: Trajectory, k: int, coarse: dict[str, np.ndarray], prescribed: np.ndarray) -> Mesh:
     """One steady sample on the stored mesh: the coarse values as inputs, the correction to frame
-    ``k`` of ``traj`` as output (zero at the prescribed nodes, which take their true values)."""
+    ``k`` of ``traj`` as output (zero at the ``prescribed`` nodes, which take their true values)."""
     m, p = traj.mesh, traj.params
     truth = np.asarray(traj.point_fields["velocity"][k], dtype=np.float64)
     correction = truth - coarse["velocity"]
-    correction[prescribed_nodes(m)] = 0.0
+    correction[prescribed] = 0.0
     pd = {**{f"coarse_{name}": v.astype(np.float32) for name, v in coarse.items()},
           "correction": correction.astype(np.float32)}
     return Mesh(m.points, m.cells, point_data=pd, node_type=m.node_type,
@@ -161,7 +155,8 @@ def correction_samples(source: str | Path, path: str | Path, scale: float, start
                 for k in range(j + 1, min(j + frames, traj.num_steps - 1) + 1):
                     s = coarse.advance(s)
                     if (k - j) % every == 0:
-                        samples.append((f"{name}_s{j:03d}_{k:03d}", _sample(traj, k, coarse.on_stored(s))))
+                        sample = _sample(traj, k, coarse.on_stored(s), coarse.prescribed)
+                        samples.append((f"{name}_s{j:03d}_{k:03d}", sample))
             with StoreWriter(path, append=True) as w:  # one trajectory's samples at a time
                 for entry, sample in samples:
                     w.append(sample, entry)

@@ -76,6 +76,16 @@ def solver_substeps(mesh: Mesh, u_mean: float, dt_store: float, max_cfl: float) 
     return max(1, math.ceil(dt_store * 1.5 * u_mean / (0.5 * float(edges.min()) * max_cfl)))
 
 
+def case_flow(mesh: Mesh, channel: Channel, u_mean: float, nu: float, params: dict[str, Any] | None = None
+              ) -> tuple[CylinderFlow, int]:
+    """The solver of one case on ``mesh`` with the recipe's time settings (``params`` over
+    :data:`DEFAULTS`: dt_store, max_cfl, ramp, kick, kick_time) and its substeps per stored step."""
+    p = {**DEFAULTS, **(params or {})}
+    substeps = solver_substeps(mesh, u_mean, p["dt_store"], p["max_cfl"])
+    return CylinderFlow(mesh, channel, nu=nu, u_mean=u_mean, dt=p["dt_store"] / substeps, ramp=p["ramp"],
+                        kick=p["kick"] * u_mean, kick_time=p["kick_time"]), substeps
+
+
 def solve(drawn: Mesh, params: dict[str, Any] | None = None) -> Trajectory:
     """Simulate a drawn candidate (:func:`draw`): its geometry and inflow from ``field_data``, the
     time settings (dt_store, max_cfl, warmup, ramp, kick, num_steps) from ``params``."""
@@ -87,10 +97,8 @@ def solve(drawn: Mesh, params: dict[str, Any] | None = None) -> Trajectory:
     channel = Channel(g["length"], g["height"], g["cx"], g["cy"], g["radius"])
     mesh = Mesh(drawn.points, drawn.cells, node_type=drawn.node_type)
     u_mean, nu = g["u_mean"], g["nu"]
-    substeps = solver_substeps(mesh, u_mean, p["dt_store"], p["max_cfl"])
-    dt = p["dt_store"] / substeps
-    flow = CylinderFlow(mesh, channel, nu=nu, u_mean=u_mean, dt=dt, ramp=p["ramp"], kick=p["kick"] * u_mean,
-                        kick_time=p["kick_time"])
+    flow, substeps = case_flow(mesh, channel, u_mean, nu, p)
+    dt = flow.dt
     state = flow.initial_state()
     warm = int(round(p["warmup"] / dt))
     for _ in range(warm):
