@@ -66,6 +66,13 @@ coarse nodes, reading the coarse temperature, source and advection: --diffusion-
 on --diffusion-corrector-cases cases solved at --diffusion-corrector-nodes), interpolated the same way;
 diffusion_speedup_large and diffusion_rel_err_large: the corrected solve's when measured, else the learned
 model's (diffusion_large_headline says which);
+mpm_learned_speedup and mpm_learned_final_rel_err: the learned surrogate's (above); with --mpm-hybrid
+FACTOR ..., per factor (lists) mpm_hybrid_factor, _particles, _grid, _frame_s, _plan_s, _speedup,
+_final_rel_err: our MPM solver on a grid FACTOR times coarser run on a sample of the particles (one per
+coarse lattice cell, with its cell's volume), decoded to every particle by the checkpoint's learned dense
+decoder every frame (GIOROM's reduced order, our solver as its dynamics); mpm_speedup and
+mpm_final_rel_err: the first factor's hybrid when measured, else the learned surrogate's (mpm_headline
+says which);
 train_cpu_s: the training CPU seconds of each model measured (train_cpu_hours their sum);
 a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
@@ -495,21 +502,72 @@ def corrected_coarse(checkpoint: Path, coarse, steps: int) -> tuple[list[np.ndar
     return frames, per, float(np.linalg.norm(frames[-1] - T) / np.linalg.norm(T))
 
 
-def mpm_solver_frame_s(traj, frames: int) -> float:
-    """CPU seconds per frame of our MPM solver on the trajectory's own particles and material,
-    started from its first frame (velocities from its first two frames)."""
+def _mpm_case(traj, refine: int = 1):
+    """Our MPM solver for a stored trajectory's case (its material and walls, the grid ``refine``
+    times finer), the material and the particle spacing (the recipe's particles per cell)."""
     from solvers.mpm import Material, MPMSolver
-    from solvers.mpm.scenes import simulate
 
     p = traj.params
     material = Material(p["material"], E=p["E"], nu=p["nu"], density=p["density"], yield_stress=p["yield_stress"],
                         friction_deg=p["friction_deg"], viscosity=p["viscosity"])
-    solver = MPMSolver(int(p["dim"]), int(p["n_grid"]), [material], gravity=p["gravity"], wall=p["wall"])
+    solver = MPMSolver(int(p["dim"]), int(p["n_grid"]) * refine, [material], gravity=p["gravity"], wall=p["wall"])
+    return solver, material, solver.dx / int(p["ppc"])
+
+
+def mpm_solver_frame_s(traj, frames: int) -> float:
+    """CPU seconds per frame of our MPM solver on the trajectory's own particles and material,
+    started from its first frame (velocities from its first two frames)."""
+    from solvers.mpm import simulate
+
+    solver, material, spacing = _mpm_case(traj)
     pos = np.asarray(traj.positions, dtype=np.float64)
     v0 = (pos[1] - pos[0]) / float(traj.dt)
     t = time.process_time()
-    simulate(solver, pos[0], v0, solver.dx / int(p["ppc"]), material.density, frames + 1, float(traj.dt))
+    simulate(solver, pos[0], v0, spacing, material.density, frames + 1, float(traj.dt))
     return (time.process_time() - t) / (frames + 1)
+
+
+def mpm_hybrid(checkpoint: Path, traj, factor: int, solver_frame_s: float) -> dict[str, float]:
+    """GIOROM's reduced-order scheme with our solver in place of its learned dynamics: our MPM
+    solver on a grid ``factor`` times coarser, run on a sample of the particles one coarse
+    lattice spacing apart (:func:`solvers.mpm.coarse_sample`: each carries its cell's volume, so
+    the bodies keep their mass), and every frame the sample's displacements decoded to every
+    particle by the checkpoint's learned dense decoder (:mod:`sim.nn.dense_decoder`), from the
+    trajectory's first frame over all its frames. Returns the sample's size, CPU seconds per
+    frame (coarse substeps and decode), the decode plan's one-off CPU seconds (built once per
+    particle set, as the solver's grid is), the speedup over ``solver_frame_s`` and the final
+    position error relative to how far the particles moved."""
+    import torch
+
+    from sim.train import load_model
+    from solvers.mpm import coarse_sample, simulate
+
+    solver, material, spacing = _mpm_case(traj)
+    coarse = solver.coarsened(factor)
+    pos = np.asarray(traj.positions, dtype=np.float64)
+    v0 = (pos[1] - pos[0]) / float(traj.dt)
+    index, volume = coarse_sample(pos[0], spacing, factor)
+    model = load_model(checkpoint)[0]
+    rest, sparse_rest = torch.as_tensor(pos[0], dtype=torch.float32), torch.as_tensor(pos[0][index],
+                                                                                       dtype=torch.float32)
+    t = time.process_time()
+    with torch.inference_mode():
+        plan = model.decode_plan(sparse_rest, rest)
+    plan_s = time.process_time() - t
+    n = traj.num_steps
+    t = time.process_time()
+    sparse, _ = simulate(coarse, pos[0][index], v0[index], factor * spacing, material.density, n, float(traj.dt),
+                         volume=volume)
+    with torch.inference_mode():
+        last = (rest + plan.apply(torch.as_tensor(sparse[-1]) - sparse_rest)).numpy()
+        for frame in sparse[1:-1]:  # every frame is decoded, as a rollout written to disk would be
+            plan.apply(torch.as_tensor(frame) - sparse_rest)
+    per = (time.process_time() - t) / (n - 1)
+    err = float(np.linalg.norm(last - pos[-1]) / max(np.linalg.norm(pos[-1] - pos[0]), 1e-12))
+    print(f"MPM coarse solve x{factor} ({len(index)} of {len(pos[0])} particles, grid {coarse.n}) + learned decode: "
+          f"{per * 1e3:.1f} ms/frame, {solver_frame_s / per:.1f}x, final error {err:.3f}", flush=True)
+    return {"factor": factor, "particles": int(len(index)), "grid": coarse.n, "frame_s": per, "plan_s": plan_s,
+            "speedup": solver_frame_s / per, "final_rel_err": err}
 
 
 def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int | None = None) -> dict[str, float]:
@@ -520,15 +578,11 @@ def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int | None = No
     from the solver's first frames: its CPU seconds per frame, the speedup and its final position
     error relative to how far the particles moved (as for the recipe's own count)."""
     from sim.mesh import Mesh, Trajectory
-    from solvers.mpm import Material, MPMSolver
-    from solvers.mpm.scenes import simulate
+    from solvers.mpm import simulate
 
     p = traj.params
-    d, n_grid, ppc = int(p["dim"]), int(p["n_grid"]) * factor, int(p["ppc"])
-    material = Material(p["material"], E=p["E"], nu=p["nu"], density=p["density"], yield_stress=p["yield_stress"],
-                        friction_deg=p["friction_deg"], viscosity=p["viscosity"])
-    solver = MPMSolver(d, n_grid, [material], gravity=p["gravity"], wall=p["wall"])
-    spacing = solver.dx / ppc
+    d = int(p["dim"])
+    solver, material, spacing = _mpm_case(traj, factor)
     grid = np.stack(np.meshgrid(*[np.arange(factor)] * d, indexing="ij"), -1).reshape(-1, d)
     offsets = (grid - (factor - 1) / 2) * spacing  # the finer lattice around each coarse particle
     pos = np.asarray(traj.positions, dtype=np.float64)
@@ -683,6 +737,10 @@ def main() -> None:
     ap.add_argument("--mpm-refine", type=int, default=2,
                     help="the MPM case also sampled this many times finer per axis, on a grid as much finer (the "
                          "second particle count; 1: skip)")
+    ap.add_argument("--mpm-hybrid", type=int, nargs="*", default=[2], metavar="FACTOR",
+                    help="the MPM case also predicted by our solver on grids this many times coarser with the "
+                         "checkpoint's learned dense decoder (default 2; none: skip); the mpm_speedup / "
+                         "mpm_final_rel_err headline is the first factor's")
     ap.add_argument("--diffusion-sizes", type=int, nargs="*",
                     help="nodes of the diffusion3d meshes timed (default 10000 50000 200000; quick 3000 8000; "
                          "none: skip)")
@@ -807,10 +865,18 @@ def main() -> None:
     res["mpm_solver_frame_s"] = mpm_solver_frame_s(traj, frames)
     per, out, n = rollout_frame_s(mpm_ckpt, traj)
     res["mpm_surrogate_frame_s"], res["mpm_rollout_frames"] = per, n
-    res["mpm_speedup"] = res["mpm_solver_frame_s"] / per
+    res["mpm_learned_speedup"] = res["mpm_solver_frame_s"] / per
     start = traj.positions[traj.num_steps - n - 1]
     moved = np.linalg.norm(traj.positions[-1] - start)
-    res["mpm_final_rel_err"] = float(np.linalg.norm(out.positions[-1] - traj.positions[-1]) / max(moved, 1e-12))
+    res["mpm_learned_final_rel_err"] = float(np.linalg.norm(out.positions[-1] - traj.positions[-1])
+                                             / max(moved, 1e-12))
+    res["mpm_headline"] = "learned"
+    res["mpm_speedup"], res["mpm_final_rel_err"] = res["mpm_learned_speedup"], res["mpm_learned_final_rel_err"]
+    if args.mpm_hybrid:
+        hybrids = [mpm_hybrid(mpm_ckpt, traj, f, res["mpm_solver_frame_s"]) for f in args.mpm_hybrid]
+        res.update({f"mpm_hybrid_{k}": [h[k] for h in hybrids] for k in hybrids[0]})
+        res["mpm_headline"] = f"hybrid_x{args.mpm_hybrid[0]}"  # the headline: the first factor's hybrid
+        res["mpm_speedup"], res["mpm_final_rel_err"] = hybrids[0]["speedup"], hybrids[0]["final_rel_err"]
     per, out, _ = rollout_frame_s(mpm_ckpt, traj, precision="bf16")
     res["mpm_surrogate_frame_s_bf16"], res["mpm_speedup_bf16"] = per, res["mpm_solver_frame_s"] / per
     res["mpm_final_rel_err_bf16"] = float(np.linalg.norm(out.positions[-1] - traj.positions[-1])

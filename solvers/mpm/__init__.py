@@ -2,6 +2,6 @@
 Drucker-Prager materials in 2D and 3D, random scenes and GNS-style statistics."""
 
 from solvers.mpm.mls_mpm import MATERIALS, Material, MPMSolver
-from solvers.mpm.scenes import dataset_statistics, generate
+from solvers.mpm.scenes import coarse_sample, dataset_statistics, generate, simulate
 
-__all__ = ["MATERIALS", "MPMSolver", "Material", "dataset_statistics", "generate"]
+__all__ = ["MATERIALS", "MPMSolver", "Material", "coarse_sample", "dataset_statistics", "generate", "simulate"]

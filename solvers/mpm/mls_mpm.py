@@ -95,6 +95,16 @@ class MPMSolver:
         idx = torch.stack(torch.meshgrid(*[torch.arange(n_grid + 1)] * dim, indexing="ij"), -1).reshape(-1, dim)
         self.node_index = idx  # (num_nodes, d) integer grid coordinates
 
+    def coarsened(self, factor: int) -> MPMSolver:
+        """The same solver on a grid ``factor`` times coarser, its wall band as close as a whole
+        number of cells allows to the same physical width (at least two cells, the stencil's
+        reach): a fine band of ``bound`` cells ends at ``(bound - 1) dx``."""
+        if factor < 1 or self.n % factor:
+            raise SimError(f"the grid of {self.n} cells cannot be coarsened by {factor} (a divisor of it is needed)")
+        bound = max(2, round(1 + (self.bound - 1) / factor))
+        return MPMSolver(self.dim, self.n // factor, self.materials, gravity=float(self.gravity[-1]), wall=self.wall,
+                         bound=bound, cfl=self.cfl, dtype=self.dtype)
+
     def max_dt(self, v: torch.Tensor | None = None) -> float:
         speed = max(m.wave_speed() for m in self.materials)
         if v is not None and len(v):

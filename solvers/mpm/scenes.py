@@ -84,8 +84,10 @@ def generate(params: dict[str, Any], seed: int) -> Trajectory:
 
 
 def simulate(solver: MPMSolver, x0: np.ndarray, v0: np.ndarray, spacing: float, density: float, frames: int,
-             frame_dt: float) -> tuple[np.ndarray, int]:
-    """Run from (x0, v0); returns positions (frames, N, d) float32 and the number of substeps."""
+             frame_dt: float, volume: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Run from (x0, v0); returns positions (frames, N, d) float32 and the number of substeps.
+    Each particle carries the volume ``spacing**d`` (a lattice of that spacing) unless ``volume``
+    gives one per particle (:func:`coarse_sample`)."""
     dtype = solver.dtype
     x = torch.as_tensor(x0, dtype=dtype)
     v = torch.as_tensor(np.ascontiguousarray(v0), dtype=dtype)
@@ -93,7 +95,9 @@ def simulate(solver: MPMSolver, x0: np.ndarray, v0: np.ndarray, spacing: float, 
     C = torch.zeros(n, d, d, dtype=dtype)
     F = torch.eye(d, dtype=dtype).repeat(n, 1, 1)
     mat = torch.zeros(n, dtype=torch.long)
-    vol = torch.full((n,), spacing**d, dtype=dtype)
+    vol = torch.full((n,), spacing**d, dtype=dtype) if volume is None else torch.as_tensor(volume, dtype=dtype)
+    if vol.shape != (n,):
+        raise SimError(f"volume has shape {tuple(vol.shape)}; expected one value per particle ({n})")
     mass = vol * density
     out = np.empty((frames, n, d), dtype=np.float32)
     out[0] = x0
@@ -110,6 +114,31 @@ def simulate(solver: MPMSolver, x0: np.ndarray, v0: np.ndarray, spacing: float, 
             solver.check_inside(x)
             out[f] = x.numpy()
     return out, total
+
+
+
+def coarse_sample(x0: np.ndarray, spacing: float, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample of the particles ``x0`` (sampled about ``spacing`` apart) for a solve ``factor``
+    times coarser: one particle per cell of a lattice of spacing ``factor * spacing`` (the one
+    nearest the mean of the cell's particles), carrying the volume of every particle of its
+    cell. Returns (indices into ``x0``, volumes): the sample keeps each body's mass and,
+    at the coarse grid's spacing, the particles per cell of the fine solve (factor 1: every
+    particle with the volume ``spacing**d``)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    if factor < 1:
+        raise SimError(f"the coarsening factor must be a positive integer, got {factor}")
+    if factor == 1:
+        return np.arange(len(x0)), np.full(len(x0), spacing ** x0.shape[1])
+    cell = np.floor(x0 / (factor * spacing)).astype(np.int64)
+    _, owner, count = np.unique(cell, axis=0, return_inverse=True, return_counts=True)
+    owner = owner.ravel()
+    mean = np.zeros((len(count), x0.shape[1]))
+    np.add.at(mean, owner, x0)
+    mean /= count[:, None]
+    order = np.lexsort((np.linalg.norm(x0 - mean[owner], axis=1), owner))  # by cell, then distance to its mean
+    first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+    index = order[first]
+    return index, count[owner[index]] * spacing ** x0.shape[1]
 
 
 def dataset_statistics(stores: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:

@@ -111,3 +111,45 @@ def test_water_settles_to_a_flat_surface():
     xs = np.linspace(0.1, 0.9, 9)
     tops = [pos[-1, np.abs(pos[-1, :, 0] - x) < 0.02, 1].max() for x in xs]
     assert np.std(tops) < 0.02
+
+
+def test_coarse_sample_keeps_each_body_s_volume_one_particle_per_coarse_cell():
+    from solvers.mpm import coarse_sample
+
+    spacing = 1 / 64 / 2
+    a, b = _block([0.2, 0.2], [0.2, 0.1], spacing), _block([0.55, 0.5], [0.13, 0.21], spacing)
+    x0 = np.concatenate([a, b]) + np.random.default_rng(1).uniform(-0.2, 0.2, (len(a) + len(b), 2)) * spacing
+    index, volume = coarse_sample(x0, spacing, 2)
+    assert len(np.unique(index)) == len(index)
+    cells = np.floor(x0[index] / (2 * spacing)).astype(int)
+    assert len(np.unique(cells, axis=0)) == len(index)  # one per coarse cell
+    assert len(index) == len(np.unique(np.floor(x0 / (2 * spacing)).astype(int), axis=0))  # every occupied cell
+    in_a = index < len(a)
+    assert volume[in_a].sum() == pytest.approx(len(a) * spacing**2)  # each body keeps its volume (mass)
+    assert volume[~in_a].sum() == pytest.approx(len(b) * spacing**2)
+    assert len(index) < 0.3 * len(x0)
+    same, full = coarse_sample(x0, spacing, 1)
+    assert len(same) == len(x0) and np.allclose(full, spacing**2)  # factor 1: every particle, its own volume
+
+
+def test_coarsened_solver_follows_the_fine_bounce():
+    """The same block on a grid twice as coarse with half the particles per axis (coarse_sample,
+    per-particle volumes): the wall band keeps its width and the bounce follows the fine one."""
+    from solvers.mpm import coarse_sample
+
+    fine = MPMSolver(2, 64, [Material("jelly", E=1e5, nu=0.2)], gravity=-9.8, wall="slip")
+    coarse = fine.coarsened(2)
+    assert coarse.n == 32 and coarse.bound == 2 and coarse.cfl == fine.cfl and coarse.wall == "slip"
+    with pytest.raises(Exception, match="divisor"):
+        fine.coarsened(3)
+    spacing = fine.dx / 2
+    x0 = _block([0.4, 0.3], [0.16, 0.16], spacing)
+    v0 = np.tile([0.3, -1.0], (len(x0), 1))
+    ref, _ = simulate(fine, x0, v0, spacing, 1e3, 50, 0.005)
+    index, volume = coarse_sample(x0, spacing, 2)
+    got, _ = simulate(coarse, x0[index], v0[index], 2 * spacing, 1e3, 50, 0.005, volume=volume)
+    moved = np.linalg.norm(ref[-1][index] - x0[index])
+    err = np.linalg.norm(got[-1] - ref[-1][index])
+    assert err < 0.2 * moved
+    with pytest.raises(Exception, match="one value per particle"):
+        simulate(coarse, x0[index], v0[index], spacing, 1e3, 3, 0.005, volume=volume[:-1])
