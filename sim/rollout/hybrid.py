@@ -7,7 +7,10 @@ is the cylinder-flow one), built per trajectory by a factory ``coarse_for(traj, 
 - ``start(traj, frame)``: its state from a stored frame; ``advance(state)``: one stored step;
 - ``on_stored(state)``: its point fields at the stored mesh's nodes (name -> (N,) or (N, c));
 - ``field``: the field the correction is added to (and the rollout reports);
-- ``prescribed``: (N,) mask of the stored nodes whose values the case prescribes.
+- ``prescribed``: (N,) mask of the stored nodes whose values the case prescribes;
+- optionally ``sampler(points)``: a function of a state giving ``field`` at other points (its
+  own discretisation evaluated there), for rollouts reported at points other than the stored
+  nodes (:func:`corrected_rollout`'s ``points``).
 
 The correction is a steady model (``model.family: steady``) whose output field is
 ``correction`` and whose node inputs are the coarse fields as ``coarse_<name>``; its scalars are
@@ -48,6 +51,7 @@ class CorrectedStepper:
         self.times = [lambda s: t0 + s * dt]
         self.state = coarse.start(traj, start)
         self.values = np.asarray(traj.point_fields[coarse.field][start], dtype=np.float32)
+        self.coarse_values = np.asarray(coarse.on_stored(self.state)[coarse.field], dtype=np.float32)
         self.spread = np.zeros_like(self.values)
         self.scalars = [{k: float(traj.params[k]) for k in c.config.get("scalars") or []} for c in self.correctors]
         self.graph = mesh_graph(traj.mesh) if self.correctors else None
@@ -74,6 +78,7 @@ class CorrectedStepper:
         for x in members:
             x[self.prescribed] = self.boundary(step)[self.prescribed]
         stack = np.stack(members)
+        self.coarse_values = np.asarray(v, dtype=np.float32)
         self.values = stack.mean(0).astype(np.float32)
         self.spread = stack.std(0).astype(np.float32)
 
@@ -122,13 +127,17 @@ def corrected_case(coarse_for: CoarseFactory, scale: float, member_scales: list[
 
 
 def corrected_rollout(correctors: Any, traj: Trajectory, coarse_for: CoarseFactory, scale: float,
-                      steps: int | None = None, member_scales: list[float] | None = None) -> Trajectory:
+                      steps: int | None = None, member_scales: list[float] | None = None,
+                      points: np.ndarray | None = None) -> Trajectory:
     """The hybrid rolled out from the first frame of the stored trajectory ``traj`` for ``steps``
     stored steps (default: as many as it has), the prescribed values from ``traj``: a trajectory
     on its mesh with the corrected field (and ``<field>_std`` for an ensemble).
     ``correctors``: checkpoint paths or loaded steady models (a list: an ensemble), or None for
     the coarse solve alone; ``coarse_for``, ``scale``, ``member_scales`` as in
-    :func:`corrected_case`."""
+    :func:`corrected_case`. ``points`` (Q, d): report the field at these points instead (a point
+    cloud trajectory, e.g. the nodes of a finer mesh of the same domain): the coarse solver's own
+    field there (its ``sampler``) plus the correction interpolated (P1) from the stored mesh, so
+    the output keeps what the coarse discretisation resolves between the stored nodes."""
     from sim.rollout.engine import run
     from sim.train import load_model
 
@@ -138,13 +147,29 @@ def corrected_rollout(correctors: Any, traj: Trajectory, coarse_for: CoarseFacto
     c = corrected_case(coarse_for, scale, member_scales)(
         members if len(members) > 1 else (members[0] if members else None), traj, "trajectory", steps, None)
     frames: dict[str, list[np.ndarray]] = {}
+    at_points = None
+    if points is not None:
+        from sim.mesh.interp import p1_matrix
+
+        stepper = c.stepper
+        if member_scales is not None or not hasattr(stepper.coarse, "sampler"):
+            raise SimError("a hybrid reports at other points only with one coarse solve that has a sampler")
+        points = np.asarray(points, dtype=np.float64)
+        sample, interp = stepper.coarse.sampler(points), p1_matrix(traj.mesh.points, traj.mesh.cells, points)
+
+        def at_points(field: str, values: np.ndarray) -> np.ndarray:
+            if field.endswith("_std"):
+                return interp @ values
+            return sample(stepper.state) + interp @ (values - stepper.coarse_values)
 
     class Keep:
         def write(self, time: float, point_fields: dict[str, Any] | None = None, **_: Any) -> None:
             for k, v in (point_fields or {}).items():
+                v = v if at_points is None else at_points(k, np.asarray(v, dtype=np.float64))
                 frames.setdefault(k, []).append(np.array(v, dtype=np.float32))
 
     run(c.stepper, c.steps, c.stepper.times, [Keep()])
     times = traj.times[0] + np.arange(c.steps + 1) * float(traj.dt)
-    return Trajectory(traj.mesh, times, point_fields={k: np.stack(v) for k, v in frames.items()}, dt=traj.dt,
+    mesh = traj.mesh if points is None else Mesh(points)
+    return Trajectory(mesh, times, point_fields={k: np.stack(v) for k, v in frames.items()}, dt=traj.dt,
                       params=dict(traj.params))

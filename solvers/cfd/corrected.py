@@ -46,9 +46,9 @@ class CoarseFlow:
 
     The coarse solver of :mod:`sim.rollout.hybrid`: ``start`` restricts a stored frame (vertex
     velocity and pressure, P1 on the stored mesh) to the coarse spaces (P2 velocity, P1 pressure)
-    with the exact boundary values; ``advance`` runs one stored step; ``on_stored`` interpolates
-    the coarse vertex values to the stored nodes; ``field`` is the field the correction is added
-    to and ``prescribed`` the stored nodes whose values the case prescribes."""
+    with the exact boundary values; ``advance`` runs one stored step; ``on_stored`` evaluates the
+    coarse fields at the stored nodes (``sampler``: at any points); ``field`` is the field the
+    correction is added to and ``prescribed`` the stored nodes whose values the case prescribes."""
 
     field = "velocity"
 
@@ -69,7 +69,8 @@ class CoarseFlow:
         self.flow, self.substeps = case_flow(self.mesh, self.channel, p["u_mean"], p["nu"], {"dt_store": dt_store})
         self.restrict_u = p1_matrix(mesh.points, mesh.cells, self.flow.vb.doflocs.T)
         self.restrict_p = p1_matrix(mesh.points, mesh.cells, self.flow.pb.doflocs.T)
-        self.prolong = p1_matrix(self.mesh.points, self.mesh.cells, mesh.points)
+        self.prolong = p1_matrix(self.mesh.points, self.mesh.cells, mesh.points)  # P1 pressure
+        self.stored_velocity = self.sampler(mesh.points)
         self.prescribed = prescribed_nodes(mesh)
 
     def start(self, traj: Trajectory, frame: int) -> FlowState:
@@ -87,9 +88,23 @@ class CoarseFlow:
         return s
 
     def on_stored(self, s: FlowState) -> dict[str, np.ndarray]:
-        """Velocity (N, 2) and pressure (N,) of state ``s`` at the stored mesh's nodes."""
-        v, p = self.flow.vertex_values(s)
-        return {"velocity": self.prolong @ v, "pressure": self.prolong @ p}
+        """Velocity (N, 2) and pressure (N,) of state ``s`` at the stored mesh's nodes: the
+        solver's own fields evaluated there (P2 velocity, P1 pressure), not an interpolation of
+        its vertex values (which would lose the velocity's curvature within each coarse cell)."""
+        _, p = self.flow.vertex_values(s)
+        return {"velocity": self.stored_velocity(s), "pressure": self.prolong @ p}
+
+    def sampler(self, points: np.ndarray):
+        """A function of a state giving its velocity (Q, 2) at ``points`` (Q, 2): the P2 field
+        with the exact boundary values, evaluated through a matrix built here, once."""
+        probe = self.flow.vb.probes(np.ascontiguousarray(np.asarray(points, dtype=np.float64)[:, :2].T))
+
+        def velocity(s: FlowState) -> np.ndarray:
+            ux, uy = s.ux.copy(), s.uy.copy()
+            ux[self.flow.vel_fixed], uy[self.flow.vel_fixed] = self.flow.velocity_bc(s.t)
+            return np.stack([probe @ ux, probe @ uy], 1)
+
+        return velocity
 
 
 def coarse_flow(traj: Trajectory, scale: float) -> CoarseFlow:

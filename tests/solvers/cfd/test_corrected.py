@@ -160,3 +160,35 @@ def test_corrected_rollout_returns_the_hybrid_trajectory(store):
     np.testing.assert_allclose(pair.point_fields["velocity"][3][~fixed] - plain.point_fields["velocity"][3][~fixed],
                                np.broadcast_to([0.0, 0.2], (int((~fixed).sum()), 2)), atol=1e-5)
     assert pair.point_fields["velocity_std"].shape == (4, traj.mesh.num_points, 2)
+
+
+def test_the_hybrid_reported_at_other_points_keeps_the_coarse_field_between_stored_nodes(store):
+    traj = _traj(store)
+    model = Constant([0.0, 0.1])
+    on_nodes = corrected_rollout(model, traj, coarse_flow, 0.7, steps=3)
+    same = corrected_rollout(model, traj, coarse_flow, 0.7, steps=3, points=traj.mesh.points)
+    np.testing.assert_allclose(same.point_fields["velocity"], on_nodes.point_fields["velocity"], atol=1e-5)
+    # the nodes of a finer mesh of the same case: the coarse solver's own field there plus the
+    # interpolated correction, not a P1 interpolation of the stored-node values
+    finer = CoarseFlow(traj.mesh, traj.params, float(traj.dt), 1.6).mesh
+    at = corrected_rollout(model, traj, coarse_flow, 0.7, steps=3, points=finer.points)
+    assert at.point_fields["velocity"].shape == (4, finer.num_points, 2)
+    from sim.mesh.interp import p1_matrix
+
+    coarse = coarse_flow(traj, 0.7)
+    s = coarse.start(traj, 0)
+    for _ in range(3):
+        s = coarse.advance(s)
+    own = coarse.sampler(finer.points)(s)
+    p1 = p1_matrix(traj.mesh.points, traj.mesh.cells, finer.points)
+    fixed = prescribed_nodes(traj.mesh)
+    shift = on_nodes.point_fields["velocity"][3] - coarse.on_stored(s)["velocity"]
+    expected = own + p1 @ shift
+    np.testing.assert_allclose(at.point_fields["velocity"][3], expected, atol=1e-4)
+    interior = np.abs(shift[~fixed] - [0.0, 0.1]).max()
+    assert interior < 1e-5  # away from the prescribed nodes the shift is the correction itself
+    plain_p1 = p1 @ on_nodes.point_fields["velocity"][3]
+    assert np.abs(at.point_fields["velocity"][3] - plain_p1).max() > 1e-3  # P2 detail between the stored nodes
+    with pytest.raises(SimError, match="one coarse solve"):
+        corrected_rollout([model, model], traj, coarse_flow, 0.7, steps=1, member_scales=[0.6, 0.8],
+                          points=finer.points)
