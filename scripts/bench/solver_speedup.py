@@ -30,9 +30,10 @@ does that with tiny budgets.
 
 JSON keys: cfd_solver_frame_s, cfd_surrogate_frame_s, cfd_speedup, mpm_solver_frame_s,
 mpm_surrogate_frame_s, mpm_speedup, cfd_final_rel_err, mpm_final_rel_err (+ sizes, frames);
-mpm_refine and mpm_refined_particles, _solver_frame_s, _surrogate_frame_s, _speedup, _final_rel_err: the
-MPM case's bodies sampled --mpm-refine times finer per axis on a grid as much finer (the second particle
-count; the bench's GIOROM keeps its sparse nodes as far apart as in training, ``sample_rule: spacing``);
+mpm_refine and mpm_refined_particles, _solver_frame_s, _surrogate_frame_s, _speedup, _final_rel_err (and the
+mpm_refined_hybrid_* lists of --mpm-hybrid below): the MPM case's bodies sampled --mpm-refine times finer per
+axis on a grid as much finer (the second particle count; its reference solve is kept in --out; the bench's
+GIOROM keeps its sparse nodes as far apart as in training, ``sample_rule: spacing``);
 cfd_ and mpm_surrogate_frame_s_bf16, _speedup_bf16, _final_rel_err_bf16; cfd_surrogate_frame_s_compiled,
 cfd_speedup_compiled, cfd_final_rel_err_compiled, cfd_compile_s; sweep_queries,
 sweep_frame_s, sweep_speedup (null for a model not conditioned on the viscosity);
@@ -73,8 +74,8 @@ FACTOR ..., per factor (lists) mpm_hybrid_factor, _particles, _grid, _frame_s, _
 _final_rel_err: our MPM solver on a grid FACTOR times coarser run on a sample of the particles (one per
 coarse lattice cell, with its cell's volume), decoded to every particle by the checkpoint's learned dense
 decoder every frame (GIOROM's reduced order, our solver as its dynamics); mpm_speedup and
-mpm_final_rel_err: the first factor's hybrid when measured, else the learned surrogate's (mpm_headline
-says which);
+mpm_final_rel_err: the first factor's hybrid on the largest particle count measured (the refined one
+with --mpm-refine > 1), else the learned surrogate's (mpm_headline says which);
 train_cpu_s: the training CPU seconds of each model measured (train_cpu_hours their sum);
 a log-log PNG of time per frame against nodes, one panel per case (--png).
 """
@@ -581,13 +582,16 @@ def mpm_hybrid(checkpoint: Path, traj, factor: int, solver_frame_s: float) -> di
             "speedup": solver_frame_s / per, "final_rel_err": err}
 
 
-def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int | None = None) -> dict[str, float]:
+def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int = 20, cache: Path | None = None,
+                hybrid: list[int] | tuple[int, ...] = ()) -> dict[str, object]:
     """The trajectory's bodies sampled ``factor`` times finer per axis (each particle split into
     ``factor**d`` at the offsets of a finer lattice, with its velocity) and our solver on a grid
-    ``factor`` times finer (the recipe's particles per cell): its CPU seconds per frame over
-    ``frames`` frames (default the trajectory's), and the surrogate rolled out on that finer set
-    from the solver's first frames: its CPU seconds per frame, the speedup and its final position
-    error relative to how far the particles moved (as for the recipe's own count)."""
+    ``factor`` times finer (the recipe's particles per cell) over all the trajectory's frames:
+    the reference (kept in the store ``cache`` and reused for the same case), and our solver's
+    CPU seconds per frame timed over its first ``frames`` frames; the surrogate rolled out on that
+    finer set from the reference's first frames (CPU seconds per frame, speedup, final position
+    error relative to how far the particles moved, as for the recipe's own count), and per factor
+    of ``hybrid`` the coarse solve + learned decode of :func:`mpm_hybrid` on it (lists)."""
     from sim.mesh import Mesh, Trajectory
     from solvers.mpm import simulate
 
@@ -599,20 +603,33 @@ def mpm_refined(checkpoint: Path, traj, factor: int = 2, frames: int | None = No
     pos = np.asarray(traj.positions, dtype=np.float64)
     x0 = (pos[0][:, None] + offsets[None]).reshape(-1, d)
     v0 = np.repeat((pos[1] - pos[0]) / float(traj.dt), len(offsets), axis=0)
-    n = traj.num_steps if frames is None else min(frames + 1, traj.num_steps)
+    n = traj.num_steps
+    params = {**p, "n_grid": int(p["n_grid"]) * factor, "num_particles": int(len(x0))}
+
+    def solve() -> Trajectory:
+        positions, _ = simulate(solver, x0, v0, spacing, material.density, n, float(traj.dt))
+        return Trajectory(Mesh(x0.astype(np.float32), point_data={"particle_type": np.zeros(len(x0), dtype=np.int64)}),
+                          np.arange(n) * float(traj.dt), positions=positions, dt=float(traj.dt), params=params)
+
+    fine, _ = _cached_solve(cache, {"case": {k: v for k, v in p.items() if isinstance(v, (int, float, str))},
+                                    "refine": factor, "frames": n}, solve)
+    timed = min(frames + 1, n)
     t = time.process_time()
-    truth, _ = simulate(solver, x0, v0, spacing, material.density, n, float(traj.dt))
-    solver_s = (time.process_time() - t) / (n - 1)
-    fine = Trajectory(Mesh(x0.astype(np.float32), point_data={"particle_type": np.zeros(len(x0), dtype=np.int64)}),
-                      np.arange(n) * float(traj.dt), positions=truth, dt=float(traj.dt), params=dict(p))
+    simulate(solver, x0, v0, spacing, material.density, timed, float(traj.dt))
+    solver_s = (time.process_time() - t) / timed
+    truth = np.asarray(fine.positions)
     per, out, steps = rollout_frame_s(checkpoint, fine)
     start = truth[n - steps - 1]
     moved = np.linalg.norm(truth[-1] - start)
     err = float(np.linalg.norm(out.positions[-1] - truth[-1]) / max(moved, 1e-12))
     print(f"MPM x{factor} ({len(x0)} particles): solver {solver_s * 1e3:.0f} ms/frame, surrogate {per * 1e3:.1f} ms, "
           f"{solver_s / per:.1f}x, final error {err:.3f}", flush=True)
-    return {"particles": int(len(x0)), "solver_frame_s": solver_s, "surrogate_frame_s": per,
-            "speedup": solver_s / per, "final_rel_err": err}
+    res: dict[str, object] = {"particles": int(len(x0)), "solver_frame_s": solver_s, "surrogate_frame_s": per,
+                              "speedup": solver_s / per, "final_rel_err": err}
+    if hybrid:
+        runs = [mpm_hybrid(checkpoint, fine, f, solver_s) for f in hybrid]
+        res.update({f"hybrid_{k}": [h[k] for h in runs] for k in runs[0]})
+    return res
 
 
 def rollout_frame_s(checkpoint: Path, traj, frames: int | None = None, precision: str = "fp32",
@@ -749,9 +766,9 @@ def main() -> None:
                     help="the MPM case also sampled this many times finer per axis, on a grid as much finer (the "
                          "second particle count; 1: skip)")
     ap.add_argument("--mpm-hybrid", type=int, nargs="*", default=[2], metavar="FACTOR",
-                    help="the MPM case also predicted by our solver on grids this many times coarser with the "
-                         "checkpoint's learned dense decoder (default 2; none: skip); the mpm_speedup / "
-                         "mpm_final_rel_err headline is the first factor's")
+                    help="the MPM case (and its refined one) also predicted by our solver on grids this many times "
+                         "coarser with the checkpoint's learned dense decoder (default 2; none: skip); the "
+                         "mpm_speedup / mpm_final_rel_err headline is the first factor's at the largest count")
     ap.add_argument("--diffusion-sizes", type=int, nargs="*",
                     help="nodes of the diffusion3d meshes timed (default 10000 50000 200000; quick 3000 8000; "
                          "none: skip)")
@@ -894,7 +911,13 @@ def main() -> None:
                                           / max(moved, 1e-12))
     if args.mpm_refine > 1:
         res["mpm_refine"] = args.mpm_refine
-        res.update({f"mpm_refined_{k}": v for k, v in mpm_refined(mpm_ckpt, traj, args.mpm_refine).items()})
+        refined = mpm_refined(mpm_ckpt, traj, args.mpm_refine, frames, Path(args.out) / f"mpm_x{args.mpm_refine}.h5",
+                              args.mpm_hybrid)
+        res.update({f"mpm_refined_{k}": v for k, v in refined.items()})
+        if args.mpm_hybrid:  # the headline: the first factor's hybrid on the largest particle count
+            res["mpm_headline"] = f"refined_hybrid_x{args.mpm_hybrid[0]}"
+            res["mpm_speedup"] = refined["hybrid_speedup"][0]
+            res["mpm_final_rel_err"] = refined["hybrid_final_rel_err"][0]
     models = {"cfd": cfd_ckpt, "mpm": mpm_ckpt, "diffusion": res.get("diffusion_checkpoint"),
               "diffusion_corrector": res.get("diffusion_corrector"),
               **{f"cfd_hybrid_{i}": c for i, c in enumerate(args.cfd_hybrid or [])}}

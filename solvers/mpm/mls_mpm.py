@@ -96,14 +96,14 @@ class MPMSolver:
         self.node_index = idx  # (num_nodes, d) integer grid coordinates
 
     def coarsened(self, factor: int) -> MPMSolver:
-        """The same solver on a grid ``factor`` times coarser, its wall band as close as a whole
-        number of cells allows to the same physical width (at least two cells, the stencil's
-        reach): a fine band of ``bound`` cells ends at ``(bound - 1) dx``."""
+        """The same solver (materials, walls, CFL number, wall band in cells) on a grid ``factor``
+        times coarser. The band keeps its cell count, so it is ``factor`` times wider: a band of
+        fewer cells matched the fine one's width better but let fast bodies reach the domain's
+        edge within a frame (two cells are the stencil's reach)."""
         if factor < 1 or self.n % factor:
             raise SimError(f"the grid of {self.n} cells cannot be coarsened by {factor} (a divisor of it is needed)")
-        bound = max(2, round(1 + (self.bound - 1) / factor))
         return MPMSolver(self.dim, self.n // factor, self.materials, gravity=float(self.gravity[-1]), wall=self.wall,
-                         bound=bound, cfl=self.cfl, dtype=self.dtype)
+                         bound=self.bound, cfl=self.cfl, dtype=self.dtype)
 
     def max_dt(self, v: torch.Tensor | None = None) -> float:
         speed = max(m.wave_speed() for m in self.materials)
