@@ -108,10 +108,11 @@ def cfd_solver_frame_s(traj, frames: int, warmup: float) -> float:
     return cfd_scaled(traj, 1.0, frames, warmup)[0]
 
 
-def cfd_scaled(traj, scale: float, frames: int, warmup: float) -> tuple[float, object]:
+def cfd_scaled(traj, scale: float, frames: int, warmup: float, keep: int = 1) -> tuple[float, object]:
     """CPU seconds per stored frame of our solver on the trajectory's geometry and inflow meshed
     ``scale`` times finer (mesh sizes / scale; the solver step follows the recipe's CFL rule), and
-    the flow after the timed frames as a one-step Trajectory (the surrogate's starting state)."""
+    the flow of the last ``keep`` timed frames as a Trajectory (the surrogate's starting state:
+    as many frames as it reads)."""
     from sim.mesh import Trajectory
     from solvers.cfd.cylinder import solver_substeps
     from solvers.cfd.geometry import Channel, channel_mesh
@@ -127,14 +128,17 @@ def cfd_scaled(traj, scale: float, frames: int, warmup: float) -> tuple[float, o
     state = flow.initial_state()
     for _ in range(int(round(warmup * substeps / dt_store))):
         state = flow.step(state)
-    t = time.process_time()
-    for _ in range(frames * substeps):
-        state = flow.step(state)
-    per = (time.process_time() - t) / frames
-    v, _ = flow.vertex_values(state)
-    start = Trajectory(mesh, np.array([0.0]), point_fields={"velocity": v[None].astype(np.float32)}, dt=dt_store,
+    kept, spent = [], 0.0
+    for k in range(frames):
+        t = time.process_time()
+        for _ in range(substeps):
+            state = flow.step(state)
+        spent += time.process_time() - t
+        if k >= frames - keep:
+            kept.append(flow.vertex_values(state)[0].astype(np.float32))
+    start = Trajectory(mesh, np.arange(len(kept)) * dt_store, point_fields={"velocity": np.stack(kept)}, dt=dt_store,
                        params=dict(p))
-    return per, start
+    return spent / frames, start
 
 
 def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup: float,
@@ -146,7 +150,7 @@ def scale_sweep(checkpoint: Path, traj, scales: list[float], frames: int, warmup
                                             "speedup", "speedup_bf16")}
     surrogate = load(checkpoint, correction)
     for scale in scales:
-        solver_s, start = cfd_scaled(traj, scale, frames, warmup)
+        solver_s, start = cfd_scaled(traj, scale, frames, warmup, keep=getattr(surrogate, "history", 1))
         times = {}
         for precision in ("fp32", "bf16"):
             surrogate.set_precision(precision)
