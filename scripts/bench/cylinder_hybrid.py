@@ -6,9 +6,9 @@
 
 The hybrid of :mod:`sim.rollout.hybrid` with the cylinder's coarse solver
 (:mod:`solvers.cfd.corrected`): our solver on the case meshed ``--scale`` times as fine (0.7:
-about half the stored nodes), started from the stored first frame, its velocity interpolated
-(P1) to the stored mesh every stored step and corrected by a steady MeshGraphNet (CPU preset:
-latent 64, 6 message-passing steps) that reads the interpolated coarse velocity and pressure,
+about half the stored nodes), started from the stored first frame, its velocity evaluated at
+the stored nodes (its own P2 field) every stored step and corrected by a steady MeshGraphNet (CPU
+preset: latent 64, 6 message-passing steps) that reads that coarse velocity and pressure,
 the node types and the case's Reynolds number and inflow speed. The correction's training
 samples come from the training split: the coarse solve started from stored frames 0, 100 and 200
 and run 30 stored steps, a sample every second step (the true velocity minus the interpolated

@@ -7,10 +7,10 @@ loses what the coarse mesh cannot resolve: the time-mean wake and the fluctuatio
 off by a systematic amount (``scripts/bench/cylinder_resolution.py``). The hybrid splits the
 work: our solver (:class:`~solvers.cfd.navier_stokes.CylinderFlow`) runs on the case meshed
 ``scale`` times as fine as the stored one, started from the stored state (restricted to the
-coarse finite-element spaces), and every stored frame its velocity is interpolated (P1) to the
-stored mesh and a steady graph network (``model.family: steady``) adds the resolution
-correction it learned: the true velocity minus the interpolated coarse one, read from the
-interpolated coarse velocity and pressure, the node types, the geometry (the graph) and the
+coarse finite-element spaces), and every stored frame its velocity is evaluated at the stored
+nodes (its own P2 field) and a steady graph network (``model.family: steady``) adds the
+resolution correction it learned: the true velocity minus the coarse one, read from the coarse
+velocity and pressure at the stored nodes, the node types, the geometry (the graph) and the
 case's scalars. The correction is not fed back into the coarse solve (the solver's state stays
 its own, so the hybrid is as stable as the solver).
 
