@@ -195,7 +195,7 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     ``correction``: the rollout correction to run the surrogate with (default: its own).
     ``cache``: a store holding the fine solve (written when missing, reused when it was solved
     for the same case, scale and frames): the reference solve takes over an hour at 25k nodes."""
-    from sim.mesh import Mesh, NodeType
+    from sim.mesh import Mesh
     from solvers.cfd.cylinder import solve
 
     p = traj.params
@@ -228,7 +228,7 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
     if hybrid:
         from sim.rollout.hybrid import corrected_rollout
         from sim.train import load_model
-        from solvers.cfd.corrected import coarse_flow
+        from solvers.cfd.corrected import coarse_flow, prescribed_nodes
 
         correctors = [load_model(c)[0] for c in hybrid]
         members = correctors if len(correctors) > 1 else correctors[0]
@@ -237,23 +237,21 @@ def cfd_large(checkpoint: Path, traj, scale: float, frames: int, solver_frame_s:
         def built(_traj, _scale):
             return coarse
 
+        fixed = prescribed_nodes(fine)
+
+        def at_fine(correctors) -> list[np.ndarray]:  # prescribed values set as for the interpolated predictions
+            rolled = corrected_rollout(correctors, traj, built, hybrid_scale, n - 1, points=fine.points)
+            return [np.where(fixed[:, None], true_v[k], v) for k, v in enumerate(rolled.point_fields["velocity"])]
+
         corrected_rollout(members, traj, built, hybrid_scale, 1, points=fine.points)  # warm-up
         t = time.process_time()
-        rolled = corrected_rollout(members, traj, built, hybrid_scale, n - 1, points=fine.points)
-        decoded = [np.array(v, dtype=np.float64) for v in rolled.point_fields["velocity"]]
+        decoded = at_fine(members)
         per = (time.process_time() - t) / (n - 1)
-        fixed = (fine.node_type != int(NodeType.INTERIOR)) & (fine.node_type != int(NodeType.OUTFLOW))
-        for k, v in enumerate(decoded):
-            v[fixed] = true_v[k][fixed]  # the prescribed values, as for the interpolated predictions
         res["hybrid_frame_s"] = per
         if solver_frame_s is not None:
             res["hybrid_speedup"] = solver_frame_s / per
         res.update({f"hybrid_{k}": v for k, v in scored(decoded).items()})
-        alone = [np.array(v, dtype=np.float64) for v in corrected_rollout(
-            None, traj, built, hybrid_scale, n - 1, points=fine.points).point_fields["velocity"]]
-        for k, v in enumerate(alone):
-            v[fixed] = true_v[k][fixed]
-        res.update({f"hybrid_coarse_{k}": v for k, v in scored(alone).items()})  # what the correction adds
+        res.update({f"hybrid_coarse_{k}": v for k, v in scored(at_fine(None)).items()})  # what the correction adds
         print(f"cylinder x{scale:g}: coarse solve x{hybrid_scale:g} + learned correction, interpolated "
               f"{per * 1e3:.1f} ms/frame, mean-flow {res['hybrid_mean_field_rrmse']:.3f}", flush=True)
     start = type(traj)(fine, truth.times, point_fields={"velocity": true_v}, dt=traj.dt, params=dict(p))
@@ -574,10 +572,9 @@ def mpm_hybrid(checkpoint: Path, traj, factor: int, solver_frame_s: float) -> di
     t = time.process_time()
     sparse, _ = simulate(coarse, pos[0][index], v0[index], factor * spacing, material.density, n, float(traj.dt),
                          volume=volume)
-    with torch.inference_mode():
-        last = (rest + plan.apply(torch.as_tensor(sparse[-1]) - sparse_rest)).numpy()
-        for frame in sparse[1:-1]:  # every frame is decoded, as a rollout written to disk would be
-            plan.apply(torch.as_tensor(frame) - sparse_rest)
+    with torch.inference_mode():  # every frame is decoded, as a rollout written to disk would be
+        dense = [rest + plan.apply(torch.as_tensor(frame) - sparse_rest) for frame in sparse[1:]]
+    last = dense[-1].numpy()
     per = (time.process_time() - t) / (n - 1)
     err = float(np.linalg.norm(last - pos[-1]) / max(np.linalg.norm(pos[-1] - pos[0]), 1e-12))
     print(f"MPM coarse solve x{factor} ({len(index)} of {len(pos[0])} particles, grid {coarse.n}) + learned decode: "
